@@ -1,0 +1,124 @@
+// demodulate: RF to IQ, the way MUST's rf2iq does it: mix down with
+// exp(-j 2π fc t) at absolute time t = t0 + k/fs, low-pass with a
+// Butterworth filter run forward and backward (filtfilt, odd padding,
+// steady-state initial conditions), times 2.
+// CPU twin: src/reference/demodulate.rs. Host: src/pipeline/demodulate.rs.
+//
+// An IIR filter is sequential along time, so one invocation owns one trace
+// (frames × waves × channels of them: thousands, enough to fill a GPU). The
+// filter runs as cascaded second-order sections: the single 5th-order
+// polynomial form loses about three digits in f32 at MUST's cut-offs.
+
+const MAX_SECTIONS: u32 = 8u;
+
+// Keep in sync with DemodulateParams in src/pipeline/demodulate.rs.
+struct DemodulateParams {
+    n_traces: u32,
+    n_samples: u32,
+    // Odd-extension length at each end (scipy: 3 × filter length).
+    pad: u32,
+    n_sections: u32,
+    // Mixing phase in cycles: fract(fc·t0) and fc/fs, split so that f32
+    // keeps the phase of late samples to ~1e-5 cycles.
+    phase0: f32,
+    phase_step: f32,
+    // Output scale (2 in MUST: the negative-frequency half is removed).
+    scale: f32,
+    _pad0: u32,
+}
+
+// Keep in sync with GpuSection in src/pipeline/demodulate.rs.
+struct Section {
+    // b0, b1, b2, unused.
+    b: vec4<f32>,
+    // a1, a2 (a0 = 1), steady-state initial state for a unit step (zi0, zi1).
+    a: vec4<f32>,
+}
+
+@group(0) @binding(0) var<uniform> params: DemodulateParams;
+@group(0) @binding(1) var<storage, read> sections: array<Section>;
+// [trace][sample] real.
+@group(0) @binding(2) var<storage, read> rf: array<f32>;
+// [trace][pad + sample + pad] complex: the forward pass.
+@group(0) @binding(3) var<storage, read_write> scratch: array<vec2<f32>>;
+// [trace][sample] complex.
+@group(0) @binding(4) var<storage, read_write> iq: array<vec2<f32>>;
+
+const TAU: f32 = 6.283185307179586;
+
+fn mixed(trace: u32, k: u32) -> vec2<f32> {
+    // fract() twice: the step product stays small before the sum.
+    let cycles = fract(params.phase0 + fract(params.phase_step * f32(k)));
+    let v = rf[trace * params.n_samples + k];
+    let phase = -TAU * cycles;
+    return v * vec2<f32>(cos(phase), sin(phase));
+}
+
+// Sample i of the odd extension 2·x[0] − x[pad − i] | x | 2·x[n−1] − x[...].
+fn extended(trace: u32, i: u32) -> vec2<f32> {
+    let n = params.n_samples;
+    let p = params.pad;
+    if (i < p) {
+        return 2.0 * mixed(trace, 0u) - mixed(trace, p - i);
+    }
+    if (i < p + n) {
+        return mixed(trace, i - p);
+    }
+    return 2.0 * mixed(trace, n - 1u) - mixed(trace, n - 2u - (i - p - n));
+}
+
+@compute @workgroup_size(64)
+fn demodulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let trace = gid.x + gid.y * nwg.x * 64u;
+    if (trace >= params.n_traces) {
+        return;
+    }
+    let n = params.n_samples;
+    let p = params.pad;
+    let len = n + 2u * p;
+    let base = trace * len;
+    let ns = min(params.n_sections, MAX_SECTIONS);
+
+    // Transposed direct form II states, one complex pair per section.
+    var z1: array<vec2<f32>, MAX_SECTIONS>;
+    var z2: array<vec2<f32>, MAX_SECTIONS>;
+
+    // Forward pass, states at steady state for the first extended sample.
+    let x0 = extended(trace, 0u);
+    for (var s = 0u; s < ns; s++) {
+        z1[s] = sections[s].a.z * x0;
+        z2[s] = sections[s].a.w * x0;
+    }
+    for (var i = 0u; i < len; i++) {
+        var v = extended(trace, i);
+        for (var s = 0u; s < ns; s++) {
+            let sec = sections[s];
+            let y = sec.b.x * v + z1[s];
+            z1[s] = sec.b.y * v - sec.a.x * y + z2[s];
+            z2[s] = sec.b.z * v - sec.a.y * y;
+            v = y;
+        }
+        scratch[base + i] = v;
+    }
+
+    // Backward pass over the forward output, from its last sample.
+    let y0 = scratch[base + len - 1u];
+    for (var s = 0u; s < ns; s++) {
+        z1[s] = sections[s].a.z * y0;
+        z2[s] = sections[s].a.w * y0;
+    }
+    for (var j = 0u; j < len; j++) {
+        let i = len - 1u - j;
+        var v = scratch[base + i];
+        for (var s = 0u; s < ns; s++) {
+            let sec = sections[s];
+            let y = sec.b.x * v + z1[s];
+            z1[s] = sec.b.y * v - sec.a.x * y + z2[s];
+            z2[s] = sec.b.z * v - sec.a.y * y;
+            v = y;
+        }
+        if (i >= p && i < p + n) {
+            iq[trace * n + (i - p)] = params.scale * v;
+        }
+    }
+}

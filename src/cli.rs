@@ -1,0 +1,473 @@
+//! The `sonoguide` command. `main.rs` only calls [`main`]; everything the
+//! user can type is parsed and checked here, and every failure becomes one
+//! message and a non-zero exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::acquisition::{ChannelData, PixelGrid, ProbeKind};
+use crate::gpu::GpuContext;
+use crate::io;
+use crate::pipeline::{Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, Interp};
+
+#[derive(Parser, Debug)]
+#[command(name = "sonoguide", version, about = "GPU ultrasound imaging engine: channel data to B-mode with WGSL compute shaders")]
+pub struct Cli {
+    /// GPU backends to search: vulkan, gl, metal, dx12 (comma list). Default: WGPU_BACKEND, else all.
+    #[arg(long, global = true)]
+    pub backend: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Beamform a UFF (.uff/.h5) or MUST (.mat) dataset to IQ, envelope and a B-mode PNG.
+    Beamform(BeamformArgs),
+    /// Print what a dataset holds (probe, waves, sampling) without beamforming.
+    Info {
+        input: PathBuf,
+    },
+    /// List the GPU adapters wgpu can see, and the one sonoguide would choose.
+    Adapters,
+    /// Simulate point targets and speckle, beamform them on the GPU and write a PNG (the default).
+    Demo {
+        #[arg(long, default_value = "sonoguide-demo.png")]
+        png: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BeamformArgs {
+    /// Channel data: USTB UFF (.uff, .h5, .hdf5) or MUST/PyMUST .mat (RF + param).
+    pub input: PathBuf,
+    /// Pixel positions: .npy float32/float64 [rows, cols, 2] of (x, z) in metres.
+    #[arg(long, conflicts_with_all = ["grid", "polar"])]
+    pub pixels: Option<PathBuf>,
+    /// Cartesian grid x0:x1:nx,z0:z1:nz in metres (end points included).
+    #[arg(long, conflicts_with = "polar")]
+    pub grid: Option<String>,
+    /// Polar grid r0:r1:nr,a0:a1:na (radius in metres, angle in degrees from +z) about the
+    /// convex probe's centre of curvature (the origin for flat probes).
+    #[arg(long)]
+    pub polar: Option<String>,
+    /// Receive F-number, `auto` (MUST's rule from element width and bandwidth) or `full` (whole aperture).
+    #[arg(long, default_value = "auto")]
+    pub fnumber: String,
+    /// Receive apodization: boxcar, hann or tukey:A (A = taper fraction 0..1).
+    #[arg(long, default_value = "boxcar")]
+    pub apodization: String,
+    /// Divide each wave's sum by the sum of its receive weights.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Interpolation between samples: nearest, linear or cubic.
+    #[arg(long, default_value = "linear")]
+    pub interp: String,
+    /// Frames to beamform: `all` or the first N.
+    #[arg(long, default_value = "all")]
+    pub frames: String,
+    /// Waves to compound: `all` or a comma list of 0-based indices.
+    #[arg(long, default_value = "all")]
+    pub waves: String,
+    /// Dynamic range of the B-mode, dB.
+    #[arg(long, default_value_t = 40.0)]
+    pub dynamic_range: f64,
+    /// Gain applied to the envelope before compression, dB (matters with --reference).
+    #[arg(long, default_value_t = 0.0)]
+    pub gain: f64,
+    /// Fixed 0 dB envelope level instead of the maximum over all frames.
+    #[arg(long)]
+    pub reference: Option<f64>,
+    /// RF demodulation low-pass bandwidth in percent of fc (default: the file's bandwidth).
+    #[arg(long)]
+    pub bandwidth: Option<f64>,
+    /// Write the beamformed IQ (complex64 [frames, rows, cols], coherent sum over waves, before detection).
+    #[arg(long)]
+    pub save_npy: Option<PathBuf>,
+    /// Write the envelope (float32 [frames, rows, cols]).
+    #[arg(long)]
+    pub save_envelope: Option<PathBuf>,
+    /// Write the B-mode grey levels (uint8 [frames, rows, cols]) as MUST's bmode would.
+    #[arg(long)]
+    pub save_bmode: Option<PathBuf>,
+    /// Write the B-mode of the first frame as PNG (scan converted for polar grids).
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+}
+
+/// A user-facing failure: the message says what was wrong and what to do.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::error::Error> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+fn fail(msg: impl Into<String>) -> CliError {
+    CliError(msg.into())
+}
+
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command.unwrap_or(Command::Demo { png: PathBuf::from("sonoguide-demo.png") }) {
+        Command::Beamform(args) => beamform(&args, cli.backend.as_deref()),
+        Command::Info { input } => {
+            let data = load(&input)?;
+            print!("{}", describe(&input, &data));
+            Ok(())
+        }
+        Command::Adapters => adapters(cli.backend.as_deref()),
+        Command::Demo { png } => demo(&png, cli.backend.as_deref()),
+    }
+}
+
+/// Read channel data by extension (and by content for unknown extensions).
+pub fn load(path: &Path) -> Result<ChannelData, CliError> {
+    if !path.exists() {
+        return Err(fail(format!("{}: no such file", path.display())));
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    match ext.as_str() {
+        "mat" => Ok(io::must::read_must(path)?),
+        "uff" | "h5" | "hdf5" => Ok(io::uff::read_uff(path)?),
+        _ => {
+            let mut head = [0u8; 8];
+            use std::io::Read;
+            let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            if n >= 8 && &head == b"\x89HDF\r\n\x1a\n" {
+                Ok(io::uff::read_uff(path)?)
+            } else if n >= 6 && &head[..6] == b"MATLAB" {
+                Ok(io::must::read_must(path)?)
+            } else {
+                Err(fail(format!("{}: not a UFF (HDF5) or MATLAB .mat file; expected .uff, .h5 or .mat", path.display())))
+            }
+        }
+    }
+}
+
+pub fn describe(path: &Path, d: &ChannelData) -> String {
+    let a = &d.acquisition;
+    let kind = match &a.probe.kind {
+        ProbeKind::Linear => "linear".to_string(),
+        ProbeKind::Phased => "phased".to_string(),
+        ProbeKind::Convex { radius, center } => format!("convex, R = {:.2} mm, centre ({:.2}, {:.2}) mm", radius * 1e3, center[0] * 1e3, center[1] * 1e3),
+        ProbeKind::Generic => "generic".to_string(),
+    };
+    format!(
+        "{}\n  probe: {} elements, {kind}, pitch {:.3} mm, width {:.3} mm\n  data: {} frames × {} waves × {} channels × {} samples, {}\n  fs {:.3} MHz, fc {:.3} MHz, bandwidth {:.0} %, c {} m/s, t0 {:.3} µs{}\n  waves: {}\n",
+        path.display(),
+        a.probe.len(),
+        a.probe.pitch() * 1e3,
+        a.probe.element_width() * 1e3,
+        d.frames,
+        d.waves,
+        d.channels,
+        d.samples,
+        if d.is_iq() { format!("IQ at {:.3} MHz", a.modulation_frequency * 1e-6) } else { "RF".to_string() },
+        a.sampling_frequency * 1e-6,
+        a.center_frequency * 1e-6,
+        a.bandwidth * 100.0,
+        a.sound_speed,
+        a.initial_time * 1e6,
+        if a.prf > 0.0 { format!(", PRF {} Hz", a.prf) } else { String::new() },
+        a.waves
+            .iter()
+            .map(|w| match &w.wavefront {
+                crate::acquisition::Wavefront::Plane { azimuth } => format!("plane {:.1}°", azimuth.to_degrees()),
+                crate::acquisition::Wavefront::Diverging { source } => format!("diverging from ({:.1}, {:.1}) mm", source.x * 1e3, source.z * 1e3),
+                crate::acquisition::Wavefront::Focused { focus } => format!("focused at ({:.1}, {:.1}) mm", focus.x * 1e3, focus.z * 1e3),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn parse_range(s: &str, what: &str) -> Result<(f64, f64, usize), CliError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || fail(format!("{what} `{s}`: expected start:end:count, e.g. -0.0125:0.0125:251"));
+    if parts.len() != 3 {
+        return Err(bad());
+    }
+    let a: f64 = parts[0].trim().parse().map_err(|_| bad())?;
+    let b: f64 = parts[1].trim().parse().map_err(|_| bad())?;
+    let n: usize = parts[2].trim().parse().map_err(|_| bad())?;
+    if !a.is_finite() || !b.is_finite() || n == 0 {
+        return Err(bad());
+    }
+    if n > 8192 {
+        return Err(fail(format!("{what} `{s}`: {n} points along one axis is more than 8192")));
+    }
+    Ok((a, b, n))
+}
+
+/// The pixel grid from `--pixels`, `--grid`, `--polar` or the default.
+pub fn pixel_grid(args: &BeamformArgs, data: &ChannelData) -> Result<PixelGrid, CliError> {
+    if let Some(path) = &args.pixels {
+        return read_pixels(path);
+    }
+    if let Some(g) = &args.grid {
+        let (xs, zs) = g.split_once(',').ok_or_else(|| fail(format!("--grid `{g}`: expected x0:x1:nx,z0:z1:nz in metres")))?;
+        let (x0, x1, nx) = parse_range(xs, "--grid x")?;
+        let (z0, z1, nz) = parse_range(zs, "--grid z")?;
+        return Ok(PixelGrid::Cartesian { x: (x0, x1), z: (z0, z1), nx, nz });
+    }
+    if let Some(g) = &args.polar {
+        let (rs, as_) = g.split_once(',').ok_or_else(|| fail(format!("--polar `{g}`: expected r0:r1:nr,a0:a1:na (metres, degrees)")))?;
+        let (r0, r1, nr) = parse_range(rs, "--polar radius")?;
+        let (a0, a1, na) = parse_range(as_, "--polar angle")?;
+        let origin = match data.acquisition.probe.kind {
+            ProbeKind::Convex { center, .. } => center,
+            _ => [0.0, 0.0],
+        };
+        return Ok(PixelGrid::Polar { origin, radius: (r0, r1), angle: (a0.to_radians(), a1.to_radians()), nr, na });
+    }
+    Ok(PixelGrid::default_for(&data.acquisition, data.samples))
+}
+
+/// `--pixels FILE.npy`: float32/float64 [rows, cols, 2] of (x, z) metres.
+pub fn read_pixels(path: &Path) -> Result<PixelGrid, CliError> {
+    let arr = io::npy::read_npy(path).map_err(|e| fail(format!("--pixels {}: {e}", path.display())))?;
+    let shape = arr.shape.clone();
+    let (rows, cols) = match shape.as_slice() {
+        [r, c, 2] => (*r, *c),
+        [n, 2] => (1, *n),
+        other => {
+            return Err(fail(format!(
+                "--pixels {}: array has shape {other:?}, expected [rows, cols, 2] of (x, z) in metres",
+                path.display()
+            )))
+        }
+    };
+    let v = arr.to_f64().map_err(|e| fail(format!("--pixels {}: {e}; expected float32 or float64", path.display())))?;
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(fail(format!("--pixels {}: value {i} is {}, expected finite positions in metres", path.display(), v[i])));
+    }
+    let points = v.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+    Ok(PixelGrid::List { rows, cols, points })
+}
+
+fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, DemodSettings), CliError> {
+    let fnumber = match args.fnumber.as_str() {
+        "auto" => FNumber::Auto,
+        "full" | "0" => FNumber::Full,
+        s => match s.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => FNumber::Fixed(f),
+            _ => return Err(fail(format!("--fnumber `{s}`: expected a positive number, `auto` or `full`"))),
+        },
+    };
+    let apodization = match args.apodization.as_str() {
+        "boxcar" | "rect" | "none" => Apodization::Boxcar,
+        "hann" | "hanning" => Apodization::Hann,
+        s if s.starts_with("tukey") => {
+            let a = match s.strip_prefix("tukey").unwrap_or("") {
+                "" => 0.5,
+                rest => rest
+                    .strip_prefix(':')
+                    .and_then(|v| v.parse::<f32>().ok())
+                    .filter(|a| (0.0..=1.0).contains(a))
+                    .ok_or_else(|| fail(format!("--apodization `{s}`: expected tukey:A with 0 <= A <= 1")))?,
+            };
+            Apodization::Tukey(a)
+        }
+        s => return Err(fail(format!("--apodization `{s}`: expected boxcar, hann or tukey:A"))),
+    };
+    let interp = match args.interp.as_str() {
+        "nearest" => Interp::Nearest,
+        "linear" => Interp::Linear,
+        "cubic" => Interp::Cubic,
+        s => return Err(fail(format!("--interp `{s}`: expected nearest, linear or cubic"))),
+    };
+    if !(args.dynamic_range.is_finite() && args.dynamic_range > 0.0) {
+        return Err(fail(format!("--dynamic-range {}: expected a positive number of dB", args.dynamic_range)));
+    }
+    if let Some(r) = args.reference {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(fail(format!("--reference {r}: expected a positive envelope level")));
+        }
+    }
+    if let Some(b) = args.bandwidth {
+        if !(b.is_finite() && b > 0.0) {
+            return Err(fail(format!("--bandwidth {b}: expected a positive percentage")));
+        }
+    }
+    Ok((
+        DasSettings { interp, apodization, fnumber, normalize: args.normalize },
+        DetectSettings { gain_db: args.gain, dynamic_range_db: args.dynamic_range, reference: args.reference },
+        DemodSettings { bandwidth_pct: args.bandwidth, ..Default::default() },
+    ))
+}
+
+fn select(args: &BeamformArgs, data: &mut ChannelData) -> Result<(), CliError> {
+    if args.frames != "all" {
+        let n: usize = args.frames.parse().ok().filter(|n| *n > 0).ok_or_else(|| fail(format!("--frames `{}`: expected `all` or a positive count", args.frames)))?;
+        if n > data.frames {
+            return Err(fail(format!("--frames {n}: the file holds {} frames", data.frames)));
+        }
+        data.truncate_frames(n);
+    }
+    if args.waves != "all" {
+        let keep: Vec<usize> = args
+            .waves
+            .split(',')
+            .map(|w| w.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| fail(format!("--waves `{}`: expected `all` or a comma list of 0-based indices", args.waves)))?;
+        data.select_waves(&keep)?;
+    }
+    Ok(())
+}
+
+/// The polar description of a grid, if it has one: a polar grid itself, or
+/// a point list laid out on one about the convex probe's centre.
+pub fn polar_of(grid: &PixelGrid, data: &ChannelData) -> Option<PixelGrid> {
+    match grid {
+        PixelGrid::Polar { .. } => Some(grid.clone()),
+        PixelGrid::List { .. } => match data.acquisition.probe.kind {
+            ProbeKind::Convex { center, .. } => grid.as_polar_about(center),
+            _ => grid.as_polar_about([0.0, 0.0]),
+        },
+        PixelGrid::Cartesian { .. } => None,
+    }
+}
+
+fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> {
+    let (das, detect, demod) = parse_settings(args)?;
+    // Check every output path before any work, so that nothing is half done.
+    for p in [&args.save_npy, &args.save_envelope, &args.save_bmode, &args.png].into_iter().flatten() {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(fail(format!("{}: the directory {} does not exist", p.display(), dir.display())));
+        }
+    }
+    let mut data = load(&args.input)?;
+    select(args, &mut data)?;
+    let grid = pixel_grid(args, &data)?;
+    grid.validate("pixels").map_err(|e| fail(format!("{e}")))?;
+    let ctx = GpuContext::new(backend)?;
+    eprintln!("adapter: {}", ctx.describe());
+    let polar = polar_of(&grid, &data);
+    let display = match (&args.png, &polar) {
+        (Some(_), Some(p)) => DisplayGrid::covering(p, grid.rows().max(256)).map(|d| (p.clone(), d)),
+        _ => None,
+    };
+    let req = BeamformRequest {
+        das,
+        demodulate: Some(demod),
+        detect,
+        read_iq: args.save_npy.is_some(),
+        read_envelope: args.save_envelope.is_some(),
+        read_grey: true,
+        display,
+    };
+    let bf = Beamformer::new(&ctx);
+    let t = Instant::now();
+    let out = bf.run(&ctx, &data, &grid, &req)?;
+    let elapsed = t.elapsed();
+    eprintln!(
+        "beamformed {} frame(s) × {} × {} pixels from {} waves × {} channels in {:.1} ms (F-number {:.4})",
+        out.frames,
+        out.rows,
+        out.cols,
+        data.waves,
+        data.channels,
+        elapsed.as_secs_f64() * 1e3,
+        out.fnumber
+    );
+    let shape = [out.frames, out.rows, out.cols];
+    if let (Some(p), Some(iq)) = (&args.save_npy, &out.iq) {
+        io::npy::write_npy_c64(p, &shape, iq)?;
+    }
+    if let (Some(p), Some(env)) = (&args.save_envelope, &out.envelope) {
+        io::npy::write_npy_f32(p, &shape, env)?;
+    }
+    let grey = out.grey.as_deref().unwrap_or(&[]);
+    if let Some(p) = &args.save_bmode {
+        let bytes: Vec<u8> = grey.iter().map(|g| *g as u8).collect();
+        io::npy::write_npy_u8(p, &shape, &bytes)?;
+    }
+    if let Some(p) = &args.png {
+        match &out.display {
+            Some(rgba) => io::png::write_rgba(p, out.display_size.0, out.display_size.1, rgba)?,
+            None => {
+                let first: Vec<u8> = grey[..out.rows * out.cols].iter().map(|g| *g as u8).collect();
+                io::png::write_grey(p, out.cols, out.rows, &first)?;
+            }
+        }
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn adapters(backend: Option<&str>) -> Result<(), CliError> {
+    let backends = match backend {
+        Some(b) => crate::gpu::parse_backends(b)?,
+        None => wgpu::Backends::all(),
+    };
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    for a in pollster::block_on(instance.enumerate_adapters(backends)) {
+        let i = a.get_info();
+        println!("{:?}\t{:?}\t{}\t{} {}", i.backend, i.device_type, i.name, i.driver, i.driver_info);
+    }
+    let ctx = GpuContext::new(backend)?;
+    println!("chosen: {}", ctx.describe());
+    Ok(())
+}
+
+/// The built-in demo: a linear array, three plane waves, point targets and
+/// speckle with a cyst, beamformed on the GPU.
+fn demo(png: &Path, backend: Option<&str>) -> Result<(), CliError> {
+    use crate::acquisition::{Acquisition, Probe, Wave, Wavefront};
+    let probe = Probe::linear(128, 0.3e-3, 0.27e-3, 5e-3);
+    let c = 1540.0;
+    let half = 63.5 * 0.3e-3;
+    let waves = [-8.0f64, 0.0, 8.0]
+        .iter()
+        .map(|deg| {
+            let a = deg.to_radians();
+            Wave { wavefront: Wavefront::Plane { azimuth: a }, delay: -(half * a.sin().abs()) / c }
+        })
+        .collect();
+    let acq = Acquisition {
+        probe,
+        waves,
+        sampling_frequency: 4.0 * 5.2e6,
+        initial_time: 0.0,
+        modulation_frequency: 0.0,
+        center_frequency: 5.2e6,
+        bandwidth: 0.7,
+        sound_speed: c,
+        prf: 5000.0,
+    };
+    let scat = crate::sim::demo_phantom(7, (-0.015, 0.015), (0.005, 0.04), 6000);
+    let data = crate::sim::point_echoes(&acq, &scat, 1200, 1);
+    let grid = PixelGrid::Cartesian { x: (-0.018, 0.018), z: (0.003, 0.042), nx: 300, nz: 325 };
+    let ctx = GpuContext::new(backend)?;
+    eprintln!("adapter: {}", ctx.describe());
+    let bf = Beamformer::new(&ctx);
+    let req = BeamformRequest { read_iq: false, read_envelope: false, ..Default::default() };
+    let t = Instant::now();
+    let out = bf.run(&ctx, &data, &grid, &req)?;
+    eprintln!("demo: 3 plane waves × 128 channels onto 300 × 325 pixels in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    let grey: Vec<u8> = out.grey.unwrap_or_default().iter().map(|g| *g as u8).collect();
+    io::png::write_grey(png, out.cols, out.rows, &grey)?;
+    eprintln!("wrote {} (try `sonoguide beamform FILE.uff --png out.png` on your own data)", png.display());
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! One module per GPU stage (host mirror of its uniforms, pipeline,
+//! dispatch), and [`Beamformer`], which records a whole frame's stages into
+//! one command buffer: channel data go up once, each stage reads the
+//! previous stage's buffer, and only what the caller asks for comes back.
+
+pub mod das;
+pub mod demodulate;
+pub mod detect;
+pub mod scan_convert;
+
+use thiserror::Error;
+
+use crate::acquisition::{AcquisitionError, ChannelData, PixelGrid, Samples};
+use crate::gpu::{GpuContext, GpuError};
+
+pub use das::{Apodization, DasSettings, FNumber, Interp};
+pub use demodulate::DemodSettings;
+pub use detect::DetectSettings;
+pub use scan_convert::DisplayGrid;
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Acquisition(#[from] AcquisitionError),
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// How a binding is used, for building explicit layouts.
+#[derive(Clone, Copy)]
+pub(crate) enum Binding {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// A bind group layout and pipeline layout for `bindings` (binding i = slot i).
+pub(crate) fn layout(device: &wgpu::Device, stage: &str, bindings: &[Binding]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match b {
+                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                    Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    let label = format!("sonoguide.{stage}");
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(&label),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    (bgl, pl)
+}
+
+pub(crate) fn compute_pipeline(
+    device: &wgpu::Device,
+    stage: &str,
+    module: &wgpu::ShaderModule,
+    layout: &wgpu::PipelineLayout,
+    entry: &str,
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&format!("sonoguide.{stage}.{entry}")),
+        layout: Some(layout),
+        module,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+pub(crate) fn bind_group(device: &wgpu::Device, stage: &str, layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&format!("sonoguide.{stage}")), layout, entries: &entries })
+}
+
+/// Channel data resident on the GPU.
+pub struct GpuChannels {
+    pub buffer: wgpu::Buffer,
+    pub iq: bool,
+    pub frames: usize,
+    pub waves: usize,
+    pub channels: usize,
+    pub samples: usize,
+}
+
+impl GpuChannels {
+    pub fn upload(ctx: &GpuContext, data: &ChannelData) -> Result<GpuChannels, GpuError> {
+        let buffer = match &data.data {
+            Samples::Rf(v) => ctx.storage_from("sonoguide.channels", v)?,
+            Samples::Iq(v) => ctx.storage_from("sonoguide.channels", v)?,
+        };
+        Ok(GpuChannels {
+            buffer,
+            iq: data.is_iq(),
+            frames: data.frames,
+            waves: data.waves,
+            channels: data.channels,
+            samples: data.samples,
+        })
+    }
+
+    pub fn traces(&self) -> usize {
+        self.frames * self.waves * self.channels
+    }
+}
+
+/// What to compute and what to bring back.
+#[derive(Debug, Clone)]
+pub struct BeamformRequest {
+    pub das: DasSettings,
+    /// Demodulation for RF input; ignored for IQ input. `None` beamforms
+    /// the RF itself (the "IQ" then holds the real RF sum).
+    pub demodulate: Option<DemodSettings>,
+    pub detect: DetectSettings,
+    pub read_iq: bool,
+    pub read_envelope: bool,
+    pub read_grey: bool,
+    /// Scan convert the first frame: the polar layout of the pixels (a
+    /// `PixelGrid::Polar`) and the Cartesian display to fill.
+    pub display: Option<(PixelGrid, DisplayGrid)>,
+}
+
+impl Default for BeamformRequest {
+    fn default() -> Self {
+        BeamformRequest {
+            das: DasSettings::default(),
+            demodulate: Some(DemodSettings::default()),
+            detect: DetectSettings::default(),
+            read_iq: true,
+            read_envelope: true,
+            read_grey: true,
+            display: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BeamformOutput {
+    pub frames: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// `[frame][row][col]` complex, the coherent sum over waves.
+    pub iq: Option<Vec<[f32; 2]>>,
+    pub envelope: Option<Vec<f32>>,
+    /// Grey levels 0..255, `[frame][row][col]`.
+    pub grey: Option<Vec<f32>>,
+    /// Scan-converted RGBA8 of the display frame, `[row][col]`.
+    pub display: Option<Vec<u32>>,
+    pub display_size: (usize, usize),
+    /// The F-number actually used (after `auto`).
+    pub fnumber: f64,
+}
+
+/// The long-lived pipelines of the beamforming chain.
+pub struct Beamformer {
+    pub demodulate: demodulate::Demodulate,
+    pub das: das::Das,
+    pub detect: detect::Detect,
+    pub scan_convert: scan_convert::ScanConvert,
+}
+
+impl Beamformer {
+    pub fn new(ctx: &GpuContext) -> Beamformer {
+        Beamformer {
+            demodulate: demodulate::Demodulate::new(&ctx.device),
+            das: das::Das::new(&ctx.device),
+            detect: detect::Detect::new(&ctx.device),
+            scan_convert: scan_convert::ScanConvert::new(&ctx.device),
+        }
+    }
+
+    /// Channel data → (demodulate) → das → detect → (scan convert), in one
+    /// submission; reads back what `req` asks for.
+    pub fn run(&self, ctx: &GpuContext, data: &ChannelData, grid: &PixelGrid, req: &BeamformRequest) -> Result<BeamformOutput, PipelineError> {
+        data.validate()?;
+        grid.validate("pixels")?;
+        let acq = &data.acquisition;
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.frame") });
+        let raw = GpuChannels::upload(ctx, data)?;
+        let (channels, f_mod) = match (&req.demodulate, raw.iq) {
+            (Some(settings), false) => {
+                let plan = demodulate::DemodPlan::new(acq, settings)?;
+                let iq = self.demodulate.encode(ctx, &mut enc, &raw, &plan)?;
+                (iq, plan.fc)
+            }
+            _ => {
+                let f = if raw.iq { acq.modulation_frequency } else { 0.0 };
+                (raw, f)
+            }
+        };
+        let pixels = grid.positions_f32();
+        let plan = das::DasPlan::new(acq, &req.das, f_mod, pixels.len(), channels.frames)?;
+        let image = self.das.encode(ctx, &mut enc, &channels, &plan, &pixels)?;
+        let n = pixels.len() * channels.frames;
+        let detected = self.detect.encode(ctx, &mut enc, &image, n, &req.detect)?;
+        let mut display = None;
+        if let Some((polar, dg)) = &req.display {
+            if polar.len() != grid.len() {
+                return Err(PipelineError::Settings(format!("scan conversion: polar layout has {} pixels, the image {}", polar.len(), grid.len())));
+            }
+            display = Some((self.scan_convert.encode(ctx, &mut enc, &detected.grey, polar, dg, 0)?, dg.width, dg.height));
+        }
+        ctx.queue.submit([enc.finish()]);
+        ctx.take_error("beamform")?;
+        let mut out = BeamformOutput { frames: channels.frames, rows: grid.rows(), cols: grid.cols(), fnumber: plan.fnumber, ..Default::default() };
+        if req.read_iq {
+            out.iq = Some(ctx.read_buffer(&image, n)?);
+        }
+        if req.read_envelope {
+            out.envelope = Some(ctx.read_buffer(&detected.envelope, n)?);
+        }
+        if req.read_grey {
+            out.grey = Some(ctx.read_buffer(&detected.grey, n)?);
+        }
+        if let Some((buf, w, h)) = display {
+            out.display = Some(ctx.read_buffer(&buf, w * h)?);
+            out.display_size = (w, h);
+        }
+        ctx.take_error("readback")?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,192 @@
+//! Each GPU stage against its CPU twin on data the simulator makes, on
+//! whatever adapter is present (lavapipe in CI). Tolerances are stated per
+//! stage: the shaders compute in f32, the twins (das) in f64.
+
+mod common;
+
+use glam::DVec3;
+use sonoguide::acquisition::{ChannelData, PixelGrid, Samples};
+use sonoguide::gpu::GpuContext;
+use sonoguide::pipeline::das::{DasPlan, FLAG_IQ};
+use sonoguide::pipeline::demodulate::DemodPlan;
+use sonoguide::pipeline::scan_convert::ScanConvertParams;
+use sonoguide::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, GpuChannels, Interp};
+use sonoguide::reference;
+use sonoguide::sim::{point_echoes, Rng, Scatterer};
+
+fn scatterers() -> Vec<Scatterer> {
+    let mut rng = Rng::new(3);
+    let mut s: Vec<Scatterer> = (0..60)
+        .map(|_| Scatterer {
+            position: DVec3::new(-0.006 + 0.012 * rng.next_f64(), 0.0, 0.004 + 0.016 * rng.next_f64()),
+            amplitude: rng.normal(),
+        })
+        .collect();
+    s.push(Scatterer { position: DVec3::new(0.001, 0.0, 0.01), amplitude: 20.0 });
+    s
+}
+
+fn encode_submit<T>(ctx: &GpuContext, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let out = f(&mut enc);
+    ctx.queue.submit([enc.finish()]);
+    out
+}
+
+fn channels_f32(d: &ChannelData) -> (Vec<f32>, bool) {
+    match &d.data {
+        Samples::Rf(v) => (v.clone(), false),
+        Samples::Iq(v) => (v.iter().flat_map(|c| [c[0], c[1]]).collect(), true),
+    }
+}
+
+/// max |gpu − cpu| / max |cpu| over all pixels.
+fn rel_err(gpu: &[[f32; 2]], cpu: &[[f64; 2]]) -> f64 {
+    let peak = cpu.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f64::max);
+    assert!(peak > 0.0, "the CPU image is all zero: the test would prove nothing");
+    gpu.iter().zip(cpu).map(|(g, c)| (g[0] as f64 - c[0]).hypot(g[1] as f64 - c[1])).fold(0.0, f64::max) / peak
+}
+
+#[test]
+fn demodulate_matches_cpu_twin() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(16);
+    let data = point_echoes(&acq, &scatterers(), 600, 3);
+    let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
+    let dm = sonoguide::pipeline::demodulate::Demodulate::new(&ctx.device);
+    let up = GpuChannels::upload(&ctx, &data).unwrap();
+    let iq = encode_submit(&ctx, |enc| dm.encode(&ctx, enc, &up, &plan).unwrap());
+    let gpu: Vec<[f32; 2]> = ctx.read_buffer(&iq.buffer, data.traces() * data.samples).unwrap();
+    let (rf, _) = channels_f32(&data);
+    let cpu = reference::demodulate::demodulate(&plan, &rf, data.samples);
+    let peak = cpu.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f32::max);
+    let err = gpu.iter().zip(&cpu).map(|(g, c)| (g[0] - c[0]).hypot(g[1] - c[1])).fold(0.0, f32::max);
+    // Both are f32 with the same operation order; only transcendental
+    // functions (cos/sin of the mixing phase) differ between CPU and GPU.
+    assert!(err <= 1e-4 * peak, "demodulate: max error {err} vs peak {peak}");
+}
+
+fn das_case(ctx: &GpuContext, data: &ChannelData, pixels: &[[f32; 2]], s: &DasSettings, f_mod: f64) -> f64 {
+    let plan = DasPlan::new(&data.acquisition, s, f_mod, pixels.len(), data.frames).unwrap();
+    let das = sonoguide::pipeline::das::Das::new(&ctx.device);
+    let up = GpuChannels::upload(ctx, data).unwrap();
+    let img = encode_submit(ctx, |enc| das.encode(ctx, enc, &up, &plan, pixels).unwrap());
+    let gpu: Vec<[f32; 2]> = ctx.read_buffer(&img, pixels.len() * data.frames).unwrap();
+    let (ch, iq) = channels_f32(data);
+    let cpu = reference::das::das(&plan, &ch, iq, data.samples, data.frames, pixels, None);
+    rel_err(&gpu, &cpu)
+}
+
+#[test]
+fn das_matches_cpu_twin_for_every_setting() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(24);
+    // 10 frames: more than one block of FRAMES_PER_THREAD.
+    let rf = point_echoes(&acq, &scatterers(), 700, 10);
+    // IQ input: the CPU demodulation of the same RF.
+    let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
+    let (rf_v, _) = channels_f32(&rf);
+    let mut iq = rf.clone();
+    iq.data = Samples::Iq(reference::demodulate::demodulate(&plan, &rf_v, rf.samples));
+    iq.acquisition.modulation_frequency = plan.fc;
+    let grid = PixelGrid::Cartesian { x: (-0.008, 0.008), z: (0.003, 0.022), nx: 33, nz: 41 };
+    let pixels = grid.positions_f32();
+    let mut failures = Vec::new();
+    for interp in [Interp::Nearest, Interp::Linear, Interp::Cubic] {
+        for apodization in [Apodization::Boxcar, Apodization::Hann, Apodization::Tukey(0.4)] {
+            for (fnumber, normalize) in [(FNumber::Fixed(1.5), false), (FNumber::Auto, true), (FNumber::Full, false)] {
+                let s = DasSettings { interp, apodization, fnumber, normalize };
+                for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
+                    let err = das_case(&ctx, data, &pixels, &s, f_mod);
+                    // f32 delays: 1e-12 s error on 20 MHz sampling and a 5 MHz
+                    // phase is ~3e-5 rad; nearest can flip a tap at exact
+                    // half-samples, which the looser bound allows.
+                    let tol = if interp == Interp::Nearest { 2e-2 } else { 2e-4 };
+                    if !(err <= tol) {
+                        failures.push(format!("{name} {s:?}: relative error {err:.2e} > {tol:.0e}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn das_convex_matches_cpu_twin() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_convex(32);
+    let rf = point_echoes(&acq, &scatterers().iter().map(|s| Scatterer { position: s.position + DVec3::new(0.0, 0.0, 0.006), ..*s }).collect::<Vec<_>>(), 900, 2);
+    let sonoguide::acquisition::ProbeKind::Convex { center, radius } = acq.probe.kind else { unreachable!() };
+    let grid = PixelGrid::Polar { origin: center, radius: (radius + 0.001, radius + 0.03), angle: (-0.5, 0.5), nr: 50, na: 40 };
+    let s = DasSettings { fnumber: FNumber::Fixed(1.0), ..Default::default() };
+    let err = das_case(&ctx, &rf, &grid.positions_f32(), &s, 0.0);
+    assert!(err <= 2e-4, "convex das relative error {err:.2e}");
+}
+
+#[test]
+fn detect_matches_cpu_twin() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut rng = Rng::new(11);
+    let iq: Vec<[f32; 2]> = (0..5000).map(|_| [(rng.normal() * 1e3) as f32, (rng.normal() * 1e3) as f32]).collect();
+    let det = sonoguide::pipeline::detect::Detect::new(&ctx.device);
+    for s in [DetectSettings::default(), DetectSettings { gain_db: 6.0, dynamic_range_db: 60.0, reference: Some(2000.0) }] {
+        let buf = ctx.storage_from("iq", &iq).unwrap();
+        let out = encode_submit(&ctx, |enc| det.encode(&ctx, enc, &buf, iq.len(), &s).unwrap());
+        let env: Vec<f32> = ctx.read_buffer(&out.envelope, iq.len()).unwrap();
+        let grey: Vec<f32> = ctx.read_buffer(&out.grey, iq.len()).unwrap();
+        let (cenv, cgrey) = reference::detect::detect(&s.params(iq.len()).unwrap(), &iq);
+        for i in 0..iq.len() {
+            assert!((env[i] - cenv[i]).abs() <= 1e-5 * cenv[i].abs().max(1.0), "envelope {i}: {} vs {}", env[i], cenv[i]);
+            // GPU log2 vs CPU log10 in f64: a level can land on the other side of .5.
+            assert!((grey[i] - cgrey[i]).abs() <= 1.0, "grey {i}: {} vs {}", grey[i], cgrey[i]);
+        }
+        let exact = grey.iter().zip(&cgrey).filter(|(a, b)| a == b).count();
+        assert!(exact as f64 >= 0.995 * iq.len() as f64, "only {exact} of {} grey levels identical", iq.len());
+    }
+}
+
+#[test]
+fn scan_convert_matches_cpu_twin() {
+    let Some(ctx) = common::gpu() else { return };
+    let polar = PixelGrid::Polar { origin: [0.0, -0.02], radius: (0.021, 0.06), angle: (-0.6, 0.6), nr: 80, na: 50 };
+    let mut rng = Rng::new(5);
+    let frames = 2;
+    let grey: Vec<f32> = (0..frames * polar.len()).map(|_| (rng.next_f64() * 255.0).floor() as f32).collect();
+    let display = DisplayGrid::covering(&polar, 120).unwrap();
+    let sc = sonoguide::pipeline::scan_convert::ScanConvert::new(&ctx.device);
+    let buf = ctx.storage_from("grey", &grey).unwrap();
+    let out = encode_submit(&ctx, |enc| sc.encode(&ctx, enc, &buf, &polar, &display, 1).unwrap());
+    let gpu: Vec<u32> = ctx.read_buffer(&out, display.width * display.height).unwrap();
+    let cpu = reference::scan_convert::scan_convert(&ScanConvertParams::new(&polar, &display, 1).unwrap(), &grey);
+    let inside = cpu.iter().filter(|p| *p >> 24 == 255).count();
+    assert!(inside > display.width * display.height / 3, "the sector covers too little of the display: {inside}");
+    let mut edge = 0;
+    for (g, c) in gpu.iter().zip(&cpu) {
+        if (g >> 24) != (c >> 24) {
+            // A pixel on the sector's border can fall either side in f32.
+            edge += 1;
+            continue;
+        }
+        assert!(((g & 255) as i32 - (c & 255) as i32).abs() <= 1, "grey {} vs {}", g & 255, c & 255);
+    }
+    assert!(edge <= display.width + display.height, "{edge} pixels differ in coverage");
+}
+
+#[test]
+fn beamformer_focuses_a_point_where_it_is() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(48);
+    let target = DVec3::new(0.0015, 0.0, 0.012);
+    let data = point_echoes(&acq, &[Scatterer { position: target, amplitude: 1.0 }], 800, 1);
+    let grid = PixelGrid::Cartesian { x: (-0.005, 0.005), z: (0.007, 0.017), nx: 101, nz: 101 };
+    let bf = Beamformer::new(&ctx);
+    let out = bf.run(&ctx, &data, &grid, &Default::default()).unwrap();
+    let env = out.envelope.unwrap();
+    let (i, _) = env.iter().enumerate().fold((0, 0.0f32), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    let pos = grid.positions()[i];
+    let lambda = acq.sound_speed / acq.center_frequency;
+    let err = ((pos[0] - target.x).powi(2) + (pos[1] - target.z).powi(2)).sqrt();
+    assert!(err <= lambda / 4.0, "peak at ({:.4}, {:.4}) mm, target ({:.4}, {:.4}) mm", pos[0] * 1e3, pos[1] * 1e3, target.x * 1e3, target.z * 1e3);
+    let _ = FLAG_IQ;
+}

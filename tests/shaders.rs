@@ -1,0 +1,84 @@
+//! Every WGSL stage parses and validates with naga (no GPU needed), and
+//! every host struct that mirrors a WGSL struct has the same size and
+//! field offsets as naga's layout of it. All failures are reported at once.
+
+use std::mem::{offset_of, size_of};
+
+use sonoguide::gpu::shaders::{self, STAGES};
+use sonoguide::pipeline::{das, demodulate, detect, scan_convert};
+
+#[test]
+fn every_stage_validates() {
+    let mut failures = Vec::new();
+    for (stage, _) in STAGES {
+        for m in shaders::missing_imports(stage) {
+            failures.push(format!("{stage}: unknown import {m}"));
+        }
+        if let Err(e) = shaders::validate(stage) {
+            failures.push(format!("{stage}:\n{e}"));
+        }
+    }
+    assert!(failures.is_empty(), "shader validation failed:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_shader_file_is_a_stage() {
+    // A WGSL file that is not in STAGES would never be validated or built.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            assert!(STAGES.iter().any(|(s, _)| *s == name), "shaders/{name}.wgsl is not listed in gpu::shaders::STAGES");
+        }
+    }
+}
+
+/// (struct name in WGSL, stage that declares it, host size, host (field, offset) list)
+type Layout = (&'static str, &'static str, usize, Vec<(&'static str, usize)>);
+
+macro_rules! host {
+    ($wgsl:literal, $stage:literal, $ty:ty { $($field:ident),* $(,)? }) => {
+        ($wgsl, $stage, size_of::<$ty>(), vec![$((stringify!($field), offset_of!($ty, $field))),*])
+    };
+}
+
+#[test]
+fn host_structs_match_wgsl_layouts() {
+    let layouts: Vec<Layout> = vec![
+        host!("DasParams", "das", das::DasParams {
+            n_pixels, n_elements, n_waves, n_samples, n_frames, interp, apodization, flags,
+            fs, t0, inv_c, f_mod, aperture, tukey, _pad0, _pad1
+        }),
+        host!("Element", "das", das::GpuElement { position, normal }),
+        host!("Wave", "das", das::GpuWave { geometry, kind, delay, _pad0, _pad1 }),
+        host!("DetectParams", "detect", detect::DetectParams {
+            n, fixed_reference, gain, dynamic_range_db, reference, _pad0, _pad1, _pad2
+        }),
+        host!("ScanConvertParams", "scan_convert", scan_convert::ScanConvertParams {
+            n_radius, n_angle, width, height, origin, radius0, radius_step, angle0, angle_step,
+            x0, dx, z0, dz, frame, _pad0
+        }),
+        host!("DemodulateParams", "demodulate", demodulate::DemodulateParams {
+            n_traces, n_samples, pad, n_sections, phase0, phase_step, scale, _pad0
+        }),
+        host!("Section", "demodulate", demodulate::GpuSection { b, a }),
+    ];
+    let mut failures = Vec::new();
+    for (name, stage, size, fields) in layouts {
+        let module = shaders::parse(stage).unwrap_or_else(|e| panic!("{stage}: {e}"));
+        let Some((span, members)) = shaders::wgsl_layout(&module, name) else {
+            failures.push(format!("{stage}: no struct {name}"));
+            continue;
+        };
+        if span as usize != size {
+            failures.push(format!("{name}: WGSL size {span}, host size {size}"));
+        }
+        let wgsl: Vec<(String, usize)> = members.into_iter().map(|(n, o)| (n, o as usize)).collect();
+        let host: Vec<(String, usize)> = fields.into_iter().map(|(n, o)| (n.to_string(), o)).collect();
+        if wgsl != host {
+            failures.push(format!("{name}: WGSL fields {wgsl:?}\n  host fields {host:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "layout mismatches:\n{}", failures.join("\n"));
+}
