@@ -19,6 +19,9 @@ const APOD_BOXCAR: u32 = 0u;
 const APOD_HANN: u32 = 1u;
 const APOD_TUKEY: u32 = 2u;
 
+const TRANSMIT_ANALYTIC: u32 = 0u;
+const TRANSMIT_MUST: u32 = 1u;
+
 const FLAG_IQ: u32 = 1u;
 const FLAG_NORMALIZE: u32 = 2u;
 
@@ -44,8 +47,9 @@ struct DasParams {
     aperture: f32,
     // Tukey taper fraction in [0, 1].
     tukey: f32,
+    // TRANSMIT_ANALYTIC (UFF wavefront) or TRANSMIT_MUST (virtual elements).
+    transmit: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DasParams;
@@ -57,6 +61,21 @@ struct DasParams {
 @group(0) @binding(4) var<storage, read> channels: array<f32>;
 // [frame][pixel] complex.
 @group(0) @binding(5) var<storage, read_write> image: array<vec2<f32>>;
+// MUST's virtual transmit elements (x, y, z, delay·c), Wave.table_start.. .
+@group(0) @binding(6) var<storage, read> tx_table: array<vec4<f32>>;
+
+// MUST's dasmtx transmit distance: the earliest arrival over the wave's
+// virtual elements, in MUST time (so the wave's UFF delay is not applied).
+// Equal to transmit_distance() − c·delay inside the insonified zone; it
+// differs on the flanks, where MUST follows the edge wave.
+fn must_transmit_distance(w: Wave, p: vec3<f32>) -> f32 {
+    var best = 3.4e38;
+    for (var i = w.table_start; i < w.table_start + w.table_len; i++) {
+        let v = tx_table[i];
+        best = min(best, v.w + distance(p, v.xyz));
+    }
+    return best;
+}
 
 fn window(u: f32) -> f32 {
     if (params.apodization == APOD_HANN) {
@@ -111,7 +130,15 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc: array<vec2<f32>, FRAMES_PER_THREAD>;
     for (var w = 0u; w < params.n_waves; w++) {
         let wave = waves[w];
-        let t_tx = transmit_distance(wave, p);
+        var t_tx: f32;
+        var wave_delay: f32;
+        if (params.transmit == TRANSMIT_MUST) {
+            t_tx = must_transmit_distance(wave, p);
+            wave_delay = 0.0;
+        } else {
+            t_tx = transmit_distance(wave, p);
+            wave_delay = wave.delay;
+        }
         var wave_acc: array<vec2<f32>, FRAMES_PER_THREAD>;
         var weight_sum = 0.0;
         for (var e = 0u; e < params.n_elements; e++) {
@@ -121,7 +148,7 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (weight <= 0.0) {
                 continue;
             }
-            let tau = (t_tx + length(d)) * params.inv_c - wave.delay;
+            let tau = (t_tx + length(d)) * params.inv_c - wave_delay;
             let s = (tau - params.t0) * params.fs;
 
             // Interpolation taps: up to four samples from index i0.

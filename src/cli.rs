@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::acquisition::{ChannelData, PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
 use crate::io;
-use crate::pipeline::{Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, Interp};
+use crate::pipeline::{Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, Interp, Transmit};
 
 #[derive(Parser, Debug)]
 #[command(name = "sonoguide", version, about = "GPU ultrasound imaging engine: channel data to B-mode with WGSL compute shaders")]
@@ -63,6 +63,10 @@ pub struct BeamformArgs {
     /// Divide each wave's sum by the sum of its receive weights.
     #[arg(long)]
     pub normalize: bool,
+    /// Transmit time: `must` (MUST's dasmtx: earliest arrival over virtual elements, edge waves
+    /// on the flanks) or `analytic` (UFF wavefront; cheaper, equal inside the insonified zone).
+    #[arg(long, default_value = "must")]
+    pub transmit: String,
     /// Interpolation between samples: nearest, linear or cubic.
     #[arg(long, default_value = "linear")]
     pub interp: String,
@@ -293,6 +297,11 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
         "cubic" => Interp::Cubic,
         s => return Err(fail(format!("--interp `{s}`: expected nearest, linear or cubic"))),
     };
+    let transmit = match args.transmit.as_str() {
+        "must" => Transmit::Must,
+        "analytic" | "uff" => Transmit::Analytic,
+        s => return Err(fail(format!("--transmit `{s}`: expected must or analytic"))),
+    };
     if !(args.dynamic_range.is_finite() && args.dynamic_range > 0.0) {
         return Err(fail(format!("--dynamic-range {}: expected a positive number of dB", args.dynamic_range)));
     }
@@ -307,7 +316,7 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
         }
     }
     Ok((
-        DasSettings { interp, apodization, fnumber, normalize: args.normalize },
+        DasSettings { interp, apodization, fnumber, normalize: args.normalize, transmit },
         DetectSettings { gain_db: args.gain, dynamic_range_db: args.dynamic_range, reference: args.reference },
         DemodSettings { bandwidth_pct: args.bandwidth, ..Default::default() },
     ))

@@ -10,7 +10,7 @@ use sonoguide::gpu::GpuContext;
 use sonoguide::pipeline::das::{DasPlan, FLAG_IQ};
 use sonoguide::pipeline::demodulate::DemodPlan;
 use sonoguide::pipeline::scan_convert::ScanConvertParams;
-use sonoguide::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, GpuChannels, Interp};
+use sonoguide::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, GpuChannels, Interp, Transmit};
 use sonoguide::reference;
 use sonoguide::sim::{point_echoes, Rng, Scatterer};
 
@@ -95,7 +95,7 @@ fn das_matches_cpu_twin_for_every_setting() {
     for interp in [Interp::Nearest, Interp::Linear, Interp::Cubic] {
         for apodization in [Apodization::Boxcar, Apodization::Hann, Apodization::Tukey(0.4)] {
             for (fnumber, normalize) in [(FNumber::Fixed(1.5), false), (FNumber::Auto, true), (FNumber::Full, false)] {
-                let s = DasSettings { interp, apodization, fnumber, normalize };
+                let s = DasSettings { interp, apodization, fnumber, normalize, transmit: if normalize { Transmit::Must } else { Transmit::Analytic } };
                 for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
                     let err = das_case(&ctx, data, &pixels, &s, f_mod);
                     // f32 delays: 1e-12 s error on 20 MHz sampling and a 5 MHz

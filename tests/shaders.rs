@@ -48,10 +48,10 @@ fn host_structs_match_wgsl_layouts() {
     let layouts: Vec<Layout> = vec![
         host!("DasParams", "das", das::DasParams {
             n_pixels, n_elements, n_waves, n_samples, n_frames, interp, apodization, flags,
-            fs, t0, inv_c, f_mod, aperture, tukey, _pad0, _pad1
+            fs, t0, inv_c, f_mod, aperture, tukey, transmit, _pad0
         }),
         host!("Element", "das", das::GpuElement { position, normal }),
-        host!("Wave", "das", das::GpuWave { geometry, kind, delay, _pad0, _pad1 }),
+        host!("Wave", "das", das::GpuWave { geometry, kind, delay, table_start, table_len }),
         host!("DetectParams", "detect", detect::DetectParams {
             n, fixed_reference, gain, dynamic_range_db, reference, _pad0, _pad1, _pad2
         }),

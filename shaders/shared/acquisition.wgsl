@@ -22,8 +22,9 @@ struct Wave {
     kind: u32,
     // UFF wave.delay in seconds (minus the time the wavefront passes the origin).
     delay: f32,
-    _pad0: u32,
-    _pad1: u32,
+    // This wave's rows of the MUST virtual-element table (see das.wgsl).
+    table_start: u32,
+    table_len: u32,
 }
 
 // The UFF transmit distance t_tx(p)·c (see src/acquisition/mod.rs).

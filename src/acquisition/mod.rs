@@ -40,6 +40,7 @@
 
 pub mod fnumber;
 pub mod grid;
+pub mod transmit;
 
 use glam::DVec3;
 use thiserror::Error;

@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{bind_group, compute_pipeline, layout, Binding, GpuChannels, PipelineError};
-use crate::acquisition::{fnumber, Acquisition, Wavefront};
+use crate::acquisition::{fnumber, transmit, Acquisition, Wavefront};
 use crate::gpu::{shaders, GpuContext};
 
 pub const STAGE: &str = "das";
@@ -37,6 +37,16 @@ pub enum FNumber {
     Full,
 }
 
+/// How the transmit time of a pixel is computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transmit {
+    /// UFF's analytic wavefront (plane, diverging, focused).
+    Analytic,
+    /// MUST's `dasmtx`: earliest arrival over 4N spline-interpolated
+    /// virtual elements (equal inside the insonified zone, edge wave outside).
+    Must,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DasSettings {
     pub interp: Interp,
@@ -44,12 +54,13 @@ pub struct DasSettings {
     pub fnumber: FNumber,
     /// Divide each wave's sum by its sum of receive weights.
     pub normalize: bool,
+    pub transmit: Transmit,
 }
 
 impl Default for DasSettings {
     /// What MUST's `dasmtx` does when given only the data and the grid.
     fn default() -> Self {
-        DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Auto, normalize: false }
+        DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Auto, normalize: false, transmit: Transmit::Must }
     }
 }
 
@@ -71,8 +82,8 @@ pub struct DasParams {
     pub f_mod: f32,
     pub aperture: f32,
     pub tukey: f32,
+    pub transmit: u32,
     pub _pad0: u32,
-    pub _pad1: u32,
 }
 
 /// Keep in sync with `Element` in shaders/shared/acquisition.wgsl.
@@ -90,8 +101,8 @@ pub struct GpuWave {
     pub geometry: [f32; 4],
     pub kind: u32,
     pub delay: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    pub table_start: u32,
+    pub table_len: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<DasParams>() == 64);
@@ -108,6 +119,8 @@ pub struct DasPlan {
     pub params: DasParams,
     pub elements: Vec<GpuElement>,
     pub waves: Vec<GpuWave>,
+    /// MUST virtual elements (x, y, z, delay·c), all waves back to back.
+    pub tx_table: Vec<[f32; 4]>,
     pub fnumber: f64,
 }
 
@@ -151,8 +164,11 @@ impl DasPlan {
             f_mod: f_mod as f32,
             aperture: if fnumber > 0.0 { (1.0 / (2.0 * fnumber)) as f32 } else { 0.0 },
             tukey,
+            transmit: match s.transmit {
+                Transmit::Analytic => 0,
+                Transmit::Must => 1,
+            },
             _pad0: 0,
-            _pad1: 0,
         };
         let elements = acq
             .probe
@@ -166,19 +182,26 @@ impl DasPlan {
                 }
             })
             .collect();
+        let mut tx_table: Vec<[f32; 4]> = Vec::new();
         let waves = acq
             .waves
             .iter()
             .map(|w| {
+                let table_start = tx_table.len() as u32;
+                if s.transmit == Transmit::Must {
+                    let v = transmit::must_virtual_elements(&acq.probe, w, acq.sound_speed);
+                    tx_table.extend(v.iter().map(|e| e.map(|x| x as f32)));
+                }
+                let table_len = tx_table.len() as u32 - table_start;
                 let (geometry, kind) = match w.wavefront {
                     Wavefront::Plane { azimuth } => ([azimuth.sin() as f32, 0.0, azimuth.cos() as f32, 0.0], 0),
                     Wavefront::Diverging { source } => ([source.x as f32, source.y as f32, source.z as f32, source.length() as f32], 1),
                     Wavefront::Focused { focus } => ([focus.x as f32, focus.y as f32, focus.z as f32, focus.length() as f32], 2),
                 };
-                GpuWave { geometry, kind, delay: w.delay as f32, _pad0: 0, _pad1: 0 }
+                GpuWave { geometry, kind, delay: w.delay as f32, table_start, table_len }
             })
             .collect();
-        Ok(DasPlan { params, elements, waves, fnumber })
+        Ok(DasPlan { params, elements, waves, tx_table, fnumber })
     }
 }
 
@@ -191,7 +214,7 @@ impl Das {
     pub fn new(device: &wgpu::Device) -> Das {
         let module = shaders::module(device, STAGE);
         use Binding::*;
-        let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, Read, Read, ReadWrite]);
+        let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, Read, Read, ReadWrite, Read]);
         let pipeline = compute_pipeline(device, STAGE, &module, &pl, "das");
         Das { layout: bgl, pipeline }
     }
@@ -221,7 +244,8 @@ impl Das {
         let waves = ctx.storage_from("sonoguide.das.waves", &plan.waves)?;
         let pix = ctx.storage_from("sonoguide.das.pixels", pixels)?;
         let image = ctx.storage("sonoguide.das.image", (pixels.len() * channels.frames * 8) as u64)?;
-        let bg = bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &elements, &waves, &pix, &channels.buffer, &image]);
+        let table = ctx.storage_from("sonoguide.das.tx_table", if plan.tx_table.is_empty() { &[[0f32; 4]] } else { &plan.tx_table[..] })?;
+        let bg = bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &elements, &waves, &pix, &channels.buffer, &image, &table]);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das"), timestamp_writes: None });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &bg, &[]);

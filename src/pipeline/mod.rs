@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::acquisition::{AcquisitionError, ChannelData, PixelGrid, Samples};
 use crate::gpu::{GpuContext, GpuError};
 
-pub use das::{Apodization, DasSettings, FNumber, Interp};
+pub use das::{Apodization, DasSettings, FNumber, Interp, Transmit};
 pub use demodulate::DemodSettings;
 pub use detect::DetectSettings;
 pub use scan_convert::DisplayGrid;

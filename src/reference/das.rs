@@ -86,7 +86,16 @@ pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frame
         for w in 0..nw {
             let wave = &plan.waves[w];
             let g = wave.geometry.map(|v| v as f64);
-            let t_tx = transmit_distance(wave.kind, g, pos);
+            let (t_tx, wave_delay) = if p.transmit == 1 {
+                let rows = &plan.tx_table[wave.table_start as usize..(wave.table_start + wave.table_len) as usize];
+                let best = rows.iter().fold(f64::INFINITY, |b, v| {
+                    let d = ((pos[0] - v[0] as f64).powi(2) + (pos[1] - v[1] as f64).powi(2) + (pos[2] - v[2] as f64).powi(2)).sqrt();
+                    b.min(v[3] as f64 + d)
+                });
+                (best, 0.0)
+            } else {
+                (transmit_distance(wave.kind, g, pos), wave.delay as f64)
+            };
             let mut wave_acc = vec![[0.0f64; 2]; n_frames];
             let mut weight_sum = 0.0;
             for e in 0..ne {
@@ -98,7 +107,7 @@ pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frame
                     continue;
                 }
                 let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-                let tau = (t_tx + r) / (1.0 / p.inv_c as f64) - wave.delay as f64;
+                let tau = (t_tx + r) / (1.0 / p.inv_c as f64) - wave_delay;
                 let s = (tau - p.t0 as f64) * p.fs as f64;
                 let (i0, c, taps): (i64, [f64; 4], usize) = match p.interp {
                     0 => {
