@@ -18,10 +18,11 @@ struct DemodulateParams {
     // Odd-extension length at each end (scipy: 3 × filter length).
     pad: u32,
     n_sections: u32,
-    // Mixing phase in cycles: fract(fc·t0) and fc/fs, split so that f32
-    // keeps the phase of late samples to ~1e-5 cycles.
-    phase0: f32,
-    phase_step: f32,
+    // Mixing phase in units of 2^-32 cycle: fract(fc·t0) and fract(fc/fs).
+    // u32 arithmetic wraps, so phase0 + k·step is exact modulo one cycle
+    // (f32 would lose 1e-4 cycle by k ≈ 5000).
+    phase0: u32,
+    phase_step: u32,
     // Output scale (2 in MUST: the negative-frequency half is removed).
     scale: f32,
     _pad0: u32,
@@ -47,8 +48,9 @@ struct Section {
 const TAU: f32 = 6.283185307179586;
 
 fn mixed(trace: u32, k: u32) -> vec2<f32> {
-    // fract() twice: the step product stays small before the sum.
-    let cycles = fract(params.phase0 + fract(params.phase_step * f32(k)));
+    let ph = params.phase0 + k * params.phase_step;
+    // As i32 the phase is centred on zero: cos/sin see [-π, π).
+    let cycles = f32(bitcast<i32>(ph)) * 2.3283064365386963e-10;
     let v = rf[trace * params.n_samples + k];
     let phase = -TAU * cycles;
     return v * vec2<f32>(cos(phase), sin(phase));
@@ -101,13 +103,14 @@ fn demodulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         scratch[base + i] = v;
     }
 
-    // Backward pass over the forward output, from its last sample.
+    // Backward pass over the forward output, from its last sample; the
+    // leading pad would only be discarded, so it stops at the first output.
     let y0 = scratch[base + len - 1u];
     for (var s = 0u; s < ns; s++) {
         z1[s] = sections[s].a.z * y0;
         z2[s] = sections[s].a.w * y0;
     }
-    for (var j = 0u; j < len; j++) {
+    for (var j = 0u; j < len - p; j++) {
         let i = len - 1u - j;
         var v = scratch[base + i];
         for (var s = 0u; s < ns; s++) {
@@ -117,7 +120,7 @@ fn demodulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             z2[s] = sec.b.z * v - sec.a.y * y;
             v = y;
         }
-        if (i >= p && i < p + n) {
+        if (i < p + n) {
             iq[trace * n + (i - p)] = params.scale * v;
         }
     }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::acquisition::{ChannelData, PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
 use crate::io;
+use crate::reference::filter::FiltfiltConvention;
 use crate::pipeline::{Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, Interp, Transmit};
 
 #[derive(Parser, Debug)]
@@ -88,6 +89,10 @@ pub struct BeamformArgs {
     /// RF demodulation low-pass bandwidth in percent of fc (default: the file's bandwidth).
     #[arg(long)]
     pub bandwidth: Option<f64>,
+    /// Padding convention of the demodulation filtfilt: `scipy` (PyMUST) or `matlab` (MATLAB MUST).
+    /// Default: matlab for .mat input, scipy otherwise.
+    #[arg(long)]
+    pub filtfilt: Option<String>,
     /// Write the beamformed IQ (complex64 [frames, rows, cols], coherent sum over waves, before detection).
     #[arg(long)]
     pub save_npy: Option<PathBuf>,
@@ -310,6 +315,13 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
             return Err(fail(format!("--reference {r}: expected a positive envelope level")));
         }
     }
+    let is_mat = args.input.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("mat")).unwrap_or(false);
+    let convention = match args.filtfilt.as_deref() {
+        None if is_mat => FiltfiltConvention::Matlab,
+        None | Some("scipy") => FiltfiltConvention::Scipy,
+        Some("matlab") => FiltfiltConvention::Matlab,
+        Some(s) => return Err(fail(format!("--filtfilt `{s}`: expected scipy or matlab"))),
+    };
     if let Some(b) = args.bandwidth {
         if !(b.is_finite() && b > 0.0) {
             return Err(fail(format!("--bandwidth {b}: expected a positive percentage")));
@@ -318,7 +330,7 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
     Ok((
         DasSettings { interp, apodization, fnumber, normalize: args.normalize, transmit },
         DetectSettings { gain_db: args.gain, dynamic_range_db: args.dynamic_range, reference: args.reference },
-        DemodSettings { bandwidth_pct: args.bandwidth, ..Default::default() },
+        DemodSettings { bandwidth_pct: args.bandwidth, convention, ..Default::default() },
     ))
 }
 

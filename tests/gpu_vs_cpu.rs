@@ -58,7 +58,12 @@ fn demodulate_matches_cpu_twin() {
     let iq = encode_submit(&ctx, |enc| dm.encode(&ctx, enc, &up, &plan).unwrap());
     let gpu: Vec<[f32; 2]> = ctx.read_buffer(&iq.buffer, data.traces() * data.samples).unwrap();
     let (rf, _) = channels_f32(&data);
-    let cpu = reference::demodulate::demodulate(&plan, &rf, data.samples);
+    let cpu = reference::demodulate::demodulate(&rf, data.traces(), data.samples, &plan.params).unwrap();
+    // And both against the f64 scipy-exact filtfilt, trace by trace.
+    let f64_ref = reference::filter::rf2iq_trace(&rf[..data.samples].iter().map(|v| *v as f64).collect::<Vec<_>>(), acq.sampling_frequency, acq.center_frequency, acq.initial_time, Some(70.0), reference::filter::FiltfiltConvention::Scipy).unwrap();
+    let pk = f64_ref.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f64::max);
+    let e64 = gpu[..data.samples].iter().zip(&f64_ref).map(|(g, c)| (g[0] as f64 - c[0]).hypot(g[1] as f64 - c[1])).fold(0.0, f64::max);
+    assert!(e64 <= 1e-4 * pk, "demodulate vs f64 filtfilt: {e64} of peak {pk}");
     let peak = cpu.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f32::max);
     let err = gpu.iter().zip(&cpu).map(|(g, c)| (g[0] - c[0]).hypot(g[1] - c[1])).fold(0.0, f32::max);
     // Both are f32 with the same operation order; only transcendental
@@ -87,7 +92,7 @@ fn das_matches_cpu_twin_for_every_setting() {
     let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
     let (rf_v, _) = channels_f32(&rf);
     let mut iq = rf.clone();
-    iq.data = Samples::Iq(reference::demodulate::demodulate(&plan, &rf_v, rf.samples));
+    iq.data = Samples::Iq(reference::demodulate::demodulate(&rf_v, rf.traces(), rf.samples, &plan.params).unwrap());
     iq.acquisition.modulation_frequency = plan.fc;
     let grid = PixelGrid::Cartesian { x: (-0.008, 0.008), z: (0.003, 0.022), nx: 33, nz: 41 };
     let pixels = grid.positions_f32();
