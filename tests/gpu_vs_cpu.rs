@@ -99,7 +99,10 @@ fn das_matches_cpu_twin_for_every_setting() {
     let mut failures = Vec::new();
     for interp in [Interp::Nearest, Interp::Linear, Interp::Cubic] {
         for apodization in [Apodization::Boxcar, Apodization::Hann, Apodization::Tukey(0.4)] {
-            for (fnumber, normalize) in [(FNumber::Fixed(1.5), false), (FNumber::Auto, true), (FNumber::Full, false)] {
+            // F = 1.37, not a round number: with F = 1.5 some elements sit exactly on
+            // the aperture edge of this grid, where f32 and f64 decide differently
+            // and a boxcar weight jumps from 0 to 1.
+            for (fnumber, normalize) in [(FNumber::Fixed(1.37), false), (FNumber::Auto, true), (FNumber::Full, false)] {
                 let s = DasSettings { interp, apodization, fnumber, normalize, transmit: if normalize { Transmit::Must } else { Transmit::Analytic } };
                 for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
                     let err = das_case(&ctx, data, &pixels, &s, f_mod);
