@@ -49,11 +49,11 @@ pub struct BeamformArgs {
     #[arg(long, conflicts_with_all = ["grid", "polar"])]
     pub pixels: Option<PathBuf>,
     /// Cartesian grid x0:x1:nx,z0:z1:nz in metres (end points included).
-    #[arg(long, conflicts_with = "polar")]
+    #[arg(long, conflicts_with = "polar", allow_hyphen_values = true)]
     pub grid: Option<String>,
     /// Polar grid r0:r1:nr,a0:a1:na (radius in metres, angle in degrees from +z) about the
     /// convex probe's centre of curvature (the origin for flat probes).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub polar: Option<String>,
     /// Receive F-number, `auto` (MUST's rule from element width and bandwidth) or `full` (whole aperture).
     #[arg(long, default_value = "auto")]
@@ -477,7 +477,7 @@ fn demo(png: &Path, backend: Option<&str>) -> Result<(), CliError> {
         sound_speed: c,
         prf: 5000.0,
     };
-    let scat = crate::sim::demo_phantom(7, (-0.015, 0.015), (0.005, 0.04), 6000);
+    let scat = crate::sim::demo_phantom(7, (-0.015, 0.015), (0.005, 0.04), 20000);
     let data = crate::sim::point_echoes(&acq, &scat, 1200, 1);
     let grid = PixelGrid::Cartesian { x: (-0.018, 0.018), z: (0.003, 0.042), nx: 300, nz: 325 };
     let ctx = GpuContext::new(backend)?;

@@ -1,5 +1,6 @@
 //! Reader for MATLAB MAT-files, Level 5 format (what `save -v6` and `save -v7`
-//! write, the latter with zlib-compressed variables).
+//! write, the latter with zlib-compressed variables), and a small writer
+//! ([`write_mat`], [`mat_bytes`]) for the classes the MUST data sets use.
 //!
 //! Why hand-written: the reference data sets we replay (MUST toolbox examples
 //! such as `PWI_disk.mat`) are v7 files whose acquisition parameters live in a
@@ -19,6 +20,10 @@
 //! data of every class is widened to `f64` (column-major, as MATLAB stores it)
 //! because that is what the consumers want and it keeps the API to one type;
 //! `int64`/`uint64` values beyond 2^53 lose precision as a consequence.
+//!
+//! The writer produces what `save -v6` writes: little-endian and
+//! uncompressed, readable by MATLAB, `scipy.io.loadmat` and this reader. It
+//! refuses what MATLAB could not load rather than writing it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -192,6 +197,18 @@ pub enum MatError {
     Malformed { place: Place, what: String },
     #[error("cannot inflate the miCOMPRESSED element at file byte {offset}: {detail}")]
     Decompress { offset: usize, detail: String },
+    #[error("cannot write MAT-file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A value [`write_mat`] cannot represent; `file` is `None` from [`mat_bytes`].
+    #[error("{}cannot write '{variable}': {what}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+    Unwritable {
+        file: Option<PathBuf>,
+        variable: String,
+        what: String,
+    },
 }
 
 /// All variables of a MAT-file, in file order.
@@ -1174,6 +1191,292 @@ fn char_data(
     Ok(String::from_utf16_lossy(&units))
 }
 
+// ---------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------
+
+/// A value to write into a MAT-file: the few classes the MUST reference
+/// files use (`RF` as int16 or double, `param` as a 1×1 struct of doubles
+/// and strings), enough to hand sonoguide's data to MATLAB/PyMUST and to
+/// build test fixtures. Numeric data are column-major, as MATLAB stores them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatValue {
+    F64 { dims: Vec<usize>, data: Vec<f64> },
+    I16 { dims: Vec<usize>, data: Vec<i16> },
+    U8 { dims: Vec<usize>, data: Vec<u8> },
+    /// A 1×n char row vector (0×0 when empty).
+    Char(String),
+    /// A 1×1 struct; field order is kept.
+    Struct(Vec<(String, MatValue)>),
+}
+
+impl MatValue {
+    /// A 1×1 double.
+    pub fn scalar(v: f64) -> MatValue {
+        MatValue::F64 { dims: vec![1, 1], data: vec![v] }
+    }
+
+    /// A 1×n double row vector (MUST's `TXdelay`).
+    pub fn row(data: Vec<f64>) -> MatValue {
+        MatValue::F64 { dims: vec![1, data.len()], data }
+    }
+}
+
+const MX_STRUCT: u32 = 2;
+const MX_CHAR: u32 = 4;
+const MX_DOUBLE: u32 = 6;
+const MX_UINT8: u32 = 9;
+const MX_INT16: u32 = 10;
+/// MATLAB's `namelengthmax`.
+const MAX_NAME: usize = 63;
+
+/// The bytes of a little-endian, uncompressed MAT v5 file holding `vars`.
+///
+/// Everything MATLAB would refuse is refused here instead, with the
+/// variable named: names that are not identifiers or repeat, dimensions
+/// that disagree with the data, variables over the 4 GiB a v5 element can
+/// hold, structs nested deeper than the reader accepts.
+pub fn mat_bytes(vars: &[(&str, MatValue)]) -> Result<Vec<u8>, MatError> {
+    check_names(vars.iter().map(|(n, _)| *n), "")?;
+    let mut w = MatWriter { out: mat_header() };
+    for (name, value) in vars {
+        w.matrix(name, value, name, 0)?;
+    }
+    Ok(w.out)
+}
+
+/// Write `vars` to `path` as a MAT v5 file, atomically: the bytes go to a
+/// temporary file beside `path` that is renamed over it only once complete,
+/// so a reader never sees half a file and a failure leaves nothing behind.
+pub fn write_mat(path: &Path, vars: &[(&str, MatValue)]) -> Result<(), MatError> {
+    let bytes = mat_bytes(vars).map_err(|e| match e {
+        MatError::Unwritable { variable, what, .. } => {
+            MatError::Unwritable { file: Some(path.to_path_buf()), variable, what }
+        }
+        other => other,
+    })?;
+    let io = |source| MatError::Write { path: path.to_path_buf(), source };
+    let tmp = TempFile::beside(path).map_err(io)?;
+    std::fs::write(tmp.path(), &bytes).map_err(io)?;
+    tmp.commit().map_err(io)
+}
+
+fn mat_header() -> Vec<u8> {
+    let mut h = b"MATLAB 5.0 MAT-file, written by sonoguide".to_vec();
+    h.resize(116, b' ');
+    h.extend_from_slice(&[0; 8]); // no subsystem data
+    h.extend_from_slice(&0x0100u16.to_le_bytes());
+    h.extend_from_slice(b"IM");
+    h
+}
+
+fn unwritable(variable: &str, what: impl Into<String>) -> MatError {
+    MatError::Unwritable { file: None, variable: variable.to_string(), what: what.into() }
+}
+
+/// Variable and field names must be MATLAB identifiers, or MATLAB cannot
+/// address them; repeats would silently shadow one another.
+fn check_names<'a>(names: impl Iterator<Item = &'a str>, parent: &str) -> Result<(), MatError> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        let path = if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
+        let mut chars = name.chars();
+        let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident || name.len() > MAX_NAME {
+            return Err(unwritable(
+                &path,
+                format!("'{name}' is not a MATLAB name (a letter, then letters, digits or _, at most {MAX_NAME})"),
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(unwritable(&path, "appears twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Appends data elements to a growing little-endian MAT-file.
+struct MatWriter {
+    out: Vec<u8>,
+}
+
+impl MatWriter {
+    fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn pad8(&mut self) {
+        self.out.resize(round8(self.out.len()), 0);
+    }
+
+    /// A data element of `n` bytes produced by `fill`: the small form for 1
+    /// to 4 bytes (as MATLAB writes names), else a tag and 8-byte padding.
+    fn elem(&mut self, ty: u32, n: usize, path: &str, fill: impl FnOnce(&mut Vec<u8>)) -> Result<(), MatError> {
+        let n32 = u32::try_from(n)
+            .map_err(|_| unwritable(path, format!("holds {n} bytes, over the 4 GiB a MAT v5 element can hold")))?;
+        let start = self.out.len();
+        if (1..=4).contains(&n) {
+            self.u32(n32 << 16 | ty);
+        } else {
+            self.u32(ty);
+            self.u32(n32);
+        }
+        fill(&mut self.out);
+        if (1..=4).contains(&n) {
+            self.out.resize(start + 8, 0);
+        }
+        self.pad8();
+        Ok(())
+    }
+
+    /// One miMATRIX element. Its length is only known once the contents are
+    /// written, so the tag is patched afterwards.
+    fn matrix(&mut self, name: &str, value: &MatValue, path: &str, depth: usize) -> Result<(), MatError> {
+        if depth > MAX_DEPTH {
+            return Err(unwritable(path, format!("structs nested more than {MAX_DEPTH} deep")));
+        }
+        let start = self.out.len();
+        self.u32(MI_MATRIX);
+        self.u32(0);
+        let (class, dims) = class_and_dims(value, path)?;
+        self.elem(MI_UINT32, 8, path, |o| {
+            o.extend_from_slice(&class.to_le_bytes());
+            o.extend_from_slice(&0u32.to_le_bytes());
+        })?;
+        self.elem(MI_INT32, 4 * dims.len(), path, |o| {
+            dims.iter().for_each(|&d| o.extend_from_slice(&(d as u32).to_le_bytes()))
+        })?;
+        self.elem(MI_INT8, name.len(), path, |o| o.extend_from_slice(name.as_bytes()))?;
+        self.body(value, path, depth)?;
+        let len = self.out.len() - start - 8;
+        let len = u32::try_from(len)
+            .map_err(|_| unwritable(path, format!("takes {len} bytes, over the 4 GiB a MAT v5 variable can hold")))?;
+        self.out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
+
+    fn body(&mut self, value: &MatValue, path: &str, depth: usize) -> Result<(), MatError> {
+        match value {
+            MatValue::F64 { data, .. } => self.elem(MI_DOUBLE, 8 * data.len(), path, |o| {
+                data.iter().for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
+            }),
+            MatValue::I16 { data, .. } => self.elem(MI_INT16, 2 * data.len(), path, |o| {
+                data.iter().for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
+            }),
+            MatValue::U8 { data, .. } => self.elem(MI_UINT8, data.len(), path, |o| o.extend_from_slice(data)),
+            MatValue::Char(s) => {
+                let units: Vec<u16> = s.encode_utf16().collect();
+                self.elem(MI_UINT16, 2 * units.len(), path, |o| {
+                    units.iter().for_each(|u| o.extend_from_slice(&u.to_le_bytes()))
+                })
+            }
+            MatValue::Struct(fields) => self.fields(fields, path, depth),
+        }
+    }
+
+    /// Field names padded to one common length, then each value unnamed.
+    fn fields(&mut self, fields: &[(String, MatValue)], path: &str, depth: usize) -> Result<(), MatError> {
+        check_names(fields.iter().map(|(n, _)| n.as_str()), path)?;
+        let name_len = fields.iter().map(|(n, _)| n.len() + 1).max().unwrap_or(1);
+        self.elem(MI_INT32, 4, path, |o| o.extend_from_slice(&(name_len as u32).to_le_bytes()))?;
+        self.elem(MI_INT8, name_len * fields.len(), path, |o| {
+            for (n, _) in fields {
+                o.extend_from_slice(n.as_bytes());
+                o.resize(o.len() + name_len - n.len(), 0);
+            }
+        })?;
+        for (n, v) in fields {
+            self.matrix("", v, &format!("{path}.{n}"), depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// The mxClass and the dimensions to write, checked against the data.
+/// Fewer than two dimensions are padded with 1 (MATLAB has no 1-D arrays).
+fn class_and_dims(value: &MatValue, path: &str) -> Result<(u32, Vec<usize>), MatError> {
+    let (class, dims, len) = match value {
+        MatValue::F64 { dims, data } => (MX_DOUBLE, dims.clone(), data.len()),
+        MatValue::I16 { dims, data } => (MX_INT16, dims.clone(), data.len()),
+        MatValue::U8 { dims, data } => (MX_UINT8, dims.clone(), data.len()),
+        MatValue::Char(s) => {
+            let n = s.encode_utf16().count();
+            (MX_CHAR, if n == 0 { vec![0, 0] } else { vec![1, n] }, n)
+        }
+        MatValue::Struct(_) => (MX_STRUCT, vec![1, 1], 1),
+    };
+    let mut dims = dims;
+    while dims.len() < 2 {
+        dims.push(1);
+    }
+    if let Some(d) = dims.iter().find(|&&d| d > i32::MAX as usize) {
+        return Err(unwritable(path, format!("dimension {d} exceeds MATLAB's limit of {}", i32::MAX)));
+    }
+    let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if count != Some(len) {
+        return Err(unwritable(path, format!("has {len} values but dimensions {dims:?}")));
+    }
+    Ok((class, dims))
+}
+
+/// A temporary file beside `target`, renamed over it by [`TempFile::commit`]
+/// and removed if dropped before: the way every writer in `io` makes a file
+/// appear complete or not at all. (Shared with the UFF writer; it belongs in
+/// `io` itself once that module grows one.)
+pub(crate) struct TempFile {
+    path: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    /// Claim a fresh name in `target`'s directory (the rename must not cross
+    /// file systems). The file is created empty, so the name is ours alone.
+    pub(crate) fn beside(target: &Path) -> std::io::Result<TempFile> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let Some(name) = target.file_name() else {
+            let msg = "the path names a directory, not a file";
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+        };
+        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut last = None;
+        // A name may be taken by a leftover of a killed process that had our
+        // pid: then try the next number, a bounded number of times.
+        for _ in 0..64 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(_) => return Ok(TempFile { path: tmp, target: target.to_path_buf(), committed: false }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flush the finished file to disk and rename it over the target.
+    pub(crate) fn commit(mut self) -> std::io::Result<()> {
+        std::fs::File::open(&self.path)?.sync_all()?;
+        std::fs::rename(&self.path, &self.target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1844,6 +2147,144 @@ mod tests {
             MatFile::parse(&bad),
             Err(MatError::Decompress { .. })
         ));
+    }
+
+    // --- the public writer ---
+
+    fn rf_and_param() -> (Vec<i16>, Vec<(&'static str, MatValue)>) {
+        let rf: Vec<i16> = (0..20 * 4 * 2).map(|i| (i as i16 - 80) * 397).collect();
+        let param = MatValue::Struct(vec![
+            ("fs".into(), MatValue::scalar(20e6)),
+            ("fc".into(), MatValue::scalar(5.2e6)),
+            ("pitch".into(), MatValue::scalar(3e-4)),
+            ("c".into(), MatValue::scalar(1540.0)),
+            ("t0".into(), MatValue::scalar(-1.25e-6)),
+            ("TXdelay".into(), MatValue::row(vec![0.0, 1e-7, 2.5e-7, 3e-7])),
+        ]);
+        let vars = vec![("RF", MatValue::I16 { dims: vec![20, 4, 2], data: rf.clone() }), ("param", param)];
+        (rf, vars)
+    }
+
+    #[test]
+    fn writer_round_trips_rf_and_param() {
+        let (rf, vars) = rf_and_param();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rf.mat");
+        write_mat(&path, &vars).unwrap();
+        // Only the file itself is left, no temporary beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let f = MatFile::open(&path).unwrap();
+        assert_eq!(f.names().collect::<Vec<_>>(), ["RF", "param"]);
+        let a = f.get("RF").unwrap();
+        assert_eq!((a.class, a.dims.as_slice()), (MatClass::Int16, &[20usize, 4, 2][..]));
+        let want: Vec<f64> = rf.iter().map(|&v| v as f64).collect();
+        assert_eq!(a.numeric().unwrap(), want.as_slice());
+
+        let p = f.get("param").unwrap();
+        assert_eq!((p.class, p.dims.as_slice()), (MatClass::Struct, &[1usize, 1][..]));
+        assert_eq!(p.field_names(), ["fs", "fc", "pitch", "c", "t0", "TXdelay"]);
+        let s = |n: &str| p.field(n).unwrap().scalar().unwrap();
+        assert_eq!((s("fs"), s("fc"), s("pitch"), s("c"), s("t0")), (20e6, 5.2e6, 3e-4, 1540.0, -1.25e-6));
+        let tx = p.field("TXdelay").unwrap();
+        assert_eq!((tx.class, tx.dims.as_slice()), (MatClass::Double, &[1usize, 4][..]));
+        assert_eq!(tx.numeric().unwrap(), &[0.0, 1e-7, 2.5e-7, 3e-7]);
+        assert_eq!(std::fs::read(&path).unwrap(), mat_bytes(&vars).unwrap());
+    }
+
+    #[test]
+    fn writer_round_trips_every_value_kind() {
+        let nested = MatValue::Struct(vec![
+            ("q".into(), MatValue::F64 { dims: vec![2, 2], data: vec![1.0, 3.0, 2.0, -0.0] }),
+            ("name".into(), MatValue::Char("L11-5v µ€😀".into())),
+            ("none".into(), MatValue::Char(String::new())),
+            ("e".into(), MatValue::F64 { dims: vec![0, 3], data: vec![] }),
+            ("inner".into(), MatValue::Struct(vec![])),
+        ]);
+        let vars = [
+            ("img", MatValue::U8 { dims: vec![3, 2], data: vec![0, 1, 127, 128, 254, 255] }),
+            ("col", MatValue::F64 { dims: vec![3], data: vec![f64::NAN, f64::INFINITY, -1e300] }),
+            ("i2", MatValue::I16 { dims: vec![1, 2], data: vec![i16::MIN, i16::MAX] }),
+            ("st", nested),
+        ];
+        let f = MatFile::parse(&mat_bytes(&vars).unwrap()).unwrap();
+        let g = |n: &str| f.get(n).unwrap();
+        assert_eq!((g("img").class, g("img").dims.as_slice()), (MatClass::UInt8, &[3usize, 2][..]));
+        assert_eq!(g("img").numeric().unwrap(), &[0.0, 1.0, 127.0, 128.0, 254.0, 255.0]);
+        // One dimension is padded to a column, as MATLAB has no 1-D arrays.
+        assert_eq!(g("col").dims, [3, 1]);
+        let col = g("col").numeric().unwrap();
+        assert!(col[0].is_nan() && col[1] == f64::INFINITY && col[2] == -1e300);
+        // Two int16 values take the 4-byte small element form.
+        assert_eq!(g("i2").numeric().unwrap(), &[-32768.0, 32767.0]);
+        let st = g("st");
+        assert_eq!(st.field_names(), ["q", "name", "none", "e", "inner"]);
+        assert_eq!(st.field("q").unwrap().numeric().unwrap(), &[1.0, 3.0, 2.0, -0.0]);
+        assert_eq!(st.field("name").unwrap().as_str(), Some("L11-5v µ€😀"));
+        assert_eq!(st.field("name").unwrap().dims, [1, 11], "UTF-16 code units, as MATLAB counts");
+        assert_eq!((st.field("none").unwrap().as_str(), st.field("none").unwrap().dims.as_slice()), (Some(""), &[0usize, 0][..]));
+        assert_eq!(st.field("e").unwrap().dims, [0, 3]);
+        assert!(st.field("inner").unwrap().field_names().is_empty());
+    }
+
+    /// scipy.io.savemat wrote `x = 2.5` into the fixture; ours must be the
+    /// same bytes, an independent check of the element layout.
+    #[test]
+    fn writer_matches_scipy_bytes() {
+        let ours = mat_bytes(&[("x", MatValue::scalar(2.5))]).unwrap();
+        assert_eq!(ours.len(), HEADER_LEN + 64);
+        assert_eq!(&ours[HEADER_LEN..], &SCIPY_V5[HEADER_LEN..HEADER_LEN + 64]);
+        assert_eq!(&ours[124..128], &SCIPY_V5[124..128]);
+    }
+
+    #[test]
+    fn writer_refuses_what_matlab_cannot_load() {
+        let err = |vars: &[(&str, MatValue)]| mat_bytes(vars).unwrap_err().to_string();
+        let e = err(&[("RF", MatValue::F64 { dims: vec![2, 3], data: vec![0.0; 5] })]);
+        assert!(e.contains("'RF'") && e.contains("5 values") && e.contains("[2, 3]"), "{e}");
+        let long = "n".repeat(64);
+        for bad in ["", "1x", "a b", "é", long.as_str()] {
+            let e = err(&[(bad, MatValue::scalar(1.0))]);
+            assert!(e.contains("not a MATLAB name"), "{bad}: {e}");
+        }
+        let e = err(&[("x", MatValue::scalar(1.0)), ("x", MatValue::scalar(2.0))]);
+        assert!(e.contains("'x'") && e.contains("twice"), "{e}");
+        let st = MatValue::Struct(vec![("ok".into(), MatValue::Struct(vec![("_no".into(), MatValue::scalar(0.0))]))]);
+        let e = err(&[("param", st)]);
+        assert!(e.contains("'param.ok._no'"), "{e}");
+        let mut deep = MatValue::scalar(1.0);
+        for _ in 0..=MAX_DEPTH {
+            deep = MatValue::Struct(vec![("f".into(), deep)]);
+        }
+        assert!(err(&[("d", deep)]).contains("nested more than"));
+        let e = err(&[("big", MatValue::U8 { dims: vec![1 << 31, 1], data: vec![] })]);
+        assert!(e.contains("exceeds"), "{e}");
+    }
+
+    #[test]
+    fn write_mat_failures_leave_nothing() {
+        let (_, vars) = rf_and_param();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/dir/rf.mat");
+        let e = write_mat(&missing, &vars).unwrap_err();
+        assert!(matches!(e, MatError::Write { .. }) && e.to_string().contains("no/such/dir/rf.mat"), "{e}");
+        let path = dir.path().join("bad.mat");
+        write_mat(&path, &[("x", MatValue::row(vec![]))]).unwrap();
+        let e = write_mat(&path, &[("x y", MatValue::scalar(0.0))]).unwrap_err().to_string();
+        assert!(e.contains("bad.mat") && e.contains("'x y'"), "{e}");
+        // The earlier good file is untouched by the refused write.
+        assert_eq!(MatFile::open(&path).unwrap().names().collect::<Vec<_>>(), ["x"]);
+        // A directory in the way: the rename fails, the temporary goes.
+        let sub = dir.path().join("sub.mat");
+        std::fs::create_dir(&sub).unwrap();
+        let e = write_mat(&sub, &vars).unwrap_err();
+        assert!(e.to_string().contains("sub.mat"), "{e}");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["bad.mat", "sub.mat"], "{left:?}");
+        // Overwriting replaces the file whole.
+        write_mat(&path, &vars).unwrap();
+        assert_eq!(MatFile::open(&path).unwrap().names().collect::<Vec<_>>(), ["RF", "param"]);
     }
 
     const SCIPY_V5: &[u8] = &[

@@ -38,6 +38,7 @@ use glam::DVec3;
 use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, File, Group, Location, LocationType};
 
+use super::mat::TempFile;
 use crate::acquisition::{
     Acquisition, AcquisitionError, ChannelData, Element, Probe, ProbeKind, Samples, Wave, Wavefront,
 };
@@ -57,6 +58,10 @@ pub enum UffError {
     Invalid { file: String, path: String, problem: String },
     #[error("{file}: {path}: HDF5 read failed, the file may be corrupt ({detail})")]
     Hdf5 { file: String, path: String, detail: String },
+    #[error("{file}: cannot write: {detail}")]
+    Write { file: String, detail: String },
+    #[error("{file}: {path}: HDF5 write failed ({detail})")]
+    Hdf5Write { file: String, path: String, detail: String },
     #[error("{file}: {group}: {source}")]
     Acquisition {
         file: String,
@@ -846,6 +851,349 @@ fn size_attr(loc: &Location) -> Option<Vec<u64>> {
         return None;
     }
     Some(v.into_iter().map(|x| x as u64).collect())
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------
+
+/// Write `data` as `/channel_data` of a new UFF file at `path`, in the layout
+/// pyuff-ustb writes (and [`read_uff`], pyuff-ustb and USTB read):
+///
+/// * every group carries `class`, `name`, `array` and `size`, every numeric
+///   dataset `class = "single"`, `name`, `complex` and `imaginary`, as
+///   pyuff-ustb's `write_object` does; strings are variable-length UTF-8;
+/// * `data` is HDF5 `[frame][wave][channel][sample]` (MATLAB's transpose),
+///   without the frame dimension when there is one frame; IQ data is a group
+///   of `real` and `imag` float32 datasets;
+/// * a linear probe on a regular grid is a `uff.linear_array` (geometry, `N`,
+///   `pitch`, element size); any other probe is a generic `uff.probe` with
+///   explicit `geometry` `[7][N]` (readers recognise a convex arc from it,
+///   and a phased array reads back as linear);
+/// * `sequence` holds `sequence_0001`, ... (`array = 1`, `size = [1, n]`),
+///   except that a single wave is written in place of the sequence, as USTB
+///   does: pyuff-ustb decides list or object from `size`, and reads a
+///   one-entry list as the group itself.
+///
+/// The file appears whole or not at all: it is written to a temporary file
+/// in the same directory and renamed over `path`; on any error the
+/// temporary is removed and an existing `path` is left untouched. Data the
+/// format cannot carry faithfully (a diverging source in front of the
+/// array, RF data with a modulation frequency, ...) is refused up front.
+pub fn write_uff(path: &Path, data: &ChannelData) -> Result<(), UffError> {
+    let w = Out { file: path.display().to_string() };
+    w.check(data)?;
+    hdf5::silence_errors(true);
+    let tmp = TempFile::beside(path).map_err(|e| w.io(e))?;
+    let file = File::create(tmp.path()).map_err(|e| w.h5("/", e))?;
+    w.channel_data(&file, data)?;
+    file.close().map_err(|e| w.h5("/", e))?;
+    tmp.commit().map_err(|e| w.io(e))
+}
+
+/// The target file named in every message, and the HDF5 writing helpers.
+struct Out {
+    file: String,
+}
+
+const CD: &str = "/channel_data";
+
+impl Out {
+    fn io(&self, e: std::io::Error) -> UffError {
+        UffError::Write { file: self.file.clone(), detail: e.to_string() }
+    }
+
+    fn h5(&self, path: &str, e: hdf5::Error) -> UffError {
+        UffError::Hdf5Write { file: self.file.clone(), path: path.to_string(), detail: e.to_string() }
+    }
+
+    fn refuse(&self, path: &str, problem: impl Into<String>) -> UffError {
+        UffError::Invalid { file: self.file.clone(), path: path.to_string(), problem: problem.into() }
+    }
+
+    /// Refuse what the readers would reject or read back as something else.
+    fn check(&self, cd: &ChannelData) -> Result<(), UffError> {
+        cd.validate().map_err(|source| UffError::Acquisition {
+            file: self.file.clone(),
+            group: CD.to_string(),
+            source,
+        })?;
+        let a = &cd.acquisition;
+        if !cd.is_iq() && a.modulation_frequency != 0.0 {
+            return Err(self.refuse(
+                &format!("{CD}/modulation_frequency"),
+                format!("is {} for RF data, expected 0 (only IQ data is demodulated)", a.modulation_frequency),
+            ));
+        }
+        if !(0.0..=2.0).contains(&a.bandwidth) {
+            return Err(self.refuse(
+                &format!("{CD}/pulse/fractional_bandwidth"),
+                format!("would be {}, expected a fraction from 0 to 2 (0.77 for 77 %)", a.bandwidth),
+            ));
+        }
+        if !a.prf.is_finite() || a.prf < 0.0 {
+            return Err(self.refuse(&format!("{CD}/PRF"), format!("would be {}, expected a non-negative rate in Hz", a.prf)));
+        }
+        if let Some(e) = a.probe.elements.iter().position(|e| !(e.width.is_finite() && e.height.is_finite())) {
+            return Err(self.refuse(&format!("{CD}/probe/geometry"), format!("element {e} has a non-finite width or height")));
+        }
+        for (i, wave) in a.waves.iter().enumerate() {
+            self.check_wave(&wave_path(i, a.waves.len()), &wave.wavefront)?;
+        }
+        Ok(())
+    }
+
+    /// USTB tells diverging from focused by the side of z = 0 the source is
+    /// on; a wave on the wrong side would come back as the other kind.
+    fn check_wave(&self, wpath: &str, wavefront: &Wavefront) -> Result<(), UffError> {
+        let problem = match *wavefront {
+            Wavefront::Diverging { source } if source.z >= 0.0 => format!(
+                "is a diverging wave from z = {} m: UFF makes a spherical wave diverging only when its source is behind the array (z < 0), so it would read back as focused",
+                source.z
+            ),
+            Wavefront::Focused { focus } if focus.z < 0.0 => format!(
+                "is a focused wave on z = {} m: UFF makes a spherical wave with its source behind the array (z < 0) diverging, so it would read back as diverging",
+                focus.z
+            ),
+            _ => return Ok(()),
+        };
+        Err(self.refuse(&format!("{wpath}/source"), problem))
+    }
+
+    fn channel_data(&self, file: &File, cd: &ChannelData) -> Result<(), UffError> {
+        let a = &cd.acquisition;
+        let g = self.object(file, "", "channel_data", "uff.channel_data")?;
+        self.scalar(&g, CD, "sampling_frequency", a.sampling_frequency)?;
+        self.scalar(&g, CD, "initial_time", a.initial_time)?;
+        self.scalar(&g, CD, "sound_speed", a.sound_speed)?;
+        self.scalar(&g, CD, "modulation_frequency", a.modulation_frequency)?;
+        self.scalar(&g, CD, "PRF", a.prf)?;
+        self.integer(&g, CD, "N_active_elements", cd.channels as i64)?;
+        self.probe(&g, &a.probe)?;
+        self.pulse(&g, a)?;
+        self.sequence(&g, &a.waves, a.sound_speed)?;
+        self.samples(&g, cd)
+    }
+
+    fn probe(&self, cd: &Group, probe: &Probe) -> Result<(), UffError> {
+        let ppath = format!("{CD}/probe");
+        let regular = regular_linear(probe);
+        let class = if regular.is_some() { "uff.linear_array" } else { "uff.probe" };
+        let g = self.object(cd, CD, "probe", class)?;
+        if let Some((pitch, width, height)) = regular {
+            self.integer(&g, &ppath, "N", probe.len() as i64)?;
+            self.scalar(&g, &ppath, "pitch", pitch)?;
+            self.scalar(&g, &ppath, "element_width", width)?;
+            self.scalar(&g, &ppath, "element_height", height)?;
+        }
+        let n = probe.len();
+        let mut geometry = vec![0.0f64; 7 * n];
+        for (e, el) in probe.elements.iter().enumerate() {
+            // Rows x, y, z, theta, phi, width, height; phi (elevation tilt) is 0.
+            for (row, v) in [el.position.x, el.position.y, el.position.z, el.azimuth, 0.0, el.width, el.height]
+                .into_iter()
+                .enumerate()
+            {
+                geometry[row * n + e] = v;
+            }
+        }
+        self.numeric(&g, &ppath, "geometry", &[7, n], &geometry)?;
+        self.point(&g, &ppath, "origin", [0.0; 3])?;
+        if !probe.name.is_empty() {
+            self.chars(&g, &ppath, "name", &probe.name)?;
+        }
+        Ok(())
+    }
+
+    fn pulse(&self, cd: &Group, a: &Acquisition) -> Result<(), UffError> {
+        let ppath = format!("{CD}/pulse");
+        let g = self.object(cd, CD, "pulse", "uff.pulse")?;
+        self.scalar(&g, &ppath, "center_frequency", a.center_frequency)?;
+        self.scalar(&g, &ppath, "fractional_bandwidth", a.bandwidth)?;
+        self.scalar(&g, &ppath, "phase", 0.0)
+    }
+
+    fn sequence(&self, cd: &Group, waves: &[Wave], c: f64) -> Result<(), UffError> {
+        let spath = format!("{CD}/sequence");
+        if let [wave] = waves {
+            let g = self.object(cd, CD, "sequence", "uff.wave")?;
+            return self.wave(&g, &spath, wave, c);
+        }
+        let g = self.group(cd, &spath, "sequence")?;
+        self.object_attrs(&g, &spath, "sequence", "uff.wave", [1, waves.len() as i64])?;
+        for (i, wave) in waves.iter().enumerate() {
+            let name = format!("sequence_{:04}", i + 1);
+            let wg = self.object(&g, &spath, &name, "uff.wave")?;
+            self.wave(&wg, &format!("{spath}/{name}"), wave, c)?;
+        }
+        Ok(())
+    }
+
+    fn wave(&self, g: &Group, wpath: &str, wave: &Wave, c: f64) -> Result<(), UffError> {
+        let (kind, source) = match wave.wavefront {
+            Wavefront::Plane { azimuth } => (0, [azimuth, f64::INFINITY, 0.0]),
+            Wavefront::Diverging { source: p } | Wavefront::Focused { focus: p } => (1, spherical(p)),
+        };
+        // USTB's enumeration: a (1, 1) int64 tagged with its enum class.
+        let ds = g
+            .new_dataset::<i64>()
+            .shape([1, 1])
+            .create("wavefront")
+            .and_then(|ds| ds.write_raw(&[kind as i64][..]).map(|_| ds))
+            .map_err(|e| self.h5(&format!("{wpath}/wavefront"), e))?;
+        self.tag(&ds, &format!("{wpath}/wavefront"), "uff.wavefront", "wavefront")?;
+        self.point(g, wpath, "source", source)?;
+        self.point(g, wpath, "origin", [0.0; 3])?;
+        self.scalar(g, wpath, "delay", wave.delay)?;
+        self.scalar(g, wpath, "sound_speed", c)
+    }
+
+    /// A `uff.point` from (azimuth, distance, elevation).
+    fn point(&self, parent: &Group, ppath: &str, name: &str, [azimuth, distance, elevation]: [f64; 3]) -> Result<(), UffError> {
+        let path = format!("{ppath}/{name}");
+        let g = self.object(parent, ppath, name, "uff.point")?;
+        self.scalar(&g, &path, "azimuth", azimuth)?;
+        self.scalar(&g, &path, "distance", distance)?;
+        self.scalar(&g, &path, "elevation", elevation)
+    }
+
+    fn samples(&self, cd: &Group, data: &ChannelData) -> Result<(), UffError> {
+        let mut shape = vec![data.frames, data.waves, data.channels, data.samples];
+        if data.frames == 1 {
+            shape.remove(0);
+        }
+        let dpath = format!("{CD}/data");
+        match &data.data {
+            Samples::Rf(v) => self.numeric(cd, CD, "data", &shape, v),
+            Samples::Iq(v) => {
+                let g = self.group(cd, &dpath, "data")?;
+                self.tag(&g, &dpath, "single", "data")?;
+                self.flags(&g, &dpath, &[("complex", 1), ("imaginary", 0)])?;
+                // One part at a time, to keep the peak memory at 1.5 × the data.
+                let real: Vec<f32> = v.iter().map(|s| s[0]).collect();
+                self.part(&g, &dpath, "real", &shape, &real, 0)?;
+                drop(real);
+                let imag: Vec<f32> = v.iter().map(|s| s[1]).collect();
+                self.part(&g, &dpath, "imag", &shape, &imag, 1)
+            }
+        }
+    }
+
+    /// `real` or `imag` of complex data: pyuff-ustb names both `data`.
+    fn part(&self, g: &Group, dpath: &str, name: &str, shape: &[usize], v: &[f32], imaginary: i64) -> Result<(), UffError> {
+        let path = format!("{dpath}/{name}");
+        let ds = self.dataset(g, &path, name, shape, v)?;
+        self.tag(&ds, &path, "single", "data")?;
+        self.flags(&ds, &path, &[("imaginary", imaginary)])
+    }
+
+    fn group(&self, parent: &Group, path: &str, name: &str) -> Result<Group, UffError> {
+        parent.create_group(name).map_err(|e| self.h5(path, e))
+    }
+
+    /// A group for a UFF object of class `class`, one object (not an array).
+    fn object(&self, parent: &Group, ppath: &str, name: &str, class: &str) -> Result<Group, UffError> {
+        let path = format!("{ppath}/{name}");
+        let g = self.group(parent, &path, name)?;
+        self.object_attrs(&g, &path, name, class, [1, 1])?;
+        Ok(g)
+    }
+
+    fn object_attrs(&self, g: &Group, path: &str, name: &str, class: &str, size: [i64; 2]) -> Result<(), UffError> {
+        self.tag(g, path, class, name)?;
+        let array = i64::from(size != [1, 1]);
+        let r = g.new_attr::<i64>().shape([1]).create("array").and_then(|a| a.write_raw(&[array][..]));
+        r.and_then(|_| g.new_attr::<i64>().shape([2]).create("size").and_then(|a| a.write_raw(&size[..])))
+            .map_err(|e| self.h5(path, e))
+    }
+
+    /// The `class` and `name` attributes every UFF object carries.
+    fn tag(&self, loc: &Location, path: &str, class: &str, name: &str) -> Result<(), UffError> {
+        for (attr, value) in [("class", class), ("name", name)] {
+            let s: VarLenUnicode = value.parse().map_err(|e| self.h5(path, hdf5::Error::from(format!("{e}"))))?;
+            let a = loc.new_attr::<VarLenUnicode>().create(attr).map_err(|e| self.h5(path, e))?;
+            a.write_scalar(&s).map_err(|e| self.h5(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// pyuff-ustb's `complex`/`imaginary` markers: int64 arrays of one.
+    fn flags(&self, loc: &Location, path: &str, flags: &[(&str, i64)]) -> Result<(), UffError> {
+        for &(attr, v) in flags {
+            let a = loc.new_attr::<i64>().shape([1]).create(attr).map_err(|e| self.h5(path, e))?;
+            a.write_raw(&[v][..]).map_err(|e| self.h5(path, e))?;
+        }
+        Ok(())
+    }
+
+    fn dataset<T: hdf5::H5Type>(&self, g: &Group, path: &str, name: &str, shape: &[usize], v: &[T]) -> Result<Dataset, UffError> {
+        let ds = g.new_dataset::<T>().shape(shape.to_vec()).create(name).map_err(|e| self.h5(path, e))?;
+        ds.write_raw(v).map_err(|e| self.h5(path, e))?;
+        Ok(ds)
+    }
+
+    /// A real numeric array with pyuff-ustb's attributes.
+    fn numeric<T: hdf5::H5Type>(&self, g: &Group, ppath: &str, name: &str, shape: &[usize], v: &[T]) -> Result<(), UffError> {
+        let path = format!("{ppath}/{name}");
+        let ds = self.dataset(g, &path, name, shape, v)?;
+        self.tag(&ds, &path, "single", name)?;
+        self.flags(&ds, &path, &[("complex", 0), ("imaginary", 0)])
+    }
+
+    /// A scalar of shape `()`, as pyuff-ustb writes Python numbers.
+    fn scalar(&self, g: &Group, ppath: &str, name: &str, v: f64) -> Result<(), UffError> {
+        self.numeric(g, ppath, name, &[], &[v])
+    }
+
+    fn integer(&self, g: &Group, ppath: &str, name: &str, v: i64) -> Result<(), UffError> {
+        self.numeric(g, ppath, name, &[], &[v])
+    }
+
+    /// A MATLAB char array as pyuff-ustb stores strings: uint16 `(n, 1)`.
+    fn chars(&self, g: &Group, ppath: &str, name: &str, s: &str) -> Result<(), UffError> {
+        let path = format!("{ppath}/{name}");
+        let units: Vec<u16> = s.encode_utf16().collect();
+        let ds = self.dataset(g, &path, name, &[units.len(), 1], &units)?;
+        self.tag(&ds, &path, "char", name)
+    }
+}
+
+/// HDF5 path of wave `i` of `n` as [`write_uff`] lays them out.
+fn wave_path(i: usize, n: usize) -> String {
+    if n == 1 {
+        format!("{CD}/sequence")
+    } else {
+        format!("{CD}/sequence/sequence_{:04}", i + 1)
+    }
+}
+
+/// (azimuth, distance, elevation) of `p`, the inverse of the reader's
+/// `(d sin az cos el, d sin el, d cos az cos el)`.
+fn spherical(p: DVec3) -> [f64; 3] {
+    let distance = p.length();
+    let elevation = if distance > 0.0 { (p.y / distance).clamp(-1.0, 1.0).asin() } else { 0.0 };
+    [p.x.atan2(p.z), distance, elevation]
+}
+
+/// (pitch, width, height) when the probe is exactly what USTB's
+/// `uff.linear_array` would rebuild from those three numbers and `N`;
+/// USTB recomputes the geometry of a linear array, so anything else must be
+/// written as a generic probe to keep its elements.
+fn regular_linear(probe: &Probe) -> Option<(f64, f64, f64)> {
+    if probe.kind != ProbeKind::Linear || probe.is_empty() {
+        return None;
+    }
+    let first = &probe.elements[0];
+    let pitch = probe.pitch();
+    let rebuilt = Probe::linear(probe.len(), pitch, first.width, first.height);
+    let tol = 1e-9 * pitch.max(1e-9);
+    let same = probe.elements.iter().zip(&rebuilt.elements).all(|(a, b)| {
+        (a.position - b.position).abs().max_element() <= tol
+            && a.azimuth == 0.0
+            && a.width == b.width
+            && a.height == b.height
+    });
+    same.then_some((pitch, first.width, first.height))
 }
 
 #[cfg(test)]
