@@ -215,7 +215,12 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
             weight_sum += weight;
 
             let base = (w * params.n_elements + e) * ns + u32(i0);
-            for (var f = 0u; f < nf; f++) {
+            // Constant trip count so the accumulators stay in registers;
+            // `f < nf` is uniform, so skipped frames cost a compare.
+            for (var f = 0u; f < FRAMES_PER_THREAD; f++) {
+                if (f >= nf) {
+                    break;
+                }
                 let k = base + (f0 + f) * frame_stride;
                 var v = c.x * sample_at(k);
                 if (taps > 1u) {

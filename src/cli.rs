@@ -105,6 +105,10 @@ pub struct BeamformArgs {
     /// Write the B-mode of the first frame as PNG (scan converted for polar grids).
     #[arg(long)]
     pub png: Option<PathBuf>,
+    /// Run the whole chain this many times and report the median (the first
+    /// run compiles the pipelines and is not counted when N > 1).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 /// A user-facing failure: the message says what was wrong and what to do.
@@ -397,17 +401,28 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
         display,
     };
     let bf = Beamformer::new(&ctx);
-    let t = Instant::now();
-    let out = bf.run(&ctx, &data, &grid, &req)?;
-    let elapsed = t.elapsed();
+    let mut times = Vec::new();
+    let mut out = None;
+    for _ in 0..args.repeat.max(1) + (args.repeat > 1) as usize {
+        let t = Instant::now();
+        out = Some(bf.run(&ctx, &data, &grid, &req)?);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let out = out.expect("at least one run");
+    if times.len() > 1 {
+        times.remove(0);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
     eprintln!(
-        "beamformed {} frame(s) × {} × {} pixels from {} waves × {} channels in {:.1} ms (F-number {:.4})",
+        "beamformed {} frame(s) × {} × {} pixels from {} waves × {} channels in {:.1} ms{} (F-number {:.4})",
         out.frames,
         out.rows,
         out.cols,
         data.waves,
         data.channels,
-        elapsed.as_secs_f64() * 1e3,
+        median * 1e3,
+        if times.len() > 1 { format!(" (median of {} warm runs, upload to readback)", times.len()) } else { String::new() },
         out.fnumber
     );
     let shape = [out.frames, out.rows, out.cols];

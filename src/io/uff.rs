@@ -391,7 +391,11 @@ impl Ctx {
             }
         };
         let geometry = self.geometry(&g, &ppath, n_field)?;
-        let name = class.strip_prefix("uff.").unwrap_or(&class).to_string();
+        // The probe's own name when it carries one (USTB's `name`, a char
+        // array), else its class.
+        let name = char_dataset(&g, "name")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| class.strip_prefix("uff.").unwrap_or(&class).to_string());
 
         let positive = |field: &str, expected: &str| -> Result<f64, UffError> {
             let v = self.scalar(&g, &ppath, field, expected)?;
@@ -843,6 +847,21 @@ fn string_attr(loc: &Location, name: &str) -> Option<String> {
     Some(s.trim_end_matches(['\0', ' ']).to_string())
 }
 
+/// A MATLAB char array stored as integers (pyuff-ustb: uint16 `(n, 1)`),
+/// or `None` when `name` is absent or not such an array.
+fn char_dataset(g: &Group, name: &str) -> Option<String> {
+    if !g.link_exists(name) || !matches!(g.loc_type_by_name(name), Ok(LocationType::Dataset)) {
+        return None;
+    }
+    let ds = g.dataset(name).ok()?;
+    let td = ds.dtype().ok()?.to_descriptor().ok()?;
+    if !matches!(td, TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_)) || ds.size() > 4096 {
+        return None;
+    }
+    let units: Vec<u16> = ds.read_raw().ok()?;
+    Some(String::from_utf16_lossy(&units))
+}
+
 /// The `size` attribute of a UFF array (MATLAB `size(object)`).
 fn size_attr(loc: &Location) -> Option<Vec<u64>> {
     let attr = loc.attr("size").ok()?;
@@ -868,8 +887,10 @@ fn size_attr(loc: &Location) -> Option<Vec<u64>> {
 ///   of `real` and `imag` float32 datasets;
 /// * a linear probe on a regular grid is a `uff.linear_array` (geometry, `N`,
 ///   `pitch`, element size); any other probe is a generic `uff.probe` with
-///   explicit `geometry` `[7][N]` (readers recognise a convex arc from it,
-///   and a phased array reads back as linear);
+///   explicit `geometry` `[7][N]`, whose kind the reader recovers with
+///   [`Probe::detect_convex`] (a convex arc is recognised; a phased array
+///   is not told apart from other flat ones). The probe's name goes into a
+///   `name` char dataset, USTB's own field;
 /// * `sequence` holds `sequence_0001`, ... (`array = 1`, `size = [1, n]`),
 ///   except that a single wave is written in place of the sequence, as USTB
 ///   does: pyuff-ustb decides list or object from `size`, and reads a
@@ -1010,7 +1031,10 @@ impl Out {
         let g = self.object(cd, CD, "pulse", "uff.pulse")?;
         self.scalar(&g, &ppath, "center_frequency", a.center_frequency)?;
         self.scalar(&g, &ppath, "fractional_bandwidth", a.bandwidth)?;
-        self.scalar(&g, &ppath, "phase", 0.0)
+        self.scalar(&g, &ppath, "phase", 0.0)?;
+        // The transmitted waveform is not known here; a [0] placeholder as
+        // in the reference files keeps pyuff-ustb's compulsory fields set.
+        self.numeric(&g, &ppath, "waveform", &[1], &[0.0f64])
     }
 
     fn sequence(&self, cd: &Group, waves: &[Wave], c: f64) -> Result<(), UffError> {
@@ -1030,7 +1054,7 @@ impl Out {
     }
 
     fn wave(&self, g: &Group, wpath: &str, wave: &Wave, c: f64) -> Result<(), UffError> {
-        let (kind, source) = match wave.wavefront {
+        let (kind, source): (i64, [f64; 3]) = match wave.wavefront {
             Wavefront::Plane { azimuth } => (0, [azimuth, f64::INFINITY, 0.0]),
             Wavefront::Diverging { source: p } | Wavefront::Focused { focus: p } => (1, spherical(p)),
         };
@@ -1039,7 +1063,7 @@ impl Out {
             .new_dataset::<i64>()
             .shape([1, 1])
             .create("wavefront")
-            .and_then(|ds| ds.write_raw(&[kind as i64][..]).map(|_| ds))
+            .and_then(|ds| ds.write_raw(&[kind][..]).map(|_| ds))
             .map_err(|e| self.h5(&format!("{wpath}/wavefront"), e))?;
         self.tag(&ds, &format!("{wpath}/wavefront"), "uff.wavefront", "wavefront")?;
         self.point(g, wpath, "source", source)?;
@@ -1426,7 +1450,7 @@ mod tests {
     }
 
     /// Write a small valid file, then let `tweak` damage `/channel_data`.
-    fn write_uff(path: &Path, spec: &Spec, tweak: impl FnOnce(&Group)) {
+    fn write_spec(path: &Path, spec: &Spec, tweak: impl FnOnce(&Group)) {
         let file = File::create(path).unwrap();
         let m = spec.matlab;
         let cd = file.create_group("channel_data").unwrap();
@@ -1499,7 +1523,7 @@ mod tests {
     fn read_spec(spec: &Spec, tweak: impl FnOnce(&Group)) -> (tempfile::TempDir, Result<ChannelData, UffError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.uff");
-        write_uff(&path, spec, tweak);
+        write_spec(&path, spec, tweak);
         let r = read_uff(&path);
         (dir, r)
     }
@@ -1781,7 +1805,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The head of a real file; a written one when the reference is absent.
         let full = dir.path().join("full.uff");
-        write_uff(&full, &Spec { samples: 4096, ..Spec::default() }, |_| {});
+        write_spec(&full, &Spec { samples: 4096, ..Spec::default() }, |_| {});
         let bytes = std::fs::read(&full).unwrap();
         let path = dir.path().join("test.uff");
         std::fs::write(&path, &bytes[..1000]).unwrap();
@@ -1858,5 +1882,284 @@ mod tests {
         assert!(msg.contains("/scan") && msg.contains("uff.linear_scan"), "{msg}");
         let msg = read_uff_dataset(&path, "/channel_data").unwrap_err().to_string();
         assert!(msg.contains("/channel_data is missing"), "{msg}");
+    }
+
+    // ---- the public writer ------------------------------------------------
+
+    /// Samples that differ everywhere and are not round in binary.
+    fn ramp(n: usize) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.37).sin() * 1e3 + i as f32 * 1e-3).collect()
+    }
+
+    fn acquisition(probe: Probe, waves: Vec<Wave>, fmod: f64) -> Acquisition {
+        Acquisition {
+            probe,
+            waves,
+            sampling_frequency: 20.8e6,
+            initial_time: -1.3e-6,
+            modulation_frequency: fmod,
+            center_frequency: 5.2e6,
+            bandwidth: 0.67,
+            sound_speed: 1540.0,
+            prf: 2500.0,
+        }
+    }
+
+    fn channel_data(acquisition: Acquisition, frames: usize, samples: usize, iq: bool) -> ChannelData {
+        let (waves, channels) = (acquisition.waves.len(), acquisition.probe.len());
+        let n = frames * waves * channels * samples;
+        let v = ramp(2 * n);
+        let data = if iq { Samples::Iq(v.chunks(2).map(|c| [c[0], c[1]]).collect()) } else { Samples::Rf(v[..n].to_vec()) };
+        ChannelData { acquisition, frames, waves, channels, samples, data }
+    }
+
+    fn plane_waves(n: usize) -> Vec<Wave> {
+        (0..n)
+            .map(|i| Wave { wavefront: Wavefront::Plane { azimuth: (i as f64 - 1.0) * 0.0873 }, delay: -(i as f64) * 3.1e-7 })
+            .collect()
+    }
+
+    fn linear_probe() -> Probe {
+        Probe::linear(8, 3e-4, 2.7e-4, 5e-3)
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// Write `cd`, check nothing but the file is left, read it back.
+    fn round_trip(cd: &ChannelData) -> (tempfile::TempDir, PathBuf, ChannelData) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.uff");
+        super::write_uff(&path, cd).unwrap();
+        assert_eq!(listing(dir.path()), ["out.uff"]);
+        let back = read_uff(&path).unwrap();
+        (dir, path, back)
+    }
+
+    /// `back` equals `cd` in every field and sample, except what goes
+    /// through trigonometry on the way: a convex probe's radius and centre
+    /// (fitted to the written geometry) and spherical sources (written as
+    /// distance and angles), which must agree to well under a nanometre.
+    fn assert_round_trip(back: &ChannelData, cd: &ChannelData) {
+        let mut back = back.clone();
+        if let (ProbeKind::Convex { radius: r, center: c }, ProbeKind::Convex { radius: r0, center: c0 }) =
+            (&back.acquisition.probe.kind, &cd.acquisition.probe.kind)
+        {
+            let err = (r - r0).abs().max((c[0] - c0[0]).abs()).max((c[1] - c0[1]).abs());
+            assert!(err < 1e-12, "convex fit off by {err} m");
+            back.acquisition.probe.kind = cd.acquisition.probe.kind.clone();
+        }
+        for (b, w) in back.acquisition.waves.iter_mut().zip(&cd.acquisition.waves) {
+            let (p, q) = match (&b.wavefront, &w.wavefront) {
+                (Wavefront::Diverging { source: p }, Wavefront::Diverging { source: q }) => (*p, *q),
+                (Wavefront::Focused { focus: p }, Wavefront::Focused { focus: q }) => (*p, *q),
+                _ => continue,
+            };
+            assert!((p - q).length() < 1e-15, "source {p} read back for {q}");
+            b.wavefront = w.wavefront.clone();
+        }
+        assert_eq!(back, *cd);
+    }
+
+    fn attr_i64(loc: &Location, name: &str) -> Vec<i64> {
+        loc.attr(name).unwrap().read_raw().unwrap()
+    }
+
+    /// The attributes pyuff-ustb puts on every group (a UFF object).
+    fn assert_object(g: &Group, class: &str, name: &str, size: [i64; 2]) {
+        assert_eq!(class_of(g).as_deref(), Some(class), "{}", g.name());
+        assert_eq!(string_attr(g, "name").as_deref(), Some(name), "{}", g.name());
+        assert_eq!(attr_i64(g, "array"), [i64::from(size != [1, 1])], "{}", g.name());
+        assert_eq!(attr_i64(g, "size"), size, "{}", g.name());
+    }
+
+    /// ... and on every real numeric dataset.
+    fn assert_numeric(ds: &Dataset, name: &str, shape: &[usize]) {
+        assert_eq!(class_of(ds).as_deref(), Some("single"), "{}", ds.name());
+        assert_eq!(string_attr(ds, "name").as_deref(), Some(name), "{}", ds.name());
+        assert_eq!((attr_i64(ds, "complex"), attr_i64(ds, "imaginary")), (vec![0], vec![0]), "{}", ds.name());
+        assert_eq!(ds.shape(), shape, "{}", ds.name());
+    }
+
+    #[test]
+    fn writes_rf_linear_plane_waves() {
+        let cd = channel_data(acquisition(linear_probe(), plane_waves(3), 0.0), 1, 32, false);
+        let (_dir, path, back) = round_trip(&cd);
+        assert_eq!(back, cd);
+
+        let f = File::open(&path).unwrap();
+        let g = f.group("channel_data").unwrap();
+        assert_object(&g, "uff.channel_data", "channel_data", [1, 1]);
+        // One frame: the frame dimension is dropped, as pyuff-ustb does.
+        assert_numeric(&g.dataset("data").unwrap(), "data", &[3, 8, 32]);
+        assert_eq!(g.dataset("data").unwrap().dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::Float(hdf5::types::FloatSize::U4));
+        for name in ["sampling_frequency", "initial_time", "sound_speed", "modulation_frequency", "PRF"] {
+            assert_numeric(&g.dataset(name).unwrap(), name, &[]);
+        }
+        let n = g.dataset("N_active_elements").unwrap();
+        assert_numeric(&n, "N_active_elements", &[]);
+        assert_eq!(n.read_scalar::<i64>().unwrap(), 8);
+
+        let probe = g.group("probe").unwrap();
+        assert_object(&probe, "uff.linear_array", "probe", [1, 1]);
+        assert_numeric(&probe.dataset("geometry").unwrap(), "geometry", &[7, 8]);
+        assert_eq!(probe.dataset("N").unwrap().read_scalar::<i64>().unwrap(), 8);
+        assert!(close(probe.dataset("pitch").unwrap().read_scalar::<f64>().unwrap(), 3e-4, 1e-12));
+        assert_object(&probe.group("origin").unwrap(), "uff.point", "origin", [1, 1]);
+        let pulse = g.group("pulse").unwrap();
+        assert_object(&pulse, "uff.pulse", "pulse", [1, 1]);
+        assert_numeric(&pulse.dataset("fractional_bandwidth").unwrap(), "fractional_bandwidth", &[]);
+        assert_numeric(&pulse.dataset("waveform").unwrap(), "waveform", &[1]);
+
+        let seq = g.group("sequence").unwrap();
+        assert_object(&seq, "uff.wave", "sequence", [1, 3]);
+        let w = seq.group("sequence_0002").unwrap();
+        assert_object(&w, "uff.wave", "sequence_0002", [1, 1]);
+        let wf = w.dataset("wavefront").unwrap();
+        assert_eq!((wf.shape(), wf.read_raw::<i64>().unwrap()), (vec![1, 1], vec![0]));
+        assert_eq!(class_of(&wf).as_deref(), Some("uff.wavefront"));
+        let src = w.group("source").unwrap();
+        assert_object(&src, "uff.point", "source", [1, 1]);
+        assert_numeric(&src.dataset("distance").unwrap(), "distance", &[]);
+        assert_eq!(src.dataset("distance").unwrap().read_scalar::<f64>().unwrap(), f64::INFINITY);
+    }
+
+    #[test]
+    fn writes_iq_convex_diverging_waves() {
+        let probe = Probe::convex_must(16, 4.6e-4, 0.0496, 4.1e-4, 1.4e-2);
+        let waves = (0..5)
+            .map(|i| Wave {
+                wavefront: Wavefront::Diverging { source: DVec3::new((i as f64 - 2.0) * 8.5e-3, 0.0, -0.0364) },
+                delay: -9.58e-7 + i as f64 * 1e-9,
+            })
+            .collect();
+        let cd = channel_data(acquisition(probe, waves, 3.57e6), 1, 24, true);
+        let (_dir, path, back) = round_trip(&cd);
+        assert!(matches!(back.acquisition.probe.kind, ProbeKind::Convex { .. }));
+        assert_round_trip(&back, &cd);
+
+        let f = File::open(&path).unwrap();
+        let g = f.group("channel_data").unwrap();
+        assert_object(&g.group("probe").unwrap(), "uff.probe", "probe", [1, 1]);
+        let data = g.group("data").unwrap();
+        assert_eq!(class_of(&data).as_deref(), Some("single"));
+        assert_eq!(string_attr(&data, "name").as_deref(), Some("data"));
+        assert_eq!((attr_i64(&data, "complex"), attr_i64(&data, "imaginary")), (vec![1], vec![0]));
+        for (part, imaginary) in [("real", 0), ("imag", 1)] {
+            let ds = data.dataset(part).unwrap();
+            assert_eq!(ds.shape(), [5, 16, 24]);
+            assert_eq!(string_attr(&ds, "name").as_deref(), Some("data"));
+            assert_eq!(attr_i64(&ds, "imaginary"), [imaginary]);
+        }
+        let wf = g.dataset("sequence/sequence_0005/wavefront").unwrap();
+        assert_eq!(wf.read_raw::<i64>().unwrap(), [1]);
+    }
+
+    #[test]
+    fn writes_focused_waves() {
+        let foci = [(-5e-3, 0.0, 0.03), (0.0, 0.0, 0.03), (5e-3, 0.0, 0.03), (2e-3, 1e-3, 0.02), (0.0, 0.0, 0.0)];
+        let waves = foci
+            .iter()
+            .map(|&(x, y, z)| Wave { wavefront: Wavefront::Focused { focus: DVec3::new(x, y, z) }, delay: 1.7e-5 })
+            .collect();
+        let cd = channel_data(acquisition(linear_probe(), waves, 0.0), 1, 16, false);
+        let (_dir, _path, back) = round_trip(&cd);
+        assert_round_trip(&back, &cd);
+    }
+
+    #[test]
+    fn writes_multi_frame() {
+        let cd = channel_data(acquisition(linear_probe(), plane_waves(2), 5.2e6), 3, 20, true);
+        let (_dir, path, back) = round_trip(&cd);
+        assert_eq!(back, cd);
+        let f = File::open(&path).unwrap();
+        assert_eq!(f.dataset("channel_data/data/real").unwrap().shape(), [3, 2, 8, 20]);
+        let rf = channel_data(acquisition(linear_probe(), plane_waves(2), 0.0), 3, 20, false);
+        let (_dir, _path, back) = round_trip(&rf);
+        assert_eq!(back, rf);
+    }
+
+    /// One wave goes in place of the sequence, as USTB writes it: pyuff-ustb
+    /// would read a one-entry list as the sequence group itself.
+    #[test]
+    fn writes_a_single_wave_in_place() {
+        let cd = channel_data(acquisition(linear_probe(), plane_waves(1), 0.0), 1, 16, false);
+        let (_dir, path, back) = round_trip(&cd);
+        assert_eq!(back, cd);
+        let f = File::open(&path).unwrap();
+        let seq = f.group("channel_data/sequence").unwrap();
+        assert_object(&seq, "uff.wave", "sequence", [1, 1]);
+        assert!(seq.link_exists("wavefront") && !seq.link_exists("sequence_0001"));
+        assert_eq!(f.dataset("channel_data/data").unwrap().shape(), [1, 8, 16]);
+    }
+
+    /// USTB rebuilds a linear array from N and pitch, so an irregular one
+    /// is written as a generic probe: its elements survive exactly, and its
+    /// kind is whatever [`Probe::detect_convex`] makes of explicit geometry.
+    #[test]
+    fn irregular_and_phased_probes_are_generic() {
+        let mut irregular = linear_probe();
+        irregular.elements[3].position.x += 1e-5;
+        irregular.elements[5].width = 1e-4;
+        for probe in [irregular, Probe::phased(8, 2e-4, 1.8e-4, 5e-3)] {
+            let cd = channel_data(acquisition(probe.clone(), plane_waves(2), 0.0), 1, 16, false);
+            let (_dir, path, back) = round_trip(&cd);
+            let f = File::open(&path).unwrap();
+            assert_eq!(class_of(&f.group("channel_data/probe").unwrap()).as_deref(), Some("uff.probe"));
+            let mut expected = cd.clone();
+            expected.acquisition.probe.kind = ProbeKind::Generic;
+            expected.acquisition.probe.detect_convex();
+            assert_eq!(back, expected);
+        }
+    }
+
+    #[test]
+    fn write_errors_leave_nothing_behind() {
+        let cd = channel_data(acquisition(linear_probe(), plane_waves(3), 0.0), 1, 16, false);
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent/out.uff");
+        let msg = super::write_uff(&missing, &cd).unwrap_err().to_string();
+        eprintln!("{msg}");
+        assert!(msg.contains("absent/out.uff") && msg.contains("cannot write"), "{msg}");
+        assert!(listing(dir.path()).is_empty());
+
+        // A refused acquisition leaves an existing file as it was.
+        let path = dir.path().join("out.uff");
+        super::write_uff(&path, &cd).unwrap();
+        let mut bad = cd.clone();
+        bad.acquisition.waves[1].wavefront = Wavefront::Diverging { source: DVec3::new(0.0, 0.0, 0.01) };
+        let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
+        eprintln!("{msg}");
+        assert!(msg.contains("out.uff") && msg.contains("/channel_data/sequence/sequence_0002/source"), "{msg}");
+        let mut bad = cd.clone();
+        bad.acquisition.modulation_frequency = 5e6;
+        let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
+        assert!(msg.contains("/channel_data/modulation_frequency"), "{msg}");
+        let mut bad = cd.clone();
+        bad.acquisition.bandwidth = 67.0;
+        let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
+        assert!(msg.contains("/channel_data/pulse/fractional_bandwidth"), "{msg}");
+        let mut bad = cd.clone();
+        bad.samples = 15;
+        let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
+        assert!(msg.contains("out.uff") && msg.contains("data"), "{msg}");
+        assert_eq!(read_uff(&path).unwrap(), cd);
+
+        // A directory in the way: the rename fails and the temporary goes.
+        let sub = dir.path().join("sub.uff");
+        std::fs::create_dir(&sub).unwrap();
+        let msg = super::write_uff(&sub, &cd).unwrap_err().to_string();
+        assert!(msg.contains("sub.uff"), "{msg}");
+        assert_eq!(listing(dir.path()), ["out.uff", "sub.uff"]);
+
+        // Overwriting replaces the file whole.
+        let multi = channel_data(acquisition(linear_probe(), plane_waves(2), 0.0), 3, 16, false);
+        super::write_uff(&path, &multi).unwrap();
+        assert_eq!(read_uff(&path).unwrap(), multi);
+        assert_eq!(listing(dir.path()), ["out.uff", "sub.uff"]);
     }
 }
