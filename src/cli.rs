@@ -56,7 +56,7 @@ pub struct BeamformArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub polar: Option<String>,
     /// Receive F-number, `auto` (MUST's rule from element width and bandwidth) or `full` (whole aperture).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
     pub fnumber: String,
     /// Receive apodization: boxcar, hann or tukey:A (A = taper fraction 0..1).
     #[arg(long, default_value = "boxcar")]

@@ -178,7 +178,15 @@ impl Probe {
     /// no radius): fit the circle through the first, middle and last element
     /// and accept it when every element lies on it and faces away from it.
     pub fn detect_convex(&mut self) {
-        if self.kind != ProbeKind::Generic || self.len() < 3 {
+        if self.kind != ProbeKind::Generic || self.len() < 2 {
+            return;
+        }
+        // Flat first: three collinear elements have no circumcentre.
+        if self.elements.iter().all(|e| e.position.z.abs() < 1e-9 && e.azimuth.abs() < 1e-9) {
+            self.kind = ProbeKind::Linear;
+            return;
+        }
+        if self.len() < 3 {
             return;
         }
         let n = self.len();
@@ -196,8 +204,6 @@ impl Probe {
         });
         if on_arc && radius.is_finite() {
             self.kind = ProbeKind::Convex { radius, center };
-        } else if self.elements.iter().all(|e| e.position.z.abs() < 1e-9 && e.azimuth.abs() < 1e-9) {
-            self.kind = ProbeKind::Linear;
         }
     }
 

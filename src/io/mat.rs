@@ -21,9 +21,9 @@
 //! because that is what the consumers want and it keeps the API to one type;
 //! `int64`/`uint64` values beyond 2^53 lose precision as a consequence.
 //!
-//! The writer produces what `save -v6` writes: little-endian and
-//! uncompressed, readable by MATLAB, `scipy.io.loadmat` and this reader. It
-//! refuses what MATLAB could not load rather than writing it.
+//! The writer produces a little-endian, uncompressed v5 file (chars in
+//! UTF-8, as scipy writes them), readable by MATLAB, `scipy.io.loadmat` and
+//! this reader. It refuses what MATLAB could not load rather than writing it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -1204,7 +1204,9 @@ pub enum MatValue {
     F64 { dims: Vec<usize>, data: Vec<f64> },
     I16 { dims: Vec<usize>, data: Vec<i16> },
     U8 { dims: Vec<usize>, data: Vec<u8> },
-    /// A 1×n char row vector (0×0 when empty).
+    /// A 1×n char row vector (0×0 when empty), n in UTF-16 code units as
+    /// MATLAB counts; stored as miUTF8. (scipy counts code points, so it
+    /// only agrees for text within the Basic Multilingual Plane.)
     Char(String),
     /// A 1×1 struct; field order is kept.
     Struct(Vec<(String, MatValue)>),
@@ -1365,12 +1367,9 @@ impl MatWriter {
                 data.iter().for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
             }),
             MatValue::U8 { data, .. } => self.elem(MI_UINT8, data.len(), path, |o| o.extend_from_slice(data)),
-            MatValue::Char(s) => {
-                let units: Vec<u16> = s.encode_utf16().collect();
-                self.elem(MI_UINT16, 2 * units.len(), path, |o| {
-                    units.iter().for_each(|u| o.extend_from_slice(&u.to_le_bytes()))
-                })
-            }
+            // UTF-8 as scipy writes it: scipy decodes miUINT16 with a byte
+            // codec and garbles anything outside ASCII.
+            MatValue::Char(s) => self.elem(MI_UTF8, s.len(), path, |o| o.extend_from_slice(s.as_bytes())),
             MatValue::Struct(fields) => self.fields(fields, path, depth),
         }
     }
