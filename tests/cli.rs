@@ -239,3 +239,20 @@ fn bad_options_and_missing_files_are_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent-dir"), "{}", stderr(&o));
 }
+
+#[test]
+fn no_adapter_names_the_package_to_install() {
+    // Vulkan only, with the loader pointed at a driver that does not exist.
+    let o = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(["--backend", "vulkan", "adapters"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    let msg = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("no GPU adapter") && msg.contains("mesa-vulkan-drivers"), "{msg}");
+    let o = sonoguide(&["--backend", "vulkun", "adapters"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown backend `vulkun`"), "{}", stderr(&o));
+}
