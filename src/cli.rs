@@ -34,6 +34,26 @@ pub enum Command {
     },
     /// List the GPU adapters wgpu can see, and the one sonoguide would choose.
     Adapters,
+    /// Render a scene's scripted needle insertion as B-mode PNGs with a JSON of landmark pixels per frame.
+    Render {
+        /// Scene file (TOML), e.g. scenes/hip-anterior-longitudinal.toml.
+        scene: PathBuf,
+        /// Frames over the insertion (skin to target).
+        #[arg(long, default_value_t = 5)]
+        frames: usize,
+        /// Output folder (created if missing).
+        #[arg(long, default_value = "render")]
+        out: PathBuf,
+        /// PNG height in pixels.
+        #[arg(long, default_value_t = 480)]
+        height: usize,
+        /// Dynamic range of the B-mode, dB.
+        #[arg(long, default_value_t = 60.0)]
+        dynamic_range: f64,
+        /// Also write frame_NNNN_labels.png: the tissue under every pixel.
+        #[arg(long)]
+        labels: bool,
+    },
     /// Simulate point targets and speckle, beamform them on the GPU and write a PNG (the default).
     Demo {
         #[arg(long, default_value = "sonoguide-demo.png")]
@@ -147,6 +167,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Adapters => adapters(cli.backend.as_deref()),
         Command::Demo { png } => demo(&png, cli.backend.as_deref()),
+        Command::Render { scene, frames, out, height, dynamic_range, labels } => render(&scene, frames, &out, height, dynamic_range, labels, cli.backend.as_deref()),
     }
 }
 
@@ -447,6 +468,30 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
         }
         eprintln!("wrote {}", p.display());
     }
+    Ok(())
+}
+
+fn render(scene: &Path, frames: usize, out: &Path, height: usize, dynamic_range: f64, labels: bool, backend: Option<&str>) -> Result<(), CliError> {
+    if frames == 0 || frames > 10_000 {
+        return Err(fail(format!("--frames {frames}: expected 1 to 10000")));
+    }
+    if !(16..=4096).contains(&height) {
+        return Err(fail(format!("--height {height}: expected 16 to 4096 pixels")));
+    }
+    let scene = crate::scene::Scene::load(scene)?;
+    std::fs::create_dir_all(out).map_err(|e| fail(format!("{}: cannot create the output folder: {e}", out.display())))?;
+    let ctx = GpuContext::new(backend)?;
+    eprintln!("adapter: {}", ctx.describe());
+    let t = Instant::now();
+    let infos = crate::scene::render::render(&ctx, &scene, frames, out, height, dynamic_range, labels).map_err(fail)?;
+    eprintln!(
+        "rendered {} frames of {} ({} scatterers in the last) in {:.1} s into {}",
+        infos.len(),
+        scene.name,
+        infos.last().map(|i| i.scatterers).unwrap_or(0),
+        t.elapsed().as_secs_f64(),
+        out.display()
+    );
     Ok(())
 }
 

@@ -15,6 +15,8 @@
 //!   whole frame.
 //! - [`reference`]: the CPU twin of every stage.
 //! - [`io`]: UFF, MAT, NPY, PNG.
+//! - [`scene`]: scene files (hip anatomy, probe, needle, approach, poses)
+//!   and the renderer of scripted insertions.
 //! - [`cli`]: the `sonoguide` command.
 
 pub mod acquisition;
@@ -23,4 +25,5 @@ pub mod gpu;
 pub mod io;
 pub mod pipeline;
 pub mod reference;
+pub mod scene;
 pub mod sim;

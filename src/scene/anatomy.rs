@@ -1,0 +1,406 @@
+//! The anterior hip as analytic shapes with acoustic properties, and the
+//! scatterers a probe at a given pose sees.
+//!
+//! Patient frame (metres): origin at the centre of the femoral head,
+//! X lateral, Y superior, Z posterior (depth from the anterior skin), so
+//! that X × Y = Z. The skin is the plane Z = −`skin_depth`.
+//!
+//! A linear scatterer simulator has no propagation effects, so the two
+//! things a sonographer reads bone by are put in here: the cortex is a
+//! dense sheet of scatterers whose strength falls with the angle of
+//! incidence (specular reflection), and everything behind bone along the
+//! beam is attenuated by `shadow_db` (the acoustic shadow).
+
+use glam::DVec3;
+
+use crate::sim::{Rng, Scatterer};
+
+/// Tissue classes, each with an echogenicity (RMS scatterer amplitude).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tissue {
+    Skin,
+    Fat,
+    Muscle,
+    Capsule,
+    /// Synovial fluid in the anterior recess: a thin hypoechoic film, or
+    /// anechoic effusion.
+    Recess,
+    Bone,
+    VesselLumen,
+    VesselWall,
+    Nerve,
+}
+
+impl Tissue {
+    pub fn echogenicity(self) -> f64 {
+        match self {
+            Tissue::Skin => 1.2,
+            Tissue::Fat => 0.35,
+            Tissue::Muscle => 0.7,
+            Tissue::Capsule => 1.4,
+            Tissue::Recess => 0.08,
+            Tissue::Bone | Tissue::VesselLumen => 0.0,
+            Tissue::VesselWall => 1.6,
+            Tissue::Nerve => 1.0,
+        }
+    }
+}
+
+/// A straight tubular structure (vessel, nerve) along `direction`.
+#[derive(Debug, Clone)]
+pub struct Tube {
+    pub name: &'static str,
+    pub point: DVec3,
+    pub direction: DVec3,
+    pub radius: f64,
+    pub nerve: bool,
+}
+
+impl Tube {
+    pub fn distance(&self, p: DVec3) -> f64 {
+        let d = p - self.point;
+        (d - self.direction * d.dot(self.direction)).length()
+    }
+}
+
+/// Dimensions of the anterior hip (metres). Defaults: an adult, head
+/// 48 mm across, 55 mm under the skin.
+#[derive(Debug, Clone)]
+pub struct Hip {
+    pub skin_depth: f64,
+    pub head_radius: f64,
+    /// Unit axis of the femoral neck from the head centre: inferolateral,
+    /// slightly anterior (anteversion).
+    pub neck_axis: DVec3,
+    pub neck_radius: f64,
+    pub neck_length: f64,
+    /// Distance along the neck axis of the head–neck junction.
+    pub junction: f64,
+    /// Capsule-to-bone distance over the neck (anterior recess).
+    pub recess_depth: f64,
+    pub capsule_thickness: f64,
+    pub effusion: bool,
+    pub fat_thickness: f64,
+    pub tubes: Vec<Tube>,
+    /// Attenuation behind bone, dB.
+    pub shadow_db: f64,
+}
+
+impl Hip {
+    pub fn new(effusion: bool) -> Hip {
+        let skin_depth = 0.055;
+        let neck_axis = DVec3::new(0.55, -0.80, -0.18).normalize();
+        let along_y = DVec3::new(0.12, 1.0, 0.0).normalize();
+        Hip {
+            skin_depth,
+            head_radius: 0.024,
+            neck_axis,
+            neck_radius: 0.015,
+            neck_length: 0.075,
+            junction: 0.021,
+            recess_depth: if effusion { 0.010 } else { 0.006 },
+            capsule_thickness: 0.0025,
+            effusion,
+            fat_thickness: 0.012,
+            tubes: vec![
+                // Femoral nerve, artery, vein from lateral to medial, anterior
+                // to the joint, running inferiorly (and slightly laterally).
+                Tube { name: "femoral_nerve", point: DVec3::new(-0.006, 0.0, -0.036), direction: along_y, radius: 0.004, nerve: true },
+                Tube { name: "femoral_artery", point: DVec3::new(-0.016, 0.0, -0.034), direction: along_y, radius: 0.004, nerve: false },
+                Tube { name: "femoral_vein", point: DVec3::new(-0.028, 0.0, -0.032), direction: along_y, radius: 0.0055, nerve: false },
+            ],
+            shadow_db: 35.0,
+        }
+    }
+
+    fn skin_z(&self) -> f64 {
+        -self.skin_depth
+    }
+
+    /// Along-axis coordinate and radial distance of `p` about the neck axis.
+    fn neck_coords(&self, p: DVec3) -> (f64, f64) {
+        let s = p.dot(self.neck_axis);
+        (s, (p - self.neck_axis * s).length())
+    }
+
+    fn in_acetabulum(&self, p: DVec3) -> bool {
+        // The rim: a shell over the superior (and medial) head, 1.5–9 mm
+        // outside the head (the cartilage and labrum between are soft).
+        let r = p.length();
+        let dir = p / r.max(1e-12);
+        r > self.head_radius + 0.0015 && r < self.head_radius + 0.009 && dir.y > 0.45 && dir.x < 0.35
+    }
+
+    pub fn is_bone(&self, p: DVec3) -> bool {
+        if p.length() <= self.head_radius || self.in_acetabulum(p) {
+            return true;
+        }
+        let (s, rho) = self.neck_coords(p);
+        s > 0.0 && s < self.neck_length && rho <= self.neck_radius
+    }
+
+    /// Distance from `p` to the femur's surface (head or neck), positive
+    /// outside, and whether the nearest surface is the neck.
+    fn femur_distance(&self, p: DVec3) -> (f64, bool) {
+        let head = p.length() - self.head_radius;
+        let (s, rho) = self.neck_coords(p);
+        let neck = if s > 0.0 && s < self.neck_length { rho - self.neck_radius } else { f64::INFINITY };
+        if neck < head {
+            (neck, true)
+        } else {
+            (head, false)
+        }
+    }
+
+    pub fn tissue(&self, p: DVec3) -> Tissue {
+        let depth = p.z - self.skin_z();
+        if depth < 0.0 {
+            return Tissue::Bone; // outside the body: nothing scatters
+        }
+        if self.is_bone(p) {
+            return Tissue::Bone;
+        }
+        for t in &self.tubes {
+            let d = t.distance(p);
+            if d < t.radius {
+                return if t.nerve { Tissue::Nerve } else { Tissue::VesselLumen };
+            }
+            if !t.nerve && d < t.radius + 0.0007 {
+                return Tissue::VesselWall;
+            }
+        }
+        // Capsule and recess lie on the anterior side of the femur only.
+        let (db, on_neck) = self.femur_distance(p);
+        let (s, _) = self.neck_coords(p);
+        let anterior = p.z < 0.0;
+        if anterior && db > 0.0 {
+            // Over the head the capsule hugs the cartilage; over the neck,
+            // beyond the junction, it stands off by the recess depth.
+            let gap = if on_neck && s > self.junction { self.recess_depth } else { 0.0015 };
+            if db < gap {
+                return Tissue::Recess;
+            }
+            if db < gap + self.capsule_thickness {
+                return Tissue::Capsule;
+            }
+        }
+        if depth < 0.002 {
+            Tissue::Skin
+        } else if depth < 0.002 + self.fat_thickness {
+            Tissue::Fat
+        } else {
+            Tissue::Muscle
+        }
+    }
+
+    /// Distance along the ray `origin + t·dir` (unit `dir`) to the first
+    /// bone surface, if any within `max_t`.
+    pub fn first_bone_hit(&self, origin: DVec3, dir: DVec3, max_t: f64) -> Option<f64> {
+        let mut best: Option<f64> = None;
+        let mut keep = |t: f64| {
+            if t > 0.0 && t < max_t && best.is_none_or(|b| t < b) {
+                best = Some(t);
+            }
+        };
+        // Head sphere.
+        if let Some(t) = ray_sphere(origin, dir, self.head_radius) {
+            keep(t);
+        }
+        // Neck: infinite cylinder, kept where the hit lies on the segment.
+        if let Some(t) = ray_cylinder(origin, dir, self.neck_axis, self.neck_radius) {
+            let s = (origin + dir * t).dot(self.neck_axis);
+            if s > 0.0 && s < self.neck_length {
+                keep(t);
+            }
+        }
+        // Acetabular rim: its outer sphere where the shell exists.
+        if let Some(t) = ray_sphere(origin, dir, self.head_radius + 0.009 - 1e-6) {
+            if self.in_acetabulum(origin + dir * (t + 2e-6)) {
+                keep(t);
+            }
+        }
+        best
+    }
+}
+
+fn ray_sphere(o: DVec3, d: DVec3, r: f64) -> Option<f64> {
+    let b = o.dot(d);
+    let c = o.length_squared() - r * r;
+    let disc = b * b - c;
+    if disc < 0.0 {
+        return None;
+    }
+    let t = -b - disc.sqrt();
+    (t > 0.0).then_some(t)
+}
+
+fn ray_cylinder(o: DVec3, d: DVec3, axis: DVec3, r: f64) -> Option<f64> {
+    let op = o - axis * o.dot(axis);
+    let dp = d - axis * d.dot(axis);
+    let a = dp.length_squared();
+    if a < 1e-18 {
+        return None;
+    }
+    let b = op.dot(dp);
+    let c = op.length_squared() - r * r;
+    let disc = b * b - a * c;
+    if disc < 0.0 {
+        return None;
+    }
+    let t = (-b - disc.sqrt()) / a;
+    (t > 0.0).then_some(t)
+}
+
+/// Where the probe's beams come from, for shadows and specular angles.
+#[derive(Debug, Clone, Copy)]
+pub enum BeamOrigin {
+    /// Convex probe: rays fan out from the centre of curvature (patient frame).
+    Point(DVec3),
+    /// Linear probe: parallel rays along `direction`.
+    Parallel(DVec3),
+}
+
+impl BeamOrigin {
+    /// Unit beam direction reaching `p`.
+    pub fn direction_to(&self, p: DVec3) -> DVec3 {
+        match *self {
+            BeamOrigin::Point(o) => (p - o).normalize(),
+            BeamOrigin::Parallel(d) => d,
+        }
+    }
+}
+
+/// The slab of patient space a probe images: a box in the image frame.
+#[derive(Debug, Clone)]
+pub struct Slab {
+    /// Image frame → patient frame.
+    pub image_to_patient: super::pose::Pose,
+    pub x: (f64, f64),
+    pub z: (f64, f64),
+    /// Half thickness in elevation.
+    pub half_y: f64,
+}
+
+/// Scatterers of the hip in the image frame (metres) for one probe pose:
+/// speckle of every soft tissue at `density` per cubic metre, muscle
+/// fibres, bright vessel walls, the specular bone cortex, and shadows.
+pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, seed: u64) -> Vec<Scatterer> {
+    let mut rng = Rng::new(seed);
+    let volume = (slab.x.1 - slab.x.0) * (slab.z.1 - slab.z.0) * 2.0 * slab.half_y;
+    let n = (volume * density).round() as usize;
+    let to_patient = &slab.image_to_patient;
+    let shadow = 10f64.powf(-hip.shadow_db / 20.0);
+    let fibre_dir = DVec3::new(0.15, 1.0, 0.1).normalize();
+    let mut out = Vec::with_capacity(n + n / 4);
+    let shadow_factor = |p: DVec3| -> f64 {
+        let (o, dir, dist) = match beams {
+            BeamOrigin::Point(o) => (o, (p - o).normalize(), (p - o).length()),
+            BeamOrigin::Parallel(d) => (p - d * 0.2, d, 0.2),
+        };
+        match hip.first_bone_hit(o, dir, dist - 0.0004) {
+            Some(_) => shadow,
+            None => 1.0,
+        }
+    };
+    // Speckle: uniform positions, Gaussian amplitudes scaled by the tissue.
+    for _ in 0..n {
+        let q = DVec3::new(
+            slab.x.0 + (slab.x.1 - slab.x.0) * rng.next_f64(),
+            (2.0 * rng.next_f64() - 1.0) * slab.half_y,
+            slab.z.0 + (slab.z.1 - slab.z.0) * rng.next_f64(),
+        );
+        let p = to_patient.apply(q);
+        let tissue = hip.tissue(p);
+        let mut a = tissue.echogenicity();
+        if a == 0.0 {
+            continue;
+        }
+        if tissue == Tissue::Muscle || tissue == Tissue::Capsule {
+            // Fibre texture: brightness modulated along bands across the
+            // fibre direction, so the speckle lines up with the fibres.
+            let across = (p - fibre_dir * p.dot(fibre_dir)).length();
+            a *= 0.55 + 0.45 * (across * 2.0 * std::f64::consts::PI / 0.0011 + 7.0 * (p.dot(fibre_dir) * 40.0).sin()).sin().abs();
+        }
+        if hip.effusion && tissue == Tissue::Recess {
+            continue;
+        }
+        a *= shadow_factor(p);
+        out.push(Scatterer { position: q, amplitude: a * rng.normal() });
+    }
+    // Bone cortex: a dense sheet on the visible femur and acetabulum
+    // surfaces, specular: strength ∝ cos^4 of the incidence angle.
+    let step = 0.00012;
+    let nx = ((slab.x.1 - slab.x.0) / step) as usize;
+    let ny = ((2.0 * slab.half_y) / (4.0 * step)).max(1.0) as usize;
+    for iy in 0..ny {
+        let y = -slab.half_y + (iy as f64 + 0.5) * 2.0 * slab.half_y / ny as f64;
+        for ix in 0..nx {
+            let x = slab.x.0 + (ix as f64 + rng.next_f64()) * step;
+            // March down this image column to the first bone sample.
+            let mut z = slab.z.0;
+            let dz = 0.0002;
+            while z < slab.z.1 {
+                let p = to_patient.apply(DVec3::new(x, y, z));
+                if hip.is_bone(p) {
+                    let q = DVec3::new(x, y, z - dz / 2.0);
+                    let p = to_patient.apply(q);
+                    let normal = bone_normal(hip, p);
+                    let beam = beams.direction_to(p);
+                    let cos = (-normal.dot(beam)).max(0.0);
+                    let a = 0.8 * cos.powi(4) * shadow_factor(p - normal * 0.0003).max(0.0);
+                    if a > 1e-3 {
+                        out.push(Scatterer { position: q, amplitude: a * (0.7 + 0.3 * rng.normal().abs()) });
+                    }
+                    break;
+                }
+                z += dz;
+            }
+        }
+    }
+    out
+}
+
+fn bone_normal(hip: &Hip, p: DVec3) -> DVec3 {
+    let (db, on_neck) = hip.femur_distance(p);
+    let r = p.length();
+    if hip.in_acetabulum(p) || r > hip.head_radius + 0.001 && db > 0.001 && !on_neck && r > hip.head_radius + 0.0015 {
+        return p / r; // acetabular rim: outward from the head centre
+    }
+    if on_neck {
+        let s = p.dot(hip.neck_axis);
+        (p - hip.neck_axis * s).normalize()
+    } else {
+        p / r.max(1e-12)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tissues_at_known_places() {
+        let hip = Hip::new(false);
+        assert_eq!(hip.tissue(DVec3::new(0.0, 0.0, 0.0)), Tissue::Bone);
+        assert_eq!(hip.tissue(DVec3::new(0.0, 0.0, -0.0545)), Tissue::Skin);
+        assert_eq!(hip.tissue(DVec3::new(0.01, 0.0, -0.048)), Tissue::Fat);
+        assert_eq!(hip.tissue(hip.tubes[1].point), Tissue::VesselLumen);
+        // Over the neck beyond the junction, 3 mm off the anterior cortex: recess.
+        let s = 0.035;
+        let on_axis = hip.neck_axis * s;
+        let anterior = (DVec3::new(0.0, 0.0, -1.0) - hip.neck_axis * (-hip.neck_axis.z)).normalize();
+        let p = on_axis + anterior * (hip.neck_radius + 0.003);
+        assert_eq!(hip.tissue(p), Tissue::Recess);
+        assert_eq!(hip.tissue(on_axis + anterior * (hip.neck_radius + 0.007)), Tissue::Capsule);
+        let wet = Hip::new(true);
+        assert_eq!(wet.tissue(on_axis + anterior * (hip.neck_radius + 0.008)), Tissue::Recess);
+    }
+
+    #[test]
+    fn rays_hit_the_head_at_its_anterior_cortex() {
+        let hip = Hip::new(false);
+        let t = hip.first_bone_hit(DVec3::new(0.0, 0.0, -0.1), DVec3::Z, 1.0).unwrap();
+        assert!((t - (0.1 - hip.head_radius)).abs() < 1e-9);
+        assert!(hip.first_bone_hit(DVec3::new(0.08, 0.08, -0.1), DVec3::Z, 1.0).is_none());
+    }
+}

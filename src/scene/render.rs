@@ -1,0 +1,277 @@
+//! `sonoguide render`: a scene's scripted insertion as beamformed,
+//! scan-converted B-mode PNGs, each with a JSON of where things are in its
+//! pixels (needle tip and entry, target, femoral head cortex).
+
+use std::path::Path;
+
+use glam::DVec3;
+use serde::Serialize;
+
+use super::anatomy::{hip_scatterers, BeamOrigin, Slab};
+use super::needle::needle_scatterers;
+use super::pose::Pose;
+use super::Scene;
+use crate::acquisition::{ChannelData, PixelGrid, ProbeKind};
+use crate::gpu::GpuContext;
+use crate::pipeline::{BeamformRequest, Beamformer, DetectSettings, DisplayGrid, PipelineError};
+use crate::sim::Scatterer;
+
+/// Half thickness of the slab of tissue simulated around the image plane:
+/// a little more than the elevation beam of a 13 mm tall element focused
+/// at 60 mm at 3.5 MHz (about 3 mm wide).
+pub const HALF_SLAB: f64 = 0.002;
+
+/// Where a frame's landmarks land in its PNG, `[column, row]` pixels.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameInfo {
+    pub frame: usize,
+    pub time_s: f64,
+    pub mm_per_px: f64,
+    pub width_px: usize,
+    pub height_px: usize,
+    pub needle_tip_px: Option<[f64; 2]>,
+    pub needle_entry_px: Option<[f64; 2]>,
+    pub needle_in_plane: bool,
+    /// Distance of the tip from the image plane, mm (signed, elevation).
+    pub needle_tip_elevation_mm: f64,
+    pub needle_inserted_mm: f64,
+    pub target_px: Option<[f64; 2]>,
+    pub femoral_head_cortex_px: Option<[f64; 2]>,
+    pub scatterers: usize,
+    pub probe_to_reference: [f64; 7],
+    pub needle_to_reference: [f64; 7],
+}
+
+fn pose_array(p: &Pose) -> [f64; 7] {
+    let t = p.translation * 1e3;
+    [t.x, t.y, t.z, p.rotation.w, p.rotation.x, p.rotation.y, p.rotation.z]
+}
+
+/// The imaging geometry of a scene: the polar grid, its display, and the
+/// image→pixel map.
+pub struct View {
+    pub grid: PixelGrid,
+    pub display: DisplayGrid,
+}
+
+impl View {
+    pub fn new(scene: &Scene, height_px: usize) -> View {
+        let probe = &scene.acquisition.probe;
+        let grid = match probe.kind {
+            ProbeKind::Convex { radius, center } => {
+                let a = probe.elements[probe.len() - 1].azimuth;
+                let lambda = scene.acquisition.sound_speed / scene.acquisition.center_frequency;
+                let nr = ((scene.depth / (lambda / 2.0)) as usize).clamp(128, 1024);
+                PixelGrid::Polar { origin: center, radius: (radius, radius + scene.depth), angle: (-a, a), nr, na: 2 * probe.len() }
+            }
+            _ => {
+                let half = probe.elements[probe.len() - 1].position.x;
+                let lambda = scene.acquisition.sound_speed / scene.acquisition.center_frequency;
+                let nz = ((scene.depth / (lambda / 2.0)) as usize).clamp(128, 1024);
+                // A rectangle under the array, as a polar grid is needed for
+                // scan conversion only on curved probes.
+                PixelGrid::Cartesian { x: (-half, half), z: (0.0, scene.depth), nx: 2 * probe.len(), nz }
+            }
+        };
+        let display = match &grid {
+            PixelGrid::Polar { .. } => DisplayGrid::covering(&grid, height_px).expect("polar grid"),
+            PixelGrid::Cartesian { x, z, nx, nz } => DisplayGrid { width: *nx, height: *nz, x0: x.0, z0: z.0, dx: (x.1 - x.0) / (*nx - 1) as f64, dz: (z.1 - z.0) / (*nz - 1) as f64 },
+            PixelGrid::List { .. } => unreachable!(),
+        };
+        View { grid, display }
+    }
+
+    /// Image-frame (x, z) → PNG pixel [column, row].
+    pub fn to_px(&self, x: f64, z: f64) -> [f64; 2] {
+        [(x - self.display.x0) / self.display.dx, (z - self.display.z0) / self.display.dz]
+    }
+
+    /// Whether the image point is inside the imaged region.
+    pub fn contains(&self, x: f64, z: f64) -> bool {
+        match &self.grid {
+            PixelGrid::Polar { origin, radius, angle, .. } => {
+                let (dx, dz) = (x - origin[0], z - origin[1]);
+                let r = (dx * dx + dz * dz).sqrt();
+                let a = dx.atan2(dz);
+                r >= radius.0 && r <= radius.1 && a >= angle.0.min(angle.1) && a <= angle.0.max(angle.1)
+            }
+            PixelGrid::Cartesian { x: xs, z: zs, .. } => x >= xs.0 && x <= xs.1 && z >= zs.0 && z <= zs.1,
+            PixelGrid::List { .. } => false,
+        }
+    }
+}
+
+/// Everything one frame needs: scatterers in the image frame and the info.
+pub fn frame_scatterers(scene: &Scene, view: &View, frame: usize, frames: usize) -> (Vec<Scatterer>, FrameInfo) {
+    let t = scene.frame_time(frame, frames);
+    let (probe, needle_pose, inserted) = scene.poses_at(t);
+    let image_to_ref = probe.then(&scene.image_to_probe);
+    let ref_to_image = image_to_ref.inverse();
+    let beams_ref = scene.beam_origin(&probe);
+    let (x0, x1, z0, z1) = bounds(&view.grid);
+    let slab = Slab { image_to_patient: image_to_ref, x: (x0, x1), z: (z0, z1), half_y: HALF_SLAB };
+    let mut scat = hip_scatterers(&scene.hip, &slab, beams_ref, scene.scatterer_density, scene.seed.wrapping_add(frame as u64 * 7919));
+    // Keep only what lies in the imaged region (plus a margin for pulses
+    // arriving from just outside).
+    scat.retain(|s| view.contains(s.position.x, s.position.z) || near(view, s.position.x, s.position.z));
+    let tip_ref = scene.tip_of(&needle_pose);
+    let dir_ref = needle_pose.rotate(DVec3::Z);
+    let tip = ref_to_image.apply(tip_ref);
+    let dir = ref_to_image.rotate(dir_ref);
+    let beams_img = match beams_ref {
+        BeamOrigin::Point(o) => BeamOrigin::Point(ref_to_image.apply(o)),
+        BeamOrigin::Parallel(d) => BeamOrigin::Parallel(ref_to_image.rotate(d)),
+    };
+    scat.extend(needle_scatterers(&scene.needle, tip, dir, inserted, beams_img, HALF_SLAB, scene.seed + frame as u64));
+
+    // Landmarks in pixels.
+    let px = |p: DVec3| view.contains(p.x, p.z).then(|| view.to_px(p.x, p.z));
+    let target = ref_to_image.apply(scene.target);
+    // Where the shaft enters the image: its first point inside the imaged
+    // region, walking from the skin toward the tip.
+    let entry = if inserted > 0.0 { (0..=2000).map(|i| tip - dir * (inserted * (1.0 - i as f64 / 2000.0))).find(|p| view.contains(p.x, p.z)) } else { None };
+    let cortex = cortex_under_centre(scene, view, &image_to_ref);
+    let lambda = scene.acquisition.sound_speed / scene.acquisition.center_frequency;
+    let half_beam = 0.5 * elevation_beam_width(scene, tip.z, lambda);
+    let info = FrameInfo {
+        frame,
+        time_s: t,
+        mm_per_px: view.display.dx * 1e3,
+        width_px: view.display.width,
+        height_px: view.display.height,
+        needle_tip_px: if inserted > 0.0 { px(tip) } else { None },
+        needle_entry_px: entry.map(|p| view.to_px(p.x, p.z)),
+        needle_in_plane: tip.y.abs() <= half_beam && entry.is_some_and(|e| e.y.abs() <= half_beam),
+        needle_tip_elevation_mm: tip.y * 1e3,
+        needle_inserted_mm: inserted * 1e3,
+        target_px: px(target),
+        femoral_head_cortex_px: cortex.map(|p| view.to_px(p.x, p.z)),
+        scatterers: scat.len(),
+        probe_to_reference: pose_array(&probe),
+        needle_to_reference: pose_array(&needle_pose),
+    };
+    (scat, info)
+}
+
+/// Elevation beam width (−6 dB) at depth z: the element height focused by
+/// its lens, about λ·F_elev near the focus and the aperture far from it.
+pub fn elevation_beam_width(scene: &Scene, z: f64, lambda: f64) -> f64 {
+    let h = scene.acquisition.probe.elements[0].height.max(1e-3);
+    let focus = 0.06;
+    let focal = 1.02 * lambda * focus / h;
+    let geometric = h * ((z - focus).abs() / focus);
+    focal.max(geometric).min(h)
+}
+
+fn near(view: &View, x: f64, z: f64) -> bool {
+    let m = 0.002;
+    [(-m, 0.0), (m, 0.0), (0.0, -m), (0.0, m)].iter().any(|(a, b)| view.contains(x + a, z + b))
+}
+
+fn bounds(grid: &PixelGrid) -> (f64, f64, f64, f64) {
+    let pts = grid.positions();
+    pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), p| (a.min(p[0]), b.max(p[0]), c.min(p[1]), d.max(p[1])))
+}
+
+/// The first femoral-head cortex point on the probe's centre line.
+pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> Option<DVec3> {
+    let apex = scene.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+    let mut z = apex;
+    while z < apex + scene.depth {
+        let p = image_to_ref.apply(DVec3::new(0.0, 0.0, z));
+        if p.length() <= scene.hip.head_radius {
+            return view.contains(0.0, z).then_some(DVec3::new(0.0, 0.0, z));
+        }
+        z += 0.00005;
+    }
+    None
+}
+
+/// The tissue under every display pixel of a frame (RGBA8), for checking
+/// the anatomy against the B-mode: the same poses, no speckle.
+pub fn label_image(scene: &Scene, view: &View, frame: usize, frames: usize) -> Vec<u32> {
+    use super::anatomy::Tissue;
+    let (probe, _, _) = scene.poses_at(scene.frame_time(frame, frames));
+    let image_to_ref = probe.then(&scene.image_to_probe);
+    let d = &view.display;
+    let mut out = vec![0u32; d.width * d.height];
+    for row in 0..d.height {
+        for col in 0..d.width {
+            let (x, z) = (d.x0 + col as f64 * d.dx, d.z0 + row as f64 * d.dz);
+            if !view.contains(x, z) {
+                continue;
+            }
+            let rgb: [u32; 3] = match scene.hip.tissue(image_to_ref.apply(DVec3::new(x, 0.0, z))) {
+                Tissue::Skin => [230, 200, 180],
+                Tissue::Fat => [240, 220, 120],
+                Tissue::Muscle => [190, 60, 60],
+                Tissue::Capsule => [90, 160, 230],
+                Tissue::Recess => [40, 40, 160],
+                Tissue::Bone => [250, 250, 250],
+                Tissue::VesselLumen => [200, 0, 0],
+                Tissue::VesselWall => [255, 120, 120],
+                Tissue::Nerve => [250, 240, 0],
+            };
+            out[row * d.width + col] = rgb[0] | (rgb[1] << 8) | (rgb[2] << 16) | (255 << 24);
+        }
+    }
+    out
+}
+
+/// Channel data for a frame's scatterers. The GPU simulator replaces this
+/// CPU path when present; both share `sim`'s time convention.
+pub fn simulate(scene: &Scene, scat: &[Scatterer]) -> ChannelData {
+    let acq = &scene.acquisition;
+    let r_max = scene.depth + acq.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max) + 0.01;
+    let samples = ((2.0 * r_max / acq.sound_speed + 2e-6) * acq.sampling_frequency) as usize;
+    crate::sim::point_echoes(acq, scat, samples, 1)
+}
+
+/// Render `frames` frames of `scene` into `out_dir` (PNG + JSON each, and
+/// the recorded poses). Returns the frame infos.
+pub fn render(ctx: &GpuContext, scene: &Scene, frames: usize, out_dir: &Path, height_px: usize, dynamic_range: f64, labels: bool) -> Result<Vec<FrameInfo>, String> {
+    let view = View::new(scene, height_px);
+    let bf = Beamformer::new(ctx);
+    let req = BeamformRequest {
+        detect: DetectSettings { dynamic_range_db: dynamic_range, ..Default::default() },
+        read_iq: false,
+        read_envelope: false,
+        read_grey: true,
+        display: match view.grid {
+            PixelGrid::Polar { .. } => Some((view.grid.clone(), view.display.clone())),
+            _ => None,
+        },
+        ..Default::default()
+    };
+    let mut infos = Vec::new();
+    for f in 0..frames {
+        let (scat, info) = frame_scatterers(scene, &view, f, frames);
+        let data = simulate(scene, &scat);
+        let out = bf.run(ctx, &data, &view.grid, &req).map_err(|e: PipelineError| e.to_string())?;
+        let png = out_dir.join(format!("frame_{f:04}.png"));
+        match &out.display {
+            Some(rgba) => crate::io::png::write_rgba(&png, out.display_size.0, out.display_size.1, rgba).map_err(|e| e.to_string())?,
+            None => {
+                let g: Vec<u8> = out.grey.as_deref().unwrap_or(&[]).iter().map(|v| *v as u8).collect();
+                crate::io::png::write_grey(&png, out.cols, out.rows, &g).map_err(|e| e.to_string())?
+            }
+        }
+        if labels {
+            let l = label_image(scene, &view, f, frames);
+            crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}_labels.png")), view.display.width, view.display.height, &l).map_err(|e| e.to_string())?;
+        }
+        let json = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+        write_atomic(&out_dir.join(format!("frame_{f:04}.json")), json.as_bytes())?;
+        infos.push(info);
+    }
+    write_atomic(&out_dir.join("poses.txt"), super::pose::write_poses(&scene.pose_samples(frames)).as_bytes())?;
+    Ok(infos)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: {e}", path.display())
+    })
+}

@@ -1,0 +1,107 @@
+//! Scene files: both hip approaches load and are anatomically sane, and
+//! bad scene files (unknown field, missing units, target outside the body,
+//! needle shorter than the path) give errors with line numbers.
+
+use std::path::Path;
+
+use glam::DVec3;
+use sonoguide::scene::{Approach, Scene};
+
+fn scenes_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes")
+}
+
+fn base() -> String {
+    std::fs::read_to_string(scenes_dir().join("hip-anterior-longitudinal.toml")).unwrap()
+}
+
+fn parse(text: &str) -> Result<Scene, String> {
+    Scene::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect(needle) + 1
+}
+
+#[test]
+fn both_approaches_load_with_sane_geometry() {
+    for (file, approach) in [("hip-anterior-longitudinal.toml", Approach::AnteriorLongitudinal), ("hip-anterolateral.toml", Approach::Anterolateral)] {
+        let s = Scene::load(&scenes_dir().join(file)).unwrap();
+        assert_eq!(s.approach, approach);
+        // The femoral head is 45–50 mm across.
+        assert!((0.045..=0.050).contains(&(2.0 * s.hip.head_radius)));
+        // Target in soft tissue under the skin, within reach of the needle.
+        assert!(!s.hip.is_bone(s.target) && s.target.z > -s.hip.skin_depth);
+        assert!((s.target - s.entry).length() < s.needle.length);
+        // The needle reaches the target at the end of the trajectory.
+        let (_, needle, inserted) = s.poses_at(s.duration);
+        assert!((s.tip_of(&needle) - s.target).length() < 2e-3, "tip {:?} target {:?}", s.tip_of(&needle), s.target);
+        assert!((inserted - (s.target - s.entry).length()).abs() < 1e-9);
+        // The path keeps clear of the femoral vessels and nerve.
+        for t in &s.hip.tubes {
+            let closest = (0..=50).map(|i| t.distance(s.entry.lerp(s.target, i as f64 / 50.0)) - t.radius).fold(1.0, f64::min);
+            assert!(closest > 0.005, "{file}: path {closest} m from {}", t.name);
+        }
+        // The probe sits on the skin, looking into the body.
+        let (probe, _, _) = s.poses_at(0.0);
+        let apex_z = s.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+        let apex = probe.apply(DVec3::new(0.0, 0.0, apex_z));
+        assert!((apex.z + s.hip.skin_depth).abs() < 1.5e-3, "{file}: probe face at z = {}", apex.z);
+        assert!(probe.rotate(DVec3::Z).z > 0.9);
+    }
+}
+
+#[test]
+fn unknown_field_names_its_line() {
+    let text = base().replace("gauge = 22", "gauge = 22\ncolour = \"red\"");
+    let e = parse(&text).unwrap_err();
+    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "colour"))) && e.contains("colour"), "{e}");
+}
+
+#[test]
+fn missing_units_is_an_error() {
+    let text = base().replace("units = \"mm\"", "");
+    let e = parse(&text).unwrap_err();
+    assert!(e.contains("units") && e.contains("test.toml:"), "{e}");
+    let text = base().replace("units = \"mm\"", "units = \"cm\"");
+    let e = parse(&text).unwrap_err();
+    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "units = \"cm\""))) && e.contains("expected \"mm\""), "{e}");
+}
+
+#[test]
+fn target_outside_the_body_is_an_error() {
+    let text = base().replace("avoid_margin = 5", "avoid_margin = 5\ntarget = [10.0, -15.0, -70.0]");
+    let e = parse(&text).unwrap_err();
+    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "target = "))) && e.contains("outside the body"), "{e}");
+    let text = base().replace("avoid_margin = 5", "avoid_margin = 5\ntarget = [0.0, 0.0, 0.0]");
+    assert!(parse(&text).unwrap_err().contains("inside bone"));
+}
+
+#[test]
+fn needle_shorter_than_the_path_is_an_error() {
+    let text = base().replace("length = 89", "length = 40");
+    let e = parse(&text).unwrap_err();
+    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "length = 40"))) && e.contains("shorter than the path"), "{e}");
+}
+
+#[test]
+fn other_bad_values_are_errors() {
+    for (from, to, needle) in [
+        ("sound_speed", "sound_speed", ""),
+        ("kind = \"convex\"", "kind = \"helical\"", "expected \"convex\" or \"linear\""),
+        ("gauge = 22", "gauge = 24", "gauge 24"),
+        ("elements = 128", "elements = 0", "probe.elements is 0"),
+        ("depth = 95", "depth = -95", "probe.depth"),
+        ("kind = \"anterior-longitudinal\"", "kind = \"posterior\"", "approach.kind"),
+        ("\"femoral_nerve\"]", "\"sciatic_nerve\"]", "unknown structure `sciatic_nerve`"),
+    ] {
+        if needle.is_empty() {
+            continue;
+        }
+        let text = base().replacen(from, to, 1);
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains(needle) && e.contains("test.toml:"), "{to}: {e}");
+    }
+    let text = base().replace("model = \"C5-2v\"", "model = \"C5-2v\"\nsound_speed = -1540");
+    assert!(parse(&text).unwrap_err().contains("sound_speed"));
+}
