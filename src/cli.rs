@@ -54,6 +54,16 @@ pub enum Command {
         #[arg(long)]
         labels: bool,
     },
+    /// Simulate RF channel data on the GPU (PyMUST simus physics) from a phantom scene, or for
+    /// the acquisition of an existing file and a scatterer list; writes UFF.
+    Simulate(crate::sim::command::SimulateArgs),
+    /// Image quality as PICMUS measures it: FWHM and peak position of point targets, CNR and
+    /// contrast of cysts, on an envelope or on channel data beamformed first.
+    Metrics(crate::metrics::MetricsArgs),
+    /// Benchmark the DAS kernel and the whole chain on mach's PWI_disk workload (sweeps with --sweep).
+    Bench(crate::bench::BenchArgs),
+    /// Stream frames through upload → demodulate → das → detect; report sustained frames/s and latency.
+    Hfr(crate::bench::HfrArgs),
     /// Simulate point targets and speckle, beamform them on the GPU and write a PNG (the default).
     Demo {
         #[arg(long, default_value = "sonoguide-demo.png")]
@@ -167,6 +177,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Adapters => adapters(cli.backend.as_deref()),
         Command::Demo { png } => demo(&png, cli.backend.as_deref()),
+        Command::Bench(args) => crate::bench::bench(&args, cli.backend.as_deref()).map(|_| ()).map_err(CliError::from),
+        Command::Hfr(args) => crate::bench::hfr(&args, cli.backend.as_deref()).map(|_| ()).map_err(CliError::from),
+        Command::Simulate(args) => crate::sim::command::run(&args, cli.backend.as_deref()),
+        Command::Metrics(args) => crate::metrics::run(&args, cli.backend.as_deref()),
         Command::Render { scene, frames, out, height, dynamic_range, labels } => render(&scene, frames, &out, height, dynamic_range, labels, cli.backend.as_deref()),
     }
 }

@@ -17,12 +17,15 @@
 //! - [`io`]: UFF, MAT, NPY, PNG.
 //! - [`scene`]: scene files (hip anatomy, probe, needle, approach, poses)
 //!   and the renderer of scripted insertions.
+//! - [`bench`]: `sonoguide bench` and `sonoguide hfr`, the benchmark harness.
 //! - [`cli`]: the `sonoguide` command.
 
 pub mod acquisition;
+pub mod bench;
 pub mod cli;
 pub mod gpu;
 pub mod io;
+pub mod metrics;
 pub mod pipeline;
 pub mod reference;
 pub mod scene;

@@ -5,7 +5,7 @@
 use std::mem::{offset_of, size_of};
 
 use sonoguide::gpu::shaders::{self, STAGES};
-use sonoguide::pipeline::{das, demodulate, detect, scan_convert};
+use sonoguide::pipeline::{das, demodulate, detect, scan_convert, simulate};
 
 #[test]
 fn every_stage_validates() {
@@ -63,6 +63,13 @@ fn host_structs_match_wgsl_layouts() {
             n_traces, n_samples, pad, n_sections, phase0, phase_step, scale, _pad0
         }),
         host!("Section", "demodulate", demodulate::GpuSection { b, a }),
+        host!("SimulateParams", "simulate", simulate::SimulateParams {
+            n_elements, n_segments, n_waves, n_samples, batch_start, batch_len, n_freq, n_taps,
+            flags, baffle, n_frames, noise_seed, off_waves, off_fire, off_spectrum, wave_start,
+            fs, t0, inv_c, fc, kc, f_step, fs_taps, tap0, alpha, seg_len, small_d, baffle_b,
+            inv_height2, inv_focus, width_2d, rx_cap, noise_level, z_min, convex_x, convex_z,
+            convex_r2, pulse_lo, pulse_hi, wave_end
+        }),
     ];
     let mut failures = Vec::new();
     for (name, stage, size, fields) in layouts {

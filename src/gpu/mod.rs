@@ -6,6 +6,7 @@
 //! the backends searched.
 
 pub mod shaders;
+pub mod timing;
 
 use std::sync::{Arc, Mutex};
 

@@ -11,6 +11,7 @@ pub const STAGES: &[(&str, &str)] = &[
     ("das", include_str!("../../shaders/das.wgsl")),
     ("detect", include_str!("../../shaders/detect.wgsl")),
     ("scan_convert", include_str!("../../shaders/scan_convert.wgsl")),
+    ("simulate", include_str!("../../shaders/simulate.wgsl")),
 ];
 
 const SHARED: &[(&str, &str)] = &[("shared/acquisition.wgsl", include_str!("../../shaders/shared/acquisition.wgsl"))];

@@ -1,16 +1,34 @@
 //! Host side of `shaders/das.wgsl`: uniforms, element and wave tables,
-//! dispatch. CPU twin: `reference::das`.
+//! the three passes (frame-contiguous layout, transmit table, beamforming)
+//! and their specialisation. CPU twin: `reference::das`.
+//!
+//! The work is split so that what depends only on the geometry (pixels,
+//! probe, waves: [`DasGeometry`]) is computed once and reused for every
+//! batch of frames, and what depends on the data ([`DasTarget`]: the
+//! channel buffer, the frame-contiguous copy of it and the image) is
+//! recorded per batch. [`Das::encode`] does both for one-off use;
+//! streaming (`sonoguide hfr`) keeps the geometry and the targets.
+//!
+//! Why the kernel is shaped as it is, with the measurements: BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{bind_group, compute_pipeline, layout, Binding, GpuChannels, PipelineError};
+use super::{GpuChannels, PipelineError};
 use crate::acquisition::{fnumber, transmit, Acquisition, Wavefront};
-use crate::gpu::{shaders, GpuContext};
+use crate::gpu::{dispatch_size, shaders, GpuContext};
 
 pub const STAGE: &str = "das";
-/// Keep in sync with FRAMES_PER_THREAD in das.wgsl.
+/// The largest block of frames one invocation beamforms (2 × the largest
+/// `ROW_VEC4` in das.wgsl).
 pub const FRAMES_PER_THREAD: usize = 8;
 const WORKGROUP: u32 = 64;
+/// Keep in sync with MAX_ELEMENTS and MAX_WAVES in das.wgsl (the sizes of
+/// the uniform arrays).
+pub const MAX_ELEMENTS: usize = 1024;
+pub const MAX_WAVES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Interp {
@@ -205,18 +223,339 @@ impl DasPlan {
     }
 }
 
+/// How the `das` entry point is specialised (pipeline-overridable constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DasTiling {
+    /// Consecutive pixels one invocation beamforms, sharing the rows they
+    /// read: 1, 2, 4 or 8.
+    pub pixels_per_invocation: u32,
+    /// vec4 per row (2 frames each): 1, 2 or 4.
+    pub row_vec4: u32,
+}
+
+impl DasTiling {
+    /// What measured best on the adapter's kind (BENCHMARKS.md): on a CPU
+    /// adapter (lavapipe), 8 pixels per invocation; on GPUs, where 8 pixels
+    /// per thread leaves too few threads for small images, 4. Rows as long
+    /// as the frames allow (up to 8 frames).
+    pub fn for_adapter(device_type: wgpu::DeviceType, frames: usize) -> DasTiling {
+        let pixels_per_invocation = if device_type == wgpu::DeviceType::Cpu { 8 } else { 4 };
+        DasTiling { pixels_per_invocation, row_vec4: Self::row_vec4_for(frames) }
+    }
+
+    /// The shortest row (in vec4) that holds `frames` frames, at most 4.
+    pub fn row_vec4_for(frames: usize) -> u32 {
+        match frames {
+            0..=2 => 1,
+            3..=4 => 2,
+            _ => 4,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        if ![1, 2, 4, 8].contains(&self.pixels_per_invocation) {
+            return Err(PipelineError::Settings(format!("pixels per invocation {}: expected 1, 2, 4 or 8", self.pixels_per_invocation)));
+        }
+        if ![1, 2, 4].contains(&self.row_vec4) {
+            return Err(PipelineError::Settings(format!("row length {} vec4: expected 1, 2 or 4", self.row_vec4)));
+        }
+        Ok(())
+    }
+
+    pub fn frames_per_block(&self) -> usize {
+        2 * self.row_vec4 as usize
+    }
+
+    /// `frames` rounded up to a whole block (the row length in frames).
+    pub fn frames_padded(&self, frames: usize) -> usize {
+        frames.div_ceil(self.frames_per_block()) * self.frames_per_block()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Entry {
+    Layout,
+    Transmit,
+    Das,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Layout => "das_layout",
+            Entry::Transmit => "das_transmit",
+            Entry::Das => "das",
+        }
+    }
+}
+
+/// A bind group layout with explicit binding numbers (the three entry
+/// points of das.wgsl number their bindings apart).
+fn bind_layout(device: &wgpu::Device, label: &str, bindings: &[(u32, wgpu::BufferBindingType)]) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
+            binding: *i,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer { ty: *ty, has_dynamic_offset: false, min_binding_size: None },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries })
+}
+
+/// A uniform buffer holding a fixed-size table (das.wgsl's uniform arrays).
+fn uniform_table(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST })
+}
+
+fn bind(device: &wgpu::Device, label: &str, layout: &wgpu::BindGroupLayout, buffers: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().map(|(i, b)| wgpu::BindGroupEntry { binding: *i, resource: b.as_entire_binding() }).collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
+}
+
+/// The geometry of a beamforming job on the GPU: everything that does not
+/// change from one batch of frames to the next. Made by [`Das::prepare`].
+pub struct DasGeometry {
+    pub params: DasParams,
+    pub tiling: DasTiling,
+    pub n_pixels: usize,
+    pub samples: usize,
+    pub frames: usize,
+    pub iq: bool,
+    uniform: wgpu::Buffer,
+    elements: wgpu::Buffer,
+    waves: wgpu::Buffer,
+    pixels: wgpu::Buffer,
+    /// [wave][pixel] (transmit distance, wave scale), written by das_transmit.
+    pub tx: wgpu::Buffer,
+}
+
+/// One channel buffer's beamforming: the frame-contiguous copy of it and
+/// the `[frame][pixel]` complex image. Made by [`Das::target`].
+pub struct DasTarget {
+    pub image: wgpu::Buffer,
+    pub rows: wgpu::Buffer,
+    layout_bg: wgpu::BindGroup,
+    das_bg: wgpu::BindGroup,
+}
+
 pub struct Das {
-    layout: wgpu::BindGroupLayout,
-    pipeline: wgpu::ComputePipeline,
+    module: wgpu::ShaderModule,
+    layouts: [(wgpu::BindGroupLayout, wgpu::PipelineLayout); 3],
+    pipelines: Mutex<HashMap<(Entry, u32, DasTiling), wgpu::ComputePipeline>>,
+    device_type: wgpu::DeviceType,
+    /// Set by benchmarks to compare tilings; `None`: [`DasTiling::for_adapter`].
+    tiling: Mutex<Option<DasTiling>>,
 }
 
 impl Das {
     pub fn new(device: &wgpu::Device) -> Das {
+        use wgpu::BufferBindingType::{Storage, Uniform};
         let module = shaders::module(device, STAGE);
-        use Binding::*;
-        let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, Read, Read, ReadWrite, Read]);
-        let pipeline = compute_pipeline(device, STAGE, &module, &pl, "das");
-        Das { layout: bgl, pipeline }
+        let ro = Storage { read_only: true };
+        let rw = Storage { read_only: false };
+        let specs: [(&str, Vec<(u32, wgpu::BufferBindingType)>); 3] = [
+            ("sonoguide.das.layout", vec![(0, Uniform), (1, ro), (2, rw)]),
+            ("sonoguide.das.transmit", vec![(0, Uniform), (3, Uniform), (4, Uniform), (5, ro), (6, ro), (7, rw)]),
+            ("sonoguide.das", vec![(0, Uniform), (3, Uniform), (4, Uniform), (5, ro), (8, ro), (9, ro), (10, rw)]),
+        ];
+        let layouts = specs.map(|(label, b)| {
+            let bgl = bind_layout(device, label, &b);
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
+            (bgl, pl)
+        });
+        Das { module, layouts, pipelines: Mutex::new(HashMap::new()), device_type: device.adapter_info().device_type, tiling: Mutex::new(None) }
+    }
+
+    /// Force a tiling (benchmarks); `None` returns to the adapter's default.
+    pub fn set_tiling(&self, tiling: Option<DasTiling>) -> Result<(), PipelineError> {
+        if let Some(t) = &tiling {
+            t.validate()?;
+        }
+        *self.tiling.lock().map_err(|_| PipelineError::Settings("das tiling lock poisoned".into()))? = tiling;
+        Ok(())
+    }
+
+    /// The adapter's tiling for `frames` frames, ignoring any forced one.
+    pub fn default_tiling(&self, frames: usize) -> DasTiling {
+        DasTiling::for_adapter(self.device_type, frames)
+    }
+
+    /// The tiling a job of `frames` frames gets.
+    pub fn tiling_for(&self, frames: usize) -> DasTiling {
+        let forced = self.tiling.lock().ok().and_then(|t| *t);
+        forced.unwrap_or_else(|| DasTiling::for_adapter(self.device_type, frames))
+    }
+
+    fn pipeline(&self, device: &wgpu::Device, entry: Entry, interp: u32, tiling: DasTiling) -> Result<wgpu::ComputePipeline, PipelineError> {
+        let key = (entry, interp, tiling);
+        let mut cache = self.pipelines.lock().map_err(|_| PipelineError::Settings("das pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let constants = [
+            ("INTERP", interp as f64),
+            ("PIXELS_PER_INVOCATION", tiling.pixels_per_invocation as f64),
+            ("ROW_VEC4", tiling.row_vec4 as f64),
+        ];
+        let layout = &self.layouts[entry as usize].1;
+        let label = format!("sonoguide.das.{}", entry.name());
+        let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(layout),
+            module: &self.module,
+            entry_point: Some(entry.name()),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Upload the geometry and record `das_transmit` (transmit distances and
+    /// wave scales for every pixel). `samples`, `frames` and `iq` describe
+    /// the channel data that will be beamformed with it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &DasPlan,
+        pixels: &[[f32; 2]],
+        samples: usize,
+        frames: usize,
+        iq: bool,
+    ) -> Result<DasGeometry, PipelineError> {
+        let n_el = plan.elements.len();
+        let n_w = plan.waves.len();
+        if n_el == 0 || n_el > MAX_ELEMENTS {
+            return Err(PipelineError::Settings(format!("probe.elements: {n_el} elements; the GPU beamformer takes 1 to {MAX_ELEMENTS}")));
+        }
+        if n_w == 0 || n_w > MAX_WAVES {
+            return Err(PipelineError::Settings(format!("waves: {n_w} waves; the GPU beamformer takes 1 to {MAX_WAVES} per job (select fewer with --waves)")));
+        }
+        if pixels.is_empty() || frames == 0 || samples < 2 {
+            return Err(PipelineError::Settings(format!("das: nothing to beamform ({} pixels, {frames} frames, {samples} samples)", pixels.len())));
+        }
+        let tiling = self.tiling_for(frames);
+        tiling.validate()?;
+        let max_groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
+        let invocations = pixels.len().div_ceil(tiling.pixels_per_invocation as usize);
+        if invocations.div_ceil(WORKGROUP as usize) > max_groups || pixels.len().div_ceil(WORKGROUP as usize) > max_groups {
+            return Err(PipelineError::Settings(format!("{} pixels is more than one dispatch can hold; split the grid", pixels.len())));
+        }
+        let mut params = plan.params;
+        params.n_pixels = pixels.len() as u32;
+        params.n_samples = samples as u32;
+        params.n_frames = frames as u32;
+        if iq {
+            params.flags |= FLAG_IQ;
+        } else {
+            params.flags &= !FLAG_IQ;
+        }
+        let mut el = plan.elements.clone();
+        el.resize(MAX_ELEMENTS, GpuElement::zeroed());
+        let mut wv = plan.waves.clone();
+        wv.resize(MAX_WAVES, GpuWave::zeroed());
+        let uniform = ctx.uniform_from("sonoguide.das.params", &params);
+        let elements = uniform_table(&ctx.device, "sonoguide.das.elements", bytemuck::cast_slice(&el));
+        let waves = uniform_table(&ctx.device, "sonoguide.das.waves", bytemuck::cast_slice(&wv));
+        let pix = ctx.storage_from("sonoguide.das.pixels", pixels)?;
+        let table = ctx.storage_from("sonoguide.das.tx_table", if plan.tx_table.is_empty() { &[[0f32; 4]] } else { &plan.tx_table[..] })?;
+        let tx = ctx.storage("sonoguide.das.tx", (n_w * pixels.len() * 8) as u64)?;
+        let transmit_bg = bind(
+            &ctx.device,
+            "sonoguide.das.transmit",
+            &self.layouts[Entry::Transmit as usize].0,
+            &[(0, &uniform), (3, &elements), (4, &waves), (5, &pix), (6, &table), (7, &tx)],
+        );
+        let pipeline = self.pipeline(&ctx.device, Entry::Transmit, params.interp, tiling)?;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das.transmit"), timestamp_writes: None });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &transmit_bg, &[]);
+        pass.dispatch_workgroups((pixels.len() as u32).div_ceil(WORKGROUP), n_w as u32, 1);
+        drop(pass);
+        Ok(DasGeometry { params, tiling, n_pixels: pixels.len(), samples, frames, iq, uniform, elements, waves, pixels: pix, tx })
+    }
+
+    /// The buffers and bind groups that beamform `channels` with `geom`.
+    pub fn target(&self, ctx: &GpuContext, geom: &DasGeometry, channels: &GpuChannels) -> Result<DasTarget, PipelineError> {
+        if channels.samples != geom.samples || channels.frames != geom.frames || channels.iq != geom.iq || channels.waves != geom.params.n_waves as usize || channels.channels != geom.params.n_elements as usize {
+            return Err(PipelineError::Settings(format!(
+                "das: channel data ({} frames × {} waves × {} channels × {} samples, {}) do not match the prepared geometry ({} × {} × {} × {}, {})",
+                channels.frames,
+                channels.waves,
+                channels.channels,
+                channels.samples,
+                if channels.iq { "IQ" } else { "RF" },
+                geom.frames,
+                geom.params.n_waves,
+                geom.params.n_elements,
+                geom.samples,
+                if geom.iq { "IQ" } else { "RF" },
+            )));
+        }
+        let padded = geom.tiling.frames_padded(geom.frames);
+        let rows = ctx.storage("sonoguide.das.rows", (channels.waves * channels.channels * channels.samples * padded * 8) as u64)?;
+        let image = ctx.storage("sonoguide.das.image", (geom.n_pixels * geom.frames * 8) as u64)?;
+        let layout_bg = bind(&ctx.device, "sonoguide.das.layout", &self.layouts[Entry::Layout as usize].0, &[(0, &geom.uniform), (1, &channels.buffer), (2, &rows)]);
+        let das_bg = bind(
+            &ctx.device,
+            "sonoguide.das",
+            &self.layouts[Entry::Das as usize].0,
+            &[(0, &geom.uniform), (3, &geom.elements), (4, &geom.waves), (5, &geom.pixels), (8, &geom.tx), (9, &rows), (10, &image)],
+        );
+        Ok(DasTarget { image, rows, layout_bg, das_bg })
+    }
+
+    /// Rebind `old`'s buffers to new channel data of the same shape
+    /// (streaming: no allocation, so no zero-fill, per batch).
+    pub fn retarget(&self, ctx: &GpuContext, geom: &DasGeometry, channels: &GpuChannels, old: DasTarget) -> Result<DasTarget, PipelineError> {
+        if channels.samples != geom.samples || channels.frames != geom.frames || channels.iq != geom.iq {
+            return self.target(ctx, geom, channels);
+        }
+        let DasTarget { image, rows, .. } = old;
+        let layout_bg = bind(&ctx.device, "sonoguide.das.layout", &self.layouts[Entry::Layout as usize].0, &[(0, &geom.uniform), (1, &channels.buffer), (2, &rows)]);
+        let das_bg = bind(
+            &ctx.device,
+            "sonoguide.das",
+            &self.layouts[Entry::Das as usize].0,
+            &[(0, &geom.uniform), (3, &geom.elements), (4, &geom.waves), (5, &geom.pixels), (8, &geom.tx), (9, &rows), (10, &image)],
+        );
+        Ok(DasTarget { image, rows, layout_bg, das_bg })
+    }
+
+    /// Record the layout and beamforming passes of one batch.
+    pub fn record(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, geom: &DasGeometry, target: &DasTarget) -> Result<(), PipelineError> {
+        self.record_layout(ctx, enc, geom, target)?;
+        self.record_beamform(ctx, enc, geom, target)
+    }
+
+    /// Record `das_layout`: the channel data into frame-contiguous rows.
+    pub fn record_layout(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, geom: &DasGeometry, target: &DasTarget) -> Result<(), PipelineError> {
+        let layout = self.pipeline(&ctx.device, Entry::Layout, geom.params.interp, geom.tiling)?;
+        let traces = geom.params.n_waves * geom.params.n_elements * geom.params.n_samples;
+        let (lx, ly) = dispatch_size(traces, WORKGROUP);
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das.layout"), timestamp_writes: None });
+        pass.set_pipeline(&layout);
+        pass.set_bind_group(0, &target.layout_bg, &[]);
+        pass.dispatch_workgroups(lx, ly, 1);
+        Ok(())
+    }
+
+    /// Record `das`: the beamforming proper (the kernel benchmarks time).
+    pub fn record_beamform(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, geom: &DasGeometry, target: &DasTarget) -> Result<(), PipelineError> {
+        let t = geom.tiling;
+        let das = self.pipeline(&ctx.device, Entry::Das, geom.params.interp, t)?;
+        let invocations = (geom.n_pixels as u32).div_ceil(t.pixels_per_invocation);
+        let blocks = geom.frames.div_ceil(t.frames_per_block()) as u32;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das"), timestamp_writes: None });
+        pass.set_pipeline(&das);
+        pass.set_bind_group(0, &target.das_bg, &[]);
+        pass.dispatch_workgroups(invocations.div_ceil(WORKGROUP), blocks, 1);
+        Ok(())
     }
 
     /// Record the beamforming of `channels` onto `pixels`; returns the
@@ -229,28 +568,9 @@ impl Das {
         plan: &DasPlan,
         pixels: &[[f32; 2]],
     ) -> Result<wgpu::Buffer, PipelineError> {
-        let mut params = plan.params;
-        params.n_samples = channels.samples as u32;
-        params.n_frames = channels.frames as u32;
-        if channels.iq {
-            params.flags |= FLAG_IQ;
-        }
-        let groups = (pixels.len() as u32).div_ceil(WORKGROUP);
-        if groups > ctx.device.limits().max_compute_workgroups_per_dimension {
-            return Err(PipelineError::Settings(format!("{} pixels is more than one dispatch can hold; split the grid", pixels.len())));
-        }
-        let uniform = ctx.uniform_from("sonoguide.das.params", &params);
-        let elements = ctx.storage_from("sonoguide.das.elements", &plan.elements)?;
-        let waves = ctx.storage_from("sonoguide.das.waves", &plan.waves)?;
-        let pix = ctx.storage_from("sonoguide.das.pixels", pixels)?;
-        let image = ctx.storage("sonoguide.das.image", (pixels.len() * channels.frames * 8) as u64)?;
-        let table = ctx.storage_from("sonoguide.das.tx_table", if plan.tx_table.is_empty() { &[[0f32; 4]] } else { &plan.tx_table[..] })?;
-        let bg = bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &elements, &waves, &pix, &channels.buffer, &image, &table]);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das"), timestamp_writes: None });
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(groups, channels.frames.div_ceil(FRAMES_PER_THREAD) as u32, 1);
-        drop(pass);
-        Ok(image)
+        let geom = self.prepare(ctx, enc, plan, pixels, channels.samples, channels.frames, channels.iq)?;
+        let target = self.target(ctx, &geom, channels)?;
+        self.record(ctx, enc, &geom, &target)?;
+        Ok(target.image)
     }
 }

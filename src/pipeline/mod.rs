@@ -7,6 +7,7 @@ pub mod das;
 pub mod demodulate;
 pub mod detect;
 pub mod scan_convert;
+pub mod simulate;
 
 use thiserror::Error;
 

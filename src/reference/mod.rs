@@ -9,3 +9,4 @@ pub mod demodulate;
 pub mod detect;
 pub mod filter;
 pub mod scan_convert;
+pub mod simulate;

@@ -84,6 +84,10 @@ pub struct Hip {
     pub tubes: Vec<Tube>,
     /// Attenuation behind bone, dB.
     pub shadow_db: f64,
+    /// The skin surface under the probe (a point on it and the inward
+    /// normal): a probe pressed on the hip flattens the skin under it, so
+    /// the layers (skin, fat, muscle) follow the probe face.
+    pub surface: (DVec3, DVec3),
 }
 
 impl Hip {
@@ -110,11 +114,8 @@ impl Hip {
                 Tube { name: "femoral_vein", point: DVec3::new(-0.028, 0.0, -0.032), direction: along_y, radius: 0.0055, nerve: false },
             ],
             shadow_db: 35.0,
+            surface: (DVec3::new(0.0, 0.0, -skin_depth), DVec3::Z),
         }
-    }
-
-    fn skin_z(&self) -> f64 {
-        -self.skin_depth
     }
 
     /// Along-axis coordinate and radial distance of `p` about the neck axis.
@@ -152,8 +153,14 @@ impl Hip {
         }
     }
 
+    /// This hip with the skin flattened under a probe face at `point`
+    /// looking along `normal`.
+    pub fn under_probe(&self, point: DVec3, normal: DVec3) -> Hip {
+        Hip { surface: (point, normal.normalize()), ..self.clone() }
+    }
+
     pub fn tissue(&self, p: DVec3) -> Tissue {
-        let depth = p.z - self.skin_z();
+        let depth = (p - self.surface.0).dot(self.surface.1);
         if depth < 0.0 {
             return Tissue::Bone; // outside the body: nothing scatters
         }

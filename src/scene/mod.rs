@@ -457,7 +457,9 @@ fn place(hip: &Hip, approach: Approach, probe: &Probe) -> (Pose, DVec3, DVec3) {
             let e = d.cross(u);
             let over = DVec3::new(0.014, 0.0, skin);
             let probe_pose = Pose::from_axes(over - d * apex_z, u, e, d);
-            let entry = DVec3::new(over.x + half_len * tilt.cos() + 0.012, 0.0, skin);
+            // Far enough lateral that the shaft crosses the beams obliquely
+            // (a steep needle along the beam returns no specular echo).
+            let entry = DVec3::new(over.x + half_len * tilt.cos() + 0.030, 0.0, skin);
             // Resting on the anterolateral head, where the needle meets it.
             let dir = (DVec3::ZERO - entry).normalize();
             let t = hip.first_bone_hit(entry, dir, 1.0).unwrap_or(entry.length() - hip.head_radius);

@@ -11,15 +11,19 @@ use super::anatomy::{hip_scatterers, BeamOrigin, Slab};
 use super::needle::needle_scatterers;
 use super::pose::Pose;
 use super::Scene;
-use crate::acquisition::{ChannelData, PixelGrid, ProbeKind};
+use crate::acquisition::{PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
 use crate::pipeline::{BeamformRequest, Beamformer, DetectSettings, DisplayGrid, PipelineError};
-use crate::sim::Scatterer;
+use crate::pipeline::simulate::{SimPlan, Simulate};
+use crate::sim::{Elevation, Scatterer, SimSettings};
 
 /// Half thickness of the slab of tissue simulated around the image plane:
 /// a little more than the elevation beam of a 13 mm tall element focused
 /// at 60 mm at 3.5 MHz (about 3 mm wide).
 pub const HALF_SLAB: f64 = 0.002;
+/// The needle is kept further out of plane than the tissue, so that the
+/// simulator's elevation beam decides how it fades as it leaves the plane.
+pub const NEEDLE_SLAB: f64 = 0.008;
 
 /// Where a frame's landmarks land in its PNG, `[column, row]` pixels.
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +114,8 @@ pub fn frame_scatterers(scene: &Scene, view: &View, frame: usize, frames: usize)
     let beams_ref = scene.beam_origin(&probe);
     let (x0, x1, z0, z1) = bounds(&view.grid);
     let slab = Slab { image_to_patient: image_to_ref, x: (x0, x1), z: (z0, z1), half_y: HALF_SLAB };
-    let mut scat = hip_scatterers(&scene.hip, &slab, beams_ref, scene.scatterer_density, scene.seed.wrapping_add(frame as u64 * 7919));
+    let hip = hip_under_probe(scene, &image_to_ref);
+    let mut scat = hip_scatterers(&hip, &slab, beams_ref, scene.scatterer_density, scene.seed.wrapping_add(frame as u64 * 7919));
     // Keep only what lies in the imaged region (plus a margin for pulses
     // arriving from just outside).
     scat.retain(|s| view.contains(s.position.x, s.position.z) || near(view, s.position.x, s.position.z));
@@ -122,7 +127,7 @@ pub fn frame_scatterers(scene: &Scene, view: &View, frame: usize, frames: usize)
         BeamOrigin::Point(o) => BeamOrigin::Point(ref_to_image.apply(o)),
         BeamOrigin::Parallel(d) => BeamOrigin::Parallel(ref_to_image.rotate(d)),
     };
-    scat.extend(needle_scatterers(&scene.needle, tip, dir, inserted, beams_img, HALF_SLAB, scene.seed + frame as u64));
+    scat.extend(needle_scatterers(&scene.needle, tip, dir, inserted, beams_img, NEEDLE_SLAB, scene.seed + frame as u64));
 
     // Landmarks in pixels.
     let px = |p: DVec3| view.contains(p.x, p.z).then(|| view.to_px(p.x, p.z));
@@ -157,7 +162,7 @@ pub fn frame_scatterers(scene: &Scene, view: &View, frame: usize, frames: usize)
 /// its lens, about λ·F_elev near the focus and the aperture far from it.
 pub fn elevation_beam_width(scene: &Scene, z: f64, lambda: f64) -> f64 {
     let h = scene.acquisition.probe.elements[0].height.max(1e-3);
-    let focus = 0.06;
+    let focus = ELEVATION_FOCUS;
     let focal = 1.02 * lambda * focus / h;
     let geometric = h * ((z - focus).abs() / focus);
     focal.max(geometric).min(h)
@@ -187,12 +192,19 @@ pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> O
     None
 }
 
+/// The scene's hip with the skin flattened under this probe pose.
+fn hip_under_probe(scene: &Scene, image_to_ref: &Pose) -> super::anatomy::Hip {
+    let apex = scene.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+    scene.hip.under_probe(image_to_ref.apply(DVec3::new(0.0, 0.0, apex)), image_to_ref.rotate(DVec3::Z))
+}
+
 /// The tissue under every display pixel of a frame (RGBA8), for checking
 /// the anatomy against the B-mode: the same poses, no speckle.
 pub fn label_image(scene: &Scene, view: &View, frame: usize, frames: usize) -> Vec<u32> {
     use super::anatomy::Tissue;
     let (probe, _, _) = scene.poses_at(scene.frame_time(frame, frames));
     let image_to_ref = probe.then(&scene.image_to_probe);
+    let hip = hip_under_probe(scene, &image_to_ref);
     let d = &view.display;
     let mut out = vec![0u32; d.width * d.height];
     for row in 0..d.height {
@@ -201,7 +213,7 @@ pub fn label_image(scene: &Scene, view: &View, frame: usize, frames: usize) -> V
             if !view.contains(x, z) {
                 continue;
             }
-            let rgb: [u32; 3] = match scene.hip.tissue(image_to_ref.apply(DVec3::new(x, 0.0, z))) {
+            let rgb: [u32; 3] = match hip.tissue(image_to_ref.apply(DVec3::new(x, 0.0, z))) {
                 Tissue::Skin => [230, 200, 180],
                 Tissue::Fat => [240, 220, 120],
                 Tissue::Muscle => [190, 60, 60],
@@ -218,51 +230,100 @@ pub fn label_image(scene: &Scene, view: &View, frame: usize, frames: usize) -> V
     out
 }
 
-/// Channel data for a frame's scatterers. The GPU simulator replaces this
-/// CPU path when present; both share `sim`'s time convention.
-pub fn simulate(scene: &Scene, scat: &[Scatterer]) -> ChannelData {
+/// How the scene's channel data are simulated: the GPU simulator with
+/// element directivity (without it, grating lobes of the 0.5 mm-pitch
+/// convex array fill bone shadows), elevation focusing (so a needle that
+/// leaves the plane fades) and tissue attenuation.
+pub fn sim_settings(scene: &Scene) -> SimSettings {
+    let mut s = SimSettings::for_acquisition(&scene.acquisition);
+    let height = scene.acquisition.probe.elements[0].height;
+    s.elevation = Some(Elevation { height, focus: Some(ELEVATION_FOCUS) });
+    s.attenuation = 0.5;
+    s
+}
+
+/// Elevation lens focus of the scene probes (C5-2v-like), metres.
+pub const ELEVATION_FOCUS: f64 = 0.06;
+
+/// Samples per trace covering the scene's depth.
+pub fn samples(scene: &Scene) -> usize {
     let acq = &scene.acquisition;
     let r_max = scene.depth + acq.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max) + 0.01;
-    let samples = ((2.0 * r_max / acq.sound_speed + 2e-6) * acq.sampling_frequency) as usize;
-    crate::sim::point_echoes(acq, scat, samples, 1)
+    ((2.0 * r_max / acq.sound_speed + 2e-6) * acq.sampling_frequency) as usize
+}
+
+/// One rendered frame: its landmarks and the display image.
+pub struct Rendered {
+    pub info: FrameInfo,
+    /// Grey levels 0..255 of the display, row-major, `NaN` outside the
+    /// imaged sector.
+    pub grey: Vec<f32>,
+    pub rgba: Vec<u32>,
+}
+
+/// Long-lived state for rendering frames of one scene.
+pub struct Renderer {
+    pub view: View,
+    beamformer: Beamformer,
+    simulator: Simulate,
+    plan: SimPlan,
+    request: BeamformRequest,
+}
+
+impl Renderer {
+    pub fn new(ctx: &GpuContext, scene: &Scene, height_px: usize, dynamic_range: f64) -> Renderer {
+        let view = View::new(scene, height_px);
+        let request = BeamformRequest {
+            // Hann across the receive aperture: a boxcar's −13 dB sidelobes
+            // fill bone shadows and cysts with clutter when the transmit is
+            // unfocused (diverging waves), as on scanners without it.
+            das: crate::pipeline::DasSettings { apodization: crate::pipeline::Apodization::Hann, transmit: crate::pipeline::Transmit::Analytic, ..Default::default() },
+            detect: DetectSettings { dynamic_range_db: dynamic_range, ..Default::default() },
+            read_iq: false,
+            read_envelope: false,
+            read_grey: true,
+            display: match view.grid {
+                PixelGrid::Polar { .. } => Some((view.grid.clone(), view.display.clone())),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene)).expect("scene acquisition validated on load");
+        Renderer { view, beamformer: Beamformer::new(ctx), simulator: Simulate::new(&ctx.device), plan, request }
+    }
+
+    pub fn frame(&self, ctx: &GpuContext, scene: &Scene, f: usize, frames: usize) -> Result<Rendered, String> {
+        let (scat, info) = frame_scatterers(scene, &self.view, f, frames);
+        let data = self.simulator.run(ctx, &self.plan, &scat).map_err(|e| e.to_string())?;
+        let out = self.beamformer.run(ctx, &data, &self.view.grid, &self.request).map_err(|e: PipelineError| e.to_string())?;
+        let rgba = match out.display {
+            Some(rgba) => rgba,
+            None => out.grey.as_deref().unwrap_or(&[]).iter().map(|v| {
+                let g = *v as u32;
+                g | (g << 8) | (g << 16) | (255 << 24)
+            }).collect(),
+        };
+        let grey = rgba.iter().map(|p| if p >> 24 == 0 { f32::NAN } else { (p & 255) as f32 }).collect();
+        Ok(Rendered { info, grey, rgba })
+    }
 }
 
 /// Render `frames` frames of `scene` into `out_dir` (PNG + JSON each, and
 /// the recorded poses). Returns the frame infos.
 pub fn render(ctx: &GpuContext, scene: &Scene, frames: usize, out_dir: &Path, height_px: usize, dynamic_range: f64, labels: bool) -> Result<Vec<FrameInfo>, String> {
-    let view = View::new(scene, height_px);
-    let bf = Beamformer::new(ctx);
-    let req = BeamformRequest {
-        detect: DetectSettings { dynamic_range_db: dynamic_range, ..Default::default() },
-        read_iq: false,
-        read_envelope: false,
-        read_grey: true,
-        display: match view.grid {
-            PixelGrid::Polar { .. } => Some((view.grid.clone(), view.display.clone())),
-            _ => None,
-        },
-        ..Default::default()
-    };
+    let r = Renderer::new(ctx, scene, height_px, dynamic_range);
+    let (w, h) = (r.view.display.width, r.view.display.height);
     let mut infos = Vec::new();
     for f in 0..frames {
-        let (scat, info) = frame_scatterers(scene, &view, f, frames);
-        let data = simulate(scene, &scat);
-        let out = bf.run(ctx, &data, &view.grid, &req).map_err(|e: PipelineError| e.to_string())?;
-        let png = out_dir.join(format!("frame_{f:04}.png"));
-        match &out.display {
-            Some(rgba) => crate::io::png::write_rgba(&png, out.display_size.0, out.display_size.1, rgba).map_err(|e| e.to_string())?,
-            None => {
-                let g: Vec<u8> = out.grey.as_deref().unwrap_or(&[]).iter().map(|v| *v as u8).collect();
-                crate::io::png::write_grey(&png, out.cols, out.rows, &g).map_err(|e| e.to_string())?
-            }
-        }
+        let frame = r.frame(ctx, scene, f, frames)?;
+        crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}.png")), w, h, &frame.rgba).map_err(|e| e.to_string())?;
         if labels {
-            let l = label_image(scene, &view, f, frames);
-            crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}_labels.png")), view.display.width, view.display.height, &l).map_err(|e| e.to_string())?;
+            let l = label_image(scene, &r.view, f, frames);
+            crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}_labels.png")), w, h, &l).map_err(|e| e.to_string())?;
         }
-        let json = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&frame.info).map_err(|e| e.to_string())?;
         write_atomic(&out_dir.join(format!("frame_{f:04}.json")), json.as_bytes())?;
-        infos.push(info);
+        infos.push(frame.info);
     }
     write_atomic(&out_dir.join("poses.txt"), super::pose::write_poses(&scene.pose_samples(frames)).as_bytes())?;
     Ok(infos)

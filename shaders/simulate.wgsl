@@ -1,0 +1,802 @@
+// simulate: RF channel data from point scatterers, with the physics of
+// PyMUST's simus (pulse, probe response, element directivity and baffle,
+// 1/r spreading, frequency-dependent attenuation, elevation focusing),
+// written into [wave][channel][sample] traces in UFF time.
+// CPU twin: src/reference/simulate.rs. Host: src/pipeline/simulate.rs.
+//
+// The echo of scatterer s on element e for one wave is the sum, over the
+// transmitting elements e', of the two-way pulse delayed by
+// fire(e') + |s - e'|/c + |s - e|/c. Summing that directly is
+// O(elements^2) per scatterer. It splits instead:
+//
+// transmit (per wave and scatterer): the field that reaches
+//   the scatterer, sum over e' of weight(e') x pulse(t - arrival(e')), is
+//   built in the frequency domain on a window around the wavefront (N_f
+//   frequencies, like simus but only over the window: ~40 instead of ~1000
+//   for the default window) and written as a complex baseband waveform on
+//   taps. One workgroup per (wave, scatterer). Arrivals more than `window` after the wavefront (edge waves and
+//   transmit grating lobes from far elements) are tapered out; a window as
+//   long as the aperture keeps them all, at a cost that grows with it.
+// receive (one invocation per scatterer and element, all waves): delays that
+//   waveform by |s - e|/c, weights it by the element's directivity, spreading,
+//   attenuation and elevation response, and adds it into the traces.
+// peak, resolve: fixed point to f32, optional noise, frames.
+//
+// Summing without races: receive adds into 64-bit fixed-point accumulators
+// (two u32 words with a carry) with atomicAdd. WGSL has no float atomics,
+// and the alternatives measured worse or were inexact: a gather per output
+// sample over scatterers needs them binned per (wave, element) by arrival,
+// which costs a sort per trace; workgroup tiles still need atomics inside the
+// tile. Integer addition is associative, so the result does not depend on
+// the order in which invocations land: two runs give identical bits, and
+// the CPU twin can sum in any order too. The unit is 2^-(42 - e) where 2^e
+// bounds every single contribution (from transmit's per-scatterer bound), so
+// one contribution is < 2^43 units and 2^20 coherent contributions at the
+// bound still fit in 63 bits. Measured on lavapipe (2 cores): see
+// BENCHMARKS.md, "Simulator vs PyMUST" (the 64-bit add costs about as much
+// as the interpolation it accumulates).
+
+const MAX_SEGMENTS: u32 = 8u;
+const PI: f32 = 3.14159265358979;
+const TAU: f32 = 6.283185307179586;
+// float32 epsilon, as simus uses it for the angle and the baffle floor.
+const EPS: f32 = 1.1920929e-7;
+
+const FLAG_ELEVATION: u32 = 1u;
+const FLAG_CONVEX: u32 = 2u;
+const FLAG_WRITE_TAPS: u32 = 4u;
+
+const BAFFLE_SOFT: u32 = 0u;
+const BAFFLE_RIGID: u32 = 1u;
+const BAFFLE_IMPEDANCE: u32 = 2u;
+
+const WAVE_FIRST_ARRIVAL: u32 = 0u;
+const WAVE_FOCUSED: u32 = 1u;
+
+// Keep in sync with SimulateParams in src/pipeline/simulate.rs.
+struct SimulateParams {
+    n_elements: u32,
+    n_segments: u32,
+    n_waves: u32,
+    n_samples: u32,
+    batch_start: u32,
+    batch_len: u32,
+    n_freq: u32,
+    n_taps: u32,
+    flags: u32,
+    baffle: u32,
+    n_frames: u32,
+    noise_seed: u32,
+    // Offsets (in vec4) of the sections of `tables`.
+    off_waves: u32,
+    off_fire: u32,
+    off_spectrum: u32,
+    // Waves [wave_start, wave_end) of this receive dispatch.
+    wave_start: u32,
+    fs: f32,
+    t0: f32,
+    inv_c: f32,
+    fc: f32,
+    // 2π fc / c: the directivity uses the centre frequency only (simus).
+    kc: f32,
+    // Frequency step F of the transmit spectrum; f_n = n F, F·N_f/2 = fc.
+    f_step: f32,
+    // Baseband taps: rate and the time of tap 0 relative to the window centre.
+    fs_taps: f32,
+    tap0: f32,
+    // Attenuation, Np per (Hz · m): dB/cm/MHz / 8.69 · 1e-4 (simus).
+    alpha: f32,
+    seg_len: f32,
+    // Distances are floored at λ/2 (simus).
+    small_d: f32,
+    baffle_b: f32,
+    // Elevation: 1/height², 1/focus (0: unfocused).
+    inv_height2: f32,
+    inv_focus: f32,
+    // 2-D model: the element width that simus's 2-D scaling multiplies by.
+    width_2d: f32,
+    // Largest |elevation ratio| of an element against the reference element.
+    rx_cap: f32,
+    noise_level: f32,
+    // Scatterers below this depth are behind the array.
+    z_min: f32,
+    // Convex probe: scatterers inside the circle are behind the array.
+    convex_x: f32,
+    convex_z: f32,
+    convex_r2: f32,
+    // Extent of the two-way pulse about its nominal time (s).
+    pulse_lo: f32,
+    pulse_hi: f32,
+    wave_end: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: SimulateParams;
+// Elements (2 vec4 each): (x, y, z, normal angle), (tangent xyz, width);
+// waves (3 vec4 each, see wave_*); fire times (one vec4 per wave and
+// element: fire time s, apodization); spectrum (one vec4 per frequency:
+// conj(pulse · probe²) · compensation · 2F).
+@group(0) @binding(1) var<storage, read> tables: array<vec4<f32>>;
+// (x, y, z, amplitude), metres.
+@group(0) @binding(2) var<storage, read> scatterers: array<vec4<f32>>;
+// [wave][scatterer of the batch]: (window centre s, valid, first and last
+// tap written), then [scatterer of the batch] × 2: the receive elevation
+// reference.
+@group(0) @binding(3) var<storage, read_write> heads: array<vec4<f32>>;
+// [wave][scatterer of the batch][tap]: the complex baseband transmit waveform.
+@group(0) @binding(4) var<storage, read_write> taps: array<vec2<f32>>;
+// [0]: bits of the largest contribution bound; [1]: bits of the peak |RF|.
+@group(0) @binding(5) var<storage, read_write> state: array<atomic<u32>>;
+// [wave][element][sample] × (low word, high word) of the 64-bit sums.
+@group(0) @binding(6) var<storage, read_write> acc: array<atomic<u32>>;
+// [frame][wave][element][sample].
+@group(0) @binding(7) var<storage, read_write> rf: array<f32>;
+
+fn invocation(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+// ---- complex arithmetic (x + jy as vec2)
+
+fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+fn conj(a: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x, -a.y);
+}
+
+fn cdiv(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let d = b.x * b.x + b.y * b.y;
+    return vec2<f32>(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y) / d;
+}
+
+// Principal square root (numpy's branch).
+fn csqrt(a: vec2<f32>) -> vec2<f32> {
+    let m = length(a);
+    let re = sqrt(max(0.5 * (m + a.x), 0.0));
+    var im = sqrt(max(0.5 * (m - a.x), 0.0));
+    if (a.y < 0.0) {
+        im = -im;
+    }
+    return vec2<f32>(re, im);
+}
+
+fn cexp(a: vec2<f32>) -> vec2<f32> {
+    return exp(a.x) * vec2<f32>(cos(a.y), sin(a.y));
+}
+
+fn expj(phase: f32) -> vec2<f32> {
+    return vec2<f32>(cos(phase), sin(phase));
+}
+
+// sin(x)/x, as simus's mysinc (unnormalised).
+fn sinc(x: f32) -> f32 {
+    let a = abs(x);
+    if (a < 1e-4) {
+        return 1.0 - a * a / 6.0;
+    }
+    return sin(a) / a;
+}
+
+// ---- elevation: simus's multi-Gaussian beam (MGBM, 4 terms) for an element
+// of height H focused at Rf, at wavenumber k, mean distance rm and elevation y.
+
+const MGBM_A = array<vec2<f32>, 4>(
+    vec2<f32>(0.187, 0.275), vec2<f32>(0.288, -1.954), vec2<f32>(0.187, -0.275), vec2<f32>(0.288, 1.954));
+const MGBM_B = array<vec2<f32>, 4>(
+    vec2<f32>(4.558, -25.59), vec2<f32>(8.598, -7.924), vec2<f32>(4.558, 25.59), vec2<f32>(8.598, 7.924));
+
+fn mgbm(k: f32, rm: f32, y: f32) -> vec2<f32> {
+    // alpha = j/2 (1/Rf - 1/rm); gamma = j y²/(2 rm); beta2 = -(y/rm)².
+    let alpha_im = 0.5 * (params.inv_focus - 1.0 / rm);
+    let gamma_im = y * y / (2.0 * rm);
+    let yr = y / rm;
+    let beta2 = -yr * yr;
+    var out = vec2<f32>(0.0, 0.0);
+    for (var n = 0u; n < 4u; n++) {
+        let den = vec2<f32>(0.0, k * alpha_im) + MGBM_B[n] * params.inv_height2;
+        let tmp = cdiv(vec2<f32>(1.0, 0.0), den);
+        let arg = (k * k * beta2 * 0.25) * tmp + vec2<f32>(0.0, k * gamma_im);
+        out += cmul(MGBM_A[n], cmul(csqrt(PI * tmp), cexp(arg)));
+    }
+    return out;
+}
+
+fn wavenumber(n: u32) -> f32 {
+    return TAU * f32(n) * params.f_step * params.inv_c;
+}
+
+// The three frequencies (0.75, 1, 1.25 fc) at which an element's elevation
+// response is matched to the reference element's by least squares.
+fn ls_index(i: u32) -> u32 {
+    let h = params.n_freq / 2u;
+    let d = params.n_freq / 8u;
+    return h + i * d - d;
+}
+
+// ---- geometry
+
+struct Path {
+    r: f32,
+    // Directivity × obliquity / spreading / segments; no attenuation.
+    amp: f32,
+    // Angle from the element normal, radians.
+    theta: f32,
+}
+
+fn path(p: vec3<f32>, e: u32, m: u32) -> Path {
+    let el = tables[2u * e];
+    let tg = tables[2u * e + 1u];
+    let offset = (f32(m) + 0.5 - 0.5 * f32(params.n_segments)) * params.seg_len;
+    let sp = el.xyz + offset * tg.xyz;
+    let dx = p.x - sp.x;
+    let dz = p.z - sp.z;
+    let d2 = dx * dx + dz * dz;
+    var r: f32;
+    if ((params.flags & FLAG_ELEVATION) != 0u) {
+        r = sqrt(d2 + p.y * p.y);
+    } else {
+        r = sqrt(d2);
+    }
+    r = max(r, params.small_d);
+    let theta = asin(clamp((dx + EPS) / (sqrt(d2) + EPS), -1.0, 1.0)) - el.w;
+    let ct = cos(theta);
+    var obliquity = ct;
+    if (params.baffle == BAFFLE_RIGID) {
+        obliquity = 1.0;
+    } else if (params.baffle == BAFFLE_IMPEDANCE) {
+        obliquity = ct / (ct + params.baffle_b);
+    }
+    if (abs(theta) >= 0.5 * PI) {
+        obliquity = EPS;
+    }
+    let directivity = sinc(params.kc * params.seg_len * 0.5 * sin(theta));
+    var amp = obliquity * directivity / f32(params.n_segments);
+    if ((params.flags & FLAG_ELEVATION) != 0u) {
+        amp = amp / r;
+    } else {
+        amp = amp / sqrt(r);
+    }
+    return Path(r, amp, theta);
+}
+
+fn behind_array(p: vec3<f32>) -> bool {
+    if (p.z < params.z_min) {
+        return true;
+    }
+    if ((params.flags & FLAG_CONVEX) != 0u) {
+        let dx = p.x - params.convex_x;
+        let dz = p.z - params.convex_z;
+        return dx * dx + dz * dz <= params.convex_r2;
+    }
+    return false;
+}
+
+fn is_finite4(v: vec4<f32>) -> bool {
+    // NaN fails every comparison; ±inf fails the bound.
+    return all(abs(v) < vec4<f32>(1e30));
+}
+
+fn fire(w: u32, e: u32) -> vec2<f32> {
+    return tables[params.off_fire + w * params.n_elements + e].xy;
+}
+
+// Wave w: (focus xyz, |focus|), (kind, delay, window lo, window hi),
+// (taper lo, taper hi, 0, 0); kind is a u32 stored as its float value.
+fn wave_a(w: u32) -> vec4<f32> {
+    return tables[params.off_waves + 3u * w];
+}
+fn wave_b(w: u32) -> vec4<f32> {
+    return tables[params.off_waves + 3u * w + 1u];
+}
+fn wave_c(w: u32) -> vec4<f32> {
+    return tables[params.off_waves + 3u * w + 2u];
+}
+
+fn spectrum(n: u32) -> vec2<f32> {
+    return tables[params.off_spectrum + n].xy;
+}
+
+// Weight of an arrival d seconds after the window centre: 1 inside, a
+// raised cosine over the taper at a cut end, 0 outside.
+fn window_weight(d: f32, lo: f32, hi: f32, taper_lo: f32, taper_hi: f32) -> f32 {
+    if (d < lo || d > hi) {
+        return 0.0;
+    }
+    if (taper_hi > 0.0 && d > hi - taper_hi) {
+        return 0.5 + 0.5 * cos(PI * (d - (hi - taper_hi)) / taper_hi);
+    }
+    if (taper_lo > 0.0 && d < lo + taper_lo) {
+        return 0.5 + 0.5 * cos(PI * ((lo + taper_lo) - d) / taper_lo);
+    }
+    return 1.0;
+}
+
+// ---- transmit: one workgroup per (wave, scatterer of the batch)
+//
+// The 64 invocations share the work: elements for the first arrival, the
+// arrivals' weights, blocks of frequencies for the spectrum, taps for the
+// waveform. (One invocation per scatterer would also run, but lavapipe
+// stops a single invocation after 65 535 loop iterations in all, which a
+// long window exceeds, and a real GPU would leave 63 lanes of a long loop
+// idle.)
+
+const WG: u32 = 64u;
+// Arrivals staged in workgroup memory at a time; more are done in chunks.
+const MAX_ARRIVALS: u32 = 256u;
+// Frequencies of the transmit spectrum (so at most 16 per invocation).
+const MAX_FREQ: u32 = 1024u;
+const MAX_BLOCK: u32 = 16u;
+
+var<workgroup> red_a: array<f32, WG>;
+var<workgroup> red_b: array<f32, WG>;
+var<workgroup> red_c: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
+// (weight re, im; α r; 2π d) of staged arrivals.
+var<workgroup> arrivals: array<vec4<f32>, MAX_ARRIVALS>;
+// K(f_n) Q(f_n).
+var<workgroup> kq: array<vec2<f32>, MAX_FREQ>;
+
+fn zero_heads(li: u32, w: u32, head: u32, rx_head: u32) {
+    if (li == 0u) {
+        heads[head] = vec4<f32>(0.0);
+        if (w == 0u) {
+            heads[rx_head] = vec4<f32>(0.0);
+            heads[rx_head + 1u] = vec4<f32>(0.0);
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn transmit(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let id = wid.x + wid.y * nwg.x;
+    let nb = params.batch_len;
+    if (id >= nb * params.n_waves) {
+        return;
+    }
+    let w = id / nb;
+    let sb = id % nb;
+    let sc = scatterers[params.batch_start + sb];
+    let p = sc.xyz;
+    let head = w * nb + sb;
+    let rx_head = params.n_waves * nb + 2u * sb;
+    let elevation = (params.flags & FLAG_ELEVATION) != 0u;
+    if (!is_finite4(sc) || behind_array(p) || sc.w == 0.0) {
+        zero_heads(li, w, head, rx_head);
+        return;
+    }
+    let ne = params.n_elements;
+    let ns = params.n_segments;
+
+    // Pass 1: the first arrival (window centre) and its element (the
+    // transmit reference; the lowest index on ties), the last arrival, and
+    // the nearest element's mean distance (the receive reference).
+    var t_first = 1e30;
+    var t_last = -1e30;
+    var e_first = 0xffffffffu;
+    var rm_near = 1e30;
+    for (var e = li; e < ne; e += WG) {
+        let fa = fire(w, e);
+        var rm = 0.0;
+        for (var m = 0u; m < ns; m++) {
+            let pa = path(p, e, m);
+            rm += pa.r;
+            if (fa.y != 0.0 && abs(pa.theta) < 0.5 * PI) {
+                let t = fa.x + pa.r * params.inv_c;
+                if (t < t_first) {
+                    t_first = t;
+                    e_first = e;
+                }
+                t_last = max(t_last, t);
+            }
+        }
+        rm_near = min(rm_near, rm / f32(ns));
+    }
+    red_a[li] = t_first;
+    red_i[li] = e_first;
+    red_b[li] = t_last;
+    red_c[li] = rm_near;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+        if (li < half) {
+            let o = li + half;
+            if (red_a[o] < red_a[li] || (red_a[o] == red_a[li] && red_i[o] < red_i[li])) {
+                red_a[li] = red_a[o];
+                red_i[li] = red_i[o];
+            }
+            red_b[li] = max(red_b[li], red_b[o]);
+            red_c[li] = min(red_c[li], red_c[o]);
+        }
+        workgroupBarrier();
+    }
+    let tf = workgroupUniformLoad(&red_a[0]);
+    if (tf > 1e29) {
+        // No element faces the scatterer.
+        zero_heads(li, w, head, rx_head);
+        return;
+    }
+    let e_tx = workgroupUniformLoad(&red_i[0]);
+    let tl = workgroupUniformLoad(&red_b[0]);
+    let rm_rx = workgroupUniformLoad(&red_c[0]);
+    var rm_tx = 0.0;
+    for (var m = 0u; m < ns; m++) {
+        rm_tx += path(p, e_tx, m).r;
+    }
+    rm_tx /= f32(ns);
+
+    if (w == 0u && li == 0u) {
+        if (elevation) {
+            // Receive reference: weighted conj(M_ref) at the three
+            // frequencies and 1 / sum of weights · |M_ref|².
+            var den = 0.0;
+            var r3: array<vec2<f32>, 3>;
+            for (var i = 0u; i < 3u; i++) {
+                let n = ls_index(i);
+                let s0 = spectrum(n);
+                let mr = mgbm(wavenumber(n), rm_rx, p.y);
+                r3[i] = dot(s0, s0) * conj(mr);
+                den += dot(s0, s0) * dot(mr, mr);
+            }
+            heads[rx_head] = vec4<f32>(r3[0], r3[1]);
+            heads[rx_head + 1u] = vec4<f32>(r3[2], 1.0 / max(den, 1e-30), 1.0);
+        } else {
+            heads[rx_head] = vec4<f32>(0.0);
+            heads[rx_head + 1u] = vec4<f32>(0.0, 0.0, 0.0, 1.0);
+        }
+    }
+    let wa = wave_a(w);
+    let wb = wave_b(w);
+    let wc = wave_c(w);
+    var tc = tf;
+    if (u32(wb.x) == WAVE_FOCUSED) {
+        // Beyond the focus the geometric wavefront is the *last* arrival;
+        // centre the window on it.
+        let sign = select(-1.0, 1.0, p.z >= wa.z);
+        let t_wave = (wa.w + sign * distance(p, wa.xyz)) * params.inv_c - wb.y;
+        tc = clamp(t_wave, tf, tl);
+    }
+
+    // Elevation references of the transmit reference at the three frequencies.
+    var ref_tx: array<vec2<f32>, 3>;
+    var ls_w: array<f32, 3>;
+    var ref_den = 0.0;
+    if (elevation) {
+        for (var i = 0u; i < 3u; i++) {
+            let n = ls_index(i);
+            let s0 = spectrum(n);
+            ls_w[i] = dot(s0, s0);
+            ref_tx[i] = mgbm(wavenumber(n), rm_tx, p.y);
+            ref_den += ls_w[i] * dot(ref_tx[i], ref_tx[i]);
+        }
+    }
+
+    // Pass 2: the transmit spectrum Q(f_n) = sum over arrivals in the window
+    // of weight · exp(-(α r + j2π d) f_n), d = arrival - tc, f_n = n F.
+    // Arrivals are staged in chunks; each invocation sums its block of
+    // frequencies, in arrival order.
+    let nf = params.n_freq;
+    let block = (nf + WG - 1u) / WG;
+    let f_lo = min(li * block, nf);
+    let f_hi = min(f_lo + block, nf);
+    var q: array<vec2<f32>, MAX_BLOCK>;
+    for (var i = 0u; i < MAX_BLOCK; i++) {
+        q[i] = vec2<f32>(0.0);
+    }
+    var d_first = 1e30;
+    var d_last = -1e30;
+    let n_arr = ne * ns;
+    for (var a0 = 0u; a0 < n_arr; a0 += MAX_ARRIVALS) {
+        let a1 = min(a0 + MAX_ARRIVALS, n_arr);
+        for (var a = a0 + li; a < a1; a += WG) {
+            let e = a / ns;
+            let pa = path(p, e, a % ns);
+            let fa = fire(w, e);
+            let d = fa.x + pa.r * params.inv_c - tc;
+            let wt = window_weight(d, wb.z, wb.w, wc.x, wc.y);
+            var staged = vec4<f32>(0.0);
+            if (fa.y != 0.0 && wt != 0.0) {
+                var ratio = vec2<f32>(1.0, 0.0);
+                if (elevation) {
+                    // This element's elevation response against the reference's.
+                    var rm = 0.0;
+                    for (var mm = 0u; mm < ns; mm++) {
+                        rm += path(p, e, mm).r;
+                    }
+                    rm /= f32(ns);
+                    var num = vec2<f32>(0.0);
+                    for (var i = 0u; i < 3u; i++) {
+                        num += ls_w[i] * cmul(mgbm(wavenumber(ls_index(i)), rm, p.y), conj(ref_tx[i]));
+                    }
+                    ratio = num / max(ref_den, 1e-30);
+                    let mag = length(ratio);
+                    if (mag > params.rx_cap) {
+                        ratio *= params.rx_cap / mag;
+                    }
+                }
+                d_first = min(d_first, d);
+                d_last = max(d_last, d);
+                // conj: simus takes the conjugate spectrum before its inverse FFT.
+                staged = vec4<f32>(fa.y * wt * pa.amp * conj(ratio), params.alpha * pa.r, TAU * d);
+            }
+            arrivals[a - a0] = staged;
+        }
+        workgroupBarrier();
+        for (var a = 0u; a < a1 - a0; a++) {
+            let v = arrivals[a];
+            if (v.x == 0.0 && v.y == 0.0) {
+                continue;
+            }
+            var z = cmul(v.xy, cexp(-(f32(f_lo) * params.f_step) * v.zw));
+            let step = cexp(-params.f_step * v.zw);
+            for (var n = f_lo; n < f_hi; n++) {
+                q[n - f_lo] += z;
+                z = cmul(z, step);
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // K(f_n): pulse, probe, the elevation responses of the two reference
+    // elements and the receive reference's attenuation slope about fc.
+    var bound = 0.0;
+    for (var n = f_lo; n < f_hi; n++) {
+        var k = spectrum(n);
+        var v = vec2<f32>(0.0);
+        if (k.x != 0.0 || k.y != 0.0) {
+            if (elevation) {
+                let kw = wavenumber(n);
+                k = cmul(k, conj(cmul(mgbm(kw, rm_tx, p.y), mgbm(kw, rm_rx, p.y))));
+            }
+            k *= exp(-params.alpha * (f32(n) * params.f_step - params.fc) * rm_rx);
+            v = cmul(q[n - f_lo], k);
+        }
+        kq[n] = v;
+        bound += length(v);
+    }
+    red_a[li] = d_first;
+    red_b[li] = d_last;
+    red_c[li] = bound;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+        if (li < half) {
+            red_a[li] = min(red_a[li], red_a[li + half]);
+            red_b[li] = max(red_b[li], red_b[li + half]);
+            red_c[li] = red_c[li] + red_c[li + half];
+        }
+        workgroupBarrier();
+    }
+    let df = workgroupUniformLoad(&red_a[0]);
+    let dl = workgroupUniformLoad(&red_b[0]);
+    if (li == 0u) {
+        var reach = params.rx_cap / params.small_d;
+        if (!elevation) {
+            reach = params.width_2d / sqrt(params.small_d);
+        }
+        atomicMax(&state[0], bitcast<u32>(abs(sc.w) * red_c[0] * reach));
+    }
+    if (dl < df) {
+        // Every arrival fell outside the window.
+        if (li == 0u) {
+            heads[head] = vec4<f32>(0.0);
+        }
+        return;
+    }
+    // Taps that can be non-zero: the arrivals' span widened by the pulse.
+    let j_lo = u32(clamp(floor((df + params.pulse_lo - params.tap0) * params.fs_taps), 0.0, f32(params.n_taps - 1u)));
+    let j_hi = u32(clamp(ceil((dl + params.pulse_hi - params.tap0) * params.fs_taps), f32(j_lo), f32(params.n_taps - 1u)));
+    if (li == 0u) {
+        heads[head] = vec4<f32>(tc, 1.0, f32(j_lo), f32(j_hi));
+    }
+    if ((params.flags & FLAG_WRITE_TAPS) == 0u) {
+        return;
+    }
+
+    // Taps: P(u_j) = sum_n K Q e^{j2π (f_n - fc) u_j}, u_j = tap0 + j / fs_taps.
+    let base = head * params.n_taps;
+    for (var j = j_lo + li; j <= j_hi; j += WG) {
+        let u = params.tap0 + f32(j) / params.fs_taps;
+        // f_0 - fc = -fc; the step is F. Phases stay small: |u| is at most
+        // the window.
+        var rot = expj(-TAU * fract(params.fc * u));
+        let step = expj(TAU * params.f_step * u);
+        var s = vec2<f32>(0.0);
+        for (var n = 0u; n < nf; n++) {
+            s += cmul(kq[n], rot);
+            rot = cmul(rot, step);
+        }
+        taps[base + j] = s;
+    }
+}
+
+// ---- receive: one invocation per (scatterer of the batch, element)
+
+fn shift_of_bound() -> i32 {
+    // Bound in [2^e, 2^(e+1)): scale by 2^(42 - e) so |x| < 2^43.
+    let bits = atomicLoad(&state[0]);
+    let e = i32((bits >> 23u) & 0xffu) - 127;
+    return 42 - e;
+}
+
+// Add v · 2^shift, rounded, into the 64-bit accumulator i.
+fn add_fixed(i: u32, v: f32, shift: i32) {
+    let x = ldexp(v, shift);
+    var lo: u32;
+    var hi: i32;
+    if (abs(x) < 2147483520.0) {
+        let xi = i32(round(x));
+        lo = bitcast<u32>(xi);
+        hi = select(0, -1, xi < 0);
+    } else {
+        // |x| >= 2^31: x is a multiple of 2^8, so both words are exact.
+        let h = floor(x * 2.3283064365386963e-10);
+        hi = i32(h);
+        lo = u32(x - h * 4294967296.0);
+    }
+    if (lo == 0u && hi == 0) {
+        return;
+    }
+    let old = atomicAdd(&acc[2u * i], lo);
+    let carry = select(0, 1, old + lo < old);
+    let add_hi = hi + carry;
+    if (add_hi != 0) {
+        atomicAdd(&acc[2u * i + 1u], bitcast<u32>(add_hi));
+    }
+}
+
+@compute @workgroup_size(64)
+fn receive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = invocation(gid, nwg);
+    let ne = params.n_elements;
+    let nb = params.batch_len;
+    if (id >= nb * ne) {
+        return;
+    }
+    let sb = id / ne;
+    let e = id % ne;
+    let rx_head = params.n_waves * nb + 2u * sb;
+    let ref1 = heads[rx_head + 1u];
+    if (ref1.w == 0.0) {
+        return;
+    }
+    let sc = scatterers[params.batch_start + sb];
+    let p = sc.xyz;
+    let ns = min(params.n_segments, MAX_SEGMENTS);
+
+    var r: array<f32, MAX_SEGMENTS>;
+    var c: array<vec2<f32>, MAX_SEGMENTS>;
+    var rm = 0.0;
+    var r_lo = 1e30;
+    var r_hi = 0.0;
+    for (var m = 0u; m < ns; m++) {
+        let pa = path(p, e, m);
+        r[m] = pa.r;
+        rm += pa.r;
+        r_lo = min(r_lo, pa.r);
+        r_hi = max(r_hi, pa.r);
+        c[m] = vec2<f32>(sc.w * pa.amp * exp(-params.alpha * params.fc * pa.r), 0.0);
+    }
+    rm /= f32(ns);
+    var ratio = vec2<f32>(1.0, 0.0);
+    if ((params.flags & FLAG_ELEVATION) != 0u) {
+        let ref0 = heads[rx_head];
+        let num = cmul(mgbm(wavenumber(ls_index(0u)), rm, p.y), ref0.xy)
+            + cmul(mgbm(wavenumber(ls_index(1u)), rm, p.y), ref0.zw)
+            + cmul(mgbm(wavenumber(ls_index(2u)), rm, p.y), ref1.xy);
+        ratio = num * ref1.z;
+        let mag = length(ratio);
+        if (mag > params.rx_cap) {
+            ratio *= params.rx_cap / mag;
+        }
+    } else {
+        ratio = vec2<f32>(params.width_2d, 0.0);
+    }
+    for (var m = 0u; m < ns; m++) {
+        c[m] = cmul(c[m], conj(ratio));
+    }
+
+    let shift = shift_of_bound();
+    let rot = expj(TAU * fract(params.fc / params.fs));
+    for (var w = params.wave_start; w < params.wave_end; w++) {
+        let head = heads[w * nb + sb];
+        if (head.y == 0.0) {
+            continue;
+        }
+        let tc = head.x;
+        let j_lo = head.z;
+        let j_hi = head.w;
+        // Samples whose time minus (tc + r/c) falls on the written taps of some segment.
+        let first = (tc + r_lo * params.inv_c + params.tap0 + j_lo / params.fs_taps - params.t0) * params.fs;
+        let last = (tc + r_hi * params.inv_c + params.tap0 + j_hi / params.fs_taps - params.t0) * params.fs;
+        let k0 = u32(max(ceil(first), 0.0));
+        let k1f = min(floor(last), f32(params.n_samples) - 1.0);
+        if (k1f < f32(k0)) {
+            continue;
+        }
+        let k1 = u32(k1f);
+        // Per segment: the tap position of sample k0 (in taps) and the
+        // carrier phasor exp(j2π fc u) there, advanced by `rot` per sample.
+        var x0: array<f32, MAX_SEGMENTS>;
+        var ph: array<vec2<f32>, MAX_SEGMENTS>;
+        for (var m = 0u; m < ns; m++) {
+            let u = (f32(k0) / params.fs + params.t0) - tc - r[m] * params.inv_c;
+            x0[m] = (u - params.tap0) * params.fs_taps;
+            ph[m] = expj(TAU * fract(params.fc * u));
+        }
+        let taps_per_sample = params.fs_taps / params.fs;
+        let base = (w * nb + sb) * params.n_taps;
+        let trace = (w * ne + e) * params.n_samples;
+        for (var k = k0; k <= k1; k++) {
+            var v = 0.0;
+            for (var m = 0u; m < ns; m++) {
+                let x = x0[m] + f32(k - k0) * taps_per_sample;
+                let i = floor(x);
+                if (i >= j_lo && i < j_hi) {
+                    let j = u32(i);
+                    let f = x - i;
+                    let tap = mix(taps[base + j], taps[base + j + 1u], f);
+                    let z = cmul(c[m], tap);
+                    v += z.x * ph[m].x - z.y * ph[m].y;
+                }
+                ph[m] = cmul(ph[m], rot);
+            }
+            add_fixed(trace + k, v, shift);
+        }
+    }
+}
+
+// ---- resolve: fixed point to f32, noise, frames
+
+fn fixed_value(i: u32, shift: i32) -> f32 {
+    let lo = atomicLoad(&acc[2u * i]);
+    let hi = bitcast<i32>(atomicLoad(&acc[2u * i + 1u]));
+    if ((hi == 0 && lo < 0x80000000u) || (hi == -1 && lo >= 0x80000000u)) {
+        return ldexp(f32(bitcast<i32>(lo)), -shift);
+    }
+    return ldexp(f32(hi) * 4294967296.0 + f32(lo), -shift);
+}
+
+@compute @workgroup_size(64)
+fn peak(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = invocation(gid, nwg);
+    if (i >= params.n_waves * params.n_elements * params.n_samples) {
+        return;
+    }
+    atomicMax(&state[1], bitcast<u32>(abs(fixed_value(i, shift_of_bound()))));
+}
+
+fn pcg(v: u32) -> u32 {
+    let s = v * 747796405u + 2891336453u;
+    let word = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+// A standard normal value for sample `i` (Box-Muller on two hashed uniforms).
+fn gaussian(i: u32) -> f32 {
+    let a = pcg(i ^ params.noise_seed);
+    let b = pcg(a ^ 0x9e3779b9u);
+    let u1 = (f32(a >> 8u) + 0.5) * 5.9604645e-8;
+    let u2 = f32(b >> 8u) * 5.9604645e-8;
+    return sqrt(-2.0 * log(u1)) * cos(TAU * u2);
+}
+
+@compute @workgroup_size(64)
+fn resolve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = invocation(gid, nwg);
+    let n = params.n_waves * params.n_elements * params.n_samples;
+    if (i >= n) {
+        return;
+    }
+    let v = fixed_value(i, shift_of_bound());
+    let sigma = params.noise_level * bitcast<f32>(atomicLoad(&state[1]));
+    for (var f = 0u; f < params.n_frames; f++) {
+        var x = v;
+        if (sigma > 0.0) {
+            x += sigma * gaussian(f * n + i);
+        }
+        rf[f * n + i] = x;
+    }
+}

@@ -1,0 +1,358 @@
+//! `sonoguide hfr`: high-frame-rate streaming.
+//!
+//! Batches of frames (a file's frames looped, or the simulator's) go through
+//! upload → demodulate → das → detect continuously. Up to `--buffers`
+//! batches are in flight (2: double, 3: triple buffering): while the GPU
+//! beamforms batch k, the host uploads batch k + 1. Nothing blocks on a
+//! readback inside the loop; completion of a batch is signalled by
+//! `Queue::on_submitted_work_done` (and, with `--readback`, by the mapping
+//! of its B-mode into host memory), polled without waiting while there is
+//! a free buffer.
+//!
+//! Latency is measured from the start of a batch's upload to the moment
+//! its image is available (on the GPU, or in host memory with
+//! `--readback`). A frame is dropped only when `--rate` emulates a scanner
+//! that produces frames on its own clock and no buffer is free when a batch
+//! is complete; without `--rate` the source waits for a free buffer
+//! (offline replay), so nothing is dropped, and the report says so.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::measure::median;
+use super::workload::{self, SynthShape, Workload};
+use super::{check_output, parse_size, BenchError};
+use crate::acquisition::{PixelGrid, Samples};
+use crate::gpu::GpuContext;
+use crate::pipeline::das::DasPlan;
+use crate::pipeline::demodulate::DemodPlan;
+use crate::pipeline::{Beamformer, DetectSettings, GpuChannels};
+
+#[derive(Args, Debug, Clone)]
+pub struct HfrArgs {
+    /// Channel data to loop (MUST .mat or UFF). Default: the simulator (a 0° plane wave).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Pixels NXxNZ (x −12.5…12.5 mm, z 10…35 mm).
+    #[arg(long, default_value = "256x256")]
+    pub size: String,
+    /// Simulated receive channels (ignored with --data).
+    #[arg(long, default_value_t = 128)]
+    pub channels: usize,
+    /// Simulated plane waves per frame (ignored with --data).
+    #[arg(long, default_value_t = 1)]
+    pub waves: usize,
+    /// Frames per batch (one submission beamforms the batch in one dispatch).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Batches in flight: 2 = double, 3 = triple buffering.
+    #[arg(long, default_value_t = 3)]
+    pub buffers: usize,
+    /// Stop after this many frames (default 256 when --seconds is not given).
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Emulate a scanner producing frames at this rate (Hz); batches that find no free buffer
+    /// are dropped. 0: replay as fast as the GPU takes them (nothing dropped).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Also read each B-mode back into host memory (latency then ends there).
+    #[arg(long)]
+    pub readback: bool,
+    /// Write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HfrReport {
+    pub adapter: String,
+    pub backend: String,
+    pub workload: String,
+    pub pixels: usize,
+    pub channels: usize,
+    pub waves: usize,
+    pub batch: usize,
+    pub buffers: usize,
+    pub frames: usize,
+    pub frames_dropped: usize,
+    pub dropped_reason: String,
+    pub seconds: f64,
+    pub sustained_fps: f64,
+    /// Upload start → image available, per batch.
+    pub latency_p50_s: f64,
+    pub latency_p90_s: f64,
+    pub latency_p99_s: f64,
+    pub latency_max_s: f64,
+    /// Acoustic time of the frames processed / elapsed time.
+    pub mach_factor: f64,
+    pub latency_to: String,
+    pub rate_hz: f64,
+}
+
+fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((q * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)]
+}
+
+/// The frames of a batch, `[frame][wave][channel][sample]`, cycling
+/// through the workload's frames.
+fn batch_bytes(w: &Workload, start: usize, batch: usize) -> Vec<u8> {
+    let per = w.data.waves * w.data.channels * w.data.samples;
+    let mut out = Vec::with_capacity(batch * per * 8);
+    for k in 0..batch {
+        let f = (start + k) % w.data.frames;
+        match &w.data.data {
+            Samples::Rf(v) => out.extend_from_slice(bytemuck::cast_slice(&v[f * per..(f + 1) * per])),
+            Samples::Iq(v) => out.extend_from_slice(bytemuck::cast_slice(&v[f * per..(f + 1) * per])),
+        }
+    }
+    out
+}
+
+struct Slot {
+    rf: GpuChannels,
+    target: Option<crate::pipeline::das::DasTarget>,
+    readback: Option<wgpu::Buffer>,
+    done: Arc<AtomicBool>,
+    mapped: Arc<AtomicBool>,
+    busy: bool,
+    started: Instant,
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
+/// Block until the oldest batch in flight has finished (back-pressure when
+/// every buffer is busy; the others stay in flight).
+fn wait_oldest(ctx: &GpuContext, slots: &[Slot]) -> Result<(), BenchError> {
+    let oldest = slots.iter().filter(|s| s.busy).min_by_key(|s| s.started);
+    if let Some(idx) = oldest.and_then(|s| s.submission.clone()) {
+        ctx.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(Duration::from_secs(60)) }).map_err(|e| BenchError::gpu(format!("waiting for a batch: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `sonoguide hfr`.
+pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchError> {
+    check_output(&args.json, "--json")?;
+    let (nx, nz) = parse_size(&args.size, "--size")?;
+    if args.batch == 0 || args.buffers == 0 || args.buffers > 16 {
+        return Err(BenchError::Input(format!("--batch {} --buffers {}: expected a batch of 1 frame or more and 1 to 16 buffers", args.batch, args.buffers)));
+    }
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        return Err(BenchError::Input(format!("--rate {}: expected a frame rate in Hz (0: as fast as possible)", args.rate)));
+    }
+    if let Some(s) = args.seconds {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(BenchError::Input(format!("--seconds {s}: expected a positive duration")));
+        }
+    }
+    let grid = PixelGrid::Cartesian { x: (-12.5e-3, 12.5e-3), z: (10e-3, 35e-3), nx, nz };
+    let w = match &args.data {
+        Some(path) => {
+            let data = crate::cli::load(path).map_err(|e| BenchError::Input(e.0))?;
+            workload::from_file(data, path, grid)
+        }
+        None => {
+            let mut w = workload::synthetic(SynthShape { nx, nz, channels: args.channels, waves: args.waves, frames: args.batch.max(1) })?;
+            w.grid = grid;
+            w
+        }
+    };
+    w.data.validate().map_err(|e| BenchError::Input(format!("{}: {e}", w.source)))?;
+    let target_frames = match (args.frames, args.seconds) {
+        (Some(n), _) => n,
+        (None, Some(_)) => usize::MAX,
+        (None, None) => 256,
+    };
+    let limit = args.seconds.map(Duration::from_secs_f64);
+
+    let ctx = GpuContext::new(backend)?;
+    eprintln!("adapter: {}", ctx.describe());
+    let bf = Beamformer::new(&ctx);
+    let acq = w.data.acquisition.clone();
+    let batch = args.batch;
+    let shape = |buffer: wgpu::Buffer| GpuChannels { buffer, iq: w.data.is_iq(), frames: batch, waves: w.data.waves, channels: w.data.channels, samples: w.data.samples };
+    let bytes_per_batch = batch_bytes(&w, 0, batch).len() as u64;
+
+    // The geometry is the same for every batch: prepared once.
+    let demod = match (&w.demod, w.data.is_iq()) {
+        (Some(s), false) => Some(DemodPlan::new(&acq, s)?),
+        _ => None,
+    };
+    let f_mod = demod.as_ref().map(|d| d.fc).unwrap_or(if w.data.is_iq() { acq.modulation_frequency } else { 0.0 });
+    let pixels = w.grid.positions_f32();
+    let plan = DasPlan::new(&acq, &w.das, f_mod, pixels.len(), batch)?;
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let geom = bf.das.prepare(&ctx, &mut enc, &plan, &pixels, w.data.samples, batch, demod.is_some() || w.data.is_iq())?;
+    ctx.queue.submit([enc.finish()]);
+    let n_img = pixels.len() * batch;
+    let detect = DetectSettings::default();
+
+    let mut slots: Vec<Slot> = (0..args.buffers)
+        .map(|_| -> Result<Slot, BenchError> {
+            Ok(Slot {
+                rf: shape(ctx.storage("sonoguide.hfr.channels", bytes_per_batch)?),
+                target: None,
+                readback: if args.readback {
+                    Some(ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("sonoguide.hfr.readback"), size: (n_img * 4) as u64, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false }))
+                } else {
+                    None
+                },
+                done: Arc::new(AtomicBool::new(false)),
+                mapped: Arc::new(AtomicBool::new(false)),
+                busy: false,
+                started: Instant::now(),
+                submission: None,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
+    // One untimed batch compiles every pipeline (lavapipe compiles at the first dispatch).
+    let record = |ctx: &GpuContext, slot: &mut Slot, start: usize| -> Result<wgpu::CommandBuffer, BenchError> {
+        ctx.queue.write_buffer(&slot.rf.buffer, 0, &batch_bytes(&w, start, batch));
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.hfr.batch") });
+        let channels = match &demod {
+            Some(d) => bf.demodulate.encode(ctx, &mut enc, &slot.rf, d)?,
+            None => shape(slot.rf.buffer.clone()),
+        };
+        let target = match slot.target.take() {
+            Some(old) => bf.das.retarget(ctx, &geom, &channels, old)?,
+            None => bf.das.target(ctx, &geom, &channels)?,
+        };
+        bf.das.record(ctx, &mut enc, &geom, &target)?;
+        let det = bf.detect.encode(ctx, &mut enc, &target.image, n_img, &detect)?;
+        if let Some(rb) = &slot.readback {
+            enc.copy_buffer_to_buffer(&det.grey, 0, rb, 0, (n_img * 4) as u64);
+        }
+        slot.target = Some(target);
+        Ok(enc.finish())
+    };
+    let warm = record(&ctx, &mut slots[0], 0)?;
+    ctx.queue.submit([warm]);
+    ctx.wait()?;
+    ctx.take_error("hfr: warm-up")?;
+
+    let mut latencies = Vec::new();
+    let mut frames_done = 0usize;
+    let mut frames_dropped = 0usize;
+    let mut next_frame = 0usize;
+    let start = Instant::now();
+    let frame_period = if args.rate > 0.0 { Some(1.0 / args.rate) } else { None };
+    loop {
+        // Retire finished batches (no waiting).
+        ctx.device.poll(wgpu::PollType::Poll).map_err(|e| BenchError::gpu(e.to_string()))?;
+        for s in slots.iter_mut().filter(|s| s.busy) {
+            let ready = s.done.load(Ordering::SeqCst) && (s.readback.is_none() || s.mapped.load(Ordering::SeqCst));
+            if ready {
+                latencies.push(s.started.elapsed().as_secs_f64());
+                if let Some(rb) = &s.readback {
+                    rb.unmap();
+                }
+                frames_done += batch;
+                s.busy = false;
+            }
+        }
+        let elapsed = start.elapsed();
+        let out_of_time = limit.map(|l| elapsed >= l).unwrap_or(false);
+        if (next_frame >= target_frames || out_of_time) && slots.iter().all(|s| !s.busy) {
+            break;
+        }
+        if next_frame >= target_frames || out_of_time {
+            wait_oldest(&ctx, &slots)?;
+            continue;
+        }
+        // With a scanner clock, the next batch exists once its last frame has arrived.
+        if let Some(period) = frame_period {
+            let ready_at = Duration::from_secs_f64(period * (next_frame + batch) as f64);
+            if elapsed < ready_at {
+                std::thread::sleep((ready_at - elapsed).min(Duration::from_micros(200)));
+                continue;
+            }
+        }
+        let Some(slot) = slots.iter_mut().find(|s| !s.busy) else {
+            if frame_period.is_some() {
+                // The scanner does not wait: this batch is lost.
+                frames_dropped += batch;
+                next_frame += batch;
+            } else {
+                wait_oldest(&ctx, &slots)?;
+            }
+            continue;
+        };
+        slot.started = Instant::now();
+        slot.done.store(false, Ordering::SeqCst);
+        slot.mapped.store(false, Ordering::SeqCst);
+        let cmd = record(&ctx, slot, next_frame)?;
+        slot.submission = Some(ctx.queue.submit([cmd]));
+        let done = slot.done.clone();
+        ctx.queue.on_submitted_work_done(move || done.store(true, Ordering::SeqCst));
+        if let Some(rb) = &slot.readback {
+            let mapped = slot.mapped.clone();
+            rb.slice(..).map_async(wgpu::MapMode::Read, move |r| mapped.store(r.is_ok(), Ordering::SeqCst));
+        }
+        slot.busy = true;
+        next_frame += batch;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    ctx.take_error("hfr")?;
+    let acoustic = w.acoustic_time_s() / w.data.frames as f64 * frames_done as f64;
+    let report = HfrReport {
+        adapter: ctx.info.name.clone(),
+        backend: format!("{:?}", ctx.info.backend).to_lowercase(),
+        workload: w.describe(),
+        pixels: pixels.len(),
+        channels: w.data.channels,
+        waves: w.data.waves,
+        batch,
+        buffers: args.buffers,
+        frames: frames_done,
+        frames_dropped,
+        dropped_reason: if frame_period.is_some() {
+            format!("scanner clock {} Hz: a batch that finds all {} buffers busy is dropped", args.rate, args.buffers)
+        } else {
+            "none can be: without --rate the source waits for a free buffer (offline replay)".into()
+        },
+        seconds,
+        sustained_fps: frames_done as f64 / seconds,
+        latency_p50_s: median(&latencies),
+        latency_p90_s: percentile(&latencies, 0.9),
+        latency_p99_s: percentile(&latencies, 0.99),
+        latency_max_s: latencies.iter().copied().fold(f64::NAN, f64::max),
+        mach_factor: acoustic / seconds,
+        latency_to: if args.readback { "B-mode in host memory".into() } else { "B-mode on the GPU (queue work done)".into() },
+        rate_hz: args.rate,
+    };
+    println!(
+        "hfr: {} frames in {:.2} s = {:.0} frames/s sustained ({} frames per batch, {} buffers), Mach {:.3}\n     latency upload → {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n     frames dropped: {} ({})",
+        report.frames,
+        report.seconds,
+        report.sustained_fps,
+        batch,
+        args.buffers,
+        report.mach_factor,
+        report.latency_to,
+        report.latency_p50_s * 1e3,
+        report.latency_p90_s * 1e3,
+        report.latency_p99_s * 1e3,
+        report.latency_max_s * 1e3,
+        report.frames_dropped,
+        report.dropped_reason
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, text + "\n").map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(report)
+}

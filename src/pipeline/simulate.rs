@@ -1,0 +1,611 @@
+//! Host side of `shaders/simulate.wgsl`: scatterers → RF channel data on the
+//! GPU, left in a [`GpuChannels`] buffer laid out `[frame][wave][channel][sample]`
+//! so that a frame goes simulate → demodulate → das without a trip to the
+//! CPU. CPU twin: `reference::simulate`.
+//!
+//! [`SimPlan`] resolves an [`Acquisition`] and [`SimSettings`] into the
+//! shader's uniforms and tables (element geometry, per-element firing times,
+//! the pulse spectrum); [`Simulate::encode`] records the dispatches.
+//!
+//! Units of the RF: the continuous-time form of simus's sum,
+//! `2 Re ∫₀^∞ conj(S(f)) e^{j2πft} df`. PyMUST's `simus` returns the same
+//! signal times `df / fs`, where `df` is the frequency step it picks from
+//! the scene's largest distance, so its scale changes from scene to scene.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{bind_group, compute_pipeline, layout, Binding, GpuChannels, PipelineError};
+use crate::acquisition::{transmit, Acquisition, ChannelData, ProbeKind, Samples, Wavefront};
+use crate::gpu::{dispatch_size, shaders, GpuContext};
+use crate::sim::{Baffle, Pulse, Scatterer, SimSettings, MAX_SEGMENTS};
+
+pub const STAGE: &str = "simulate";
+const WORKGROUP: u32 = 64;
+
+/// Most frequencies of the per-scatterer transmit spectrum (`MAX_FREQ` in
+/// simulate.wgsl: a window of about 500 periods).
+pub const MAX_FREQ: usize = 1024;
+/// Loop iterations one receive invocation may run: lavapipe stops an
+/// invocation after 65 535 in all, so long windows with many waves are
+/// dispatched in groups of waves.
+const RECEIVE_ITERATIONS: usize = 40_000;
+/// Longest taper at a cut end of the transmit window, periods of fc.
+pub const MAX_TAPER: f64 = 2.0;
+/// Baseband taps per period of the centre frequency. The taps are read with
+/// linear interpolation; at 8 per period the band edge (±fc·B/2 about fc)
+/// loses at most 2 %, and the average loss is compensated in the spectrum.
+pub const TAPS_PER_PERIOD: f64 = 8.0;
+/// Cap on |elevation response of an element / that of the reference
+/// element|, which only binds next to an elevation null of the reference.
+pub const ELEVATION_RATIO_CAP: f32 = 8.0;
+/// Pulse extent: where its envelope stays above this fraction of its peak.
+pub const PULSE_THRESHOLD: f64 = 1e-3;
+
+pub const FLAG_ELEVATION: u32 = 1;
+pub const FLAG_CONVEX: u32 = 2;
+pub const FLAG_WRITE_TAPS: u32 = 4;
+
+/// Keep in sync with `SimulateParams` in simulate.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq)]
+pub struct SimulateParams {
+    pub n_elements: u32,
+    pub n_segments: u32,
+    pub n_waves: u32,
+    pub n_samples: u32,
+    pub batch_start: u32,
+    pub batch_len: u32,
+    pub n_freq: u32,
+    pub n_taps: u32,
+    pub flags: u32,
+    pub baffle: u32,
+    pub n_frames: u32,
+    pub noise_seed: u32,
+    pub off_waves: u32,
+    pub off_fire: u32,
+    pub off_spectrum: u32,
+    pub wave_start: u32,
+    pub fs: f32,
+    pub t0: f32,
+    pub inv_c: f32,
+    pub fc: f32,
+    pub kc: f32,
+    pub f_step: f32,
+    pub fs_taps: f32,
+    pub tap0: f32,
+    pub alpha: f32,
+    pub seg_len: f32,
+    pub small_d: f32,
+    pub baffle_b: f32,
+    pub inv_height2: f32,
+    pub inv_focus: f32,
+    pub width_2d: f32,
+    pub rx_cap: f32,
+    pub noise_level: f32,
+    pub z_min: f32,
+    pub convex_x: f32,
+    pub convex_z: f32,
+    pub convex_r2: f32,
+    pub pulse_lo: f32,
+    pub pulse_hi: f32,
+    pub wave_end: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SimulateParams>() == 160);
+
+/// Everything the kernels (and the CPU twin) need.
+#[derive(Debug, Clone)]
+pub struct SimPlan {
+    /// Batch fields and `FLAG_WRITE_TAPS` are set per dispatch.
+    pub params: SimulateParams,
+    /// Elements (2 rows each), waves (3 rows each), firing times (one row
+    /// per wave and element), spectrum (one row per frequency).
+    pub tables: Vec<[f32; 4]>,
+    /// The acquisition of the output: RF, with the settings' fc and bandwidth.
+    pub acquisition: Acquisition,
+    pub samples: usize,
+    pub frames: usize,
+    /// Window kinds per wave (0: first arrival, 1: focused wavefront).
+    pub wave_kinds: Vec<u32>,
+    /// Extent of the two-way pulse about its centre, seconds.
+    pub pulse_extent: (f64, f64),
+}
+
+/// simus's spectra at frequency `f` (Hz): the transmit pulse (a windowed
+/// sine, or the FFT of a measured waveform) and the pulse-echo probe
+/// response (a generalized normal window whose -6 dB width is the
+/// bandwidth). The pulse-echo spectrum is `pulse · probe²`, `probe` being
+/// the one-way (square-root) response.
+pub struct Spectra<'a> {
+    fc: f64,
+    bandwidth: f64,
+    pulse: &'a Pulse,
+    /// FT of a measured waveform at fc, for its scaling.
+    waveform_fc: [f64; 2],
+}
+
+impl<'a> Spectra<'a> {
+    pub fn new(s: &'a SimSettings) -> Spectra<'a> {
+        let mut sp = Spectra { fc: s.center_frequency, bandwidth: s.bandwidth, pulse: &s.pulse, waveform_fc: [1.0, 0.0] };
+        if let Pulse::Waveform { .. } = s.pulse {
+            sp.waveform_fc = sp.waveform_ft(s.center_frequency);
+        }
+        sp
+    }
+
+    fn waveform_ft(&self, f: f64) -> [f64; 2] {
+        let Pulse::Waveform { sampling_frequency, origin, samples } = self.pulse else { return [0.0, 0.0] };
+        let (mut re, mut im) = (0.0, 0.0);
+        for (k, v) in samples.iter().enumerate() {
+            let t = (k as f64 - origin) / sampling_frequency;
+            let ph = -2.0 * std::f64::consts::PI * f * t;
+            re += v * ph.cos();
+            im += v * ph.sin();
+        }
+        [re / sampling_frequency, im / sampling_frequency]
+    }
+
+    /// The transmit pulse spectrum (complex).
+    pub fn pulse(&self, f: f64) -> [f64; 2] {
+        let w = 2.0 * std::f64::consts::PI * f;
+        let wc = 2.0 * std::f64::consts::PI * self.fc;
+        match self.pulse {
+            Pulse::Cycles(n) => {
+                // simus: 1j·(sinc(T(w - wc)/2) - sinc(T(w + wc)/2)), T = n/fc.
+                let t = n / self.fc;
+                let sinc = |x: f64| {
+                    let a = x.abs() + 1e-16;
+                    a.sin() / a
+                };
+                [0.0, sinc(t * (w - wc) / 2.0) - sinc(t * (w + wc) / 2.0)]
+            }
+            Pulse::Waveform { .. } => {
+                // -2 fc · FT: a unit one-cycle sine centred on its origin
+                // gives simus's 1-cycle spectrum.
+                let ft = self.waveform_ft(f);
+                [-2.0 * self.fc * ft[0], -2.0 * self.fc * ft[1]]
+            }
+        }
+    }
+
+    /// The pulse-echo (two-way) probe response, real and positive.
+    pub fn probe_squared(&self, f: f64) -> f64 {
+        let w = 2.0 * std::f64::consts::PI * f;
+        let wc = 2.0 * std::f64::consts::PI * self.fc;
+        let wb = self.bandwidth * wc;
+        let p = 126f64.ln() / (2.0 * wc / wb).ln();
+        (-((w - wc).abs() / (wb / 2.0 / 2f64.ln().powf(1.0 / p))).powf(p)).exp()
+    }
+
+    /// pulse · probe²: the pulse-echo spectrum of a unit reflector.
+    pub fn two_way(&self, f: f64) -> [f64; 2] {
+        let p = self.pulse(f);
+        let g = self.probe_squared(f);
+        [p[0] * g, p[1] * g]
+    }
+
+    /// simus's band: frequencies in [0, 2fc] where the one-way spectrum
+    /// |pulse · probe| is above -60 dB of its maximum (contiguous range).
+    pub fn band(&self) -> (f64, f64) {
+        let n = 2048;
+        let one_way: Vec<f64> = (0..=n)
+            .map(|i| {
+                let f = 2.0 * self.fc * i as f64 / n as f64;
+                let p = self.pulse(f);
+                p[0].hypot(p[1]) * self.probe_squared(f).sqrt()
+            })
+            .collect();
+        let max = one_way.iter().copied().fold(0.0, f64::max);
+        let keep: Vec<usize> = (0..=n).filter(|&i| one_way[i] > 1e-3 * max).collect();
+        let (a, b) = (keep.first().copied().unwrap_or(0), keep.last().copied().unwrap_or(n));
+        // One grid step of slack on each side.
+        let df = 2.0 * self.fc / n as f64;
+        ((a as f64 * 2.0 * self.fc / n as f64 - df).max(0.0), (b as f64 * 2.0 * self.fc / n as f64 + df).min(2.0 * self.fc))
+    }
+
+    /// Where the envelope of the pulse-echo pulse stays above
+    /// `PULSE_THRESHOLD` of its peak: (first, last) time about the echo's
+    /// nominal time, seconds.
+    pub fn extent(&self) -> (f64, f64) {
+        let (f0, f1) = self.band();
+        let nf = 512;
+        let spec: Vec<(f64, [f64; 2])> = (0..nf)
+            .map(|i| {
+                let f = f0 + (f1 - f0) * (i as f64 + 0.5) / nf as f64;
+                let h = self.two_way(f);
+                (f - self.fc, [h[0], -h[1]])
+            })
+            .collect();
+        let period = 1.0 / self.fc;
+        let step = period / 8.0;
+        let n_u = 480; // ±60 periods
+        let env: Vec<f64> = (-(n_u as i64)..=n_u as i64)
+            .map(|i| {
+                let u = i as f64 * step;
+                let (mut re, mut im) = (0.0, 0.0);
+                for (df, h) in &spec {
+                    let ph = 2.0 * std::f64::consts::PI * df * u;
+                    let (s, c) = ph.sin_cos();
+                    re += h[0] * c - h[1] * s;
+                    im += h[0] * s + h[1] * c;
+                }
+                re.hypot(im)
+            })
+            .collect();
+        let max = env.iter().copied().fold(0.0, f64::max);
+        let above: Vec<usize> = (0..env.len()).filter(|&i| env[i] >= PULSE_THRESHOLD * max).collect();
+        let first = above.first().copied().unwrap_or(n_u) as f64 - n_u as f64;
+        let last = above.last().copied().unwrap_or(n_u) as f64 - n_u as f64;
+        ((first - 1.0) * step, (last + 1.0) * step)
+    }
+}
+
+fn settings_error(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Settings(format!("simulation: {e}"))
+}
+
+impl SimPlan {
+    /// Resolve `acq` (probe, waves, sampling, sound speed) and the physics
+    /// in `s` for `samples` samples per trace.
+    pub fn new(acq: &Acquisition, samples: usize, s: &SimSettings) -> Result<SimPlan, PipelineError> {
+        let mut check = acq.clone();
+        // The simulator writes RF; the input may have been IQ.
+        check.modulation_frequency = 0.0;
+        check.center_frequency = s.center_frequency;
+        check.validate()?;
+        s.validate(acq.probe.len()).map_err(settings_error)?;
+        if samples < 2 {
+            return Err(settings_error(format!("`samples` is {samples}, expected at least 2")));
+        }
+        let n_el = acq.probe.len();
+        let n_w = acq.waves.len();
+        let c = acq.sound_speed;
+        let fc = s.center_frequency;
+        let lambda_min = s.lambda_min(c);
+        let width = acq.probe.element_width();
+        let segments = s.segments.unwrap_or_else(|| ((width / lambda_min).ceil() as usize).clamp(1, MAX_SEGMENTS));
+        let seg_len = if segments > 0 { width / segments as f64 } else { 0.0 };
+
+        let spectra = Spectra::new(s);
+        let pulse_extent = spectra.extent();
+        let period = 1.0 / fc;
+        let window = if s.tx_window.is_finite() {
+            s.tx_window * period
+        } else {
+            // Every arrival: an element fires at most `spread` after another
+            // and is at most the array's extent farther from any point.
+            let fires: Vec<f64> = acq.waves.iter().flat_map(|w| transmit::must_delays(&acq.probe, w, c)).collect();
+            let spread = fires.iter().copied().fold(f64::NEG_INFINITY, f64::max) - fires.iter().copied().fold(f64::INFINITY, f64::min);
+            let el = &acq.probe.elements;
+            let extent = el.iter().flat_map(|a| el.iter().map(move |b| (a.position - b.position).length())).fold(0.0, f64::max);
+            spread + extent / c + 2.0 * period
+        };
+        let taper = (0.5 * window).min(MAX_TAPER * period);
+        let wave_kinds: Vec<u32> = acq.waves.iter().map(|w| matches!(w.wavefront, Wavefront::Focused { .. }) as u32).collect();
+        let lo = if wave_kinds.contains(&1) { -window } else { 0.0 };
+        let hi = window;
+        let tap_step = period / TAPS_PER_PERIOD;
+        let tap0 = lo + pulse_extent.0 - tap_step;
+        let span = (hi + pulse_extent.1 + tap_step) - tap0;
+        let n_taps = (span / tap_step).ceil() as usize + 1;
+        // The spectrum is sampled every F, which makes the taps periodic in
+        // 1/F: keep 1/F longer than the taps plus two periods.
+        let n_freq = ((2.0 * fc * span + 4.0) / 8.0).ceil() as usize * 8;
+        if n_freq > MAX_FREQ {
+            return Err(settings_error(format!(
+                "the pulse lasts {:.1} periods to -60 dB and the transmit window is {:.0} periods; the simulator holds at most {} periods (raise `bandwidth`, shorten `pulse`, or lower `tx_window`)",
+                (pulse_extent.1 - pulse_extent.0) / period,
+                window / period,
+                MAX_FREQ / 2 - 2
+            )));
+        }
+        let f_step = 2.0 * fc / n_freq as f64;
+        let fs_taps = TAPS_PER_PERIOD * fc;
+        let (band_lo, band_hi) = spectra.band();
+        let spectrum: Vec<[f32; 4]> = (0..n_freq)
+            .map(|n| {
+                let f = n as f64 * f_step;
+                if f < band_lo || f > band_hi || n == 0 {
+                    return [0.0; 4];
+                }
+                let h = spectra.two_way(f);
+                // Linear interpolation of the taps attenuates by sinc² of
+                // the baseband frequency on average; undo it here.
+                let x = (f - fc) / fs_taps;
+                let sinc = if x.abs() < 1e-12 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
+                let g = 2.0 * f_step / (sinc * sinc);
+                [(h[0] * g) as f32, (-h[1] * g) as f32, 0.0, 0.0]
+            })
+            .collect();
+
+        // Tables: elements, waves, firing times, spectrum.
+        let mut tables: Vec<[f32; 4]> = Vec::with_capacity(2 * n_el + 3 * n_w + n_w * n_el + n_freq);
+        for e in &acq.probe.elements {
+            let (sa, ca) = e.azimuth.sin_cos();
+            tables.push([e.position.x as f32, e.position.y as f32, e.position.z as f32, e.azimuth as f32]);
+            tables.push([ca as f32, 0.0, -sa as f32, e.width as f32]);
+        }
+        let off_waves = tables.len();
+        for (w, kind) in acq.waves.iter().zip(&wave_kinds) {
+            let focus = match w.wavefront {
+                Wavefront::Focused { focus } => [focus.x as f32, focus.y as f32, focus.z as f32, focus.length() as f32],
+                _ => [0.0; 4],
+            };
+            tables.push(focus);
+            let (wlo, tlo) = if *kind == 1 { (-window, taper) } else { (0.0, 0.0) };
+            tables.push([*kind as f32, w.delay as f32, wlo as f32, hi as f32]);
+            tables.push([tlo as f32, taper as f32, 0.0, 0.0]);
+        }
+        let off_fire = tables.len();
+        for w in &acq.waves {
+            let fire = transmit::must_delays(&acq.probe, w, c);
+            for (e, t) in fire.iter().enumerate() {
+                let apod = s.tx_apodization.as_ref().map(|a| a[e]).unwrap_or(1.0);
+                tables.push([*t as f32, apod as f32, 0.0, 0.0]);
+            }
+        }
+        let off_spectrum = tables.len();
+        tables.extend(spectrum);
+
+        let mut flags = 0;
+        let (inv_height2, inv_focus) = match s.elevation {
+            Some(el) => {
+                flags |= FLAG_ELEVATION;
+                (1.0 / (el.height * el.height), el.focus.map(|f| 1.0 / f).unwrap_or(0.0))
+            }
+            None => (0.0, 0.0),
+        };
+        let (convex_x, convex_z, convex_r2) = match acq.probe.kind {
+            ProbeKind::Convex { radius, center } => {
+                flags |= FLAG_CONVEX;
+                (center[0], center[1], radius * radius)
+            }
+            _ => (0.0, 0.0, 0.0),
+        };
+        let (baffle, baffle_b) = match s.baffle {
+            Baffle::Soft => (0, 0.0),
+            Baffle::Rigid => (1, 0.0),
+            Baffle::Impedance(b) => (2, b),
+        };
+        let z_min = acq.probe.elements.iter().map(|e| e.position.z).fold(f64::INFINITY, f64::min);
+        let (noise_level, noise_seed) = match s.noise {
+            Some(n) => (10f64.powf(n.level_db / 20.0), (n.seed ^ (n.seed >> 32)) as u32),
+            None => (0.0, 0),
+        };
+        let params = SimulateParams {
+            n_elements: n_el as u32,
+            n_segments: segments as u32,
+            n_waves: n_w as u32,
+            n_samples: samples as u32,
+            batch_start: 0,
+            batch_len: 0,
+            n_freq: n_freq as u32,
+            n_taps: n_taps as u32,
+            flags,
+            baffle,
+            n_frames: s.frames as u32,
+            noise_seed,
+            off_waves: off_waves as u32,
+            off_fire: off_fire as u32,
+            off_spectrum: off_spectrum as u32,
+            wave_start: 0,
+            fs: acq.sampling_frequency as f32,
+            t0: acq.initial_time as f32,
+            inv_c: (1.0 / c) as f32,
+            fc: fc as f32,
+            kc: (2.0 * std::f64::consts::PI * fc / c) as f32,
+            f_step: f_step as f32,
+            fs_taps: fs_taps as f32,
+            tap0: tap0 as f32,
+            alpha: (s.attenuation / 8.69 * 1e-4) as f32,
+            seg_len: seg_len as f32,
+            small_d: (c / fc / 2.0) as f32,
+            baffle_b: baffle_b as f32,
+            inv_height2: inv_height2 as f32,
+            inv_focus: inv_focus as f32,
+            width_2d: width as f32,
+            rx_cap: ELEVATION_RATIO_CAP,
+            noise_level: noise_level as f32,
+            z_min: z_min as f32,
+            convex_x: convex_x as f32,
+            convex_z: convex_z as f32,
+            convex_r2: convex_r2 as f32,
+            pulse_lo: pulse_extent.0 as f32,
+            pulse_hi: pulse_extent.1 as f32,
+            wave_end: n_w as u32,
+        };
+        let mut out = acq.clone();
+        out.modulation_frequency = 0.0;
+        out.center_frequency = fc;
+        out.bandwidth = s.bandwidth;
+        Ok(SimPlan { params, tables, acquisition: out, samples, frames: s.frames, wave_kinds, pulse_extent })
+    }
+
+    pub fn n_waves(&self) -> usize {
+        self.params.n_waves as usize
+    }
+
+    pub fn n_elements(&self) -> usize {
+        self.params.n_elements as usize
+    }
+
+    pub fn n_taps(&self) -> usize {
+        self.params.n_taps as usize
+    }
+
+    /// Waves per receive dispatch (see `RECEIVE_ITERATIONS`).
+    pub fn wave_group(&self) -> usize {
+        let samples = (self.params.n_taps as f64 * self.params.fs as f64 / self.params.fs_taps as f64).ceil() as usize + 2;
+        (RECEIVE_ITERATIONS / (samples * (self.params.n_segments as usize + 1) + 8)).clamp(1, self.n_waves().max(1))
+    }
+
+    /// Samples of one frame: waves × channels × samples.
+    pub fn frame_len(&self) -> usize {
+        self.n_waves() * self.n_elements() * self.samples
+    }
+
+    /// Wrap simulated samples (`[frame][wave][channel][sample]`) as channel data.
+    pub fn channel_data(&self, rf: Vec<f32>) -> ChannelData {
+        ChannelData {
+            acquisition: self.acquisition.clone(),
+            frames: self.frames,
+            waves: self.n_waves(),
+            channels: self.n_elements(),
+            samples: self.samples,
+            data: Samples::Rf(rf),
+        }
+    }
+}
+
+/// Scatterers resident on the GPU: `count` rows of (x, y, z, amplitude) f32.
+pub struct GpuScatterers {
+    pub buffer: wgpu::Buffer,
+    pub count: usize,
+}
+
+impl GpuScatterers {
+    /// Check (finite positions and amplitudes) and upload.
+    pub fn upload(ctx: &GpuContext, scatterers: &[Scatterer]) -> Result<GpuScatterers, PipelineError> {
+        crate::sim::validate_scatterers(scatterers).map_err(settings_error)?;
+        Ok(GpuScatterers { buffer: ctx.storage_from("sonoguide.simulate.scatterers", &to_rows(scatterers))?, count: scatterers.len() })
+    }
+}
+
+/// Scatterers as the shader reads them.
+pub fn to_rows(scatterers: &[Scatterer]) -> Vec<[f32; 4]> {
+    scatterers
+        .iter()
+        .map(|s| [s.position.x as f32, s.position.y as f32, s.position.z as f32, s.amplitude as f32])
+        .collect()
+}
+
+pub struct Simulate {
+    layout: wgpu::BindGroupLayout,
+    transmit: wgpu::ComputePipeline,
+    receive: wgpu::ComputePipeline,
+    peak: wgpu::ComputePipeline,
+    resolve: wgpu::ComputePipeline,
+}
+
+impl Simulate {
+    pub fn new(device: &wgpu::Device) -> Simulate {
+        let module = shaders::module(device, STAGE);
+        use Binding::*;
+        let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite]);
+        Simulate {
+            transmit: compute_pipeline(device, STAGE, &module, &pl, "transmit"),
+            receive: compute_pipeline(device, STAGE, &module, &pl, "receive"),
+            peak: compute_pipeline(device, STAGE, &module, &pl, "peak"),
+            resolve: compute_pipeline(device, STAGE, &module, &pl, "resolve"),
+            layout: bgl,
+        }
+    }
+
+    /// Scatterers per batch: the transmit taps of a batch must fit one
+    /// storage binding.
+    pub fn batch_size(ctx: &GpuContext, plan: &SimPlan, n: usize) -> usize {
+        let per = (plan.n_waves() * plan.n_taps() * 8).max(1) as u64;
+        let fit = (ctx.max_binding() / per).max(1) as usize;
+        n.min(fit).min(1 << 22).max(1)
+    }
+
+    /// Record the simulation of `scatterers` into a new RF buffer.
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &SimPlan,
+        scatterers: &GpuScatterers,
+    ) -> Result<GpuChannels, PipelineError> {
+        let n = scatterers.count;
+        let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
+        let traces = nw * ne;
+        let batch = Self::batch_size(ctx, plan, n);
+        let n_batches = n.div_ceil(batch).max(1);
+        let tables = ctx.storage_from("sonoguide.simulate.tables", &plan.tables)?;
+        let heads = ctx.storage("sonoguide.simulate.heads", ((nw + 2) * batch * 16) as u64)?;
+        let taps = ctx.storage("sonoguide.simulate.taps", (nw * batch * plan.n_taps() * 8) as u64)?;
+        let state = ctx.storage("sonoguide.simulate.state", 16)?;
+        let acc = ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 8) as u64)?;
+        let rf = ctx.storage("sonoguide.simulate.rf", (plan.frames * traces * ns * 4) as u64)?;
+        // An empty scatterer list still needs a buffer to bind.
+        let dummy;
+        let scat_buffer = if n == 0 {
+            dummy = ctx.storage("sonoguide.simulate.scatterers", 16)?;
+            &dummy
+        } else {
+            &scatterers.buffer
+        };
+        enc.clear_buffer(&state, 0, None);
+        enc.clear_buffer(&acc, 0, None);
+
+        let group = |p: SimulateParams| {
+            let uniform = ctx.uniform_from("sonoguide.simulate.params", &p);
+            bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &tables, scat_buffer, &heads, &taps, &state, &acc, &rf])
+        };
+        let batch_params = |b: usize, write: bool| {
+            let mut p = plan.params;
+            p.batch_start = (b * batch) as u32;
+            p.batch_len = (n - b * batch).min(batch) as u32;
+            if write {
+                p.flags |= FLAG_WRITE_TAPS;
+            }
+            p
+        };
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.simulate"), timestamp_writes: None });
+        if n > 0 {
+            // With several batches every contribution bound must be known
+            // before the first receive: a bound-only transmit pass first.
+            // transmit: one workgroup per (wave, scatterer).
+            if n_batches > 1 {
+                pass.set_pipeline(&self.transmit);
+                for b in 0..n_batches {
+                    let p = batch_params(b, false);
+                    pass.set_bind_group(0, &group(p), &[]);
+                    let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+            }
+            let group_len = plan.wave_group();
+            for b in 0..n_batches {
+                let p = batch_params(b, true);
+                pass.set_bind_group(0, &group(p), &[]);
+                pass.set_pipeline(&self.transmit);
+                let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
+                pass.dispatch_workgroups(gx, gy, 1);
+                pass.set_pipeline(&self.receive);
+                for w0 in (0..nw).step_by(group_len) {
+                    let mut pw = p;
+                    pw.wave_start = w0 as u32;
+                    pw.wave_end = (w0 + group_len).min(nw) as u32;
+                    pass.set_bind_group(0, &group(pw), &[]);
+                    let (gx, gy) = dispatch_size(p.batch_len * p.n_elements, WORKGROUP);
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+            }
+        }
+        let bg = group(plan.params);
+        pass.set_bind_group(0, &bg, &[]);
+        let (gx, gy) = dispatch_size((traces * ns) as u32, WORKGROUP);
+        if plan.params.noise_level > 0.0 {
+            pass.set_pipeline(&self.peak);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        pass.set_pipeline(&self.resolve);
+        pass.dispatch_workgroups(gx, gy, 1);
+        drop(pass);
+        Ok(GpuChannels { buffer: rf, iq: false, frames: plan.frames, waves: nw, channels: ne, samples: ns })
+    }
+
+    /// Simulate on the GPU and read the channel data back.
+    pub fn run(&self, ctx: &GpuContext, plan: &SimPlan, scatterers: &[Scatterer]) -> Result<ChannelData, PipelineError> {
+        let gpu = GpuScatterers::upload(ctx, scatterers)?;
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.simulate") });
+        let channels = self.encode(ctx, &mut enc, plan, &gpu)?;
+        ctx.queue.submit([enc.finish()]);
+        ctx.take_error(STAGE)?;
+        let rf: Vec<f32> = ctx.read_buffer(&channels.buffer, plan.frames * plan.frame_len())?;
+        ctx.take_error("simulate readback")?;
+        Ok(plan.channel_data(rf))
+    }
+}

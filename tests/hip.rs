@@ -1,0 +1,212 @@
+//! The hip scenes as a sonographer would check them, on rendered frames:
+//! the needle's echo lies on the tracked shaft and ends at the tracked tip,
+//! the femoral head's cortex is where the anatomy puts it with a shadow
+//! behind it, an effusion makes the recess anechoic, and a needle that
+//! leaves the image plane fades.
+//!
+//! Rendered at a reduced speckle density so that CI (lavapipe, 2 cores)
+//! stays quick; the measures below do not depend on the density.
+
+mod common;
+
+use std::path::Path;
+
+use glam::DVec3;
+use sonoguide::gpu::GpuContext;
+use sonoguide::scene::render::{Rendered, Renderer};
+use sonoguide::scene::Scene;
+
+const DR: f64 = 60.0;
+
+fn scene(name: &str) -> Scene {
+    let mut s = Scene::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes").join(name)).unwrap();
+    s.scatterer_density = 1.0e9;
+    s
+}
+
+fn render(ctx: &GpuContext, s: &Scene, f: usize, frames: usize) -> (Renderer, Rendered) {
+    let r = Renderer::new(ctx, s, 360, DR);
+    let out = r.frame(ctx, s, f, frames).unwrap();
+    (r, out)
+}
+
+/// Linear intensity of a grey level (0 dB = 255).
+fn intensity(g: f32) -> f64 {
+    10f64.powf(((g as f64 / 255.0) * DR - DR) / 10.0)
+}
+
+fn at(img: &Rendered, w: usize, p: [f64; 2]) -> Option<f32> {
+    let (c, r) = (p[0].round(), p[1].round());
+    if c < 0.0 || r < 0.0 || c as usize >= w || r as usize >= img.grey.len() / w {
+        return None;
+    }
+    let v = img.grey[r as usize * w + c as usize];
+    (!v.is_nan()).then_some(v)
+}
+
+/// Mean intensity (dB) over the sector pixels of a box [c0, c1) × [r0, r1).
+fn mean_db(img: &Rendered, w: usize, c: (f64, f64), r: (f64, f64)) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0;
+    for row in r.0.max(0.0) as usize..r.1.max(0.0) as usize {
+        for col in c.0.max(0.0) as usize..c.1.max(0.0) as usize {
+            if let Some(g) = at(img, w, [col as f64, row as f64]) {
+                sum += intensity(g);
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 20, "box {c:?} × {r:?} holds only {n} sector pixels");
+    10.0 * (sum / n as f64).log10()
+}
+
+/// Along the projected shaft, the brightest pixel across it (±4 mm) and
+/// its signed distance from the shaft line, in mm.
+fn ridge(img: &Rendered, w: usize, entry: [f64; 2], tip: [f64; 2], mm_per_px: f64) -> Vec<(f64, f32)> {
+    let d = [tip[0] - entry[0], tip[1] - entry[1]];
+    let len = (d[0] * d[0] + d[1] * d[1]).sqrt();
+    let (u, n) = ([d[0] / len, d[1] / len], [-d[1] / len, d[0] / len]);
+    let reach = 4.0 / mm_per_px;
+    let margin = 3.0 / mm_per_px;
+    let mut out = Vec::new();
+    let mut s = margin;
+    while s < len - margin {
+        let c = [entry[0] + u[0] * s, entry[1] + u[1] * s];
+        let mut best = (0.0, -1.0f32);
+        let mut k = -reach;
+        while k <= reach {
+            if let Some(g) = at(img, w, [c[0] + n[0] * k, c[1] + n[1] * k]) {
+                if g > best.1 {
+                    best = (k * mm_per_px, g);
+                }
+            }
+            k += 0.5;
+        }
+        if best.1 >= 0.0 {
+            out.push(best);
+        }
+        s += 1.0;
+    }
+    out
+}
+
+#[test]
+fn needle_echo_lies_on_the_tracked_shaft_and_ends_at_the_tip() {
+    let Some(ctx) = common::gpu() else { return };
+    let s = scene("hip-anterior-longitudinal.toml");
+    // Mid-insertion: the tip in muscle, in plane.
+    let (r, img) = render(&ctx, &s, 3, 6);
+    let info = &img.info;
+    let w = r.view.display.width;
+    assert!(info.needle_in_plane, "the scripted needle is in plane: {info:?}");
+    let (entry, tip) = (info.needle_entry_px.unwrap(), info.needle_tip_px.unwrap());
+    let ridge = ridge(&img, w, entry, tip, info.mm_per_px);
+    assert!(ridge.len() > 20, "shaft too short in the image: {} samples", ridge.len());
+    let within = ridge.iter().filter(|(d, _)| d.abs() <= 1.0).count();
+    let mut offs: Vec<f64> = ridge.iter().map(|(d, _)| d.abs()).collect();
+    offs.sort_by(f64::total_cmp);
+    eprintln!("ridge: {within} of {} within 1 mm, median offset {:.2} mm", ridge.len(), offs[offs.len() / 2]);
+    assert!(within as f64 >= 0.9 * ridge.len() as f64, "the brightest ridge is off the tracked shaft: {within} of {} within 1 mm", ridge.len());
+
+    // The tip: walking along the shaft past the tracked tip, where the echo
+    // falls 15 dB below the ridge's median.
+    let mut levels: Vec<f32> = ridge.iter().map(|(_, g)| *g).collect();
+    levels.sort_by(f32::total_cmp);
+    let ridge_g = levels[levels.len() / 2];
+    let drop = (15.0 / DR * 255.0) as f32;
+    let d = [tip[0] - entry[0], tip[1] - entry[1]];
+    let len = (d[0] * d[0] + d[1] * d[1]).sqrt();
+    let u = [d[0] / len, d[1] / len];
+    let mut end = None;
+    let mut s_px = len - 6.0 / info.mm_per_px;
+    while s_px < len + 8.0 / info.mm_per_px {
+        let c = [entry[0] + u[0] * s_px, entry[1] + u[1] * s_px];
+        let n = [-u[1], u[0]];
+        let g = (-2..=2).filter_map(|k| at(&img, w, [c[0] + n[0] * k as f64, c[1] + n[1] * k as f64])).fold(0.0f32, f32::max);
+        if g < ridge_g - drop {
+            end = Some(s_px);
+            break;
+        }
+        s_px += 0.5;
+    }
+    let end = end.expect("the needle echo never ends");
+    let err = (end - len).abs() * info.mm_per_px;
+    eprintln!("tip: echo ends {:.2} mm from the tracked tip", (end - len) * info.mm_per_px);
+    assert!(err <= 2.0, "needle echo ends {err:.2} mm from the tracked tip");
+}
+
+#[test]
+fn femoral_head_cortex_is_at_its_depth_with_a_shadow_behind() {
+    let Some(ctx) = common::gpu() else { return };
+    for name in ["hip-anterolateral.toml", "hip-anterior-longitudinal.toml"] {
+        let s = scene(name);
+        let (r, img) = render(&ctx, &s, 0, 2);
+        let info = &img.info;
+        let w = r.view.display.width;
+        let cortex = info.femoral_head_cortex_px.expect("the head is under the probe's centre line");
+        let mm = info.mm_per_px;
+        // The brightest pixel on the centre column within ±5 mm of the cortex.
+        let (mut best_row, mut best) = (0.0, -1.0f32);
+        let mut row = cortex[1] - 5.0 / mm;
+        while row <= cortex[1] + 5.0 / mm {
+            if let Some(g) = at(&img, w, [cortex[0], row]) {
+                if g > best {
+                    best = g;
+                    best_row = row;
+                }
+            }
+            row += 1.0;
+        }
+        let depth_err = (best_row - cortex[1]) * mm;
+        let c = (cortex[0] - 2.0 / mm, cortex[0] + 2.0 / mm);
+        let above = mean_db(&img, w, c, (cortex[1] - 12.0 / mm, cortex[1] - 4.0 / mm));
+        let below = mean_db(&img, w, c, (cortex[1] + 4.0 / mm, cortex[1] + 12.0 / mm));
+        eprintln!("{name}: cortex echo {depth_err:+.2} mm from the anatomy; tissue above {above:.1} dB, below {below:.1} dB");
+        assert!(depth_err.abs() <= 1.0, "{name}: cortex echo {depth_err:.2} mm from where the anatomy puts it");
+        assert!(above - below >= 20.0, "{name}: the shadow is only {:.1} dB darker than the tissue above", above - below);
+    }
+}
+
+#[test]
+fn effusion_makes_the_recess_anechoic() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut levels = Vec::new();
+    for effusion in [false, true] {
+        let mut s = scene("hip-anterior-longitudinal.toml");
+        s.hip = sonoguide::scene::anatomy::Hip::new(effusion);
+        // Before the needle reaches the recess, so it does not light it.
+        let (r, img) = render(&ctx, &s, 0, 4);
+        let t = img.info.target_px.expect("the recess is in the image");
+        let w = r.view.display.width;
+        let mm = img.info.mm_per_px;
+        let recess = mean_db(&img, w, (t[0] - 3.0 / mm, t[0] + 3.0 / mm), (t[1] - 1.0 / mm, t[1] + 1.0 / mm));
+        let muscle = mean_db(&img, w, (t[0] - 3.0 / mm, t[0] + 3.0 / mm), (t[1] - 16.0 / mm, t[1] - 10.0 / mm));
+        eprintln!("effusion {effusion}: recess {recess:.1} dB, muscle above {muscle:.1} dB");
+        levels.push(muscle - recess);
+    }
+    assert!(levels[1] >= 20.0, "with an effusion the recess is only {:.1} dB below the muscle", levels[1]);
+    assert!(levels[1] > levels[0] + 3.0, "an effusion should darken the recess: {levels:?}");
+}
+
+#[test]
+fn needle_out_of_plane_fades() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut ridge_db = Vec::new();
+    for offset_mm in [0.0, 4.0] {
+        let mut s = scene("hip-anterior-longitudinal.toml");
+        let (probe, _, _) = s.poses_at(0.0);
+        let shift = probe.rotate(DVec3::Y) * (offset_mm * 1e-3);
+        s.entry += shift;
+        s.target += shift;
+        let (r, img) = render(&ctx, &s, 3, 6);
+        let info = &img.info;
+        assert_eq!(info.needle_in_plane, offset_mm == 0.0, "{info:?}");
+        let (entry, tip) = (info.needle_entry_px.unwrap(), info.needle_tip_px.unwrap());
+        let w = r.view.display.width;
+        let ridge = ridge(&img, w, entry, tip, info.mm_per_px);
+        let mean = ridge.iter().map(|(_, g)| intensity(*g)).sum::<f64>() / ridge.len() as f64;
+        ridge_db.push(10.0 * mean.log10());
+    }
+    eprintln!("needle ridge: in plane {:.1} dB, 4 mm out of plane {:.1} dB", ridge_db[0], ridge_db[1]);
+    assert!(ridge_db[0] - ridge_db[1] >= 10.0, "the needle did not fade out of plane: {ridge_db:?}");
+}
