@@ -69,6 +69,20 @@ fn extended(trace: u32, i: u32) -> vec2<f32> {
     return 2.0 * mixed(trace, n - 1u) - mixed(trace, n - 2u - (i - p - n));
 }
 
+// One sample through the cascade of sections (transposed direct form II,
+// scipy's sosfilt order of operations), updating their states.
+fn cascade(x: vec2<f32>, ns: u32, z1: ptr<function, array<vec2<f32>, MAX_SECTIONS>>, z2: ptr<function, array<vec2<f32>, MAX_SECTIONS>>) -> vec2<f32> {
+    var v = x;
+    for (var s = 0u; s < ns; s++) {
+        let sec = sections[s];
+        let y = sec.b.x * v + (*z1)[s];
+        (*z1)[s] = sec.b.y * v - sec.a.x * y + (*z2)[s];
+        (*z2)[s] = sec.b.z * v - sec.a.y * y;
+        v = y;
+    }
+    return v;
+}
+
 @compute @workgroup_size(64)
 fn demodulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let trace = gid.x + gid.y * nwg.x * 64u;
@@ -92,15 +106,7 @@ fn demodulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         z2[s] = sections[s].a.w * x0;
     }
     for (var i = 0u; i < len; i++) {
-        var v = extended(trace, i);
-        for (var s = 0u; s < ns; s++) {
-            let sec = sections[s];
-            let y = sec.b.x * v + z1[s];
-            z1[s] = sec.b.y * v - sec.a.x * y + z2[s];
-            z2[s] = sec.b.z * v - sec.a.y * y;
-            v = y;
-        }
-        scratch[base + i] = v;
+        scratch[base + i] = cascade(extended(trace, i), ns, &z1, &z2);
     }
 
     // Backward pass over the forward output, from its last sample; the
@@ -112,14 +118,7 @@ fn demodulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     for (var j = 0u; j < len - p; j++) {
         let i = len - 1u - j;
-        var v = scratch[base + i];
-        for (var s = 0u; s < ns; s++) {
-            let sec = sections[s];
-            let y = sec.b.x * v + z1[s];
-            z1[s] = sec.b.y * v - sec.a.x * y + z2[s];
-            z2[s] = sec.b.z * v - sec.a.y * y;
-            v = y;
-        }
+        let v = cascade(scratch[base + i], ns, &z1, &z2);
         if (i < p + n) {
             iq[trace * n + (i - p)] = params.scale * v;
         }
