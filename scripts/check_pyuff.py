@@ -58,7 +58,7 @@ def main() -> int:
     check(bool(np.any(data != 0)), "data are all zero")
     fs = float(cd.sampling_frequency)
     c = float(cd.sound_speed)
-    n_el = int(cd.probe.N)
+    n_el = int(cd.probe.N_elements)
     n_waves = len(cd.sequence) if isinstance(cd.sequence, list) else 1
     shape = data.shape
     if a.samples is not None:

@@ -29,12 +29,21 @@
 
 //!import shared/acquisition.wgsl
 
-// Interpolation, pixels per invocation and vec4 per row are specialised at
-// pipeline creation (pipeline-overridable constants) so that unused taps,
-// pixel slots and row parts compile away. The host sets INTERP from
-// DasParams.interp; the two always agree.
+// Interpolation, apodization, aperture kind, pixels per invocation and
+// vec4 per row are specialised at pipeline creation (pipeline-overridable
+// constants) so that unused taps, windows, pixel slots and row parts
+// compile away: lavapipe executes both sides of every branch that is not
+// constant (measured: the runtime apodization switch alone was 17 % of the
+// kernel). The host sets INTERP, APODIZATION and APERTURE_CONE from
+// DasParams (interp, apodization, aperture > 0); they always agree.
 override INTERP: u32 = 1u;
+override APODIZATION: u32 = 0u;
+override APERTURE_CONE: bool = true;
 override PIXELS_PER_INVOCATION: u32 = 8u;
+// How far (in rows) the first taps of an invocation's pixels may spread
+// and still share one window: 2, 4 or 6 (the host picks it from the
+// geometry, Das::prepare).
+override WINDOW_SPAN: u32 = 2u;
 override ROW_VEC4: u32 = 4u;
 
 const INTERP_NEAREST: u32 = 0u;
@@ -136,14 +145,25 @@ fn das_layout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(5) var<storage, read> pixels: array<vec2<f32>>;
 // das_transmit: MUST's virtual transmit elements (x, y, z, delay·c), Wave.table_start.. .
 @group(0) @binding(6) var<storage, read> tx_table: array<vec4<f32>>;
-// das_transmit: [wave][pixel] (transmit distance in metres, scale of the wave's sum).
-@group(0) @binding(7) var<storage, read_write> tx_out: array<vec2<f32>>;
+// das_transmit: [wave][pixel] (transmit distance in metres, scale of the
+// wave's sum, first and last element that contribute).
+@group(0) @binding(7) var<storage, read_write> tx_out: array<vec4<f32>>;
 // das: the output of das_transmit.
-@group(0) @binding(8) var<storage, read> tx: array<vec2<f32>>;
+@group(0) @binding(8) var<storage, read> tx: array<vec4<f32>>;
 // das: the output of das_layout.
 @group(0) @binding(9) var<storage, read> rows: array<vec4<f32>>;
 // das: [frame][pixel] complex.
 @group(0) @binding(10) var<storage, read_write> image: array<vec2<f32>>;
+// das: for each pixel of `pixels`, its index in the image (0xffffffff:
+// padding). The host pads runs of neighbouring pixels (grid rows) to whole
+// invocations so that no invocation straddles two rows (Das::prepare).
+@group(0) @binding(11) var<storage, read> out_index: array<u32>;
+
+// The pixel list as the kernels see it (padded; params.n_pixels counts the
+// image's pixels).
+fn n_padded() -> u32 {
+    return arrayLength(&pixels);
+}
 
 // MUST's dasmtx transmit distance: the earliest arrival over the wave's
 // virtual elements, in MUST time (so the wave's UFF delay is not applied).
@@ -175,10 +195,10 @@ fn must_transmit_distance(w: Wave, p: vec3<f32>) -> f32 {
 }
 
 fn window(u: f32) -> f32 {
-    if (params.apodization == APOD_HANN) {
+    if (APODIZATION == APOD_HANN) {
         return 0.5 + 0.5 * cos(3.141592653589793 * u);
     }
-    if (params.apodization == APOD_TUKEY) {
+    if (APODIZATION == APOD_TUKEY) {
         let a = params.tukey;
         let flat = 1.0 - a;
         if (u <= flat || a <= 0.0) {
@@ -191,14 +211,19 @@ fn window(u: f32) -> f32 {
 
 // Receive weight of element e for a pixel at offset d from it.
 fn receive_weight(d: vec3<f32>, normal: vec3<f32>, e: u32) -> f32 {
-    if (params.aperture > 0.0) {
+    if (APERTURE_CONE) {
         let along = dot(d, normal);
-        let across = length(d - along * normal);
-        // MUST's rule |x - x_e| <= z / (2F), measured from the element normal.
-        if (along <= 0.0 || across > along * params.aperture) {
+        let a = d - along * normal;
+        let reach = along * params.aperture;
+        // MUST's rule |x - x_e| <= z / (2F), measured from the element
+        // normal; compared squared, so that the boxcar needs no sqrt.
+        if (along <= 0.0 || dot(a, a) > reach * reach) {
             return 0.0;
         }
-        return window(across / (along * params.aperture));
+        if (APODIZATION == APOD_BOXCAR) {
+            return 1.0;
+        }
+        return window(length(a) / reach);
     }
     let n = max(f32(params.n_elements) - 1.0, 1.0);
     return window(abs(2.0 * f32(e) / n - 1.0));
@@ -278,7 +303,7 @@ fn wave_delay_of(w: u32) -> f32 {
 }
 
 fn pixel_position(i: u32) -> vec3<f32> {
-    let q = pixels[min(i, params.n_pixels - 1u)];
+    let q = pixels[min(i, n_padded() - 1u)];
     return vec3<f32>(q.x, 0.0, q.y);
 }
 
@@ -287,7 +312,7 @@ fn pixel_position(i: u32) -> vec3<f32> {
 fn das_transmit(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pix = gid.x;
     let w = gid.y;
-    if (pix >= params.n_pixels || w >= params.n_waves) {
+    if (pix >= n_padded() || w >= params.n_waves) {
         return;
     }
     let p = pixel_position(pix);
@@ -298,74 +323,158 @@ fn das_transmit(@builtin(global_invocation_id) gid: vec3<u32>) {
     } else {
         t_tx = transmit_distance(wave, p);
     }
-    // Normalisation: the sum of the receive weights of the elements that
-    // contribute, exactly as `das` decides it (same function).
-    var scale = 1.0;
-    if ((params.flags & FLAG_NORMALIZE) != 0u) {
-        var weight_sum = 0.0;
-        let wd = wave_delay_of(w);
-        for (var e = 0u; e < params.n_elements; e++) {
-            let t = tap(p, vec2<f32>(t_tx, 1.0), wd, e);
-            if (t.row >= 0) {
-                weight_sum += t.weight;
-            }
-        }
-        if (weight_sum > 0.0) {
-            scale = 1.0 / weight_sum;
+    // The elements that contribute, decided as `das` decides (same
+    // function): the first and the last, so that `das` loops over those
+    // only (outside the receive aperture a pixel takes nothing: about half
+    // of the (pixel, element) pairs of PWI_disk), and the sum of their
+    // weights for the normalisation.
+    let wd = wave_delay_of(w);
+    var weight_sum = 0.0;
+    var first = params.n_elements;
+    var last = 0u;
+    for (var e = 0u; e < params.n_elements; e++) {
+        let t = tap(p, vec2<f32>(t_tx, 1.0), wd, e);
+        if (t.row >= 0) {
+            weight_sum += t.weight;
+            first = min(first, e);
+            last = max(last, e);
         }
     }
-    tx_out[w * params.n_pixels + pix] = vec2<f32>(t_tx, scale);
+    var scale = 1.0;
+    if ((params.flags & FLAG_NORMALIZE) != 0u && weight_sum > 0.0) {
+        scale = 1.0 / weight_sum;
+    }
+    tx_out[w * n_padded() + pix] = vec4<f32>(t_tx, scale, f32(first), f32(last));
 }
 
-// FRAMES_PER_BLOCK = 2·ROW_VEC4 frames of one sample, complex.
+// FRAMES_PER_BLOCK = 2·ROW_VEC4 frames of one sample, complex: part k
+// holds frames 2k and 2k + 1 as (re, im, re, im). Parts past ROW_VEC4
+// stay zero and compile away.
 struct Row {
     a: vec4<f32>,
     b: vec4<f32>,
     c: vec4<f32>,
     d: vec4<f32>,
+    e: vec4<f32>,
+    f: vec4<f32>,
+    g: vec4<f32>,
+    h: vec4<f32>,
 }
 
-const ZERO_ROW = Row(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+const ZERO_ROW = Row(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 
 fn load_row(i: u32) -> Row {
     var r = ZERO_ROW;
-    r.a = rows[i];
+    r.a = rows[i + 0u];
     if (ROW_VEC4 > 1u) {
         r.b = rows[i + 1u];
     }
     if (ROW_VEC4 > 2u) {
         r.c = rows[i + 2u];
+    }
+    if (ROW_VEC4 > 3u) {
         r.d = rows[i + 3u];
+    }
+    if (ROW_VEC4 > 4u) {
+        r.e = rows[i + 4u];
+    }
+    if (ROW_VEC4 > 5u) {
+        r.f = rows[i + 5u];
+    }
+    if (ROW_VEC4 > 6u) {
+        r.g = rows[i + 6u];
+    }
+    if (ROW_VEC4 > 7u) {
+        r.h = rows[i + 7u];
     }
     return r;
 }
 
-// Row j of the window for a pixel whose first tap is `d` rows above the
-// window's first row (0, 1 or 2). Selects, not branches: every SIMD lane
-// takes the same path.
-fn pick(r0: Row, r1: Row, r2: Row, d: i32) -> Row {
-    return select_row(select_row(r0, r1, d == 1), r2, d == 2);
-}
-
 fn select_row(x: Row, y: Row, c: bool) -> Row {
-    return Row(select(x.a, y.a, c), select(x.b, y.b, c), select(x.c, y.c, c), select(x.d, y.d, c));
-}
-
-fn mad_row(acc: Row, c: f32, r: Row) -> Row {
-    return Row(acc.a + c * r.a, acc.b + c * r.b, acc.c + c * r.c, acc.d + c * r.d);
-}
-
-// acc += rot · v for complex pairs (re, im, re, im).
-fn rotate_add(acc: ptr<function, Row>, v: Row, rot: vec2<f32>) {
-    let m = vec4<f32>(-rot.y, rot.y, -rot.y, rot.y);
-    (*acc).a += v.a * rot.x + v.a.yxwz * m;
+    var r = x;
+    r.a = select(x.a, y.a, c);
     if (ROW_VEC4 > 1u) {
-        (*acc).b += v.b * rot.x + v.b.yxwz * m;
+        r.b = select(x.b, y.b, c);
     }
     if (ROW_VEC4 > 2u) {
-        (*acc).c += v.c * rot.x + v.c.yxwz * m;
-        (*acc).d += v.d * rot.x + v.d.yxwz * m;
+        r.c = select(x.c, y.c, c);
     }
+    if (ROW_VEC4 > 3u) {
+        r.d = select(x.d, y.d, c);
+    }
+    if (ROW_VEC4 > 4u) {
+        r.e = select(x.e, y.e, c);
+    }
+    if (ROW_VEC4 > 5u) {
+        r.f = select(x.f, y.f, c);
+    }
+    if (ROW_VEC4 > 6u) {
+        r.g = select(x.g, y.g, c);
+    }
+    if (ROW_VEC4 > 7u) {
+        r.h = select(x.h, y.h, c);
+    }
+    return r;
+}
+
+fn mad_row(acc: Row, c: f32, x: Row) -> Row {
+    var r = acc;
+    r.a = acc.a + c * x.a;
+    if (ROW_VEC4 > 1u) {
+        r.b = acc.b + c * x.b;
+    }
+    if (ROW_VEC4 > 2u) {
+        r.c = acc.c + c * x.c;
+    }
+    if (ROW_VEC4 > 3u) {
+        r.d = acc.d + c * x.d;
+    }
+    if (ROW_VEC4 > 4u) {
+        r.e = acc.e + c * x.e;
+    }
+    if (ROW_VEC4 > 5u) {
+        r.f = acc.f + c * x.f;
+    }
+    if (ROW_VEC4 > 6u) {
+        r.g = acc.g + c * x.g;
+    }
+    if (ROW_VEC4 > 7u) {
+        r.h = acc.h + c * x.h;
+    }
+    return r;
+}
+
+fn add_rows(x: Row, y: Row) -> Row {
+    return mad_row(x, 1.0, y);
+}
+
+// acc + rot · v for complex pairs (re, im, re, im).
+fn rotate_add(acc: Row, v: Row, rot: vec2<f32>) -> Row {
+    let m = vec4<f32>(-rot.y, rot.y, -rot.y, rot.y);
+    var out = acc;
+    out.a += v.a * rot.x + v.a.yxwz * m;
+    if (ROW_VEC4 > 1u) {
+        out.b += v.b * rot.x + v.b.yxwz * m;
+    }
+    if (ROW_VEC4 > 2u) {
+        out.c += v.c * rot.x + v.c.yxwz * m;
+    }
+    if (ROW_VEC4 > 3u) {
+        out.d += v.d * rot.x + v.d.yxwz * m;
+    }
+    if (ROW_VEC4 > 4u) {
+        out.e += v.e * rot.x + v.e.yxwz * m;
+    }
+    if (ROW_VEC4 > 5u) {
+        out.f += v.f * rot.x + v.f.yxwz * m;
+    }
+    if (ROW_VEC4 > 6u) {
+        out.g += v.g * rot.x + v.g.yxwz * m;
+    }
+    if (ROW_VEC4 > 7u) {
+        out.h += v.h * rot.x + v.h.yxwz * m;
+    }
+    return out;
 }
 
 fn n_taps() -> u32 {
@@ -378,38 +487,114 @@ fn n_taps() -> u32 {
     return 4u;
 }
 
-// Add the share of a pixel whose taps lie in the window w0..w5 (rows lo,
-// lo + 1, ...) and return its tap marked done (row −1); a pixel outside
-// the window, or done, adds zero (selects, not branches: see `pick`).
-fn accumulate(acc: ptr<function, Row>, t: Tap, lo: i32, w0: Row, w1: Row, w2: Row, w3: Row, w4: Row, w5: Row) -> Tap {
-    let d = t.row - lo;
-    let here = t.row >= 0 && d <= 2;
-    var v = ZERO_ROW;
-    v = mad_row(v, t.c.x, pick(w0, w1, w2, d));
-    if (n_taps() > 1u) {
-        v = mad_row(v, t.c.y, pick(w1, w2, w3, d));
-    }
-    if (n_taps() > 2u) {
-        v = mad_row(v, t.c.z, pick(w2, w3, w4, d));
-        v = mad_row(v, t.c.w, pick(w3, w4, w5, d));
-    }
-    rotate_add(acc, v, select(vec2<f32>(0.0), t.rot, here));
-    var out = t;
-    out.row = select(t.row, -1, here);
-    return out;
+// Up to taps + WINDOW_SPAN consecutive rows of one trace (rows past
+// that stay zero and compile away).
+struct Window {
+    r0: Row,
+    r1: Row,
+    r2: Row,
+    r3: Row,
+    r4: Row,
+    r5: Row,
+    r6: Row,
+    r7: Row,
+    r8: Row,
+    r9: Row,
 }
 
-fn store(pix: u32, f0: u32, acc: Row) {
+fn window_rows() -> u32 {
+    return n_taps() + WINDOW_SPAN;
+}
+
+// A pixel's accumulator after a window, and its tap (row −1 once added).
+struct Added {
+    acc: Row,
+    tap: Tap,
+}
+
+// The weight of window row j for a tap `d` rows above the window start.
+fn row_weight(t: Tap, d: i32, j: i32) -> f32 {
+    var w = select(0.0, t.c.x, d == j);
+    if (n_taps() > 1u) {
+        w += select(0.0, t.c.y, d + 1 == j);
+    }
+    if (n_taps() > 2u) {
+        w += select(0.0, t.c.z, d + 2 == j) + select(0.0, t.c.w, d + 3 == j);
+    }
+    return w;
+}
+
+// Add the share of a pixel whose taps lie in the window (rows lo, lo + 1,
+// ...) and mark its tap done; a pixel outside the window, or done, adds
+// zero. Each window row gets a scalar weight and one multiply-add per vec4,
+// not a select per tap: every SIMD lane does the same work (lavapipe runs
+// both sides of a branch). Values, not pointers, in and out: naga's SPIR-V
+// writer rejects pointers into struct members.
+fn accumulate(acc: Row, t: Tap, lo: i32, win: Window) -> Added {
+    let d = t.row - lo;
+    let here = t.row >= 0 && d <= i32(WINDOW_SPAN);
+    var v = mad_row(ZERO_ROW, row_weight(t, d, 0), win.r0);
+    if (window_rows() > 1u) {
+        v = mad_row(v, row_weight(t, d, 1), win.r1);
+    }
+    if (window_rows() > 2u) {
+        v = mad_row(v, row_weight(t, d, 2), win.r2);
+    }
+    if (window_rows() > 3u) {
+        v = mad_row(v, row_weight(t, d, 3), win.r3);
+    }
+    if (window_rows() > 4u) {
+        v = mad_row(v, row_weight(t, d, 4), win.r4);
+    }
+    if (window_rows() > 5u) {
+        v = mad_row(v, row_weight(t, d, 5), win.r5);
+    }
+    if (window_rows() > 6u) {
+        v = mad_row(v, row_weight(t, d, 6), win.r6);
+    }
+    if (window_rows() > 7u) {
+        v = mad_row(v, row_weight(t, d, 7), win.r7);
+    }
+    if (window_rows() > 8u) {
+        v = mad_row(v, row_weight(t, d, 8), win.r8);
+    }
+    if (window_rows() > 9u) {
+        v = mad_row(v, row_weight(t, d, 9), win.r9);
+    }
+    var done = t;
+    done.row = select(t.row, -1, here);
+    return Added(rotate_add(acc, v, select(vec2<f32>(0.0), t.rot, here)), done);
+}
+
+fn store(p: u32, f0: u32, acc: Row) {
+    if (p >= n_padded()) {
+        return;
+    }
+    let pix = out_index[p];
     if (pix >= params.n_pixels) {
         return;
     }
-    store_pair(pix, f0, acc.a);
+    store_pair(pix, f0 + 0u, acc.a);
     if (ROW_VEC4 > 1u) {
         store_pair(pix, f0 + 2u, acc.b);
     }
     if (ROW_VEC4 > 2u) {
         store_pair(pix, f0 + 4u, acc.c);
+    }
+    if (ROW_VEC4 > 3u) {
         store_pair(pix, f0 + 6u, acc.d);
+    }
+    if (ROW_VEC4 > 4u) {
+        store_pair(pix, f0 + 8u, acc.e);
+    }
+    if (ROW_VEC4 > 5u) {
+        store_pair(pix, f0 + 10u, acc.f);
+    }
+    if (ROW_VEC4 > 6u) {
+        store_pair(pix, f0 + 12u, acc.g);
+    }
+    if (ROW_VEC4 > 7u) {
+        store_pair(pix, f0 + 14u, acc.h);
     }
 }
 
@@ -427,19 +612,202 @@ fn lowest(lo: i32, t: Tap) -> i32 {
     return select(lo, min(lo, t.row), t.row >= 0);
 }
 
-// One invocation: pixels p0 .. p0 + PIXELS_PER_INVOCATION − 1, frames of
-// block gid.y. The pixel slots are written out (WGSL has no unrolling, and
-// lavapipe keeps private arrays in memory: measured 2.5× slower as a loop);
-// slots beyond PIXELS_PER_INVOCATION are constant-false and compile away.
+// The first row of the window for these taps (the lowest pending one), or
+// −1 when none is pending.
+fn window_start(t0: Tap, t1: Tap, t2: Tap, t3: Tap, t4: Tap, t5: Tap, t6: Tap, t7: Tap) -> i32 {
+    let hi = max(max(max(t0.row, t1.row), max(t2.row, t3.row)), max(max(t4.row, t5.row), max(t6.row, t7.row)));
+    var lo = hi;
+    lo = lowest(lo, t0);
+    lo = lowest(lo, t1);
+    lo = lowest(lo, t2);
+    lo = lowest(lo, t3);
+    lo = lowest(lo, t4);
+    lo = lowest(lo, t5);
+    lo = lowest(lo, t6);
+    lo = lowest(lo, t7);
+    return lo;
+}
+
+// The highest first-tap row among the pending taps within reach of `lo`.
+fn window_top(lo: i32, t: Tap, top: i32) -> i32 {
+    return select(top, max(top, t.row), t.row >= 0 && t.row - lo <= i32(WINDOW_SPAN));
+}
+
+// The taps of the 8 pixel slots for element e of wave w (slots beyond
+// PIXELS_PER_INVOCATION stay empty).
+struct Taps8 {
+    t0: Tap,
+    t1: Tap,
+    t2: Tap,
+    t3: Tap,
+    t4: Tap,
+    t5: Tap,
+    t6: Tap,
+    t7: Tap,
+}
+
+fn taps8(q0: vec3<f32>, q1: vec3<f32>, q2: vec3<f32>, q3: vec3<f32>, q4: vec3<f32>, q5: vec3<f32>, q6: vec3<f32>, q7: vec3<f32>, x0: vec2<f32>, x1: vec2<f32>, x2: vec2<f32>, x3: vec2<f32>, x4: vec2<f32>, x5: vec2<f32>, x6: vec2<f32>, x7: vec2<f32>, wd: f32, e: u32) -> Taps8 {
+    let none = Tap(-1, vec4<f32>(0.0), vec2<f32>(0.0), 0.0);
+    var t = Taps8(none, none, none, none, none, none, none, none);
+    let K = PIXELS_PER_INVOCATION;
+    t.t0 = tap(q0, x0, wd, e);
+    if (K > 1u) {
+        t.t1 = tap(q1, x1, wd, e);
+    }
+    if (K > 2u) {
+        t.t2 = tap(q2, x2, wd, e);
+        t.t3 = tap(q3, x3, wd, e);
+    }
+    if (K > 4u) {
+        t.t4 = tap(q4, x4, wd, e);
+        t.t5 = tap(q5, x5, wd, e);
+        t.t6 = tap(q6, x6, wd, e);
+        t.t7 = tap(q7, x7, wd, e);
+    }
+    return t;
+}
+
+fn window_start8(t: Taps8) -> i32 {
+    return window_start(t.t0, t.t1, t.t2, t.t3, t.t4, t.t5, t.t6, t.t7);
+}
+
+fn any_pending(t: Taps8) -> bool {
+    return max(max(max(t.t0.row, t.t1.row), max(t.t2.row, t.t3.row)), max(max(t.t4.row, t.t5.row), max(t.t6.row, t.t7.row))) >= 0;
+}
+
+// Accumulators of the 8 pixel slots.
+struct Acc8 {
+    a0: Row,
+    a1: Row,
+    a2: Row,
+    a3: Row,
+    a4: Row,
+    a5: Row,
+    a6: Row,
+    a7: Row,
+}
+
+// Load the window at `lo` (the rows the taps within reach use) and add
+// every tap it holds; returns the taps with those marked done.
+fn add_window(acc: ptr<function, Acc8>, t: Taps8, lo: i32, base: u32, stride: u32) -> Taps8 {
+    var top = lo;
+    top = window_top(lo, t.t0, top);
+    top = window_top(lo, t.t1, top);
+    top = window_top(lo, t.t2, top);
+    top = window_top(lo, t.t3, top);
+    top = window_top(lo, t.t4, top);
+    top = window_top(lo, t.t5, top);
+    top = window_top(lo, t.t6, top);
+    top = window_top(lo, t.t7, top);
+    // Rows lo .. top + taps − 1: at most taps + WINDOW_SPAN.
+    let n = i32(n_taps()) + top - lo;
+    let i = base + u32(lo) * stride;
+    var win: Window;
+    win.r0 = load_row(i);
+    if (window_rows() > 1u && n > 1) {
+        win.r1 = load_row(i + 1u * stride);
+    }
+    if (window_rows() > 2u && n > 2) {
+        win.r2 = load_row(i + 2u * stride);
+    }
+    if (window_rows() > 3u && n > 3) {
+        win.r3 = load_row(i + 3u * stride);
+    }
+    if (window_rows() > 4u && n > 4) {
+        win.r4 = load_row(i + 4u * stride);
+    }
+    if (window_rows() > 5u && n > 5) {
+        win.r5 = load_row(i + 5u * stride);
+    }
+    if (window_rows() > 6u && n > 6) {
+        win.r6 = load_row(i + 6u * stride);
+    }
+    if (window_rows() > 7u && n > 7) {
+        win.r7 = load_row(i + 7u * stride);
+    }
+    if (window_rows() > 8u && n > 8) {
+        win.r8 = load_row(i + 8u * stride);
+    }
+    if (window_rows() > 9u && n > 9) {
+        win.r9 = load_row(i + 9u * stride);
+    }
+    var a = *acc;
+    var out = t;
+    var r = accumulate(a.a0, t.t0, lo, win);
+    a.a0 = r.acc;
+    out.t0 = r.tap;
+    r = accumulate(a.a1, t.t1, lo, win);
+    a.a1 = r.acc;
+    out.t1 = r.tap;
+    r = accumulate(a.a2, t.t2, lo, win);
+    a.a2 = r.acc;
+    out.t2 = r.tap;
+    r = accumulate(a.a3, t.t3, lo, win);
+    a.a3 = r.acc;
+    out.t3 = r.tap;
+    r = accumulate(a.a4, t.t4, lo, win);
+    a.a4 = r.acc;
+    out.t4 = r.tap;
+    r = accumulate(a.a5, t.t5, lo, win);
+    a.a5 = r.acc;
+    out.t5 = r.tap;
+    r = accumulate(a.a6, t.t6, lo, win);
+    a.a6 = r.acc;
+    out.t6 = r.tap;
+    r = accumulate(a.a7, t.t7, lo, win);
+    a.a7 = r.acc;
+    out.t7 = r.tap;
+    *acc = a;
+    return out;
+}
+
+// The elements an invocation's pixels take (das_transmit), widened by one
+// on each side: the two passes are compiled apart and may round a tie at
+// the aperture's edge differently, and the kernel's own test decides
+// there. Empty (x > y) when no pixel takes any element.
+fn elements_of(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> vec2<u32> {
+    let K = PIXELS_PER_INVOCATION;
+    var lo = x0.z;
+    var hi = x0.w;
+    if (K > 1u) {
+        lo = min(lo, x1.z);
+        hi = max(hi, x1.w);
+    }
+    if (K > 2u) {
+        lo = min(lo, min(x2.z, x3.z));
+        hi = max(hi, max(x2.w, x3.w));
+    }
+    if (K > 4u) {
+        lo = min(lo, min(min(x4.z, x5.z), min(x6.z, x7.z)));
+        hi = max(hi, max(max(x4.w, x5.w), max(x6.w, x7.w)));
+    }
+    if (lo > hi) {
+        return vec2<u32>(1u, 0u);
+    }
+    return vec2<u32>(u32(max(lo - 1.0, 0.0)), min(u32(hi) + 1u, params.n_elements - 1u));
+}
+
+// One invocation: pixels p0 .. p0 + PIXELS_PER_INVOCATION − 1 of the
+// padded list, frames of block gid.y. The pixel slots are written out
+// (WGSL has no unrolling, and lavapipe keeps private arrays indexed in
+// loops in memory: measured 2.5× slower as a loop); slots beyond
+// PIXELS_PER_INVOCATION are constant-false and compile away.
+//
+// Per element, one window (taps + 2 rows) serves every pixel whose first
+// tap is within 2 rows of the lowest. Pixels further apart (an invocation
+// across a sharp change of delay) are left for a second pass after the
+// main loop, which runs only in invocations that need it. Not a branch in
+// the main loop: lavapipe predicates both sides of a branch, so a rarely
+// taken slow path full of loads costs on every element (measured: 40 % of
+// the kernel), while a loop that no SIMD lane enters costs one test.
 @compute @workgroup_size(64)
 fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p0 = gid.x * PIXELS_PER_INVOCATION;
     let f0 = gid.y * 2u * ROW_VEC4;
-    if (p0 >= params.n_pixels || f0 >= params.n_frames) {
+    let np = n_padded();
+    if (p0 >= np || f0 >= params.n_frames) {
         return;
     }
-    let K = PIXELS_PER_INVOCATION;
-    let np = params.n_pixels;
     // Pixels past the end repeat the last one and are not stored.
     let q0 = pixel_position(p0);
     let q1 = pixel_position(p0 + 1u);
@@ -454,129 +822,99 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
     let stride = frames_padded() / 2u;
     let block = gid.y * ROW_VEC4;
 
-    var a0 = ZERO_ROW;
-    var a1 = ZERO_ROW;
-    var a2 = ZERO_ROW;
-    var a3 = ZERO_ROW;
-    var a4 = ZERO_ROW;
-    var a5 = ZERO_ROW;
-    var a6 = ZERO_ROW;
-    var a7 = ZERO_ROW;
+    var acc = Acc8(ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW);
+    var missed = false;
     for (var w = 0u; w < params.n_waves; w++) {
         let wd = wave_delay_of(w);
         let tw = w * np;
         let x0 = tx[tw + min(p0, last)];
-        var x1 = x0;
-        var x2 = x0;
-        var x3 = x0;
-        var x4 = x0;
-        var x5 = x0;
-        var x6 = x0;
-        var x7 = x0;
-        if (K > 1u) {
-            x1 = tx[tw + min(p0 + 1u, last)];
-        }
-        if (K > 2u) {
-            x2 = tx[tw + min(p0 + 2u, last)];
-            x3 = tx[tw + min(p0 + 3u, last)];
-        }
-        if (K > 4u) {
-            x4 = tx[tw + min(p0 + 4u, last)];
-            x5 = tx[tw + min(p0 + 5u, last)];
-            x6 = tx[tw + min(p0 + 6u, last)];
-            x7 = tx[tw + min(p0 + 7u, last)];
-        }
-        for (var e = 0u; e < params.n_elements; e++) {
-            let none = Tap(-1, vec4<f32>(0.0), vec2<f32>(0.0), 0.0);
-            var t0 = tap(q0, x0, wd, e);
-            var t1 = none;
-            var t2 = none;
-            var t3 = none;
-            var t4 = none;
-            var t5 = none;
-            var t6 = none;
-            var t7 = none;
-            if (K > 1u) {
-                t1 = tap(q1, x1, wd, e);
-            }
-            if (K > 2u) {
-                t2 = tap(q2, x2, wd, e);
-                t3 = tap(q3, x3, wd, e);
-            }
-            if (K > 4u) {
-                t4 = tap(q4, x4, wd, e);
-                t5 = tap(q5, x5, wd, e);
-                t6 = tap(q6, x6, wd, e);
-                t7 = tap(q7, x7, wd, e);
+        let x1 = tx[tw + min(p0 + 1u, last)];
+        let x2 = tx[tw + min(p0 + 2u, last)];
+        let x3 = tx[tw + min(p0 + 3u, last)];
+        let x4 = tx[tw + min(p0 + 4u, last)];
+        let x5 = tx[tw + min(p0 + 5u, last)];
+        let x6 = tx[tw + min(p0 + 6u, last)];
+        let x7 = tx[tw + min(p0 + 7u, last)];
+        let range = elements_of(x0, x1, x2, x3, x4, x5, x6, x7);
+        for (var e = range.x; e <= range.y; e++) {
+            let t = taps8(q0, q1, q2, q3, q4, q5, q6, q7, x0.xy, x1.xy, x2.xy, x3.xy, x4.xy, x5.xy, x6.xy, x7.xy, wd, e);
+            let lo = window_start8(t);
+            if (lo < 0) {
+                // No pixel of this invocation takes this element.
+                continue;
             }
             let base = (w * params.n_elements + e) * params.n_samples * stride + block;
-            // Usually one window holds every pixel's taps; when the pixels
-            // are too far apart, further windows take the rest. A loop, not
-            // a separate slow path: lavapipe predicates both sides of a
-            // branch, and a rarely taken path full of loads measured 40 %
-            // of the kernel (BENCHMARKS.md).
-            loop {
-                let hi = max(max(max(t0.row, t1.row), max(t2.row, t3.row)), max(max(t4.row, t5.row), max(t6.row, t7.row)));
-                if (hi < 0) {
-                    // No pixel (left) takes this element.
-                    break;
-                }
-                var lo = hi;
-                lo = lowest(lo, t0);
-                lo = lowest(lo, t1);
-                lo = lowest(lo, t2);
-                lo = lowest(lo, t3);
-                lo = lowest(lo, t4);
-                lo = lowest(lo, t5);
-                lo = lowest(lo, t6);
-                lo = lowest(lo, t7);
-                // The window: rows lo .. lo + taps + 1, those some pixel uses.
-                let i = base + u32(lo) * stride;
-                let n = i32(n_taps()) + min(hi - lo, 2);
-                let w0 = load_row(i);
-                var w1 = ZERO_ROW;
-                var w2 = ZERO_ROW;
-                var w3 = ZERO_ROW;
-                var w4 = ZERO_ROW;
-                var w5 = ZERO_ROW;
-                if (n > 1) {
-                    w1 = load_row(i + stride);
-                }
-                if (n > 2) {
-                    w2 = load_row(i + 2u * stride);
-                }
-                if (n > 3) {
-                    w3 = load_row(i + 3u * stride);
-                }
-                if (n > 4) {
-                    w4 = load_row(i + 4u * stride);
-                }
-                if (n > 5) {
-                    w5 = load_row(i + 5u * stride);
-                }
-                t0 = accumulate(&a0, t0, lo, w0, w1, w2, w3, w4, w5);
-                t1 = accumulate(&a1, t1, lo, w0, w1, w2, w3, w4, w5);
-                t2 = accumulate(&a2, t2, lo, w0, w1, w2, w3, w4, w5);
-                t3 = accumulate(&a3, t3, lo, w0, w1, w2, w3, w4, w5);
-                t4 = accumulate(&a4, t4, lo, w0, w1, w2, w3, w4, w5);
-                t5 = accumulate(&a5, t5, lo, w0, w1, w2, w3, w4, w5);
-                t6 = accumulate(&a6, t6, lo, w0, w1, w2, w3, w4, w5);
-                t7 = accumulate(&a7, t7, lo, w0, w1, w2, w3, w4, w5);
-            }
+            let rest = add_window(&acc, t, lo, base, stride);
+            missed = missed || any_pending(rest);
         }
     }
-    store(p0, f0, a0);
+    // The second pass: the taps the first left out, pixel by pixel, each
+    // loading its own rows. Written as loops over the slots (one copy of
+    // `tap`, kept small: every copy is compiled for every variant, and
+    // lavapipe compiles at pipeline creation) into a separate array, so
+    // that the first pass keeps its accumulators in registers.
+    var extra: array<Row, 8>;
+    if (missed) {
+        let q = array<vec3<f32>, 8>(q0, q1, q2, q3, q4, q5, q6, q7);
+        for (var w = 0u; w < params.n_waves; w++) {
+            let wd = wave_delay_of(w);
+            let tw = w * np;
+            var x: array<vec4<f32>, 8>;
+            for (var k = 0u; k < 8u; k++) {
+                x[k] = tx[tw + min(p0 + k, last)];
+            }
+            let range = elements_of(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]);
+            for (var e = range.x; e <= range.y; e++) {
+                // The first pass's window: rows from the lowest first tap.
+                var rows_of: array<i32, 8>;
+                var first = -1;
+                for (var k = 0u; k < PIXELS_PER_INVOCATION; k++) {
+                    let r = tap(q[k], x[k].xy, wd, e).row;
+                    rows_of[k] = r;
+                    if (r >= 0 && (first < 0 || r < first)) {
+                        first = r;
+                    }
+                }
+                let base = (w * params.n_elements + e) * params.n_samples * stride + block;
+                for (var k = 0u; k < PIXELS_PER_INVOCATION; k++) {
+                    if (rows_of[k] - first > i32(WINDOW_SPAN) && first >= 0) {
+                        let t = tap(q[k], x[k].xy, wd, e);
+                        let i = base + u32(t.row) * stride;
+                        var v = mad_row(ZERO_ROW, t.c.x, load_row(i));
+                        if (n_taps() > 1u) {
+                            v = mad_row(v, t.c.y, load_row(i + stride));
+                        }
+                        if (n_taps() > 2u) {
+                            v = mad_row(v, t.c.z, load_row(i + 2u * stride));
+                            v = mad_row(v, t.c.w, load_row(i + 3u * stride));
+                        }
+                        extra[k] = rotate_add(extra[k], v, t.rot);
+                    }
+                }
+            }
+        }
+        acc.a0 = add_rows(acc.a0, extra[0]);
+        acc.a1 = add_rows(acc.a1, extra[1]);
+        acc.a2 = add_rows(acc.a2, extra[2]);
+        acc.a3 = add_rows(acc.a3, extra[3]);
+        acc.a4 = add_rows(acc.a4, extra[4]);
+        acc.a5 = add_rows(acc.a5, extra[5]);
+        acc.a6 = add_rows(acc.a6, extra[6]);
+        acc.a7 = add_rows(acc.a7, extra[7]);
+    }
+    let K = PIXELS_PER_INVOCATION;
+    store(p0, f0, acc.a0);
     if (K > 1u) {
-        store(p0 + 1u, f0, a1);
+        store(p0 + 1u, f0, acc.a1);
     }
     if (K > 2u) {
-        store(p0 + 2u, f0, a2);
-        store(p0 + 3u, f0, a3);
+        store(p0 + 2u, f0, acc.a2);
+        store(p0 + 3u, f0, acc.a3);
     }
     if (K > 4u) {
-        store(p0 + 4u, f0, a4);
-        store(p0 + 5u, f0, a5);
-        store(p0 + 6u, f0, a6);
-        store(p0 + 7u, f0, a7);
+        store(p0 + 4u, f0, acc.a4);
+        store(p0 + 5u, f0, acc.a5);
+        store(p0 + 6u, f0, acc.a6);
+        store(p0 + 7u, f0, acc.a7);
     }
 }

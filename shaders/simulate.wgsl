@@ -9,32 +9,34 @@
 // fire(e') + |s - e'|/c + |s - e|/c. Summing that directly is
 // O(elements^2) per scatterer. It splits instead:
 //
-// transmit (per wave and scatterer): the field that reaches
+// transmit (one workgroup per wave and scatterer): the field that reaches
 //   the scatterer, sum over e' of weight(e') x pulse(t - arrival(e')), is
 //   built in the frequency domain on a window around the wavefront (N_f
 //   frequencies, like simus but only over the window: ~40 instead of ~1000
 //   for the default window) and written as a complex baseband waveform on
-//   taps. One workgroup per (wave, scatterer). Arrivals more than `window` after the wavefront (edge waves and
+//   taps. Arrivals more than `window` after the wavefront (edge waves, and
 //   transmit grating lobes from far elements) are tapered out; a window as
 //   long as the aperture keeps them all, at a cost that grows with it.
-// receive (one invocation per scatterer and element, all waves): delays that
-//   waveform by |s - e|/c, weights it by the element's directivity, spreading,
-//   attenuation and elevation response, and adds it into the traces.
+// receive (one invocation per scatterer and element, looping over the
+//   waves): delays that waveform by |s - e|/c, weights it by the element's
+//   directivity, spreading, attenuation and elevation response, and adds it
+//   into the traces.
 // peak, resolve: fixed point to f32, optional noise, frames.
 //
 // Summing without races: receive adds into 64-bit fixed-point accumulators
-// (two u32 words with a carry) with atomicAdd. WGSL has no float atomics,
-// and the alternatives measured worse or were inexact: a gather per output
-// sample over scatterers needs them binned per (wave, element) by arrival,
-// which costs a sort per trace; workgroup tiles still need atomics inside the
-// tile. Integer addition is associative, so the result does not depend on
-// the order in which invocations land: two runs give identical bits, and
-// the CPU twin can sum in any order too. The unit is 2^-(42 - e) where 2^e
-// bounds every single contribution (from transmit's per-scatterer bound), so
-// one contribution is < 2^43 units and 2^20 coherent contributions at the
-// bound still fit in 63 bits. Measured on lavapipe (2 cores): see
-// BENCHMARKS.md, "Simulator vs PyMUST" (the 64-bit add costs about as much
-// as the interpolation it accumulates).
+// (u32 words with a carry; positive and negative parts apart) with atomicAdd. WGSL has no float atomics. A
+// gather per output sample would need the scatterers binned by arrival for
+// every (wave, element) trace, a sort per trace each frame; tiles in
+// workgroup memory would still need atomics inside the tile. Integer
+// addition is associative, so the result does not depend on the order in
+// which invocations land: two runs give identical bits, and the CPU twin
+// can split the sum over threads. The unit is 2^-(42 - e) where 2^e bounds
+// every single contribution (transmit's per-scatterer bound), so one
+// contribution is < 2^43 units and 2^20 coherent contributions at the bound
+// still fit in 63 bits. Measured on lavapipe (2 cores, 2000 scatterers ×
+// 128 channels × 5 waves): 4.4 s with the atomic adds, 3.1 s with them
+// replaced by a (wrong) register sum, so any race-free scheme could save at
+// most 30 %, before paying for its own binning.
 
 const MAX_SEGMENTS: u32 = 8u;
 const PI: f32 = 3.14159265358979;
@@ -126,7 +128,8 @@ struct SimulateParams {
 @group(0) @binding(4) var<storage, read_write> taps: array<vec2<f32>>;
 // [0]: bits of the largest contribution bound; [1]: bits of the peak |RF|.
 @group(0) @binding(5) var<storage, read_write> state: array<atomic<u32>>;
-// [wave][element][sample] × (low word, high word) of the 64-bit sums.
+// [wave][element][sample] × (positive low, high; negative low, high) of
+// the 64-bit sums.
 @group(0) @binding(6) var<storage, read_write> acc: array<atomic<u32>>;
 // [frame][wave][element][sample].
 @group(0) @binding(7) var<storage, read_write> rf: array<f32>;
@@ -314,24 +317,38 @@ fn window_weight(d: f32, lo: f32, hi: f32, taper_lo: f32, taper_hi: f32) -> f32 
 
 // ---- transmit: one workgroup per (wave, scatterer of the batch)
 //
-// The 64 invocations share the work: elements for the first arrival, the
+// The 32 invocations share the work: elements for the first arrival, the
 // arrivals' weights, blocks of frequencies for the spectrum, taps for the
-// waveform. (One invocation per scatterer would also run, but lavapipe
-// stops a single invocation after 65 535 loop iterations in all, which a
-// long window exceeds, and a real GPU would leave 63 lanes of a long loop
-// idle.)
+// waveform. One invocation per scatterer would leave a GPU's other lanes
+// idle through long loops, and lavapipe stops an invocation after 65 535
+// loop iterations in all, which a long window exceeds. 32 (one NVIDIA
+// warp): on lavapipe, transmit for 2000 scatterers × 5 waves took 2.6 s
+// with 64 invocations, 1.5 s with 32 and 1.0 s with 16 (barriers are
+// coroutine switches there), but 16 would half-fill a warp and overrun
+// lavapipe's loop limit for the longest windows.
 
-const WG: u32 = 64u;
+const WG: u32 = 32u;
 // Arrivals staged in workgroup memory at a time; more are done in chunks.
 const MAX_ARRIVALS: u32 = 256u;
-// Frequencies of the transmit spectrum (so at most 16 per invocation).
+// Frequencies of the transmit spectrum (so at most 32 per invocation).
 const MAX_FREQ: u32 = 1024u;
-const MAX_BLOCK: u32 = 16u;
+const MAX_BLOCK: u32 = 32u;
 
 var<workgroup> red_a: array<f32, WG>;
 var<workgroup> red_b: array<f32, WG>;
 var<workgroup> red_c: array<f32, WG>;
 var<workgroup> red_i: array<u32, WG>;
+
+// What invocation 0 reduces from the per-invocation partials (in
+// invocation order: one barrier before and one uniform load after, where a
+// tree would take a barrier per level; lavapipe pays for every barrier).
+struct Reduced {
+    a: f32,
+    b: f32,
+    c: f32,
+    i: u32,
+}
+var<workgroup> reduced: Reduced;
 // (weight re, im; α r; 2π d) of staged arrivals.
 var<workgroup> arrivals: array<vec4<f32>, MAX_ARRIVALS>;
 // K(f_n) Q(f_n).
@@ -347,7 +364,7 @@ fn zero_heads(li: u32, w: u32, head: u32, rx_head: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn transmit(
     @builtin(local_invocation_index) li: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -401,27 +418,28 @@ fn transmit(
     red_b[li] = t_last;
     red_c[li] = rm_near;
     workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            let o = li + half;
-            if (red_a[o] < red_a[li] || (red_a[o] == red_a[li] && red_i[o] < red_i[li])) {
-                red_a[li] = red_a[o];
-                red_i[li] = red_i[o];
+    if (li == 0u) {
+        var r = Reduced(red_a[0], red_b[0], red_c[0], red_i[0]);
+        for (var k = 1u; k < WG; k++) {
+            if (red_a[k] < r.a || (red_a[k] == r.a && red_i[k] < r.i)) {
+                r.a = red_a[k];
+                r.i = red_i[k];
             }
-            red_b[li] = max(red_b[li], red_b[o]);
-            red_c[li] = min(red_c[li], red_c[o]);
+            r.b = max(r.b, red_b[k]);
+            r.c = min(r.c, red_c[k]);
         }
-        workgroupBarrier();
+        reduced = r;
     }
-    let tf = workgroupUniformLoad(&red_a[0]);
+    let first = workgroupUniformLoad(&reduced);
+    let tf = first.a;
     if (tf > 1e29) {
         // No element faces the scatterer.
         zero_heads(li, w, head, rx_head);
         return;
     }
-    let e_tx = workgroupUniformLoad(&red_i[0]);
-    let tl = workgroupUniformLoad(&red_b[0]);
-    let rm_rx = workgroupUniformLoad(&red_c[0]);
+    let e_tx = first.i;
+    let tl = first.b;
+    let rm_rx = first.c;
     var rm_tx = 0.0;
     for (var m = 0u; m < ns; m++) {
         rm_tx += path(p, e_tx, m).r;
@@ -560,24 +578,26 @@ fn transmit(
     red_a[li] = d_first;
     red_b[li] = d_last;
     red_c[li] = bound;
+    // Every invocation reads kq below: the barrier in the uniform load
+    // orders those writes too.
     workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            red_a[li] = min(red_a[li], red_a[li + half]);
-            red_b[li] = max(red_b[li], red_b[li + half]);
-            red_c[li] = red_c[li] + red_c[li + half];
-        }
-        workgroupBarrier();
-    }
-    let df = workgroupUniformLoad(&red_a[0]);
-    let dl = workgroupUniformLoad(&red_b[0]);
     if (li == 0u) {
+        var r = Reduced(red_a[0], red_b[0], red_c[0], 0u);
+        for (var k = 1u; k < WG; k++) {
+            r.a = min(r.a, red_a[k]);
+            r.b = max(r.b, red_b[k]);
+            r.c += red_c[k];
+        }
+        reduced = r;
         var reach = params.rx_cap / params.small_d;
         if (!elevation) {
             reach = params.width_2d / sqrt(params.small_d);
         }
-        atomicMax(&state[0], bitcast<u32>(abs(sc.w) * red_c[0] * reach));
+        atomicMax(&state[0], bitcast<u32>(abs(sc.w) * r.c * reach));
     }
+    let second = workgroupUniformLoad(&reduced);
+    let df = second.a;
+    let dl = second.b;
     if (dl < df) {
         // Every arrival fell outside the window.
         if (li == 0u) {
@@ -621,29 +641,32 @@ fn shift_of_bound() -> i32 {
     return 42 - e;
 }
 
-// Add v · 2^shift, rounded, into the 64-bit accumulator i.
+// Add v · 2^shift, rounded, into sample i: |v| goes into the positive or
+// the negative 64-bit sum (low word, high word), so the high word is only
+// touched on a carry or for contributions of 2^32 units and more: one
+// atomic per sample instead of two for two's complement.
 fn add_fixed(i: u32, v: f32, shift: i32) {
     let x = ldexp(v, shift);
+    let a = abs(x);
     var lo: u32;
-    var hi: i32;
-    if (abs(x) < 2147483520.0) {
-        let xi = i32(round(x));
-        lo = bitcast<u32>(xi);
-        hi = select(0, -1, xi < 0);
+    var hi: u32;
+    if (a < 4294967040.0) {
+        lo = u32(round(a));
+        hi = 0u;
     } else {
-        // |x| >= 2^31: x is a multiple of 2^8, so both words are exact.
-        let h = floor(x * 2.3283064365386963e-10);
-        hi = i32(h);
-        lo = u32(x - h * 4294967296.0);
+        // a >= 2^32 is a multiple of 2^9: both words are exact.
+        let h = floor(a * 2.3283064365386963e-10);
+        hi = u32(h);
+        lo = u32(a - h * 4294967296.0);
     }
-    if (lo == 0u && hi == 0) {
+    if (lo == 0u && hi == 0u) {
         return;
     }
-    let old = atomicAdd(&acc[2u * i], lo);
-    let carry = select(0, 1, old + lo < old);
-    let add_hi = hi + carry;
-    if (add_hi != 0) {
-        atomicAdd(&acc[2u * i + 1u], bitcast<u32>(add_hi));
+    let base = 4u * i + select(0u, 2u, x < 0.0);
+    let old = atomicAdd(&acc[base], lo);
+    let add_hi = hi + select(0u, 1u, old + lo < old);
+    if (add_hi != 0u) {
+        atomicAdd(&acc[base + 1u], add_hi);
     }
 }
 
@@ -751,8 +774,13 @@ fn receive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 // ---- resolve: fixed point to f32, noise, frames
 
 fn fixed_value(i: u32, shift: i32) -> f32 {
-    let lo = atomicLoad(&acc[2u * i]);
-    let hi = bitcast<i32>(atomicLoad(&acc[2u * i + 1u]));
+    // positive - negative, as 64-bit words with a borrow.
+    let p_lo = atomicLoad(&acc[4u * i]);
+    let p_hi = atomicLoad(&acc[4u * i + 1u]);
+    let n_lo = atomicLoad(&acc[4u * i + 2u]);
+    let n_hi = atomicLoad(&acc[4u * i + 3u]);
+    let lo = p_lo - n_lo;
+    let hi = bitcast<i32>(p_hi - n_hi - select(0u, 1u, p_lo < n_lo));
     if ((hi == 0 && lo < 0x80000000u) || (hi == -1 && lo >= 0x80000000u)) {
         return ldexp(f32(bitcast<i32>(lo)), -shift);
     }

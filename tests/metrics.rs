@@ -164,3 +164,51 @@ fn cli_metrics_on_an_envelope_file() {
     let o = sonoguide(&["metrics", env_path.to_str().unwrap(), "--point", "0,0.015"]);
     assert!(o.status.code() == Some(2) && String::from_utf8_lossy(&o.stderr).contains("pixel positions"));
 }
+
+#[test]
+fn cli_metrics_beamforms_channel_data_of_a_scene() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("p.toml");
+    std::fs::write(
+        &scene,
+        r#"
+[scene]
+name = "one point"
+units = "mm"
+[probe]
+kind = "linear"
+elements = 48
+pitch = 0.3
+element_width = 0.27
+center_frequency = 5
+bandwidth = 70
+[transmit]
+kind = "plane"
+angles = [-5, 0, 5]
+[acquisition]
+depth = 14
+[[point]]
+positions = [[0.4, 10]]
+amplitude = 1
+[image]
+x = [-2, 2]
+z = [8, 12]
+pixels = [81, 81]
+"#,
+    )
+    .unwrap();
+    let uff = dir.path().join("p.uff");
+    let o = sonoguide(&["simulate", scene.to_str().unwrap(), "--out", uff.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = dir.path().join("m.json");
+    let o = sonoguide(&["metrics", uff.to_str().unwrap(), "--scene", scene.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let err = v["points"][0]["peak_error"].as_f64().unwrap();
+    let lambda = 1540.0 / 5e6;
+    eprintln!("simulated point at (0.4, 10) mm: peak {:?}, error {:.4} mm", v["points"][0]["peak"], err * 1e3);
+    assert!(err < lambda / 4.0, "peak {:.3} mm from the point", err * 1e3);
+}

@@ -741,9 +741,11 @@ fn benchmark_simulator() {
     sim.run(&ctx, &hplan, &hip).unwrap();
     let hip_s = t.elapsed().as_secs_f64();
     eprintln!("hip frame: {} scatterers × {} channels × {} waves, {samples} samples: {:.2} s", hip.len(), hacq.probe.len(), hacq.waves.len(), hip_s);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("?").to_string();
     let out = serde_json::json!({
         "adapter": ctx.describe(),
         "threads": threads,
+        "load_average": load,
         "workload": "L11-5v 128 el, 3 plane waves, 1700 samples, 3-D elevation, 0.5 dB/cm/MHz, tx window 4 periods",
         "gpu": {"scatterers": n_gpu, "seconds": gpu_s, "echoes_per_s": echoes(n_gpu) / gpu_s},
         "cpu": {"scatterers": n_cpu, "seconds": cpu_s, "echoes_per_s": echoes(n_cpu) / cpu_s},

@@ -100,9 +100,12 @@ pub struct BenchArgs {
     /// DAS tiling: pixels per invocation, 1, 2, 4 or 8 (default: 8 on CPU adapters, 4 on GPUs).
     #[arg(long)]
     pub pixels_per_invocation: Option<u32>,
-    /// DAS tiling: vec4 per row, 1, 2 or 4 (2, 4 or 8 frames per block; default: by frame count).
+    /// DAS tiling: vec4 per row, 1, 2, 4 or 8 (2 to 16 frames per block; default: by frame count).
     #[arg(long)]
     pub row_vec4: Option<u32>,
+    /// DAS tiling: window span 2, 4 or 6 (default: chosen from the geometry).
+    #[arg(long)]
+    pub window_span: Option<u32>,
     /// Synthetic workload: pixels NXxNZ.
     #[arg(long, default_value = "251x251")]
     pub size: String,
@@ -160,11 +163,15 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
 }
 
 fn tiling_override(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(), BenchError> {
-    if args.pixels_per_invocation.is_none() && args.row_vec4.is_none() {
+    if args.pixels_per_invocation.is_none() && args.row_vec4.is_none() && args.window_span.is_none() {
         return Ok(bf.das.set_tiling(None)?);
     }
     let d = bf.das.default_tiling(frames);
-    let t = DasTiling { pixels_per_invocation: args.pixels_per_invocation.unwrap_or(d.pixels_per_invocation), row_vec4: args.row_vec4.unwrap_or(d.row_vec4) };
+    let t = DasTiling {
+        pixels_per_invocation: args.pixels_per_invocation.unwrap_or(d.pixels_per_invocation),
+        row_vec4: args.row_vec4.unwrap_or(d.row_vec4),
+        window_span: args.window_span.unwrap_or(0),
+    };
     Ok(bf.das.set_tiling(Some(t))?)
 }
 
@@ -273,7 +280,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
             let sw = workload::synthetic(shape)?;
             tiling_override(args, &bf, sw.data.frames)?;
             let sp = measure::prepare(&ctx, &bf, &sw)?;
-            let sk = measure::time_kernel(&ctx, &bf, &sp, 1, repeat.min(if args.quick { 2 } else { 7 }))?;
+            let sk = measure::time_kernel(&ctx, &bf, &sp, 2, repeat.min(if args.quick { 2 } else { 7 }))?;
             sweeps.push(measurement(series, &sw, &sk));
             bar.inc();
         }
@@ -319,7 +326,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         min_kernel_s: k.kernel_s.iter().copied().fold(f64::INFINITY, f64::min),
         process_cpu_s: k.process_cpu_s,
         wall_s: k.wall_s.clone(),
-        tiling: format!("{} pixels per invocation, {} frames per block", t.pixels_per_invocation, t.frames_per_block()),
+        tiling: format!("{} pixels per invocation, {} frames per block, window span {}", t.pixels_per_invocation, t.frames_per_block(), t.window_span),
         cpu_s,
         gpu_over_cpu: cpu_s.map(|c| c / m.median_kernel_s),
         max_rel_err_vs_cpu: err,

@@ -29,6 +29,8 @@ pub const MAX_FREQ: usize = 1024;
 /// invocation after 65 535 in all, so long windows with many waves are
 /// dispatched in groups of waves.
 const RECEIVE_ITERATIONS: usize = 40_000;
+/// The same limit for transmit on a software adapter, with a margin.
+const SOFTWARE_LOOP_LIMIT: usize = 60_000;
 /// Longest taper at a cut end of the transmit window, periods of fc.
 pub const MAX_TAPER: f64 = 2.0;
 /// Baseband taps per period of the centre frequency. The taps are read with
@@ -433,6 +435,21 @@ impl SimPlan {
         self.params.n_taps as usize
     }
 
+    /// Loop iterations of one transmit invocation (the longest: the taps
+    /// and spectrum loops dominate).
+    pub fn transmit_iterations(&self) -> usize {
+        let wg = crate::reference::simulate::WG;
+        let (nf, nt) = (self.params.n_freq as usize, self.params.n_taps as usize);
+        let arrivals = (self.params.n_elements * self.params.n_segments) as usize;
+        nt.div_ceil(wg) * (nf + 1) + arrivals * (nf.div_ceil(wg) + 1) + 4 * arrivals.div_ceil(wg) + 1000
+    }
+
+    /// The transmit window, periods of fc.
+    pub fn window_periods(&self) -> f64 {
+        let t = &self.tables[self.params.off_waves as usize + 1];
+        t[3] as f64 * self.params.fc as f64
+    }
+
     /// Waves per receive dispatch (see `RECEIVE_ITERATIONS`).
     pub fn wave_group(&self) -> usize {
         let samples = (self.params.n_taps as f64 * self.params.fs as f64 / self.params.fs_taps as f64).ceil() as usize + 2;
@@ -506,7 +523,7 @@ impl Simulate {
     pub fn batch_size(ctx: &GpuContext, plan: &SimPlan, n: usize) -> usize {
         let per = (plan.n_waves() * plan.n_taps() * 8).max(1) as u64;
         let fit = (ctx.max_binding() / per).max(1) as usize;
-        n.min(fit).min(1 << 22).max(1)
+        n.clamp(1, fit.min(1 << 22))
     }
 
     /// Record the simulation of `scatterers` into a new RF buffer.
@@ -519,6 +536,13 @@ impl Simulate {
     ) -> Result<GpuChannels, PipelineError> {
         let n = scatterers.count;
         let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
+        if ctx.info.device_type == wgpu::DeviceType::Cpu && plan.transmit_iterations() > SOFTWARE_LOOP_LIMIT {
+            return Err(PipelineError::Settings(format!(
+                "simulation: a transmit window of {:.0} periods needs {} loop iterations per invocation; software Vulkan (lavapipe) stops an invocation after 65 535. Lower `tx_window`.",
+                plan.window_periods(),
+                plan.transmit_iterations()
+            )));
+        }
         let traces = nw * ne;
         let batch = Self::batch_size(ctx, plan, n);
         let n_batches = n.div_ceil(batch).max(1);
@@ -526,7 +550,7 @@ impl Simulate {
         let heads = ctx.storage("sonoguide.simulate.heads", ((nw + 2) * batch * 16) as u64)?;
         let taps = ctx.storage("sonoguide.simulate.taps", (nw * batch * plan.n_taps() * 8) as u64)?;
         let state = ctx.storage("sonoguide.simulate.state", 16)?;
-        let acc = ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 8) as u64)?;
+        let acc = ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 16) as u64)?;
         let rf = ctx.storage("sonoguide.simulate.rf", (plan.frames * traces * ns * 4) as u64)?;
         // An empty scatterer list still needs a buffer to bind.
         let dummy;

@@ -1,6 +1,15 @@
-//! CPU twin of `shaders/das.wgsl`: the same loops over pixels, waves,
-//! elements and frames, in f64, from the same [`DasPlan`]. Tests compare the
+//! CPU twin of `shaders/das.wgsl`: the same arithmetic per (pixel, wave,
+//! element, frame), in f64, from the same [`DasPlan`]. Tests compare the
 //! two; benchmarks time them side by side.
+//!
+//! The shader's execution plan is not mirrored: it beamforms several
+//! neighbouring pixels per invocation from shared rows of frame-contiguous
+//! data, precomputes transmit distances per (wave, pixel) and loops only
+//! over the elements that contribute. None of that changes what is summed,
+//! only the order, so the twin keeps the plain loops (pixel, wave, element,
+//! frame) that make it easy to check by eye. [`first_tap`] is the one
+//! piece the GPU host also uses: it samples delays to choose the kernel's
+//! tiling (`pipeline::das::choose_tiling`).
 
 use crate::pipeline::das::{DasPlan, FLAG_IQ, FLAG_NORMALIZE};
 
@@ -35,7 +44,54 @@ fn receive_weight(plan: &DasPlan, d: [f64; 3], normal: [f64; 3], e: usize) -> f6
     window(p.apodization, p.tukey as f64, (2.0 * e as f64 / n - 1.0).abs())
 }
 
-fn transmit_distance(kind: u32, g: [f64; 4], p: [f64; 3]) -> f64 {
+/// The transmit distance (metres) of wave `w` at `pos` and the delay to
+/// subtract (seconds): MUST's earliest arrival over the virtual elements
+/// (delay already in it), or the analytic wavefront and the wave's delay.
+pub fn transmit(plan: &DasPlan, w: usize, pos: [f64; 3]) -> (f64, f64) {
+    let wave = &plan.waves[w];
+    if plan.params.transmit == 1 {
+        let rows = &plan.tx_table[wave.table_start as usize..(wave.table_start + wave.table_len) as usize];
+        let best = rows.iter().fold(f64::INFINITY, |b, v| {
+            let d = ((pos[0] - v[0] as f64).powi(2) + (pos[1] - v[1] as f64).powi(2) + (pos[2] - v[2] as f64).powi(2)).sqrt();
+            b.min(v[3] as f64 + d)
+        });
+        (best, 0.0)
+    } else {
+        (transmit_distance(wave.kind, wave.geometry.map(|v| v as f64), pos), wave.delay as f64)
+    }
+}
+
+/// The sample of the first interpolation tap element `e` takes for a pixel
+/// at `pos` with transmit distance `t_tx`, or `None` when the element does
+/// not contribute (outside the receive aperture or the record): the
+/// kernel's `tap` without the weights.
+pub fn first_tap(plan: &DasPlan, n_samples: usize, pos: [f64; 3], t_tx: f64, wave_delay: f64, e: usize) -> Option<i64> {
+    let p = &plan.params;
+    let el = &plan.elements[e];
+    let d = [pos[0] - el.position[0] as f64, pos[1] - el.position[1] as f64, pos[2] - el.position[2] as f64];
+    let normal = [el.normal[0] as f64, el.normal[1] as f64, el.normal[2] as f64];
+    if receive_weight(plan, d, normal, e) <= 0.0 {
+        return None;
+    }
+    let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+    let tau = (t_tx + r) / (1.0 / p.inv_c as f64) - wave_delay;
+    let s = (tau - p.t0 as f64) * p.fs as f64;
+    let ns = n_samples as f64;
+    match p.interp {
+        0 => {
+            let i = (s + 0.5).floor();
+            (s >= 0.0 && i <= ns - 1.0).then_some(i as i64)
+        }
+        1 => (s >= 0.0 && s <= ns - 2.0).then(|| s.floor() as i64),
+        _ => {
+            let fl = s.floor();
+            (fl >= 1.0 && fl <= ns - 3.0).then_some(fl as i64 - 1)
+        }
+    }
+}
+
+/// The analytic (UFF) transmit distance of a wave of `kind` with `geometry` g.
+pub fn transmit_distance(kind: u32, g: [f64; 4], p: [f64; 3]) -> f64 {
     match kind {
         0 => p[0] * g[0] + p[1] * g[1] + p[2] * g[2],
         _ => {
@@ -84,18 +140,7 @@ pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frame
         let pos = [pixels[pix][0] as f64, 0.0, pixels[pix][1] as f64];
         let mut acc = vec![[0.0f64; 2]; n_frames];
         for w in 0..nw {
-            let wave = &plan.waves[w];
-            let g = wave.geometry.map(|v| v as f64);
-            let (t_tx, wave_delay) = if p.transmit == 1 {
-                let rows = &plan.tx_table[wave.table_start as usize..(wave.table_start + wave.table_len) as usize];
-                let best = rows.iter().fold(f64::INFINITY, |b, v| {
-                    let d = ((pos[0] - v[0] as f64).powi(2) + (pos[1] - v[1] as f64).powi(2) + (pos[2] - v[2] as f64).powi(2)).sqrt();
-                    b.min(v[3] as f64 + d)
-                });
-                (best, 0.0)
-            } else {
-                (transmit_distance(wave.kind, g, pos), wave.delay as f64)
-            };
+            let (t_tx, wave_delay) = transmit(plan, w, pos);
             let mut wave_acc = vec![[0.0f64; 2]; n_frames];
             let mut weight_sum = 0.0;
             for e in 0..ne {

@@ -12,7 +12,7 @@ const TAU: f32 = std::f32::consts::TAU;
 const EPS: f32 = f32::EPSILON;
 const MAX_SEGMENTS: usize = crate::sim::MAX_SEGMENTS;
 /// Invocations per transmit workgroup (`WG` in simulate.wgsl).
-const WG: usize = 64;
+pub const WG: usize = 32;
 
 type C = [f32; 2];
 
@@ -353,15 +353,11 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
             *part += cabs(v);
         }
     }
-    // The workgroup's tree sum.
-    let mut half = WG / 2;
-    while half > 0 {
-        for li in 0..half {
-            partial[li] += partial[li + half];
-        }
-        half /= 2;
+    // Invocation 0's sum of the partials, in order.
+    let mut bound = partial[0];
+    for p in &partial[1..] {
+        bound += p;
     }
-    let bound = partial[0];
     let reach = if elevation { p.rx_cap / p.small_d } else { p.width_2d / p.small_d.sqrt() };
     let bound = sc[3].abs() * bound * reach;
     if d_last < d_first {
@@ -404,15 +400,22 @@ fn ldexp(v: f32, e: i32) -> f32 {
     v * exp2i(h) * exp2i(e - h)
 }
 
-/// The shader's rounding of one contribution to a 64-bit integer.
+/// The shader's rounding of one contribution to a 64-bit integer (the
+/// shader keeps the positive and negative sums apart; their difference is
+/// this sum).
 pub fn to_fixed(v: f32, shift: i32) -> i64 {
     let x = ldexp(v, shift);
-    if x.abs() < 2147483520.0 {
-        x.round_ties_even() as i32 as i64
+    let a = x.abs();
+    let m = if a < 4294967040.0 {
+        a.round_ties_even() as i64
     } else {
-        let h = (x * 2.328_306_4e-10).floor();
-        let lo = (x - h * 4294967296.0) as u32;
-        ((h as i32 as i64) << 32) + lo as i64
+        let h = (a * 2.328_306_4e-10).floor();
+        ((h as i64) << 32) + (a - h * 4294967296.0) as i64
+    };
+    if x < 0.0 {
+        -m
+    } else {
+        m
     }
 }
 

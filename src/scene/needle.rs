@@ -57,7 +57,7 @@ pub fn needle_scatterers(needle: &Needle, tip: DVec3, direction: DVec3, inserted
         // Specular: the echo comes back when the beam meets the shaft near
         // normal incidence; sin of the beam–shaft angle is cos of incidence.
         let cos_inc = (1.0 - beam.dot(direction).powi(2)).max(0.0).sqrt();
-        let a = 0.6 * cos_inc.powi(6);
+        let a = 4.0 * cos_inc.powi(3);
         if a < 1e-3 {
             continue;
         }

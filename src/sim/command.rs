@@ -68,7 +68,7 @@ pub struct SimulateArgs {
     /// Frames to write (they differ only by their noise) [default: 1].
     #[arg(long)]
     pub frames: Option<usize>,
-    /// Run the CPU twin instead of the GPU stage (slow; for checks and benchmarks).
+    /// Run the CPU twin (reference::simulate, on every core) instead of the GPU stage.
     #[arg(long)]
     pub cpu: bool,
     /// Also write the scene's scatterers as float32 [n, 4] (x, y, z, amplitude).

@@ -251,7 +251,8 @@ impl SimSettings {
                 return Err(SimError::invalid("tx_apodization", "contains NaN or infinite weights"));
             }
         }
-        if !(self.tx_window > 0.0) {
+        // NaN fails `> 0`; infinity is allowed.
+        if self.tx_window.is_nan() || self.tx_window <= 0.0 {
             return Err(SimError::invalid("tx_window", format!("is {} periods, expected a positive number (or infinity: every arrival)", self.tx_window)));
         }
         if let Some(n) = &self.noise {

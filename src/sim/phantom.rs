@@ -18,6 +18,18 @@
 //!
 //! Generation is deterministic: one [`Rng`] seeded by `scene.seed`, drawn
 //! object by object in file order.
+//!
+//! The other sections: `[probe]` (a `preset` such as "L11-5v" or "C5-2v",
+//! or `kind`, `elements`, `pitch`, `element_width`, `radius`,
+//! `center_frequency`, `bandwidth`; `element_height` and `elevation_focus`
+//! turn on the 3-D elevation model; `baffle`, `segments`), `[pulse]`
+//! (`cycles`, or a measured `waveform` with `waveform_rate`),
+//! `[transmit]` (`kind` plane, diverging or focused; `angles`;
+//! `source_distance`, `focus_depth`, `window`), `[acquisition]`
+//! (`sampling_frequency`, `depth` or `samples`, `initial_time`, `frames`),
+//! `[medium]` (`sound_speed`, `attenuation`), `[noise]` (`level` dB re the
+//! peak, `seed`) and `[image]` (a Cartesian `x`, `z` or a polar `radius`,
+//! `angle` grid and `pixels` = [columns, rows]) for `sonoguide metrics`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -112,7 +124,8 @@ struct TransmitSection {
     source_distance: Option<Spanned<f64>>,
     /// Focused: focal distance from the apex (mm).
     focus_depth: Option<Spanned<f64>>,
-    /// Transmit window in periods (see `shaders/simulate.wgsl`).
+    /// Transmit window in periods (see `shaders/simulate.wgsl`); `inf`
+    /// keeps every arrival, as simus.
     window: Option<Spanned<f64>>,
 }
 
