@@ -50,6 +50,15 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def package_version(name):
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001 - a version is only a label here
+        return "unknown"
+
+
 def median_time(fn, repeat):
     times = []
     for _ in range(repeat):
@@ -167,7 +176,7 @@ def bench_vbeam(iq, param, repeat, reference):
     ours = np.abs(out.reshape(n_f, len(x), len(z))).transpose(0, 2, 1).reshape(n_f, -1)
     ref = np.abs(reference.T.reshape(n_f, len(x), len(z))).transpose(0, 2, 1).reshape(n_f, -1)
     corr = float(np.corrcoef(ours.ravel(), ref.ravel())[0, 1])
-    return {"jax": jax.__version__, "device": str(device), "first_call_s": first, "median_s": med, "min_s": mn, "points_per_s": points / med, "envelope_correlation_with_pymust": corr}
+    return {"vbeam": package_version("vbeam"), "jax": jax.__version__, "device": str(device), "first_call_s": first, "median_s": med, "min_s": mn, "points_per_s": points / med, "envelope_correlation_with_pymust": corr}
 
 
 def main():
@@ -189,7 +198,7 @@ def main():
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "pymust": getattr(pymust, "__version__", "unknown"),
+        "pymust": package_version("pymust"),
     }
     image, pm = bench_pymust(iq, param, args.repeat)
     out["pymust"] = {"version": out.pop("pymust"), **pm}
@@ -201,7 +210,7 @@ def main():
     if "skipped" in v:
         print(f"vbeam: skipped ({v['skipped']})")
     else:
-        print(f"vbeam (JAX {v['jax']}, {v['device']}): median {v['median_s'] * 1e3:.1f} ms, first call (compile) {v['first_call_s']:.2f} s")
+        print(f"vbeam {v['vbeam']} (JAX {v['jax']}, {v['device']}): median {v['median_s'] * 1e3:.1f} ms, first call (compile) {v['first_call_s']:.2f} s")
         print(f"  points/s: {v['points_per_s']:.3e}; envelope correlation with PyMUST {v['envelope_correlation_with_pymust']:.4f}")
     if args.json:
         with open(args.json, "w") as f:

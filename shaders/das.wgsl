@@ -1,31 +1,32 @@
 // das: delay-and-sum of RF or IQ channel data onto a list of pixels, with
 // coherent compounding over waves and many frames per dispatch.
 // CPU twin: src/reference/das.rs. Host: src/pipeline/das.rs.
-// Measurements behind every choice below: BENCHMARKS.md ("DAS kernel").
+// The measurements behind every choice below: BENCHMARKS.md ("The DAS
+// kernel: what was done and what each step measured").
 //
 // Three entry points, recorded in this order by the host:
 //
 // 1. `das_layout` copies the channel data, [frame][wave][element][sample],
 //    into rows with the frames contiguous: [wave][element][sample][frame],
 //    complex, frames padded to a whole block. One row (a sample of one
-//    trace, FRAMES_PER_BLOCK frames) is then ROW_VEC4 vec4 loads instead of
-//    2·FRAMES_PER_BLOCK scalar gathers.
+//    trace, 2·ROW_VEC4 frames) is then ROW_VEC4 vec4 loads instead of
+//    4·ROW_VEC4 scalar ones.
 // 2. `das_transmit` computes, once per (wave, pixel), the transmit distance
-//    (MUST's virtual-element search or the analytic wavefront) and the
-//    normalisation of that wave's sum, so that neither is repeated for each
-//    block of frames.
+//    (MUST's virtual-element search or the analytic wavefront), the first
+//    and last element that contribute and the normalisation of the wave's
+//    sum, so that none of it is repeated for each block of frames.
 // 3. `das` beamforms. One invocation owns PIXELS_PER_INVOCATION consecutive
 //    pixels and one block of frames. Neighbouring pixels (along a grid row)
 //    have nearly the same delay to an element, so their interpolation taps
 //    fall in a window of a few rows: the invocation loads that window once
-//    and each pixel selects its taps from it. Loads, not arithmetic, bound
-//    this kernel on every adapter we measured (on lavapipe each load is a
-//    scalar loop over the SIMD lanes), and sharing the window cuts them by
-//    the number of pixels per invocation divided by about 3.
+//    and each pixel weights its rows. Loads, not arithmetic, bound this
+//    kernel on lavapipe (each storage load is a scalar loop over the SIMD
+//    lanes), and sharing the window cuts them about threefold with 8
+//    pixels.
 //
-// The arithmetic of one (pixel, element, frame) is the old single-pixel
-// kernel's, in the same order, so the CPU twin (which loops over pixels one
-// by one) still mirrors it.
+// The arithmetic of one (pixel, element, frame) is the original
+// single-pixel kernel's, so the CPU twin, which loops over pixels one by
+// one, still mirrors it; only the order of the sum differs.
 
 //!import shared/acquisition.wgsl
 
@@ -386,33 +387,6 @@ fn load_row(i: u32) -> Row {
     }
     if (ROW_VEC4 > 7u) {
         r.h = rows[i + 7u];
-    }
-    return r;
-}
-
-fn select_row(x: Row, y: Row, c: bool) -> Row {
-    var r = x;
-    r.a = select(x.a, y.a, c);
-    if (ROW_VEC4 > 1u) {
-        r.b = select(x.b, y.b, c);
-    }
-    if (ROW_VEC4 > 2u) {
-        r.c = select(x.c, y.c, c);
-    }
-    if (ROW_VEC4 > 3u) {
-        r.d = select(x.d, y.d, c);
-    }
-    if (ROW_VEC4 > 4u) {
-        r.e = select(x.e, y.e, c);
-    }
-    if (ROW_VEC4 > 5u) {
-        r.f = select(x.f, y.f, c);
-    }
-    if (ROW_VEC4 > 6u) {
-        r.g = select(x.g, y.g, c);
-    }
-    if (ROW_VEC4 > 7u) {
-        r.h = select(x.h, y.h, c);
     }
     return r;
 }
@@ -793,8 +767,9 @@ fn elements_of(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: v
 // loops in memory: measured 2.5× slower as a loop); slots beyond
 // PIXELS_PER_INVOCATION are constant-false and compile away.
 //
-// Per element, one window (taps + 2 rows) serves every pixel whose first
-// tap is within 2 rows of the lowest. Pixels further apart (an invocation
+// Per element, one window (taps + WINDOW_SPAN rows) serves every pixel
+// whose first tap is within WINDOW_SPAN rows of the lowest. Pixels further
+// apart (an invocation
 // across a sharp change of delay) are left for a second pass after the
 // main loop, which runs only in invocations that need it. Not a branch in
 // the main loop: lavapipe predicates both sides of a branch, so a rarely

@@ -11,10 +11,12 @@
 //!
 //! Latency is measured from the start of a batch's upload to the moment
 //! its image is available (on the GPU, or in host memory with
-//! `--readback`). A frame is dropped only when `--rate` emulates a scanner
-//! that produces frames on its own clock and no buffer is free when a batch
-//! is complete; without `--rate` the source waits for a free buffer
-//! (offline replay), so nothing is dropped, and the report says so.
+//! `--readback`). Frames are dropped only when `--rate` emulates a scanner
+//! that acquires on its own clock: the loop always takes the newest
+//! complete batch, and the frames acquired in between, while every buffer
+//! was busy, are counted as dropped. Without `--rate` the source waits for
+//! a free buffer (offline replay), so nothing is dropped, and the report
+//! says so.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -272,22 +274,30 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
             wait_oldest(&ctx, &slots)?;
             continue;
         }
-        // With a scanner clock, the next batch exists once its last frame has arrived.
+        // With a scanner clock, frames arrive on their own: take the newest
+        // complete batch, and count every frame skipped to reach it as
+        // dropped (a scanner overwrites what was not taken in time).
         if let Some(period) = frame_period {
-            let ready_at = Duration::from_secs_f64(period * (next_frame + batch) as f64);
-            if elapsed < ready_at {
-                std::thread::sleep((ready_at - elapsed).min(Duration::from_micros(200)));
+            let acquired = (elapsed.as_secs_f64() / period) as usize;
+            let newest = (acquired / batch) * batch;
+            if newest < next_frame + batch {
+                let ready_at = Duration::from_secs_f64(period * (next_frame + batch) as f64);
+                std::thread::sleep(ready_at.saturating_sub(elapsed).min(Duration::from_micros(200)));
+                continue;
+            }
+            if slots.iter().all(|s| s.busy) {
+                wait_oldest(&ctx, &slots)?;
+                continue;
+            }
+            let start_of_newest = newest - batch;
+            frames_dropped += start_of_newest - next_frame;
+            next_frame = start_of_newest;
+            if next_frame >= target_frames {
                 continue;
             }
         }
         let Some(slot) = slots.iter_mut().find(|s| !s.busy) else {
-            if frame_period.is_some() {
-                // The scanner does not wait: this batch is lost.
-                frames_dropped += batch;
-                next_frame += batch;
-            } else {
-                wait_oldest(&ctx, &slots)?;
-            }
+            wait_oldest(&ctx, &slots)?;
             continue;
         };
         slot.started = Instant::now();
@@ -319,7 +329,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         frames: frames_done,
         frames_dropped,
         dropped_reason: if frame_period.is_some() {
-            format!("scanner clock {} Hz: a batch that finds all {} buffers busy is dropped", args.rate, args.buffers)
+            format!("scanner clock {} Hz: frames acquired while all {} buffers were busy are skipped (the newest complete batch is taken)", args.rate, args.buffers)
         } else {
             "none can be: without --rate the source waits for a free buffer (offline replay)".into()
         },

@@ -277,11 +277,22 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         let mut bar = progress::Progress::new(shapes.len());
         for (series, shape) in shapes {
             bar.step(&format!("{series}: {}×{} px, {} ch, {} waves, {} frames", shape.nx, shape.nz, shape.channels, shape.waves, shape.frames));
-            let sw = workload::synthetic(shape)?;
-            tiling_override(args, &bf, sw.data.frames)?;
-            let sp = measure::prepare(&ctx, &bf, &sw)?;
-            let sk = measure::time_kernel(&ctx, &bf, &sp, 2, repeat.min(if args.quick { 2 } else { 7 }))?;
-            sweeps.push(measurement(series, &sw, &sk));
+            // A point the adapter cannot hold (a buffer over its binding
+            // limit, say) is reported and skipped; the sweep goes on.
+            let point = || -> Result<Measurement, BenchError> {
+                let sw = workload::synthetic(shape)?;
+                tiling_override(args, &bf, sw.data.frames)?;
+                let sp = measure::prepare(&ctx, &bf, &sw)?;
+                let sk = measure::time_kernel(&ctx, &bf, &sp, 2, repeat.min(if args.quick { 2 } else { 7 }))?;
+                Ok(measurement(series, &sw, &sk))
+            };
+            match point() {
+                Ok(m) => sweeps.push(m),
+                Err(e) => {
+                    bar.finish();
+                    eprintln!("sweep {series} {shape:?}: skipped ({e})");
+                }
+            }
             bar.inc();
         }
         bar.finish();

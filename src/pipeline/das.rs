@@ -23,7 +23,7 @@ use crate::gpu::{dispatch_size, shaders, GpuContext};
 pub const STAGE: &str = "das";
 /// The largest block of frames one invocation beamforms (2 × the largest
 /// `ROW_VEC4` in das.wgsl).
-pub const FRAMES_PER_THREAD: usize = 8;
+pub const FRAMES_PER_THREAD: usize = 16;
 const WORKGROUP: u32 = 64;
 /// Keep in sync with MAX_ELEMENTS and MAX_WAVES in das.wgsl (the sizes of
 /// the uniform arrays).
@@ -241,18 +241,24 @@ impl DasTiling {
     /// What measured best on the adapter's kind (BENCHMARKS.md): on a CPU
     /// adapter (lavapipe), 8 pixels per invocation; on GPUs, where 8 pixels
     /// per thread leaves too few threads for small images, 4. Rows as long
-    /// as the frames allow (up to 8 frames).
+    /// as the frames allow, up to 16 frames on a CPU adapter and 8 on GPUs.
     pub fn for_adapter(device_type: wgpu::DeviceType, frames: usize) -> DasTiling {
-        let pixels_per_invocation = if device_type == wgpu::DeviceType::Cpu { 8 } else { 4 };
-        DasTiling { pixels_per_invocation, row_vec4: Self::row_vec4_for(frames), window_span: 2 }
+        let cpu = device_type == wgpu::DeviceType::Cpu;
+        let pixels_per_invocation = if cpu { 8 } else { 4 };
+        // On a CPU adapter, 16 frames per block halves the delay work per
+        // frame again (measured on PWI_disk: 287 → 241 ms of CPU per run);
+        // on GPUs longer rows mean fewer threads, so 8.
+        let row_vec4 = Self::row_vec4_for(frames).min(if cpu { 8 } else { 4 });
+        DasTiling { pixels_per_invocation, row_vec4, window_span: 2 }
     }
 
-    /// The shortest row (in vec4) that holds `frames` frames, at most 4.
+    /// The shortest row (in vec4) that holds `frames` frames, at most 8.
     pub fn row_vec4_for(frames: usize) -> u32 {
         match frames {
             0..=2 => 1,
             3..=4 => 2,
-            _ => 4,
+            5..=8 => 4,
+            _ => 8,
         }
     }
 
@@ -353,7 +359,7 @@ pub fn pad_runs(pixels: &[[f32; 2]], k: usize) -> (Vec<[f32; 2]>, Vec<u32>) {
     let plain = |pixels: &[[f32; 2]]| {
         let mut p = pixels.to_vec();
         let mut idx: Vec<u32> = (0..n as u32).collect();
-        while p.len() % k.max(1) != 0 {
+        while !p.len().is_multiple_of(k.max(1)) {
             p.push(pixels[n - 1]);
             idx.push(u32::MAX);
         }
@@ -374,13 +380,13 @@ pub fn pad_runs(pixels: &[[f32; 2]], k: usize) -> (Vec<[f32; 2]>, Vec<u32>) {
     let jump = 4.0 * steps[steps.len() / 2];
     let mut p = Vec::with_capacity(n + n / 4);
     let mut idx = Vec::with_capacity(n + n / 4);
-    for i in 0..n {
-        p.push(pixels[i]);
+    for (i, q) in pixels.iter().enumerate() {
+        p.push(*q);
         idx.push(i as u32);
         let end_of_run = i + 1 == n || step(i) > jump;
         if end_of_run {
-            while p.len() % k != 0 {
-                p.push(pixels[i]);
+            while !p.len().is_multiple_of(k) {
+                p.push(*q);
                 idx.push(u32::MAX);
             }
         }
@@ -518,12 +524,6 @@ impl Das {
     /// The adapter's tiling for `frames` frames, ignoring any forced one.
     pub fn default_tiling(&self, frames: usize) -> DasTiling {
         DasTiling::for_adapter(self.device_type, frames)
-    }
-
-    /// The tiling a job of `frames` frames gets.
-    pub fn tiling_for(&self, frames: usize) -> DasTiling {
-        let forced = self.tiling.lock().ok().and_then(|t| *t);
-        forced.unwrap_or_else(|| DasTiling::for_adapter(self.device_type, frames))
     }
 
     fn pipeline(&self, device: &wgpu::Device, entry: Entry, params: &DasParams, tiling: DasTiling) -> Result<wgpu::ComputePipeline, PipelineError> {

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The whole sonoguide benchmark on a GPU machine, in one go:
+#
+#     scripts/gpu_bench.sh OUT_DIR [PATH/PWI_disk.mat]
+#
+# writes into OUT_DIR:
+#   machine.txt        GPU (nvidia-smi), CPU (lscpu), the adapter wgpu picks
+#   pwi_disk.json/.csv/.svg, pwi_disk.txt
+#                      the reference workload (mach's PWI_disk: 251 x 251 px,
+#                      128 channels, 32 frames), CPU twin, per-stage times,
+#                      and the sweeps of pixels, channels, waves and frames
+#   tiling.csv         the PWI_disk kernel for every DAS tiling (pixels per
+#                      invocation x frames per block), to pick the GPU default
+#   hfr_*.json/.txt    streaming: 256 x 256 pixels, 128 channels, one plane
+#                      wave (the issue's >= 10 000 frames/s target), and
+#                      PWI_disk looped
+#   summary.txt        the headline numbers
+#
+# Uses target/release/sonoguide when it is there (or $SONOGUIDE_BIN), else
+# builds it (cargo build --release, offline if the registry is cached).
+# GPU_BENCH_QUICK=1 runs every step at toy sizes (to check the script).
+# Every step runs even if an earlier one failed; failures are listed at the
+# end and make the exit status non-zero.
+set -u
+
+out=${1:?usage: scripts/gpu_bench.sh OUT_DIR [PATH/PWI_disk.mat]}
+root=$(cd "$(dirname "$0")/.." && pwd)
+data=${2:-$root/../shared/data/must/PWI_disk.mat}
+mkdir -p "$out" || exit 2
+out=$(cd "$out" && pwd)
+failed=()
+if [ "${GPU_BENCH_QUICK:-0}" = 1 ]; then
+    quick=(--quick); repeat=3; seconds=1; tilings="1 8"
+else
+    quick=(); repeat=50; seconds=10; tilings="1 2 4 8"
+fi
+
+bin=${SONOGUIDE_BIN:-$root/target/release/sonoguide}
+if [ ! -x "$bin" ]; then
+    echo "building sonoguide (release) ..."
+    (cd "$root" && (cargo build --release --offline || cargo build --release)) >"$out/build.log" 2>&1 || { echo "build failed: see $out/build.log"; exit 2; }
+fi
+
+step() {  # step NAME CMD... : run, tee the output to OUT_DIR/NAME.txt, remember failures
+    local name=$1; shift
+    echo "== $name: $*"
+    if ! "$@" >"$out/$name.txt" 2>&1; then
+        failed+=("$name")
+        echo "   FAILED (see $out/$name.txt)"
+    fi
+    tail -n 3 "$out/$name.txt" | sed 's/^/   /'
+}
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit: $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    command -v lscpu >/dev/null && lscpu | grep -E "Model name|^CPU\(s\)"
+    "$bin" adapters
+} >"$out/machine.txt" 2>&1
+
+if [ -f "$data" ]; then
+    step pwi_disk "$bin" bench --workload pwi-disk --data "$data" --sweep --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
+        --json "$out/pwi_disk.json" --csv "$out/pwi_disk.csv" --plot "$out/pwi_disk.svg"
+    echo "pixels_per_invocation,row_vec4,median_kernel_s,points_per_s,mach_factor" >"$out/tiling.csv"
+    for k in $tilings; do
+        for r in 2 4 8; do
+            j="$out/tiling_k${k}_r${r}.json"
+            step "tiling_k${k}_r${r}" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
+                --pixels-per-invocation "$k" --row-vec4 "$r" --json "$j"
+            [ -f "$j" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$k,$r,{d['median_kernel_s']},{d['points_per_s']},{d['mach_factor']}\")" "$j" >>"$out/tiling.csv"
+        done
+    done
+    step hfr_pwi_disk "$bin" hfr --data "$data" --size 251x251 --batch 32 --seconds "$seconds" --json "$out/hfr_pwi_disk.json"
+else
+    echo "PWI_disk.mat not found at $data: reference workload skipped (pass its path as the second argument)"
+    failed+=("pwi_disk (no data)")
+    step synthetic "$bin" bench --workload synthetic --size 251x251 --channels 128 --frames 32 --sweep ${quick[@]+"${quick[@]}"} \
+        --json "$out/synthetic.json" --csv "$out/synthetic.csv" --plot "$out/synthetic.svg"
+fi
+for b in 1 8 32; do
+    step "hfr_256_b$b" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch "$b" --seconds "$seconds" --json "$out/hfr_256_b$b.json"
+done
+
+{
+    echo "sonoguide GPU benchmark, $(head -n 1 "$out/machine.txt")"
+    grep -h -E "^chosen:" "$out/machine.txt"
+    for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt; do
+        [ -f "$f" ] || continue
+        echo "--- $(basename "$f" .txt)"
+        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped" "$f"
+    done
+    echo "--- tiling (kernel seconds)"
+    cat "$out/tiling.csv" 2>/dev/null
+} >"$out/summary.txt"
+cat "$out/summary.txt"
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed steps: ${failed[*]}"
+    exit 1
+fi
