@@ -23,12 +23,17 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-runtime}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
-run() { cargo test --release --test simulate -- --ignored --test-threads 1 --nocapture "$@"; }
+: > target/simulate-load.txt
+run() {
+    cut -d' ' -f1 /proc/loadavg >> target/simulate-load.txt 2>/dev/null || true
+    cargo test --release --test simulate -- --ignored --test-threads 1 --nocapture "$@"
+}
 run l11_simulation_matches_pymust
 run c5_simulation_matches_pymust
 SONOGUIDE_TX_WINDOW=4 run l11_simulation_matches_pymust
 SONOGUIDE_TX_WINDOW=4 run c5_simulation_matches_pymust
 run benchmark_simulator
+cut -d' ' -f1 /proc/loadavg >> target/simulate-load.txt 2>/dev/null || true
 
 python3 - <<'PY'
 import json, os, platform, subprocess
@@ -47,12 +52,17 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 bench = load("simulate-bench.json")
+try:
+    loads = [float(x) for x in open("target/simulate-load.txt").read().split()]
+except (OSError, ValueError):
+    loads = []
+load_text = f"{min(loads):.1f} to {max(loads):.1f}" if loads else "unknown"
 rows = []
 out = ["<!-- simulate:begin (written by scripts/bench_simulate.sh; edit there) -->",
        "## Simulator vs PyMUST",
        "",
        f"Machine: {cpu_model()}, {os.cpu_count()} cores; adapter: {bench['adapter']}.",
-       f"The machine was shared with other builds and benchmarks (1-minute load average {bench.get('load_average', '?')} at the end of the run on {os.cpu_count()} cores): times are upper bounds.",
+       f"The machine was shared with other developers' builds and benchmarks (1-minute load average {load_text} on {os.cpu_count()} cores, sampled between the runs): times are upper bounds.",
        "Command: `scripts/bench_simulate.sh` (the `#[ignore]`d tests of `tests/simulate.rs`, release build).",
        "",
        "### Against PyMUST's `simus` on the reference datasets",

@@ -402,10 +402,10 @@ fn bad_scatterers_and_acquisitions_are_refused() {
     let acq = common::small_linear(8);
     let nan = [scat(0.0, 0.0, 10e-3, 1.0), scat(f64::NAN, 0.0, 10e-3, 1.0)];
     let e = sonoguide::sim::validate_scatterers(&nan).unwrap_err().to_string();
-    assert!(e.contains("scatterer 1") && e.contains("NaN"), "{e}");
+    assert!(e.contains("scatterers[1]") && e.contains("NaN"), "{e}");
     if let Some(ctx) = common::gpu() {
         let e = GpuScatterers::upload(&ctx, &nan).err().expect("NaN scatterer accepted").to_string();
-        assert!(e.contains("scatterer 1"), "{e}");
+        assert!(e.contains("scatterers[1]"), "{e}");
     }
     let mut bad = acq.clone();
     bad.probe.elements.clear();
@@ -463,7 +463,7 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
     std::fs::write(&nan, bytes).unwrap();
     let o = sonoguide(&["simulate", "--acquisition", out.to_str().unwrap(), "--scatterers", nan.to_str().unwrap(), "--out", again.to_str().unwrap(), "--cpu"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.code() == Some(2) && err.contains("scatterer 1"), "{err}");
+    assert!(o.status.code() == Some(2) && err.contains("scatterers[1]"), "{err}");
     std::fs::write(&scene, SCENE.replace("sound_speed = 1540", "sound_speed = -1")).unwrap();
     let o = sonoguide(&["simulate", scene.to_str().unwrap(), "--out", again.to_str().unwrap(), "--cpu"]);
     let err = String::from_utf8_lossy(&o.stderr);

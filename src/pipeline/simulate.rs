@@ -509,8 +509,19 @@ impl Simulate {
         let module = shaders::module(device, STAGE);
         use Binding::*;
         let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite]);
+        // transmit writes every word of workgroup memory before reading it;
+        // zeroing its 12 KB per workgroup (the WebGPU default) would cost
+        // more than the rest of transmit on lavapipe.
+        let transmit = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("sonoguide.simulate.transmit"),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some("transmit"),
+            compilation_options: wgpu::PipelineCompilationOptions { zero_initialize_workgroup_memory: false, ..Default::default() },
+            cache: None,
+        });
         Simulate {
-            transmit: compute_pipeline(device, STAGE, &module, &pl, "transmit"),
+            transmit,
             receive: compute_pipeline(device, STAGE, &module, &pl, "receive"),
             peak: compute_pipeline(device, STAGE, &module, &pl, "peak"),
             resolve: compute_pipeline(device, STAGE, &module, &pl, "resolve"),

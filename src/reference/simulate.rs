@@ -382,15 +382,6 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
     (Some(TransmitEcho { tc, j_lo, j_hi, taps }), Some(rx), bound)
 }
 
-/// Scatterers per receive invocation. Summing groups of 8 neighbours in the
-/// invocation before the atomic adds cut the atomics eightfold but, with
-/// the group's state in private arrays, made lavapipe's receive 2.5 times
-/// slower (C5-2v reference data: 30 s against 12 s), so the shader takes
-/// one scatterer; the twin keeps the grouped form for that experiment.
-pub const GROUP: usize = 1;
-/// Samples of a group's sum kept in the invocation.
-pub const GROUP_BUFFER: usize = 192;
-
 /// The fixed-point scale: `2^shift` units per RF unit for a largest
 /// per-scatterer contribution bound `bound` (bits of the f32, as the shader
 /// keeps it).
@@ -530,48 +521,24 @@ fn echo_samples(p: &SimulateParams, rx: &Receiver, echo: &TransmitEcho, k0: u32,
     }
 }
 
-/// The receive pass for one element and one group of scatterers (their
-/// transmit echoes per wave and receive references), all waves, adding
-/// into `acc` (`[wave][element][sample]`).
-pub fn receive_group(plan: &SimPlan, group: &[[f32; 4]], tx: &[(Vec<Option<TransmitEcho>>, Option<RxReference>)], e: u32, shift: i32, acc: &mut [i64]) {
+/// The receive pass for one scatterer (its transmit echoes per wave and
+/// receive reference) on element `e`, all waves, adding into `acc`
+/// (`[wave][element][sample]`), as one invocation of the shader.
+pub fn receive(plan: &SimPlan, sc: [f32; 4], tx: &(Vec<Option<TransmitEcho>>, Option<RxReference>), e: u32, shift: i32, acc: &mut [i64]) {
     let p = &plan.params;
     let (ne, ns) = (p.n_elements as usize, p.n_samples as usize);
-    let rxs: Vec<Option<Receiver>> = group.iter().zip(tx).map(|(sc, (_, rx))| receiver(plan, *sc, e, rx)).collect();
-    if rxs.iter().all(|r| r.is_none()) {
-        return;
-    }
-    let mut buf = [0.0f32; GROUP_BUFFER];
-    for w in 0..p.n_waves as usize {
-        let trace = (w * ne + e as usize) * ns;
-        let live: Vec<(&Receiver, &TransmitEcho, (i32, i32))> = rxs
-            .iter()
-            .zip(tx)
-            .filter_map(|(rx, (echoes, _))| {
-                let (rx, echo) = (rx.as_ref()?, echoes[w].as_ref()?);
-                let kr = sample_range(p, rx, echo);
-                (kr.1 >= kr.0).then_some((rx, echo, kr))
-            })
-            .collect();
-        let Some(lo) = live.iter().map(|l| l.2 .0).min() else { continue };
-        let hi = live.iter().map(|l| l.2 .1).max().unwrap_or(-1);
-        let len = (hi - lo + 1) as usize;
-        if len > GROUP_BUFFER {
-            for (rx, echo, kr) in &live {
-                echo_samples(p, rx, echo, kr.0 as u32, kr.1 as u32, |k, v| {
-                    let a = &mut acc[trace + k as usize];
-                    *a = a.wrapping_add(to_fixed(v, shift));
-                });
-            }
-        } else {
-            buf[..len].iter_mut().for_each(|b| *b = 0.0);
-            for (rx, echo, kr) in &live {
-                echo_samples(p, rx, echo, kr.0 as u32, kr.1 as u32, |k, v| buf[(k as i32 - lo) as usize] += v);
-            }
-            for (k, v) in buf[..len].iter().enumerate() {
-                let a = &mut acc[trace + lo as usize + k];
-                *a = a.wrapping_add(to_fixed(*v, shift));
-            }
+    let Some(rx) = receiver(plan, sc, e, &tx.1) else { return };
+    for (w, echo) in tx.0.iter().enumerate() {
+        let Some(echo) = echo else { continue };
+        let (k0, k1) = sample_range(p, &rx, echo);
+        if k1 < k0 {
+            continue;
         }
+        let trace = (w * ne + e as usize) * ns;
+        echo_samples(p, &rx, echo, k0 as u32, k1 as u32, |k, v| {
+            let a = &mut acc[trace + k as usize];
+            *a = a.wrapping_add(to_fixed(v, shift));
+        });
     }
 }
 
@@ -615,21 +582,18 @@ pub fn simulate(plan: &SimPlan, scatterers: &[[f32; 4]], threads: usize) -> Vec<
     }
     let shift = shift_of_bound(bound);
     let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
-    // Groups of GROUP consecutive scatterers, as the shader's invocations
-    // (batches are multiples of GROUP, so batch-local groups are these).
-    let groups = scatterers.len().div_ceil(GROUP);
-    let per_thread = groups.div_ceil(threads.max(1)).max(1) * GROUP;
+    let chunk = scatterers.len().div_ceil(threads.max(1)).max(1);
     let mut acc = vec![0i64; n];
     std::thread::scope(|scope| {
         let handles: Vec<_> = scatterers
-            .chunks(per_thread)
-            .zip(tx.chunks(per_thread))
+            .chunks(chunk)
+            .zip(tx.chunks(chunk))
             .map(|(sc, tx)| {
                 scope.spawn(move || {
                     let mut local = vec![0i64; n];
-                    for (g, t) in sc.chunks(GROUP).zip(tx.chunks(GROUP)) {
+                    for (s, t) in sc.iter().zip(tx) {
                         for e in 0..ne {
-                            receive_group(plan, g, t, e as u32, shift, &mut local);
+                            receive(plan, *s, t, e as u32, shift, &mut local);
                         }
                     }
                     local

@@ -295,8 +295,8 @@ pub fn validate_scatterers(scatterers: &[Scatterer]) -> Result<(), SimError> {
         let v = [s.position.x, s.position.y, s.position.z, s.amplitude];
         if v.iter().any(|x| !x.is_finite() || x.abs() > 1e30) {
             return Err(SimError::invalid(
-                "scatterers",
-                format!("scatterer {i} is ({}, {}, {}, amplitude {}): expected finite numbers", v[0], v[1], v[2], v[3]),
+                &format!("scatterers[{i}]"),
+                format!("is (x {}, y {}, z {}, amplitude {}): expected finite numbers", v[0], v[1], v[2], v[3]),
             ));
         }
     }
