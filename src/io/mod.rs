@@ -5,4 +5,5 @@ pub mod mat;
 pub mod must;
 pub mod npy;
 pub mod png;
+pub mod toml_file;
 pub mod uff;

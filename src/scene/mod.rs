@@ -12,11 +12,10 @@ pub mod pose;
 pub mod render;
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glam::DVec3;
 use serde::Deserialize;
-use thiserror::Error;
 use toml::Spanned;
 
 use crate::acquisition::{Acquisition, Probe, ProbeKind, Wave};
@@ -24,13 +23,7 @@ use anatomy::{BeamOrigin, Hip};
 use needle::Needle;
 use pose::{Pose, PoseSample, Tremor};
 
-#[derive(Debug, Error)]
-pub enum SceneError {
-    #[error("{file}: {message}")]
-    Read { file: PathBuf, message: String },
-    #[error("{file}:{line}: {message}")]
-    Invalid { file: PathBuf, line: usize, message: String },
-}
+pub type SceneError = crate::io::toml_file::TomlFileError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,22 +206,15 @@ pub struct Scene {
     pub tremor: (f64, f64),
 }
 
-fn line_of(text: &str, span: Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
-
 impl Scene {
     pub fn load(path: &Path) -> Result<Scene, SceneError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SceneError::Read { file: path.to_path_buf(), message: e.to_string() })?;
+        let text = crate::io::toml_file::read(path)?;
         Scene::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scene, SceneError> {
-        let file: SceneFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s)).unwrap_or(0);
-            SceneError::Invalid { file: path.to_path_buf(), line, message: e.message().to_string() }
-        })?;
-        let bad = |span: Range<usize>, message: String| SceneError::Invalid { file: path.to_path_buf(), line: line_of(text, span), message };
+        let file: SceneFile = crate::io::toml_file::parse(text, path)?;
+        let bad = |span: Range<usize>, message: String| crate::io::toml_file::invalid(path, text, span, message);
         let s = &file.scene;
         if s.units.get_ref() != "mm" {
             return Err(bad(s.units.span(), format!("units = \"{}\": expected \"mm\" (lengths in mm, angles in degrees, times in s, frequencies in MHz)", s.units.get_ref())));

@@ -32,7 +32,7 @@
 //! `angle` grid and `pixels` = [columns, rows]) for `sonoguide metrics`.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glam::DVec3;
 use serde::Deserialize;
@@ -41,13 +41,7 @@ use toml::Spanned;
 use super::{Baffle, Elevation, Noise, Pulse, Rng, Scatterer, SimSettings, DEFAULT_TX_WINDOW};
 use crate::acquisition::{Acquisition, PixelGrid, Probe, ProbeKind, Wave, Wavefront};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PhantomError {
-    #[error("{file}: {message}")]
-    Read { file: PathBuf, message: String },
-    #[error("{file}:{line}: {message}")]
-    Invalid { file: PathBuf, line: usize, message: String },
-}
+pub type PhantomError = crate::io::toml_file::TomlFileError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,10 +335,6 @@ fn preset(name: &str) -> Option<Preset> {
     })
 }
 
-fn line_of(text: &str, span: Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
-
 /// Resolution cell area in the image plane, m²: λ by c / (2 B fc).
 pub fn resolution_cell(c: f64, fc: f64, bandwidth: f64) -> f64 {
     (c / fc) * (c / (2.0 * bandwidth * fc))
@@ -352,16 +342,13 @@ pub fn resolution_cell(c: f64, fc: f64, bandwidth: f64) -> f64 {
 
 impl PhantomScene {
     pub fn load(path: &Path) -> Result<PhantomScene, PhantomError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PhantomError::Read { file: path.to_path_buf(), message: e.to_string() })?;
+        let text = crate::io::toml_file::read(path)?;
         PhantomScene::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<PhantomScene, PhantomError> {
-        let file: File = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s)).unwrap_or(0);
-            PhantomError::Invalid { file: path.to_path_buf(), line, message: e.message().trim().to_string() }
-        })?;
-        let bad = |span: Range<usize>, message: String| PhantomError::Invalid { file: path.to_path_buf(), line: line_of(text, span), message };
+        let file: File = crate::io::toml_file::parse(text, path)?;
+        let bad = |span: Range<usize>, message: String| crate::io::toml_file::invalid(path, text, span, message);
         let positive = |v: &Spanned<f64>, what: &str| -> Result<f64, PhantomError> {
             let x = *v.get_ref();
             if x.is_finite() && x > 0.0 {
