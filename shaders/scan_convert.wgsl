@@ -1,5 +1,7 @@
-// scan_convert: a polar (radius, angle) image to a Cartesian display image,
-// bilinear, transparent outside the sector.
+// scan_convert: a polar (radius, angle) image, or a Cartesian (z, x) one, to
+// a Cartesian display image, bilinear, transparent outside the imaged region.
+// Linear probes go through here too, so that every display is RGBA8 with the
+// same meaning of alpha.
 // CPU twin: src/reference/scan_convert.rs. Host: src/pipeline/scan_convert.rs.
 //
 // r32float is not filterable without an extra feature, so the image stays in
@@ -24,7 +26,9 @@ struct ScanConvertParams {
     dz: f32,
     // Which frame of the input to convert.
     frame: u32,
-    _pad0: u32,
+    // 1: the input rows are z (radius0/radius_step) and its columns x
+    // (angle0/angle_step), not radius and angle.
+    cartesian: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ScanConvertParams;
@@ -45,8 +49,12 @@ fn scan_convert(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = params.x0 + f32(gid.x) * params.dx;
     let z = params.z0 + f32(gid.y) * params.dz;
     let d = vec2<f32>(x, z) - params.origin;
-    let fr = (length(d) - params.radius0) / params.radius_step;
-    let fa = (atan2(d.x, d.y) - params.angle0) / params.angle_step;
+    var fr = (length(d) - params.radius0) / params.radius_step;
+    var fa = (atan2(d.x, d.y) - params.angle0) / params.angle_step;
+    if (params.cartesian == 1u) {
+        fr = (z - params.radius0) / params.radius_step;
+        fa = (x - params.angle0) / params.angle_step;
+    }
     let out = gid.y * params.width + gid.x;
     let max_r = f32(params.n_radius - 1u);
     let max_a = f32(params.n_angle - 1u);

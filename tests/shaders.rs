@@ -57,7 +57,7 @@ fn host_structs_match_wgsl_layouts() {
         }),
         host!("ScanConvertParams", "scan_convert", scan_convert::ScanConvertParams {
             n_radius, n_angle, width, height, origin, radius0, radius_step, angle0, angle_step,
-            x0, dx, z0, dz, frame, _pad0
+            x0, dx, z0, dz, frame, cartesian
         }),
         host!("DemodulateParams", "demodulate", demodulate::DemodulateParams {
             n_traces, n_samples, pad, n_sections, phase0, phase_step, scale, _pad0

@@ -11,7 +11,7 @@ pub mod simulate;
 
 use thiserror::Error;
 
-use crate::acquisition::{AcquisitionError, ChannelData, PixelGrid, Samples};
+use crate::acquisition::{Acquisition, AcquisitionError, ChannelData, PixelGrid, Samples};
 use crate::gpu::{GpuContext, GpuError};
 
 pub use das::{Apodization, DasSettings, FNumber, Interp, Transmit};
@@ -171,6 +171,20 @@ pub struct BeamformOutput {
     pub fnumber: f64,
 }
 
+/// The GPU buffers one recorded beamforming leaves behind.
+pub struct Encoded {
+    /// `[frame][pixel]` complex, compounded over waves.
+    pub image: wgpu::Buffer,
+    pub detected: detect::Detected,
+    /// Scan-converted RGBA8 display (`u32` per pixel, alpha 0 outside the
+    /// sector), with its width and height.
+    pub display: Option<(wgpu::Buffer, usize, usize)>,
+    /// Pixels × frames.
+    pub n: usize,
+    pub frames: usize,
+    pub fnumber: f64,
+}
+
 /// The long-lived pipelines of the beamforming chain.
 pub struct Beamformer {
     pub demodulate: demodulate::Demodulate,
@@ -189,18 +203,23 @@ impl Beamformer {
         }
     }
 
-    /// Channel data → (demodulate) → das → detect → (scan convert), in one
-    /// submission; reads back what `req` asks for.
-    pub fn run(&self, ctx: &GpuContext, data: &ChannelData, grid: &PixelGrid, req: &BeamformRequest) -> Result<BeamformOutput, PipelineError> {
-        data.validate()?;
+    /// Record (demodulate) → das → detect → (scan convert) of channel data
+    /// already on the GPU into `enc`, reading nothing back: the display
+    /// loop and `run` share this.
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        raw: GpuChannels,
+        acq: &Acquisition,
+        grid: &PixelGrid,
+        req: &BeamformRequest,
+    ) -> Result<Encoded, PipelineError> {
         grid.validate("pixels")?;
-        let acq = &data.acquisition;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.frame") });
-        let raw = GpuChannels::upload(ctx, data)?;
         let (channels, f_mod) = match (&req.demodulate, raw.iq) {
             (Some(settings), false) => {
                 let plan = demodulate::DemodPlan::new(acq, settings)?;
-                let iq = self.demodulate.encode(ctx, &mut enc, &raw, &plan)?;
+                let iq = self.demodulate.encode(ctx, enc, &raw, &plan)?;
                 (iq, plan.fc)
             }
             _ => {
@@ -210,19 +229,29 @@ impl Beamformer {
         };
         let pixels = grid.positions_f32();
         let plan = das::DasPlan::new(acq, &req.das, f_mod, pixels.len(), channels.frames)?;
-        let image = self.das.encode(ctx, &mut enc, &channels, &plan, &pixels)?;
+        let image = self.das.encode(ctx, enc, &channels, &plan, &pixels)?;
         let n = pixels.len() * channels.frames;
-        let detected = self.detect.encode(ctx, &mut enc, &image, n, &req.detect)?;
+        let detected = self.detect.encode(ctx, enc, &image, n, &req.detect)?;
         let mut display = None;
         if let Some((polar, dg)) = &req.display {
             if polar.len() != grid.len() {
                 return Err(PipelineError::Settings(format!("scan conversion: polar layout has {} pixels, the image {}", polar.len(), grid.len())));
             }
-            display = Some((self.scan_convert.encode(ctx, &mut enc, &detected.grey, polar, dg, 0)?, dg.width, dg.height));
+            display = Some((self.scan_convert.encode(ctx, enc, &detected.grey, polar, dg, 0)?, dg.width, dg.height));
         }
+        Ok(Encoded { image, detected, display, n, frames: channels.frames, fnumber: plan.fnumber })
+    }
+
+    /// Channel data → (demodulate) → das → detect → (scan convert), in one
+    /// submission; reads back what `req` asks for.
+    pub fn run(&self, ctx: &GpuContext, data: &ChannelData, grid: &PixelGrid, req: &BeamformRequest) -> Result<BeamformOutput, PipelineError> {
+        data.validate()?;
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.frame") });
+        let raw = GpuChannels::upload(ctx, data)?;
+        let Encoded { image, detected, display, n, frames, fnumber } = self.encode(ctx, &mut enc, raw, &data.acquisition, grid, req)?;
         ctx.queue.submit([enc.finish()]);
         ctx.take_error("beamform")?;
-        let mut out = BeamformOutput { frames: channels.frames, rows: grid.rows(), cols: grid.cols(), fnumber: plan.fnumber, ..Default::default() };
+        let mut out = BeamformOutput { frames, rows: grid.rows(), cols: grid.cols(), fnumber, ..Default::default() };
         if req.read_iq {
             out.iq = Some(ctx.read_buffer(&image, n)?);
         }

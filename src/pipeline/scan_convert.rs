@@ -61,35 +61,41 @@ pub struct ScanConvertParams {
     pub z0: f32,
     pub dz: f32,
     pub frame: u32,
-    pub _pad0: u32,
+    /// 1 when the input is a Cartesian grid (rows z, columns x).
+    pub cartesian: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<ScanConvertParams>() == 64);
 
 impl ScanConvertParams {
-    pub fn new(polar: &PixelGrid, out: &DisplayGrid, frame: usize) -> Result<ScanConvertParams, PipelineError> {
-        let PixelGrid::Polar { origin, radius, angle, nr, na } = polar else {
-            return Err(PipelineError::Settings("scan conversion needs a polar pixel grid".into()));
+    /// Parameters converting `input` (a polar grid, or a Cartesian one for
+    /// linear probes) onto `out`.
+    pub fn new(input: &PixelGrid, out: &DisplayGrid, frame: usize) -> Result<ScanConvertParams, PipelineError> {
+        // (rows, cols, origin, row axis, column axis, cartesian)
+        let (nr, na, origin, rows, cols, cartesian) = match input {
+            PixelGrid::Polar { origin, radius, angle, nr, na } => (*nr, *na, *origin, *radius, *angle, 0),
+            PixelGrid::Cartesian { x, z, nx, nz } => (*nz, *nx, [0.0, 0.0], *z, *x, 1),
+            PixelGrid::List { .. } => return Err(PipelineError::Settings("scan conversion needs a polar or Cartesian pixel grid, not a pixel list".into())),
         };
-        if *nr < 2 || *na < 2 || out.width == 0 || out.height == 0 {
-            return Err(PipelineError::Settings("scan conversion needs at least 2 × 2 polar pixels and a non-empty display".into()));
+        if nr < 2 || na < 2 || out.width == 0 || out.height == 0 {
+            return Err(PipelineError::Settings("scan conversion needs at least 2 × 2 input pixels and a non-empty display".into()));
         }
         Ok(ScanConvertParams {
-            n_radius: *nr as u32,
-            n_angle: *na as u32,
+            n_radius: nr as u32,
+            n_angle: na as u32,
             width: out.width as u32,
             height: out.height as u32,
             origin: [origin[0] as f32, origin[1] as f32],
-            radius0: radius.0 as f32,
-            radius_step: ((radius.1 - radius.0) / (*nr - 1) as f64) as f32,
-            angle0: angle.0 as f32,
-            angle_step: ((angle.1 - angle.0) / (*na - 1) as f64) as f32,
+            radius0: rows.0 as f32,
+            radius_step: ((rows.1 - rows.0) / (nr - 1) as f64) as f32,
+            angle0: cols.0 as f32,
+            angle_step: ((cols.1 - cols.0) / (na - 1) as f64) as f32,
             x0: out.x0 as f32,
             dx: out.dx as f32,
             z0: out.z0 as f32,
             dz: out.dz as f32,
             frame: frame as u32,
-            _pad0: 0,
+            cartesian,
         })
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::pipeline::scan_convert::ScanConvertParams;
 
-/// RGBA8 display pixels from a `[frame][radius][angle]` grey-level image.
+/// RGBA8 display pixels from a `[frame][radius][angle]` (or `[frame][z][x]`)
+/// grey-level image.
 pub fn scan_convert(p: &ScanConvertParams, polar: &[f32]) -> Vec<u32> {
     let (nr, na) = (p.n_radius as usize, p.n_angle as usize);
     let at = |r: usize, a: usize| polar[(p.frame as usize * nr + r) * na + a] as f64;
@@ -12,8 +13,11 @@ pub fn scan_convert(p: &ScanConvertParams, polar: &[f32]) -> Vec<u32> {
             let x = p.x0 as f64 + col as f64 * p.dx as f64;
             let z = p.z0 as f64 + row as f64 * p.dz as f64;
             let (dx, dz) = (x - p.origin[0] as f64, z - p.origin[1] as f64);
-            let fr = ((dx * dx + dz * dz).sqrt() - p.radius0 as f64) / p.radius_step as f64;
-            let fa = (dx.atan2(dz) - p.angle0 as f64) / p.angle_step as f64;
+            let (fr, fa) = if p.cartesian == 1 {
+                ((z - p.radius0 as f64) / p.radius_step as f64, (x - p.angle0 as f64) / p.angle_step as f64)
+            } else {
+                (((dx * dx + dz * dz).sqrt() - p.radius0 as f64) / p.radius_step as f64, (dx.atan2(dz) - p.angle0 as f64) / p.angle_step as f64)
+            };
             if !(fr >= 0.0 && fr <= (nr - 1) as f64 && fa >= 0.0 && fa <= (na - 1) as f64) {
                 continue;
             }

@@ -14,7 +14,7 @@ use super::Scene;
 use crate::acquisition::{PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
 use crate::pipeline::{BeamformRequest, Beamformer, DetectSettings, DisplayGrid, PipelineError};
-use crate::pipeline::simulate::{SimPlan, Simulate};
+use crate::pipeline::simulate::{GpuScatterers, SimPlan, Simulate};
 use crate::sim::{Elevation, Scatterer, SimSettings};
 
 /// Half thickness of the slab of tissue simulated around the image plane:
@@ -282,27 +282,35 @@ impl Renderer {
             read_iq: false,
             read_envelope: false,
             read_grey: true,
-            display: match view.grid {
-                PixelGrid::Polar { .. } => Some((view.grid.clone(), view.display.clone())),
-                _ => None,
-            },
+            display: Some((view.grid.clone(), view.display.clone())),
             ..Default::default()
         };
         let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene)).expect("scene acquisition validated on load");
         Renderer { view, beamformer: Beamformer::new(ctx), simulator: Simulate::new(&ctx.device), plan, request }
     }
 
-    pub fn frame(&self, ctx: &GpuContext, scene: &Scene, f: usize, frames: usize) -> Result<Rendered, String> {
+    /// Record frame `f` of `frames` into `enc`: scatterers for the poses at
+    /// that time go up, and simulate → demodulate → das → detect →
+    /// scan convert run without a trip back to the CPU. The display RGBA8
+    /// (`u32` per pixel, row-major, `view.display` sized, alpha 0 outside
+    /// the sector) is left in the returned buffer.
+    pub fn encode_frame(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, scene: &Scene, f: usize, frames: usize) -> Result<(wgpu::Buffer, FrameInfo), String> {
         let (scat, info) = frame_scatterers(scene, &self.view, f, frames);
-        let data = self.simulator.run(ctx, &self.plan, &scat).map_err(|e| e.to_string())?;
-        let out = self.beamformer.run(ctx, &data, &self.view.grid, &self.request).map_err(|e: PipelineError| e.to_string())?;
-        let rgba = match out.display {
-            Some(rgba) => rgba,
-            None => out.grey.as_deref().unwrap_or(&[]).iter().map(|v| {
-                let g = *v as u32;
-                g | (g << 8) | (g << 16) | (255 << 24)
-            }).collect(),
-        };
+        let gpu = GpuScatterers::upload(ctx, &scat).map_err(|e| e.to_string())?;
+        let channels = self.simulator.encode(ctx, enc, &self.plan, &gpu).map_err(|e| e.to_string())?;
+        let out = self.beamformer.encode(ctx, enc, channels, &scene.acquisition, &self.view.grid, &self.request).map_err(|e: PipelineError| e.to_string())?;
+        let (buffer, _, _) = out.display.ok_or("render: the request asks for a display")?;
+        Ok((buffer, info))
+    }
+
+    /// One frame, read back: what `sonoguide render` writes.
+    pub fn frame(&self, ctx: &GpuContext, scene: &Scene, f: usize, frames: usize) -> Result<Rendered, String> {
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.render") });
+        let (buffer, info) = self.encode_frame(ctx, &mut enc, scene, f, frames)?;
+        ctx.queue.submit([enc.finish()]);
+        ctx.take_error("render").map_err(|e| e.to_string())?;
+        let n = self.view.display.width * self.view.display.height;
+        let rgba: Vec<u32> = ctx.read_buffer(&buffer, n).map_err(|e| e.to_string())?;
         let grey = rgba.iter().map(|p| if p >> 24 == 0 { f32::NAN } else { (p & 255) as f32 }).collect();
         Ok(Rendered { info, grey, rgba })
     }
