@@ -48,6 +48,18 @@ fn both_approaches_load_with_sane_geometry() {
         let apex = probe.apply(DVec3::new(0.0, 0.0, apex_z));
         assert!((apex.z + s.hip.skin_depth).abs() < 1.5e-3, "{file}: probe face at z = {}", apex.z);
         assert!(probe.rotate(DVec3::Z).z > 0.9);
+        // A tracker reporting the scripted poses sees the same length of
+        // shaft in the body (the entry lies on the skin under the probe,
+        // to within the tremor and the skin's flattening).
+        for t in [0.3 * s.duration, s.duration] {
+            let scripted = s.scripted(t);
+            let tracked = s.tracked(t, scripted.probe, scripted.needle);
+            assert!((tracked.inserted - scripted.inserted).abs() < 2e-3, "{file} at {t} s: tracked {} mm, scripted {} mm", tracked.inserted * 1e3, scripted.inserted * 1e3);
+        }
+        // Pulled back out of the skin, nothing is inserted.
+        let end = s.scripted(s.duration);
+        let back = sonoguide::scene::pose::Pose { translation: end.needle.translation - end.needle.rotate(DVec3::Z) * 0.2, ..end.needle };
+        assert_eq!(s.tracked(s.duration, end.probe, back).inserted, 0.0);
     }
 }
 

@@ -181,6 +181,16 @@ pub enum Approach {
     Anterolateral,
 }
 
+/// Where the tools are for one frame: probe and needle (`ProbeToReference`,
+/// `NeedleToReference`) and the length of shaft in the body.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FramePoses {
+    pub time: f64,
+    pub probe: Pose,
+    pub needle: Pose,
+    pub inserted: f64,
+}
+
 /// A scene resolved into the engine's terms (metres, radians, seconds).
 #[derive(Debug, Clone)]
 pub struct Scene {
@@ -349,6 +359,25 @@ impl Scene {
         let probe = self.probe_to_reference.then(&probe_tremor.at(t));
         let needle = needle.then(&needle_tremor.at(t));
         (probe, needle, path * s)
+    }
+
+    /// The scripted insertion at time `t`, as a frame's poses.
+    pub fn scripted(&self, t: f64) -> FramePoses {
+        let (probe, needle, inserted) = self.poses_at(t);
+        FramePoses { time: t, probe, needle, inserted }
+    }
+
+    /// Poses from a tracker at time `t`. How much of the shaft is in the
+    /// body is where the patient's skin plane (the plane the entry lies on,
+    /// unflattened, as needles enter beside the probe) cuts it.
+    pub fn tracked(&self, t: f64, probe: Pose, needle: Pose) -> FramePoses {
+        let inward = DVec3::Z;
+        let tip = self.tip_of(&needle);
+        let dir = needle.rotate(DVec3::Z);
+        let depth = tip.z + self.hip.skin_depth;
+        let along = dir.dot(inward);
+        let inserted = if depth <= 0.0 || along <= 1e-6 { 0.0 } else { (depth / along).min(self.needle.length) };
+        FramePoses { time: t, probe, needle, inserted }
     }
 
     /// The recordable pose stream of a run of `frames` frames.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::anatomy::{hip_scatterers, BeamOrigin, Slab};
 use super::needle::needle_scatterers;
 use super::pose::Pose;
-use super::Scene;
+use super::{FramePoses, Scene};
 use crate::acquisition::{PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
 use crate::pipeline::{BeamformRequest, Beamformer, DetectSettings, DisplayGrid, PipelineError};
@@ -105,10 +105,16 @@ impl View {
     }
 }
 
-/// Everything one frame needs: scatterers in the image frame and the info.
+/// Everything frame `frame` of a scripted run of `frames` needs:
+/// scatterers in the image frame and the info.
 pub fn frame_scatterers(scene: &Scene, view: &View, frame: usize, frames: usize) -> (Vec<Scatterer>, FrameInfo) {
-    let t = scene.frame_time(frame, frames);
-    let (probe, needle_pose, inserted) = scene.poses_at(t);
+    scatterers_at(scene, view, &scene.scripted(scene.frame_time(frame, frames)), frame)
+}
+
+/// Scatterers (image frame) and landmarks for the tools at `poses`;
+/// `frame` numbers the frame and reseeds its speckle.
+pub fn scatterers_at(scene: &Scene, view: &View, poses: &FramePoses, frame: usize) -> (Vec<Scatterer>, FrameInfo) {
+    let FramePoses { time: t, probe, needle: needle_pose, inserted } = *poses;
     let image_to_ref = probe.then(&scene.image_to_probe);
     let ref_to_image = image_to_ref.inverse();
     let beams_ref = scene.beam_origin(&probe);
@@ -295,7 +301,13 @@ impl Renderer {
     /// (`u32` per pixel, row-major, `view.display` sized, alpha 0 outside
     /// the sector) is left in the returned buffer.
     pub fn encode_frame(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, scene: &Scene, f: usize, frames: usize) -> Result<(wgpu::Buffer, FrameInfo), String> {
-        let (scat, info) = frame_scatterers(scene, &self.view, f, frames);
+        self.encode(ctx, enc, scene, &scene.scripted(scene.frame_time(f, frames)), f)
+    }
+
+    /// As [`Renderer::encode_frame`], for the tools at `poses` (tracked or
+    /// scripted); `frame` numbers the frame and reseeds its speckle.
+    pub fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, scene: &Scene, poses: &FramePoses, frame: usize) -> Result<(wgpu::Buffer, FrameInfo), String> {
+        let (scat, info) = scatterers_at(scene, &self.view, poses, frame);
         let gpu = GpuScatterers::upload(ctx, &scat).map_err(|e| e.to_string())?;
         let channels = self.simulator.encode(ctx, enc, &self.plan, &gpu).map_err(|e| e.to_string())?;
         let out = self.beamformer.encode(ctx, enc, channels, &scene.acquisition, &self.view.grid, &self.request).map_err(|e: PipelineError| e.to_string())?;
