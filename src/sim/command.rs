@@ -56,7 +56,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub segments: Option<usize>,
     /// Transmit arrivals kept after the wavefront, periods of fc, or `all` (every edge wave and
-    /// grating lobe, as simus; slower) [default: 4].
+    /// grating lobe, as simus) [default: all; 4 is 6–7× faster on 128 elements and drops that clutter].
     #[arg(long)]
     pub tx_window: Option<String>,
     /// Add white Gaussian noise of this RMS relative to the peak |RF|, dB (e.g. -50) [default: none].
