@@ -1,7 +1,8 @@
 //! File formats at the edges: USTB UFF (HDF5), MUST/PyMUST `.mat` (v5),
-//! NumPy `.npy`, PNG; and the MUST dataset mapping onto the acquisition.
+//! NumPy `.npy`, PNG, PLUS sequence metafiles (`.mha`/`.nrrd`); and the MUST dataset mapping onto the acquisition.
 
 pub mod mat;
+pub mod metafile;
 pub mod must;
 pub mod npy;
 pub mod png;

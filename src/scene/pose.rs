@@ -51,6 +51,41 @@ impl Pose {
     pub fn lerp(&self, other: &Pose, t: f64) -> Pose {
         Pose { translation: self.translation.lerp(other.translation, t), rotation: self.rotation.slerp(other.rotation, t).normalize() }
     }
+
+    /// The 4×4 homogeneous matrix, row-major, translation in millimetres:
+    /// the form trackers, OpenIGTLink and PLUS files use.
+    pub fn to_matrix_mm(&self) -> [[f64; 4]; 4] {
+        let r = glam::DMat3::from_quat(self.rotation);
+        let t = self.translation * 1e3;
+        let mut m = [[0.0; 4]; 4];
+        for (i, row) in m.iter_mut().take(3).enumerate() {
+            *row = [r.col(0)[i], r.col(1)[i], r.col(2)[i], t[i]];
+        }
+        m[3] = [0.0, 0.0, 0.0, 1.0];
+        m
+    }
+
+    /// The pose of a row-major 4×4 matrix in millimetres. Trackers send
+    /// float32 rotations that are orthonormal only to ~1e-6, so the
+    /// rotation is re-orthonormalised; a matrix that is not a rigid
+    /// transform (scaled, sheared, reflected, non-finite, bottom row not
+    /// 0 0 0 1) is an error that says which.
+    pub fn from_matrix_mm(m: &[[f64; 4]; 4]) -> Result<Pose, String> {
+        if m.iter().flatten().any(|v| !v.is_finite()) {
+            return Err("the matrix has a non-finite element".into());
+        }
+        if m[3] != [0.0, 0.0, 0.0, 1.0] {
+            return Err(format!("bottom row is {:?}, expected 0 0 0 1", m[3]));
+        }
+        let col = |j: usize| DVec3::new(m[0][j], m[1][j], m[2][j]);
+        let r = glam::DMat3::from_cols(col(0), col(1), col(2));
+        let det = r.determinant();
+        let worst = (0..3).map(|j| (col(j).length() - 1.0).abs()).fold(0.0, f64::max);
+        if worst > 1e-3 || (det - 1.0).abs() > 3e-3 {
+            return Err(format!("the rotation part is not a rotation (column lengths off by up to {worst:.2e}, determinant {det:.4}); expected a rigid transform without scaling"));
+        }
+        Ok(Pose { translation: col(3) * 1e-3, rotation: DQuat::from_mat3(&r).normalize() })
+    }
 }
 
 /// Physiological hand tremor: a few incommensurate sinusoids in the 6–11 Hz
