@@ -288,13 +288,27 @@ pub struct Slab {
     pub half_y: f64,
 }
 
+/// The speckle density at which tissue amplitudes are as `echogenicity`
+/// says (per cubic metre: 4 per mm³, the scenes' default).
+pub const REFERENCE_DENSITY: f64 = 4.0e9;
+
+/// Bone's diffuse echo, relative to its specular peak: a cortex is rough
+/// on the scale of a wavelength, so it stays bright (well above the soft
+/// tissue over it) even where the beam meets it obliquely, as at the
+/// head–neck junction.
+pub const BONE_DIFFUSE: f64 = 0.3;
+
 /// Scatterers of the hip in the image frame (metres) for one probe pose:
 /// speckle of every soft tissue at `density` per cubic metre, muscle
 /// fibres, bright vessel walls, the specular bone cortex, and shadows.
+/// Speckle amplitudes scale as 1/sqrt(density), so that tissue keeps its
+/// mean brightness against bone and needle at any density: a sparse
+/// (fast) phantom is grainier, not darker.
 pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, seed: u64) -> Vec<Scatterer> {
     let mut rng = Rng::new(seed);
     let volume = (slab.x.1 - slab.x.0) * (slab.z.1 - slab.z.0) * 2.0 * slab.half_y;
     let n = (volume * density).round() as usize;
+    let speckle_gain = (REFERENCE_DENSITY / density.max(1.0)).sqrt();
     let to_patient = &slab.image_to_patient;
     let shadow = 10f64.powf(-hip.shadow_db / 20.0);
     let fibre_dir = DVec3::new(0.15, 1.0, 0.1).normalize();
@@ -318,7 +332,7 @@ pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, s
         );
         let p = to_patient.apply(q);
         let tissue = hip.tissue(p);
-        let mut a = tissue.echogenicity();
+        let mut a = tissue.echogenicity() * speckle_gain;
         if a == 0.0 {
             continue;
         }
@@ -335,7 +349,8 @@ pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, s
         out.push(Scatterer { position: q, amplitude: a * rng.normal() });
     }
     // Bone cortex: a dense sheet on the visible femur and acetabulum
-    // surfaces, specular: strength ∝ cos^4 of the incidence angle.
+    // surfaces, specular (∝ cos^4 of the incidence angle) over a diffuse
+    // floor.
     let step = 0.00012;
     let nx = ((slab.x.1 - slab.x.0) / step) as usize;
     let ny = ((2.0 * slab.half_y) / (4.0 * step)).max(1.0) as usize;
@@ -354,7 +369,8 @@ pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, s
                     let normal = bone_normal(hip, p);
                     let beam = beams.direction_to(p);
                     let cos = (-normal.dot(beam)).max(0.0);
-                    let a = 0.8 * cos.powi(4) * shadow_factor(p - normal * 0.0003).max(0.0);
+                    let facing = if cos > 0.0 { BONE_DIFFUSE + (1.0 - BONE_DIFFUSE) * cos.powi(4) } else { 0.0 };
+                    let a = 0.8 * facing * shadow_factor(p - normal * 0.0003).max(0.0);
                     if a > 1e-3 {
                         out.push(Scatterer { position: q, amplitude: a * (0.7 + 0.3 * rng.normal().abs()) });
                     }

@@ -46,7 +46,12 @@ pub fn needle_scatterers(needle: &Needle, tip: DVec3, direction: DVec3, inserted
     // The in-plane normal of the shaft, to place its two walls.
     let side = DVec3::Y.cross(direction).normalize_or_zero();
     for i in 0..n {
-        let c = tip - direction * (i as f64 * step);
+        // Random places along the shaft, not a regular comb: a comb of
+        // scatterers λ/5 apart is a perfect mirror in the simulator, whose
+        // echo misses the aperture at all but one angle, while a real shaft
+        // is rough enough to send some back at every angle. The angle law
+        // below then sets how much.
+        let c = tip - direction * ((i as f64 + rng.next_f64()) * step);
         if c.y.abs() > half_y + r {
             continue;
         }
@@ -57,7 +62,10 @@ pub fn needle_scatterers(needle: &Needle, tip: DVec3, direction: DVec3, inserted
         // Specular: the echo comes back when the beam meets the shaft near
         // normal incidence; sin of the beam–shaft angle is cos of incidence.
         let cos_inc = (1.0 - beam.dot(direction).powi(2)).max(0.0).sqrt();
-        let a = 4.0 * cos_inc.powi(3);
+        // Steel in tissue reflects most of the incident energy: at normal
+        // incidence the shaft stands about 25 dB above muscle speckle
+        // (`anatomy::REFERENCE_DENSITY`), as on a scanner.
+        let a = 16.0 * cos_inc.powi(3);
         if a < 1e-3 {
             continue;
         }

@@ -21,9 +21,11 @@ use crate::sim::{Elevation, Scatterer, SimSettings};
 /// a little more than the elevation beam of a 13 mm tall element focused
 /// at 60 mm at 3.5 MHz (about 3 mm wide).
 pub const HALF_SLAB: f64 = 0.002;
-/// The needle is kept further out of plane than the tissue, so that the
-/// simulator's elevation beam decides how it fades as it leaves the plane.
-pub const NEEDLE_SLAB: f64 = 0.008;
+/// The needle is kept further out of plane than the tissue, beyond half the
+/// widest elevation beam (the 13 mm element, near the skin), so that the
+/// simulator's elevation beam, not this cut, decides how it fades as it
+/// leaves the plane.
+pub const NEEDLE_SLAB: f64 = 0.012;
 
 /// Where a frame's landmarks land in its PNG, `[column, row]` pixels.
 #[derive(Debug, Clone, Serialize)]
@@ -184,13 +186,15 @@ fn bounds(grid: &PixelGrid) -> (f64, f64, f64, f64) {
     pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), p| (a.min(p[0]), b.max(p[0]), c.min(p[1]), d.max(p[1])))
 }
 
-/// The first femoral-head cortex point on the probe's centre line.
+/// The first cortex point on the probe's centre line: the femoral head's,
+/// or at the head–neck junction (where the longitudinal approach centres
+/// the probe) the neck's, whichever bone the beam meets first.
 pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> Option<DVec3> {
     let apex = scene.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
     let mut z = apex;
     while z < apex + scene.depth {
         let p = image_to_ref.apply(DVec3::new(0.0, 0.0, z));
-        if p.length() <= scene.hip.head_radius {
+        if scene.hip.is_bone(p) {
             return view.contains(0.0, z).then_some(DVec3::new(0.0, 0.0, z));
         }
         z += 0.00005;
