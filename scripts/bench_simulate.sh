@@ -7,8 +7,8 @@
 #   - l11_simulation_matches_pymust, c5_simulation_matches_pymust: simulate the
 #     PyMUST reference datasets from their scatterers with every transmit arrival
 #     (the simus-equivalent window) and check point-target peaks (λ/4), FWHM (15 %)
-#     and cyst CNR (1 dB) against PyMUST's images; then again with the default
-#     4-period window, reported only;
+#     and cyst CNR (1 dB) against PyMUST's images (the default); then again
+#     with the 4-period window (--tx-window 4), reported only;
 #   - benchmark_simulator: scatterer-echo throughput of the GPU stage and of the
 #     CPU twin, and one frame of the anterolateral hip scene.
 # Each writes target/simulate-*.json; this script then rewrites the section
@@ -78,7 +78,7 @@ out = ["<!-- simulate:begin (written by scripts/bench_simulate.sh; edit there) -
        "| dataset | transmit window | simulation time | RF correlation per wave (min–max) | worst peak error / λ/4 | worst FWHM deviation (axial, lateral) | cyst CNR ours / PyMUST [TGC'd] | disk CNR ours / PyMUST |",
        "|---|---|---|---|---|---|---|---|"]
 for name in ["L11-5v_pw7", "C5-2v_dw5"]:
-    for tag, label in [("all", "every arrival (simus)"), ("w4", "4 periods (default)")]:
+    for tag, label in [("all", "every arrival (simus; default)"), ("w4", "4 periods (`--tx-window 4`)")]:
         path = f"simulate-vs-pymust-{name}-{tag}.json"
         if not os.path.exists(os.path.join("target", path)):
             continue
@@ -94,7 +94,7 @@ for name in ["L11-5v_pw7", "C5-2v_dw5"]:
                    f"{dk['cnr_db'][0]:.2f} / {dk['cnr_db'][2]:.2f} dB |")
 out += ["",
         "PyMUST itself took 532 s (L11, 7 waves) and 568 s (C5, 5 waves) on the same kind of machine",
-        "(`meta.json`, 2 threads). With the default 4-period window, transmit arrivals more than 4",
+        "(`meta.json`, 2 threads). With the 4-period window, transmit arrivals more than 4",
         "periods after the wavefront (edge waves, and the grating lobes of steered waves on these",
         "arrays, whose pitch exceeds λ) are dropped: the 0° wave still matches, steered waves lose",
         "their grating-lobe clutter and the anechoic cyst comes out darker.",

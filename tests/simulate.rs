@@ -704,7 +704,7 @@ fn benchmark_simulator() {
         })
         .collect();
     let acq = Acquisition { probe, waves, sampling_frequency: 30.4e6, initial_time: 0.0, modulation_frequency: 0.0, center_frequency: 7.6e6, bandwidth: 0.77, sound_speed: c, prf: 0.0 };
-    let settings = SimSettings { elevation: Some(Elevation { height: 5e-3, focus: Some(18e-3) }), attenuation: 0.5, ..SimSettings::for_acquisition(&acq) };
+    let settings = SimSettings { elevation: Some(Elevation { height: 5e-3, focus: Some(18e-3) }), attenuation: 0.5, tx_window: sonoguide::sim::FAST_TX_WINDOW, ..SimSettings::for_acquisition(&acq) };
     let plan = SimPlan::new(&acq, 1700, &settings).unwrap();
     let mut rng = sonoguide::sim::Rng::new(1);
     let n_gpu = 20_000;
@@ -730,13 +730,13 @@ fn benchmark_simulator() {
         echoes(n_gpu) / gpu_s, gpu_s, echoes(n_cpu) / cpu_s, cpu_s
     );
 
-    // One frame of the anterolateral hip scene (its own scatterers, 3 diverging waves).
+    // One frame of the anterolateral hip scene (its own scatterers and waves).
     let scene = sonoguide::scene::Scene::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterolateral.toml")).unwrap();
     let view = sonoguide::scene::render::View::new(&scene, 480);
     let (hip, _) = sonoguide::scene::render::frame_scatterers(&scene, &view, 0, 1);
     let hacq = scene.acquisition.clone();
-    let height = hacq.probe.elements[0].height;
-    let hs = SimSettings { elevation: Some(Elevation { height, focus: Some(60e-3) }), attenuation: 0.5, ..SimSettings::for_acquisition(&hacq) };
+    // The settings the scene renderer uses (4-period transmit window).
+    let hs = sonoguide::scene::render::sim_settings(&scene);
     let samples = sonoguide::sim::phantom::samples_for_depth(&hacq, scene.depth);
     let hplan = SimPlan::new(&hacq, samples, &hs).unwrap();
     let t = std::time::Instant::now();
