@@ -7,7 +7,7 @@ mod common;
 use glam::DVec3;
 use sonoguide::acquisition::{ChannelData, PixelGrid, Samples};
 use sonoguide::gpu::GpuContext;
-use sonoguide::pipeline::das::{DasPlan, FLAG_IQ};
+use sonoguide::pipeline::das::{Das, DasPlan, FLAG_IQ};
 use sonoguide::pipeline::demodulate::DemodPlan;
 use sonoguide::pipeline::scan_convert::ScanConvertParams;
 use sonoguide::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, GpuChannels, Interp, Transmit};
@@ -71,9 +71,10 @@ fn demodulate_matches_cpu_twin() {
     assert!(err <= 1e-4 * peak, "demodulate: max error {err} vs peak {peak}");
 }
 
-fn das_case(ctx: &GpuContext, data: &ChannelData, pixels: &[[f32; 2]], s: &DasSettings, f_mod: f64) -> f64 {
+/// One DAS case against the twin. `das` is shared across cases: its
+/// specialised pipelines compile once (lavapipe takes ~0.5 s for each).
+fn das_case(ctx: &GpuContext, das: &Das, data: &ChannelData, pixels: &[[f32; 2]], s: &DasSettings, f_mod: f64) -> f64 {
     let plan = DasPlan::new(&data.acquisition, s, f_mod, pixels.len(), data.frames).unwrap();
-    let das = sonoguide::pipeline::das::Das::new(&ctx.device);
     let up = GpuChannels::upload(ctx, data).unwrap();
     let img = encode_submit(ctx, |enc| das.encode(ctx, enc, &up, &plan, pixels).unwrap());
     let gpu: Vec<[f32; 2]> = ctx.read_buffer(&img, pixels.len() * data.frames).unwrap();
@@ -96,6 +97,7 @@ fn das_matches_cpu_twin_for_every_setting() {
     iq.acquisition.modulation_frequency = plan.fc;
     let grid = PixelGrid::Cartesian { x: (-0.008, 0.008), z: (0.003, 0.022), nx: 33, nz: 41 };
     let pixels = grid.positions_f32();
+    let das = Das::new(&ctx.device);
     let mut failures = Vec::new();
     for interp in [Interp::Nearest, Interp::Linear, Interp::Cubic] {
         for apodization in [Apodization::Boxcar, Apodization::Hann, Apodization::Tukey(0.4)] {
@@ -105,7 +107,7 @@ fn das_matches_cpu_twin_for_every_setting() {
             for (fnumber, normalize) in [(FNumber::Fixed(1.37), false), (FNumber::Auto, true), (FNumber::Full, false)] {
                 let s = DasSettings { interp, apodization, fnumber, normalize, transmit: if normalize { Transmit::Must } else { Transmit::Analytic } };
                 for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
-                    let err = das_case(&ctx, data, &pixels, &s, f_mod);
+                    let err = das_case(&ctx, &das, data, &pixels, &s, f_mod);
                     // f32 delays: 1e-12 s error on 20 MHz sampling and a 5 MHz
                     // phase is ~3e-5 rad; nearest can flip a tap at exact
                     // half-samples, which the looser bound allows.
@@ -128,7 +130,7 @@ fn das_convex_matches_cpu_twin() {
     let sonoguide::acquisition::ProbeKind::Convex { center, radius } = acq.probe.kind else { unreachable!() };
     let grid = PixelGrid::Polar { origin: center, radius: (radius + 0.001, radius + 0.03), angle: (-0.5, 0.5), nr: 50, na: 40 };
     let s = DasSettings { fnumber: FNumber::Fixed(1.0), ..Default::default() };
-    let err = das_case(&ctx, &rf, &grid.positions_f32(), &s, 0.0);
+    let err = das_case(&ctx, &Das::new(&ctx.device), &rf, &grid.positions_f32(), &s, 0.0);
     assert!(err <= 2e-4, "convex das relative error {err:.2e}");
 }
 
