@@ -2,6 +2,8 @@
 //! bad scene files (unknown field, missing units, target outside the body,
 //! needle shorter than the path) give errors with line numbers.
 
+mod common;
+
 use std::path::Path;
 
 use glam::DVec3;
@@ -116,4 +118,36 @@ fn other_bad_values_are_errors() {
     }
     let text = base().replace("model = \"C5-2v\"", "model = \"C5-2v\"\nsound_speed = -1540");
     assert!(parse(&text).unwrap_err().contains("sound_speed"));
+}
+
+/// The linear-probe option renders end to end: its rectangle goes through
+/// the same scan conversion as the convex sector and fills the display,
+/// with the femoral head's cortex under the centre line. Sparse and small,
+/// to stay cheap on lavapipe.
+#[test]
+fn linear_probe_option_renders() {
+    let Some(ctx) = common::gpu() else { return };
+    let text = base()
+        .replace("kind = \"convex\"", "kind = \"linear\"")
+        .replace("elements = 128", "elements = 64")
+        .replace("pitch = 0.508", "pitch = 0.6")
+        .replace("depth = 95", "depth = 60")
+        .replace("waves = 7 ", "waves = 1 ")
+        .replace("scatterer_density = 4 ", "scatterer_density = 0.05 ");
+    let s = parse(&text).unwrap();
+    assert!(matches!(s.acquisition.probe.kind, sonoguide::acquisition::ProbeKind::Linear));
+    let r = sonoguide::scene::render::Renderer::new(&ctx, &s, 120, 60.0);
+    let out = r.frame(&ctx, &s, 0, 1).unwrap();
+    let (w, h) = (r.view.display.width, r.view.display.height);
+    assert_eq!(out.rgba.len(), w * h);
+    let inside = out.rgba.iter().filter(|p| *p >> 24 == 255).count();
+    assert_eq!(inside, w * h, "a linear probe's image is its whole display");
+    let lit = out.grey.iter().filter(|g| **g > 0.0).count();
+    assert!(lit > w * h / 10, "only {lit} of {} pixels above the floor", w * h);
+    let cortex = out.info.femoral_head_cortex_px.expect("the cortex lies under the centre line within 60 mm");
+    // The cortex row is brighter than the speckle above it.
+    let row = cortex[1].round() as usize;
+    let col = cortex[0].round() as usize;
+    let band = |r0: usize, r1: usize| (r0..r1).map(|r| out.grey[r * w + col]).fold(0.0f32, f32::max);
+    assert!(band(row.saturating_sub(2), row + 3) > band(row.saturating_sub(20), row.saturating_sub(8)), "cortex at row {row} not brighter than the tissue above");
 }
