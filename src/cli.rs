@@ -64,11 +64,55 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Stream frames through upload → demodulate → das → detect; report sustained frames/s and latency.
     Hfr(crate::bench::HfrArgs),
-    /// Simulate point targets and speckle, beamform them on the GPU and write a PNG (the default).
+    /// The real-time display (the default): B-mode composited with the 3D needle and probe, in a
+    /// window, or headless to a PNG when there is no display.
+    View(ViewArgs),
+    /// Render B-mode frames headless from tracked poses (OpenIGTLink from a PLUS Server, a
+    /// recording, or the scripted insertion); send them as OpenIGTLink IMAGE messages, write
+    /// PNGs and record the session. Set RUST_LOG=info to see connections and tool states.
+    Run(crate::tracking::command::RunArgs),
+    /// Serve B-mode frames as OpenIGTLink IMAGE messages (and the needle tip TRANSFORM) to
+    /// clients such as 3D Slicer; poses from --tracking (default: the scripted insertion).
+    ServeImages(crate::tracking::command::ServeArgs),
+    /// Replay a PLUS sequence file (.mha/.nrrd, ours or PLUS's): render its poses, send/write
+    /// the frames, and compare them with the recorded ones.
+    Replay(crate::tracking::command::ReplayArgs),
+    /// Simulate point targets and speckle, beamform them on the GPU and write a PNG.
     Demo {
         #[arg(long, default_value = "sonoguide-demo.png")]
         png: PathBuf,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ViewArgs {
+    /// Scene file (TOML).
+    #[arg(default_value = crate::render::SCENES[0])]
+    pub scene: PathBuf,
+    /// Quality preset: `fast` (interactive on software Vulkan) or `quality`.
+    #[arg(long, default_value = "fast")]
+    pub preset: String,
+    /// Render once, without a window, to this PNG.
+    #[arg(long)]
+    pub headless: Option<PathBuf>,
+    /// Window (or PNG) size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    pub size: String,
+    /// Quit after this many frames (0: run until closed).
+    #[arg(long, default_value_t = 0)]
+    pub frames: u64,
+    /// Print frames per second and stage times every N frames (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub progress: u64,
+    /// Start frozen: the image chain runs once, then only the composite
+    /// (measures the compositor alone; F unfreezes).
+    #[arg(long)]
+    pub frozen: bool,
+    /// Headless: time each stage on the host clock (submit, wait) instead of
+    /// GPU timestamps, run the chain twice (the first compiles the pipelines)
+    /// and report the second.
+    #[arg(long, requires = "headless")]
+    pub wall_clock: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -168,7 +212,9 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    match cli.command.unwrap_or(Command::Demo { png: PathBuf::from("sonoguide-demo.png") }) {
+    let default = || Command::View(ViewArgs::defaults());
+    match cli.command.unwrap_or_else(default) {
+        Command::View(args) => view(&args, cli.backend.as_deref()),
         Command::Beamform(args) => beamform(&args, cli.backend.as_deref()),
         Command::Info { input } => {
             let data = load(&input)?;
@@ -181,7 +227,68 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Hfr(args) => crate::bench::hfr(&args, cli.backend.as_deref()).map(|_| ()).map_err(CliError::from),
         Command::Simulate(args) => crate::sim::command::run(&args, cli.backend.as_deref()),
         Command::Metrics(args) => crate::metrics::run(&args, cli.backend.as_deref()),
+        Command::Run(args) => crate::tracking::command::run(&args, None, cli.backend.as_deref()),
+        Command::ServeImages(args) => crate::tracking::command::serve(&args, cli.backend.as_deref()),
+        Command::Replay(args) => crate::tracking::command::replay(&args, cli.backend.as_deref()),
         Command::Render { scene, frames, out, height, dynamic_range, labels } => render(&scene, frames, &out, height, dynamic_range, labels, cli.backend.as_deref()),
+    }
+}
+
+#[derive(Parser, Debug)]
+struct ViewOnly {
+    #[command(flatten)]
+    args: ViewArgs,
+}
+
+impl ViewArgs {
+    /// `sonoguide view` with nothing given: the defaults stay in the
+    /// attributes above, in one place.
+    fn defaults() -> ViewArgs {
+        ViewOnly::parse_from(["view"]).args
+    }
+}
+
+/// `sonoguide view` (and the default command): the window, or the same
+/// view headless to a PNG when there is no display.
+fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
+    use crate::render::window::{run as run_window, WindowError, WindowOptions};
+    let preset = crate::render::Preset::parse(&args.preset).map_err(fail)?;
+    let size = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
+        .filter(|(w, h)| (64..=8192).contains(w) && (64..=8192).contains(h))
+        .ok_or_else(|| fail(format!("--size {}: expected WIDTHxHEIGHT, e.g. 1280x720 (64 to 8192 each)", args.size)))?;
+    if !args.scene.exists() {
+        return Err(fail(format!("{}: no such scene file (run from the repository root, or give a path to a scene TOML)", args.scene.display())));
+    }
+    let headless = |png: &Path| -> Result<(), CliError> {
+        let ctx = GpuContext::new(backend)?;
+        eprintln!("{}", ctx.describe());
+        let d = crate::render::render_headless(&ctx, &args.scene, preset, size, png, args.wall_clock).map_err(fail)?;
+        let mut times = vec![format!("scatterers (CPU, worker thread) {:.1} ms, recording the chain (CPU) {:.1} ms", d.prepare_s * 1e3, d.record_s * 1e3)];
+        times.extend(d.stage_times.iter().map(|(l, t)| format!("{l} {:.1} ms", t * 1e3)));
+        let scatterers = d.info().map(|i| i.scatterers).unwrap_or(0);
+        println!("wrote {} ({}x{}, {} preset, {scatterers} scatterers; {})", png.display(), size.0, size.1, preset.name, times.join(", "));
+        Ok(())
+    };
+    if let Some(png) = &args.headless {
+        return headless(png);
+    }
+    let opts = WindowOptions { scene: args.scene.clone(), preset, backend: backend.map(String::from), size, frames: (args.frames > 0).then_some(args.frames), progress_every: args.progress, frozen: args.frozen };
+    match run_window(opts) {
+        Ok(s) => {
+            if s.frames > 0 {
+                println!("{} frames in {:.1} s: {:.1} frames/s", s.frames, s.seconds, s.frames as f64 / s.seconds.max(1e-9));
+            }
+            Ok(())
+        }
+        Err(WindowError::NoDisplay(why)) => {
+            let png = PathBuf::from("sonoguide-view.png");
+            eprintln!("no display ({why}): rendering the same view headless to {}", png.display());
+            headless(&png)
+        }
+        Err(WindowError::Failed(e)) => Err(fail(e)),
     }
 }
 

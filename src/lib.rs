@@ -18,6 +18,10 @@
 //! - [`scene`]: scene files (hip anatomy, probe, needle, approach, poses)
 //!   and the renderer of scripted insertions.
 //! - [`bench`]: `sonoguide bench` and `sonoguide hfr`, the benchmark harness.
+//! - [`render`]: the real-time display (3D + 2D composite), window and
+//!   headless.
+//! - [`tracking`]: pose sources (scripted, recorded, OpenIGTLink) and the
+//!   OpenIGTLink endpoint that takes tracked poses in and sends images out.
 //! - [`cli`]: the `sonoguide` command.
 
 pub mod acquisition;
@@ -28,5 +32,7 @@ pub mod io;
 pub mod metrics;
 pub mod pipeline;
 pub mod reference;
+pub mod render;
 pub mod scene;
 pub mod sim;
+pub mod tracking;

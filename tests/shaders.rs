@@ -6,6 +6,7 @@ use std::mem::{offset_of, size_of};
 
 use sonoguide::gpu::shaders::{self, STAGES};
 use sonoguide::pipeline::{das, demodulate, detect, scan_convert, simulate};
+use sonoguide::render::compositor;
 
 #[test]
 fn every_stage_validates() {
@@ -69,6 +70,10 @@ fn host_structs_match_wgsl_layouts() {
             fs, t0, inv_c, fc, kc, f_step, fs_taps, tap0, alpha, seg_len, small_d, baffle_b,
             inv_height2, inv_focus, width_2d, rx_cap, noise_level, z_min, convex_x, convex_z,
             convex_r2, pulse_lo, pulse_hi, wave_end
+        }),
+        host!("FrameUniform", "composite", compositor::FrameUniform { view_proj, light, target_size, _pad0, _pad1 }),
+        host!("ImageUniform", "composite", compositor::ImageUniform {
+            clip_from_uv, width, height, chain_range_db, gain_db, range_db, dim, opacity, _pad0, tgc
         }),
     ];
     let mut failures = Vec::new();

@@ -30,6 +30,8 @@ pub enum GpuError {
     Validation { stage: String, message: String },
     #[error("reading back `{label}` failed: {message}")]
     Readback { label: String, message: String },
+    #[error("cannot create a window surface: {0}. Run headless instead (sonoguide view --headless out.png).")]
+    Surface(String),
     #[error("{what} needs a {bytes}-byte buffer; this adapter allows at most {limit} bytes per storage binding. Beamform fewer frames at a time (--frames) or fewer pixels.")]
     TooLarge { what: String, bytes: u64, limit: u64 },
 }
@@ -52,6 +54,8 @@ pub fn parse_backends(s: &str) -> Result<wgpu::Backends, GpuError> {
 }
 
 pub struct GpuContext {
+    /// Kept so that a window can recreate a lost surface.
+    pub instance: wgpu::Instance,
     pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -64,6 +68,22 @@ impl GpuContext {
     /// `backend`: the CLI's `--backend`; when `None`, `WGPU_BACKEND` decides,
     /// else every backend is searched.
     pub fn new(backend: Option<&str>) -> Result<GpuContext, GpuError> {
+        Self::build(backend, wgpu::InstanceDescriptor::new_without_display_handle_from_env(), None).map(|(ctx, _)| ctx)
+    }
+
+    /// As [`GpuContext::new`], for a window: the instance knows the
+    /// window's display (GL needs it), the surface is created on it, and
+    /// only adapters that can present to it are considered.
+    pub fn with_surface<W>(backend: Option<&str>, window: W) -> Result<(GpuContext, wgpu::Surface<'static>), GpuError>
+    where
+        W: wgpu::WindowHandle + wgpu::rwh::HasDisplayHandle + std::fmt::Debug + Clone + 'static,
+    {
+        let desc = wgpu::InstanceDescriptor::new_with_display_handle_from_env(Box::new(window.clone()));
+        let (ctx, surface) = Self::build(backend, desc, Some(wgpu::SurfaceTarget::from(window)))?;
+        Ok((ctx, surface.ok_or_else(|| GpuError::Surface("no surface was created".into()))?))
+    }
+
+    fn build(backend: Option<&str>, mut desc: wgpu::InstanceDescriptor, window: Option<wgpu::SurfaceTarget<'static>>) -> Result<(GpuContext, Option<wgpu::Surface<'static>>), GpuError> {
         let backends = match backend {
             Some(s) => parse_backends(s)?,
             None => match std::env::var("WGPU_BACKEND") {
@@ -71,7 +91,6 @@ impl GpuContext {
                 _ => wgpu::Backends::all(),
             },
         };
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         desc.backends = backends;
         // Validation costs and Debian's layers are too old for naga's SPIR-V.
         if std::env::var("WGPU_DEBUG").map(|v| v == "1").unwrap_or(false) {
@@ -80,6 +99,7 @@ impl GpuContext {
             desc.flags &= !(wgpu::InstanceFlags::VALIDATION | wgpu::InstanceFlags::DEBUG);
         }
         let instance = wgpu::Instance::new(desc);
+        let surface = window.map(|w| instance.create_surface(w)).transpose().map_err(|e| GpuError::Surface(e.to_string()))?;
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         // Hardware first (discrete, then integrated, virtual), software last.
         let rank = |t: wgpu::DeviceType| match t {
@@ -92,6 +112,7 @@ impl GpuContext {
         let adapter = adapters
             .into_iter()
             .filter(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+            .filter(|a| surface.as_ref().is_none_or(|s| a.is_surface_supported(s)))
             .min_by_key(|a| {
                 let i = a.get_info();
                 (rank(i.device_type), if i.backend == wgpu::Backend::Vulkan { 0 } else { 1 })
@@ -115,7 +136,7 @@ impl GpuContext {
                 v.push(e.to_string());
             }
         }));
-        Ok(GpuContext { adapter, device, queue, info, errors })
+        Ok((GpuContext { instance, adapter, device, queue, info, errors }, surface))
     }
 
     /// One line for the user: which adapter runs the shaders.

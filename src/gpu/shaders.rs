@@ -12,6 +12,7 @@ pub const STAGES: &[(&str, &str)] = &[
     ("detect", include_str!("../../shaders/detect.wgsl")),
     ("scan_convert", include_str!("../../shaders/scan_convert.wgsl")),
     ("simulate", include_str!("../../shaders/simulate.wgsl")),
+    ("composite", include_str!("../../shaders/composite.wgsl")),
 ];
 
 const SHARED: &[(&str, &str)] = &[("shared/acquisition.wgsl", include_str!("../../shaders/shared/acquisition.wgsl"))];

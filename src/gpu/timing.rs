@@ -132,6 +132,14 @@ impl GpuTimer {
         GpuTimer { queries, fallback, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
     }
 
+    /// Host-clock timing ([`Fallback::Stall`]) even on an adapter with
+    /// timestamps: for benchmarks on drivers whose per-scope timestamps are
+    /// in doubt (on lavapipe the display's `das` scope reads ≈ 0.05 ms where
+    /// the host clock around the same pass reads ~200 ms).
+    pub fn wall_clock() -> GpuTimer {
+        GpuTimer { queries: None, fallback: Fallback::Stall, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
+    }
+
     /// Where this timer's numbers come from, or `None` when it records
     /// without timing ([`Fallback::Skip`] without timestamps).
     pub fn source(&self) -> Option<TimeSource> {

@@ -1,0 +1,333 @@
+//! The display in a winit window: surface setup and the frame loop's
+//! graceful states (resized or minimised, surface outdated or lost,
+//! device lost). Every frame goes through [`Display::frame`], the same
+//! call headless rendering makes.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use winit::application::ApplicationHandler;
+use winit::event::{ElementState, MouseButton, MouseScrollDelta, WindowEvent};
+use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
+use winit::keyboard::{Key, NamedKey};
+use winit::window::{Window, WindowId};
+
+use super::{Action, Display, Offscreen, Preset, Scripted};
+use crate::gpu::GpuContext;
+
+#[derive(Debug, Clone)]
+pub struct WindowOptions {
+    pub scene: PathBuf,
+    pub preset: Preset,
+    pub backend: Option<String>,
+    pub size: (u32, u32),
+    /// Quit after this many frames (tests, benchmarks).
+    pub frames: Option<u64>,
+    /// Print a progress line every this many frames (0: never).
+    pub progress_every: u64,
+    /// Start with the image frozen (after its first frame).
+    pub frozen: bool,
+}
+
+/// Why the window could not run; `NoDisplay` means "fall back to headless".
+#[derive(Debug)]
+pub enum WindowError {
+    NoDisplay(String),
+    Failed(String),
+}
+
+/// What a window run measured.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub frames: u64,
+    pub seconds: f64,
+    pub stage_times: Vec<(String, f64)>,
+}
+
+struct State {
+    window: Arc<Window>,
+    ctx: GpuContext,
+    surface: wgpu::Surface<'static>,
+    config: wgpu::SurfaceConfiguration,
+    display: Display,
+    cursor: (f64, f64),
+    dragging: bool,
+    minimized: bool,
+    occluded: bool,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+struct App {
+    opts: WindowOptions,
+    state: Option<State>,
+    error: Option<String>,
+    frames: u64,
+    started: Option<Instant>,
+    summary: RunSummary,
+}
+
+/// Surface settings, chosen on purpose: a non-sRGB format (grey level g is
+/// shown as g: the B-mode's grey map is already perceptual), Mailbox when
+/// the driver has it (no tearing through the needle, and the newest frame
+/// shown without waiting for vblank), else Fifo (always there, paced by
+/// the display). Immediate, which lavapipe lists first, tears.
+fn surface_config(surface: &wgpu::Surface, adapter: &wgpu::Adapter, size: (u32, u32)) -> Result<wgpu::SurfaceConfiguration, String> {
+    let caps = surface.get_capabilities(adapter);
+    let format = caps.formats.iter().copied().find(|f| !f.is_srgb()).or_else(|| caps.formats.first().copied()).ok_or("the window surface offers no colour format")?;
+    let present_mode = if caps.present_modes.contains(&wgpu::PresentMode::Mailbox) { wgpu::PresentMode::Mailbox } else { wgpu::PresentMode::Fifo };
+    Ok(wgpu::SurfaceConfiguration {
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+        format,
+        width: size.0.max(1),
+        height: size.1.max(1),
+        present_mode,
+        desired_maximum_frame_latency: 2,
+        alpha_mode: caps.alpha_modes.first().copied().unwrap_or(wgpu::CompositeAlphaMode::Auto),
+        view_formats: vec![],
+        color_space: wgpu::SurfaceColorSpace::Auto,
+    })
+}
+
+fn key_action(key: &Key) -> Option<Action> {
+    Some(match key {
+        Key::Named(NamedKey::ArrowUp) => Action::Gain(3.0),
+        Key::Named(NamedKey::ArrowDown) => Action::Gain(-3.0),
+        Key::Named(NamedKey::ArrowLeft) => Action::Range(-5.0),
+        Key::Named(NamedKey::ArrowRight) => Action::Range(5.0),
+        Key::Named(NamedKey::PageUp) => Action::Depth(-1.0),
+        Key::Named(NamedKey::PageDown) => Action::Depth(1.0),
+        Key::Named(NamedKey::Tab) => Action::SwitchApproach,
+        Key::Named(NamedKey::Space) => Action::Pause,
+        Key::Named(NamedKey::Escape) => Action::Quit,
+        Key::Named(NamedKey::F1) => Action::Help,
+        Key::Character(c) => match c.to_lowercase().as_str() {
+            "1" | "2" | "3" | "4" => Action::TgcBand(c.parse::<usize>().unwrap_or(1) - 1),
+            "+" | "=" => Action::Tgc(3.0),
+            "-" => Action::Tgc(-3.0),
+            "f" => Action::Freeze,
+            "n" => Action::Step,
+            "r" => Action::ResetCamera,
+            "a" => Action::Anatomy,
+            "s" => Action::Screenshot,
+            "h" => Action::Help,
+            "q" => Action::Quit,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+impl App {
+    fn start(&mut self, event_loop: &ActiveEventLoop) -> Result<State, String> {
+        let attrs = Window::default_attributes().with_title("sonoguide").with_inner_size(winit::dpi::PhysicalSize::new(self.opts.size.0, self.opts.size.1));
+        let window = Arc::new(event_loop.create_window(attrs).map_err(|e| format!("cannot open a window: {e}"))?);
+        let (ctx, surface) = GpuContext::with_surface(self.opts.backend.as_deref(), window.clone()).map_err(|e| e.to_string())?;
+        eprintln!("sonoguide: {}", ctx.describe());
+        let size = window.inner_size();
+        let config = surface_config(&surface, &ctx.adapter, (size.width, size.height))?;
+        surface.configure(&ctx.device, &config);
+        eprintln!("sonoguide: surface {:?}, {:?}", config.format, config.present_mode);
+        let lost = Arc::new(Mutex::new(None));
+        let sink = lost.clone();
+        ctx.device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = sink.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let mut display = Display::new(&ctx, &self.opts.scene, self.opts.preset, config.format, Box::new(Scripted))?;
+        display.controls.frozen = self.opts.frozen;
+        Ok(State { window, ctx, surface, config, display, cursor: (0.0, 0.0), dragging: false, minimized: size.width == 0 || size.height == 0, occluded: false, lost })
+    }
+
+    fn fail(&mut self, event_loop: &ActiveEventLoop, message: String) {
+        self.error = Some(message);
+        event_loop.exit();
+    }
+
+    fn redraw(&mut self, event_loop: &ActiveEventLoop) {
+        let Some(s) = self.state.as_mut() else { return };
+        if let Some(reason) = s.lost.lock().ok().and_then(|l| l.clone()) {
+            let msg = format!("the GPU device was lost ({reason}); the display cannot continue. Restart sonoguide; if it happens again, try another backend (--backend gl) or the headless mode (sonoguide view --headless out.png).");
+            return self.fail(event_loop, msg);
+        }
+        if s.minimized || s.occluded {
+            return;
+        }
+        let texture = match s.surface.get_current_texture() {
+            wgpu::CurrentSurfaceTexture::Success(t) => t,
+            wgpu::CurrentSurfaceTexture::Suboptimal(t) => {
+                s.display.notice = Some("surface suboptimal: reconfigured".into());
+                let r = t;
+                s.surface.configure(&s.ctx.device, &s.config);
+                r
+            }
+            wgpu::CurrentSurfaceTexture::Timeout | wgpu::CurrentSurfaceTexture::Occluded => return,
+            wgpu::CurrentSurfaceTexture::Outdated => {
+                s.surface.configure(&s.ctx.device, &s.config);
+                return;
+            }
+            wgpu::CurrentSurfaceTexture::Lost => {
+                // Recreate the surface on the same instance and device.
+                match s.ctx.instance.create_surface(s.window.clone()) {
+                    Ok(surface) => {
+                        surface.configure(&s.ctx.device, &s.config);
+                        s.surface = surface;
+                        s.display.notice = Some("surface lost: recreated".into());
+                    }
+                    Err(e) => return self.fail(event_loop, format!("the window surface was lost and cannot be recreated: {e}")),
+                }
+                return;
+            }
+            other => {
+                log::warn!("surface: {other:?}");
+                return;
+            }
+        };
+        let view = texture.texture.create_view(&Default::default());
+        let size = (s.config.width, s.config.height);
+        match s.display.frame(&s.ctx, &view, size) {
+            Ok(cmd) => {
+                s.ctx.queue.submit([cmd]);
+                s.window.pre_present_notify();
+                s.ctx.queue.present(texture);
+                s.display.submitted(&s.ctx);
+            }
+            Err(e) => {
+                // Per-frame failures are reported, not fatal.
+                log::error!("frame: {e}");
+                s.display.notice = Some(format!("frame failed: {e}"));
+            }
+        }
+        if let Err(e) = s.ctx.take_error("display") {
+            s.display.notice = Some(e.to_string());
+        }
+        if std::mem::take(&mut s.display.screenshot) {
+            let path = PathBuf::from(format!("sonoguide-screenshot-{:05}.png", self.frames));
+            let shot = Offscreen::new(&s.ctx, size, s.display.format());
+            let r = s.display.frame(&s.ctx, &shot.view, size).and_then(|cmd| {
+                s.ctx.queue.submit([cmd]);
+                s.display.submitted(&s.ctx);
+                let px = shot.read(&s.ctx)?;
+                crate::io::png::write_rgba(&path, size.0 as usize, size.1 as usize, &px).map_err(|e| e.to_string())
+            });
+            s.display.notice = Some(match r {
+                Ok(()) => format!("screenshot saved to {}", path.display()),
+                Err(e) => format!("screenshot failed: {e}"),
+            });
+        }
+        self.frames += 1;
+        let started = *self.started.get_or_insert_with(Instant::now);
+        if self.opts.progress_every > 0 && self.frames.is_multiple_of(self.opts.progress_every) {
+            let stages: Vec<String> = s.display.stage_times.iter().map(|(l, t)| format!("{l}={:.2}ms", t * 1e3)).collect();
+            let d = &s.display;
+            println!("frame {} {:.1} fps scatterers={:.0}ms record={:.0}ms {}", self.frames, 1.0 / d.frame_interval.max(1e-9), d.prepare_s * 1e3, d.record_s * 1e3, stages.join(" "));
+        }
+        self.summary = RunSummary { frames: self.frames, seconds: started.elapsed().as_secs_f64(), stage_times: s.display.stage_times.clone() };
+        if s.display.quit || self.opts.frames.is_some_and(|n| self.frames >= n) {
+            event_loop.exit();
+        }
+    }
+}
+
+impl ApplicationHandler for App {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if self.state.is_some() {
+            return;
+        }
+        match self.start(event_loop) {
+            Ok(s) => {
+                s.window.request_redraw();
+                self.state = Some(s);
+            }
+            Err(e) => self.fail(event_loop, e),
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        match event {
+            WindowEvent::CloseRequested => event_loop.exit(),
+            WindowEvent::RedrawRequested => self.redraw(event_loop),
+            WindowEvent::Resized(size) => {
+                if let Some(s) = self.state.as_mut() {
+                    s.minimized = size.width == 0 || size.height == 0;
+                    if !s.minimized {
+                        s.config.width = size.width;
+                        s.config.height = size.height;
+                        s.surface.configure(&s.ctx.device, &s.config);
+                    }
+                }
+            }
+            WindowEvent::Occluded(hidden) => {
+                if let Some(s) = self.state.as_mut() {
+                    s.occluded = hidden;
+                }
+            }
+            WindowEvent::KeyboardInput { event, .. } if event.state == ElementState::Pressed => {
+                let Some(s) = self.state.as_mut() else { return };
+                if let Some(a) = key_action(&event.logical_key) {
+                    if let Err(e) = s.display.apply(&s.ctx, a) {
+                        s.display.notice = Some(e);
+                    }
+                }
+            }
+            WindowEvent::MouseInput { state, button: MouseButton::Left, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.dragging = state == ElementState::Pressed;
+                }
+            }
+            WindowEvent::CursorMoved { position, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    let (dx, dy) = (position.x - s.cursor.0, position.y - s.cursor.1);
+                    s.cursor = (position.x, position.y);
+                    if s.dragging {
+                        s.display.camera.drag(dx, dy);
+                    }
+                }
+            }
+            WindowEvent::MouseWheel { delta, .. } => {
+                if let Some(s) = self.state.as_mut() {
+                    s.display.camera.zoom(match delta {
+                        MouseScrollDelta::LineDelta(_, y) => y as f64,
+                        MouseScrollDelta::PixelDelta(p) => p.y / 40.0,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        // Continuous redraw: the insertion plays and the image chain runs;
+        // minimised or hidden, sleep until something happens instead.
+        if let Some(s) = &self.state {
+            if s.minimized || s.occluded {
+                event_loop.set_control_flow(ControlFlow::Wait);
+            } else {
+                event_loop.set_control_flow(ControlFlow::Poll);
+                s.window.request_redraw();
+            }
+        }
+    }
+}
+
+/// Whether this process can reach a display server at all.
+pub fn have_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
+}
+
+/// Open the window and run until it is closed (or `opts.frames`).
+pub fn run(opts: WindowOptions) -> Result<RunSummary, WindowError> {
+    if !have_display() {
+        return Err(WindowError::NoDisplay("no DISPLAY or WAYLAND_DISPLAY is set".into()));
+    }
+    let event_loop = EventLoop::new().map_err(|e| WindowError::NoDisplay(e.to_string()))?;
+    event_loop.set_control_flow(ControlFlow::Poll);
+    let mut app = App { opts, state: None, error: None, frames: 0, started: None, summary: RunSummary::default() };
+    event_loop.run_app(&mut app).map_err(|e| WindowError::Failed(e.to_string()))?;
+    match app.error {
+        Some(e) if app.frames == 0 && e.starts_with("cannot open a window") => Err(WindowError::NoDisplay(e)),
+        Some(e) => Err(WindowError::Failed(e)),
+        None => Ok(app.summary),
+    }
+}
