@@ -75,7 +75,7 @@ fn bench_quick_writes_json_csv_and_plot() {
     let err = positive(&v, "max_rel_err_vs_cpu");
     assert!(err < 1e-3, "GPU vs CPU twin: {err:e}");
     let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().filter_map(|s| s["stage"].as_str()).collect();
-    for s in ["upload", "demodulate", "das", "detect", "scan_convert", "readback"] {
+    for s in ["upload", "demodulate", "das", "detect", "scan_convert", "composite", "readback"] {
         assert!(stages.contains(&s), "stage {s} missing from {stages:?}");
     }
     let sweeps = v["sweeps"].as_array().unwrap();
