@@ -113,6 +113,13 @@ pub struct ViewArgs {
     /// and report the second.
     #[arg(long, requires = "headless")]
     pub wall_clock: bool,
+    /// Take the probe and needle poses from OpenIGTLink: igtl://HOST:PORT (client of a PLUS
+    /// Server) or igtl-server://HOST:PORT (listen) [default: the scene's scripted insertion].
+    #[arg(long, conflicts_with = "headless")]
+    pub tracking: Option<String>,
+    /// With --tracking: a tool silent for this long is shown as lost, seconds.
+    #[arg(long, default_value_t = 0.5)]
+    pub tracking_timeout: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -262,6 +269,14 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     if !args.scene.exists() {
         return Err(fail(format!("{}: no such scene file (run from the repository root, or give a path to a scene TOML)", args.scene.display())));
     }
+    if let Some(url) = &args.tracking {
+        if crate::tracking::endpoint::Mode::parse(url).is_none() {
+            return Err(fail(format!("--tracking {url}: expected igtl://HOST:PORT (a PLUS Server) or igtl-server://HOST:PORT (listen)")));
+        }
+    }
+    if !(args.tracking_timeout.is_finite() && args.tracking_timeout > 0.0) {
+        return Err(fail(format!("--tracking-timeout {}: expected a positive number of seconds", args.tracking_timeout)));
+    }
     let headless = |png: &Path| -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("{}", ctx.describe());
@@ -275,7 +290,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     if let Some(png) = &args.headless {
         return headless(png);
     }
-    let opts = WindowOptions { scene: args.scene.clone(), preset, backend: backend.map(String::from), size, frames: (args.frames > 0).then_some(args.frames), progress_every: args.progress, frozen: args.frozen };
+    let opts = WindowOptions { scene: args.scene.clone(), preset, backend: backend.map(String::from), size, frames: (args.frames > 0).then_some(args.frames), progress_every: args.progress, frozen: args.frozen, tracking: args.tracking.clone(), tracking_timeout: args.tracking_timeout };
     match run_window(opts) {
         Ok(s) => {
             if s.frames > 0 {
@@ -283,6 +298,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Err(WindowError::NoDisplay(why)) if args.tracking.is_some() => Err(fail(format!("no display ({why}): --tracking drives the window; for tracked frames without one, use `sonoguide run --tracking ...`"))),
         Err(WindowError::NoDisplay(why)) => {
             let png = PathBuf::from("sonoguide-view.png");
             eprintln!("no display ({why}): rendering the same view headless to {}", png.display());

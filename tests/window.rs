@@ -141,7 +141,7 @@ fn without_a_display_view_says_so_and_renders_headless() {
 
 #[test]
 fn view_rejects_bad_arguments_with_the_fix() {
-    for (args, want) in [(vec!["view", "--preset", "best"], "expected `fast`"), (vec!["view", "--size", "big"], "WIDTHxHEIGHT"), (vec!["view", "nope.toml", "--headless", "x.png"], "no such scene file")] {
+    for (args, want) in [(vec!["view", "--preset", "best"], "expected `fast`"), (vec!["view", "--size", "big"], "WIDTHxHEIGHT"), (vec!["view", "nope.toml", "--headless", "x.png"], "no such scene file"), (vec!["view", "--tracking", "tcp://127.0.0.1:18944"], "expected igtl://HOST:PORT"), (vec!["view", "--tracking", "igtl://127.0.0.1:18944", "--tracking-timeout", "0"], "positive number of seconds")] {
         let out = Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(&args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(want), "{args:?}: {stderr}");

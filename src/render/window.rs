@@ -28,6 +28,11 @@ pub struct WindowOptions {
     pub progress_every: u64,
     /// Start with the image frozen (after its first frame).
     pub frozen: bool,
+    /// Poses from OpenIGTLink (`igtl://HOST:PORT` to a PLUS Server, or
+    /// `igtl-server://HOST:PORT` to listen) instead of the scripted
+    /// insertion, and the time after which a silent tool is lost (s).
+    pub tracking: Option<String>,
+    pub tracking_timeout: f64,
 }
 
 /// Why the window could not run; `NoDisplay` means "fall back to headless".
@@ -56,6 +61,8 @@ struct State {
     minimized: bool,
     occluded: bool,
     lost: Arc<Mutex<Option<String>>>,
+    /// The OpenIGTLink endpoint feeding the display, kept alive with it.
+    _tracking: Option<crate::tracking::endpoint::Endpoint>,
 }
 
 struct App {
@@ -135,9 +142,10 @@ impl App {
                 *l = Some(format!("{reason:?}: {message}"));
             }
         });
-        let mut display = Display::new(&ctx, &self.opts.scene, self.opts.preset, config.format, Box::new(Scripted))?;
+        let (source, tracking) = pose_source(&self.opts)?;
+        let mut display = Display::new(&ctx, &self.opts.scene, self.opts.preset, config.format, source)?;
         display.controls.frozen = self.opts.frozen;
-        Ok(State { window, ctx, surface, config, display, cursor: (0.0, 0.0), dragging: false, minimized: size.width == 0 || size.height == 0, occluded: false, lost })
+        Ok(State { window, ctx, surface, config, display, cursor: (0.0, 0.0), dragging: false, minimized: size.width == 0 || size.height == 0, occluded: false, lost, _tracking: tracking })
     }
 
     fn fail(&mut self, event_loop: &ActiveEventLoop, message: String) {
@@ -330,4 +338,18 @@ pub fn run(opts: WindowOptions) -> Result<RunSummary, WindowError> {
         Some(e) => Err(WindowError::Failed(e)),
         None => Ok(app.summary),
     }
+}
+
+/// The display's pose source: the scene's scripted insertion, or an
+/// OpenIGTLink endpoint (started here, before the first frame, so that a
+/// port already in use is an error, not a silent scripted run).
+fn pose_source(opts: &WindowOptions) -> Result<(Box<dyn super::PoseSource>, Option<crate::tracking::endpoint::Endpoint>), String> {
+    use crate::tracking::endpoint::{Endpoint, EndpointConfig, Mode};
+    let Some(url) = &opts.tracking else { return Ok((Box::new(Scripted), None)) };
+    let mode = Mode::parse(url).ok_or_else(|| format!("--tracking {url}: expected igtl://HOST:PORT (a PLUS Server) or igtl-server://HOST:PORT (listen)"))?;
+    let scene = crate::scene::Scene::load(&opts.scene).map_err(|e| e.to_string())?;
+    let config = EndpointConfig { timeout: opts.tracking_timeout, ..Default::default() };
+    let endpoint = Endpoint::start(mode, config, scene.probe_to_reference).map_err(|e| e.to_string())?;
+    eprintln!("sonoguide: poses from {url}");
+    Ok((Box::new(super::Tracked(Box::new(endpoint.source()))), Some(endpoint)))
 }
