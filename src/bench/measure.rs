@@ -12,6 +12,7 @@ use crate::pipeline::das::{DasGeometry, DasPlan, DasTarget};
 use crate::pipeline::demodulate::DemodPlan;
 use crate::pipeline::{Beamformer, DetectSettings, DisplayGrid, GpuChannels};
 use crate::render::compositor::{Compositor, DrawList, ImageUniform};
+use crate::render::Offscreen;
 
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
@@ -167,17 +168,7 @@ pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usiz
     };
     let display = DisplayGrid::covering(&polar, polar.rows().max(64)).ok_or_else(|| BenchError::Input("scan conversion: no display grid for this image".into()))?;
     let mut compositor = Compositor::new(ctx, wgpu::TextureFormat::Rgba8Unorm);
-    let screen = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("sonoguide.bench.screen"),
-        size: wgpu::Extent3d { width: COMPOSITE_SIZE.0, height: COMPOSITE_SIZE.1, depth_or_array_layers: 1 },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba8Unorm,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
-        view_formats: &[],
-    });
-    let screen_view = screen.create_view(&Default::default());
+    let screen = Offscreen::new(ctx, COMPOSITE_SIZE, wgpu::TextureFormat::Rgba8Unorm);
     // The image's (u, v) in [0, 1]² onto the whole target.
     let full_screen = glam::Mat4::from_cols(glam::Vec4::new(2.0, 0.0, 0.0, 0.0), glam::Vec4::new(0.0, -2.0, 0.0, 0.0), glam::Vec4::Z, glam::Vec4::new(-1.0, 1.0, 0.0, 1.0));
     let draw = DrawList {
@@ -230,7 +221,7 @@ pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usiz
         let det = timer.scope(ctx, &mut enc, "detect", |enc| bf.detect.encode(ctx, enc, &target.image, n_img, &DetectSettings::default()))?;
         let disp = timer.scope(ctx, &mut enc, "scan_convert", |enc| bf.scan_convert.encode(ctx, enc, &det.grey, &polar, &display, 0))?;
         compositor.set_image(ctx, &disp);
-        timer.scope(ctx, &mut enc, "composite", |enc| compositor.encode(ctx, enc, &screen_view, COMPOSITE_SIZE, &draw));
+        timer.scope(ctx, &mut enc, "composite", |enc| compositor.encode(ctx, enc, &screen.view, COMPOSITE_SIZE, &draw));
         let grey_bytes = (n_img * 4) as u64;
         let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("sonoguide.bench.readback"), size: grey_bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         timer.scope(ctx, &mut enc, "readback", |enc| enc.copy_buffer_to_buffer(&det.grey, 0, &readback, 0, grey_bytes));
