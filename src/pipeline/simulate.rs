@@ -496,6 +496,29 @@ pub fn to_rows(scatterers: &[Scatterer]) -> Vec<[f32; 4]> {
         .collect()
 }
 
+/// A simulation being recorded batch by batch ([`Simulate::begin`]).
+pub struct SimJob {
+    tables: wgpu::Buffer,
+    heads: wgpu::Buffer,
+    taps: wgpu::Buffer,
+    state: wgpu::Buffer,
+    acc: wgpu::Buffer,
+    rf: wgpu::Buffer,
+    scatterers: wgpu::Buffer,
+    n: usize,
+    batch: usize,
+    n_batches: usize,
+    /// The next batch to record.
+    next: usize,
+}
+
+impl SimJob {
+    /// Batches recorded and in all.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.next, self.n_batches)
+    }
+}
+
 pub struct Simulate {
     layout: wgpu::BindGroupLayout,
     transmit: wgpu::ComputePipeline,
@@ -545,6 +568,19 @@ impl Simulate {
         plan: &SimPlan,
         scatterers: &GpuScatterers,
     ) -> Result<GpuChannels, PipelineError> {
+        let mut job = self.begin(ctx, plan, scatterers, None)?;
+        self.step(ctx, enc, plan, &mut job, usize::MAX);
+        Ok(self.finish(ctx, enc, plan, job))
+    }
+
+    /// Allocate a simulation that can be recorded a few batches at a time
+    /// ([`Simulate::step`]) over several submissions, then resolved
+    /// ([`Simulate::finish`]): the display spreads a frame's simulation
+    /// over many screen frames so that, on a one-queue adapter (lavapipe),
+    /// the composite is not stuck behind seconds of simulation. `batch`
+    /// caps the scatterers per batch (`None`: as many as a binding holds).
+    /// The fixed-point sums make the result identical to [`Simulate::encode`].
+    pub fn begin(&self, ctx: &GpuContext, plan: &SimPlan, scatterers: &GpuScatterers, batch: Option<usize>) -> Result<SimJob, PipelineError> {
         let n = scatterers.count;
         let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
         if ctx.info.device_type == wgpu::DeviceType::Cpu && plan.transmit_iterations() > SOFTWARE_LOOP_LIMIT {
@@ -555,29 +591,36 @@ impl Simulate {
             )));
         }
         let traces = nw * ne;
-        let batch = Self::batch_size(ctx, plan, n);
-        let n_batches = n.div_ceil(batch).max(1);
-        let tables = ctx.storage_from("sonoguide.simulate.tables", &plan.tables)?;
-        let heads = ctx.storage("sonoguide.simulate.heads", ((nw + 2) * batch * 16) as u64)?;
-        let taps = ctx.storage("sonoguide.simulate.taps", (nw * batch * plan.n_taps() * 8) as u64)?;
-        let state = ctx.storage("sonoguide.simulate.state", 16)?;
-        let acc = ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 16) as u64)?;
-        let rf = ctx.storage("sonoguide.simulate.rf", (plan.frames * traces * ns * 4) as u64)?;
+        let batch = Self::batch_size(ctx, plan, n).min(batch.unwrap_or(usize::MAX).max(1));
         // An empty scatterer list still needs a buffer to bind.
-        let dummy;
-        let scat_buffer = if n == 0 {
-            dummy = ctx.storage("sonoguide.simulate.scatterers", 16)?;
-            &dummy
-        } else {
-            &scatterers.buffer
-        };
-        enc.clear_buffer(&state, 0, None);
-        enc.clear_buffer(&acc, 0, None);
+        let scatterers = if n == 0 { ctx.storage("sonoguide.simulate.scatterers", 16)? } else { scatterers.buffer.clone() };
+        Ok(SimJob {
+            tables: ctx.storage_from("sonoguide.simulate.tables", &plan.tables)?,
+            heads: ctx.storage("sonoguide.simulate.heads", ((nw + 2) * batch * 16) as u64)?,
+            taps: ctx.storage("sonoguide.simulate.taps", (nw * batch * plan.n_taps() * 8) as u64)?,
+            state: ctx.storage("sonoguide.simulate.state", 16)?,
+            acc: ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 16) as u64)?,
+            rf: ctx.storage("sonoguide.simulate.rf", (plan.frames * traces * ns * 4) as u64)?,
+            scatterers,
+            n,
+            batch,
+            n_batches: n.div_ceil(batch).max(1),
+            next: 0,
+        })
+    }
 
-        let group = |p: SimulateParams| {
-            let uniform = ctx.uniform_from("sonoguide.simulate.params", &p);
-            bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &tables, scat_buffer, &heads, &taps, &state, &acc, &rf])
-        };
+    fn group(&self, ctx: &GpuContext, job: &SimJob, p: SimulateParams) -> wgpu::BindGroup {
+        let uniform = ctx.uniform_from("sonoguide.simulate.params", &p);
+        bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &job.tables, &job.scatterers, &job.heads, &job.taps, &job.state, &job.acc, &job.rf])
+    }
+
+    /// Record up to `batches` more batches of `job`; true once every batch
+    /// is recorded. The first call also clears the accumulators and, when
+    /// there are several batches, records the bound-only transmit pass over
+    /// all of them: every contribution bound must be known before the first
+    /// receive.
+    pub fn step(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, plan: &SimPlan, job: &mut SimJob, batches: usize) -> bool {
+        let (n, batch, n_batches) = (job.n, job.batch, job.n_batches);
         let batch_params = |b: usize, write: bool| {
             let mut p = plan.params;
             p.batch_start = (b * batch) as u32;
@@ -587,41 +630,57 @@ impl Simulate {
             }
             p
         };
+        let first = job.next == 0;
+        if first {
+            enc.clear_buffer(&job.state, 0, None);
+            enc.clear_buffer(&job.acc, 0, None);
+        }
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.simulate"), timestamp_writes: None });
-        if n > 0 {
-            // With several batches every contribution bound must be known
-            // before the first receive: a bound-only transmit pass first.
-            // transmit: one workgroup per (wave, scatterer).
-            if n_batches > 1 {
-                pass.set_pipeline(&self.transmit);
-                for b in 0..n_batches {
-                    let p = batch_params(b, false);
-                    pass.set_bind_group(0, &group(p), &[]);
-                    let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
-                    pass.dispatch_workgroups(gx, gy, 1);
-                }
-            }
-            let group_len = plan.wave_group();
+        if n == 0 {
+            job.next = n_batches;
+            return true;
+        }
+        // transmit: one workgroup per (wave, scatterer).
+        if first && n_batches > 1 {
+            pass.set_pipeline(&self.transmit);
             for b in 0..n_batches {
-                let p = batch_params(b, true);
-                pass.set_bind_group(0, &group(p), &[]);
-                pass.set_pipeline(&self.transmit);
+                let p = batch_params(b, false);
+                pass.set_bind_group(0, &self.group(ctx, job, p), &[]);
                 let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
                 pass.dispatch_workgroups(gx, gy, 1);
-                pass.set_pipeline(&self.receive);
-                for w0 in (0..nw).step_by(group_len) {
-                    let mut pw = p;
-                    pw.wave_start = w0 as u32;
-                    pw.wave_end = (w0 + group_len).min(nw) as u32;
-                    pass.set_bind_group(0, &group(pw), &[]);
-                    let (gx, gy) = dispatch_size(p.batch_len * p.n_elements, WORKGROUP);
-                    pass.dispatch_workgroups(gx, gy, 1);
-                }
             }
         }
-        let bg = group(plan.params);
-        pass.set_bind_group(0, &bg, &[]);
-        let (gx, gy) = dispatch_size((traces * ns) as u32, WORKGROUP);
+        let group_len = plan.wave_group();
+        let nw = plan.n_waves();
+        let end = job.next.saturating_add(batches).min(n_batches);
+        for b in job.next..end {
+            let p = batch_params(b, true);
+            pass.set_bind_group(0, &self.group(ctx, job, p), &[]);
+            pass.set_pipeline(&self.transmit);
+            let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
+            pass.dispatch_workgroups(gx, gy, 1);
+            pass.set_pipeline(&self.receive);
+            for w0 in (0..nw).step_by(group_len) {
+                let mut pw = p;
+                pw.wave_start = w0 as u32;
+                pw.wave_end = (w0 + group_len).min(nw) as u32;
+                pass.set_bind_group(0, &self.group(ctx, job, pw), &[]);
+                let (gx, gy) = dispatch_size(p.batch_len * p.n_elements, WORKGROUP);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+        }
+        job.next = end;
+        end == n_batches
+    }
+
+    /// Record the end of `job` (noise, then the accumulators to RF) once
+    /// every batch is recorded; returns its channel data.
+    pub fn finish(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, plan: &SimPlan, job: SimJob) -> GpuChannels {
+        debug_assert_eq!(job.next, job.n_batches, "finish before every batch was recorded");
+        let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.simulate.resolve"), timestamp_writes: None });
+        pass.set_bind_group(0, &self.group(ctx, &job, plan.params), &[]);
+        let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
         if plan.params.noise_level > 0.0 {
             pass.set_pipeline(&self.peak);
             pass.dispatch_workgroups(gx, gy, 1);
@@ -629,7 +688,7 @@ impl Simulate {
         pass.set_pipeline(&self.resolve);
         pass.dispatch_workgroups(gx, gy, 1);
         drop(pass);
-        Ok(GpuChannels { buffer: rf, iq: false, frames: plan.frames, waves: nw, channels: ne, samples: ns })
+        GpuChannels { buffer: job.rf, iq: false, frames: plan.frames, waves: nw, channels: ne, samples: ns }
     }
 
     /// Simulate on the GPU and read the channel data back.

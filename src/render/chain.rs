@@ -13,8 +13,8 @@ use crate::gpu::timing::GpuTimer;
 use crate::gpu::GpuContext;
 use crate::pipeline::das::{DasGeometry, DasPlan};
 use crate::pipeline::demodulate::DemodPlan;
-use crate::pipeline::simulate::{GpuScatterers, SimPlan, Simulate};
-use crate::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, PipelineError, Transmit};
+use crate::pipeline::simulate::{GpuScatterers, SimJob, SimPlan, Simulate};
+use crate::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, GpuChannels, PipelineError, Transmit};
 use crate::scene::render::{samples, scatterers_at, sim_settings, FrameInfo, View};
 use crate::scene::{FramePoses, Scene};
 use crate::sim::Scatterer;
@@ -105,10 +105,37 @@ impl ImageChain {
     /// Record the GPU half of a frame. Returns the display buffer (RGBA8
     /// per `u32`, `view().display` sized, alpha 0 outside the sector).
     pub fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, prepared: &Prepared) -> Result<wgpu::Buffer, String> {
-        let p = &self.plans;
+        let mut job = Some(self.start(ctx, prepared, None)?);
+        let rf = self.step(ctx, enc, timer, &mut job, usize::MAX).expect("every batch recorded");
+        self.finish(ctx, enc, timer, rf)
+    }
+
+    /// Upload a frame's scatterers and allocate its simulation, to be
+    /// recorded `batch` scatterers at a time by [`ImageChain::step`].
+    pub fn start(&self, ctx: &GpuContext, prepared: &Prepared, batch: Option<usize>) -> Result<SimJob, String> {
         let gpu = GpuScatterers::upload(ctx, &prepared.scatterers).map_err(|e| e.to_string())?;
+        self.simulator.begin(ctx, &self.plans.sim, &gpu, batch).map_err(|e| e.to_string())
+    }
+
+    /// Record up to `batches` more batches of the simulation in `job`;
+    /// once the last is recorded, also its resolve, and hand back the RF
+    /// (taking the job).
+    pub fn step(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, job: &mut Option<SimJob>, batches: usize) -> Option<GpuChannels> {
+        let sim = &self.plans.sim;
+        timer.scope(ctx, enc, STAGES[0], |enc| {
+            let j = job.as_mut()?;
+            if !self.simulator.step(ctx, enc, sim, j, batches) {
+                return None;
+            }
+            Some(self.simulator.finish(ctx, enc, sim, job.take()?))
+        })
+    }
+
+    /// Record the rest of the chain on simulated RF: demodulate, das,
+    /// detect, scan convert.
+    pub fn finish(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, rf: GpuChannels) -> Result<wgpu::Buffer, String> {
+        let p = &self.plans;
         let bf = &self.beamformer;
-        let rf = timer.scope(ctx, enc, STAGES[0], |enc| self.simulator.encode(ctx, enc, &p.sim, &gpu)).map_err(|e| e.to_string())?;
         let iq = timer.scope(ctx, enc, STAGES[1], |enc| bf.demodulate.encode(ctx, enc, &rf, &p.demod)).map_err(|e| e.to_string())?;
         let image = timer
             .scope(ctx, enc, STAGES[2], |enc| -> Result<wgpu::Buffer, PipelineError> {

@@ -64,6 +64,10 @@ pub struct Preset {
     /// ... but never sooner than `min_interval` after the last run
     /// finished on the GPU (the composite's share of a single queue).
     pub min_interval: Duration,
+    /// Scatterers simulated per screen frame (`None`: the whole frame at
+    /// once). A software adapter has one queue: a frame's simulation
+    /// recorded in one piece holds the composite back for seconds.
+    pub sim_batch: Option<usize>,
 }
 
 /// For lavapipe (2 CPU cores). Its simulator manages ~6.5e5
@@ -84,10 +88,12 @@ pub const FAST: Preset = Preset {
     pose_threshold: 0.0005,
     refresh: Duration::from_secs(2),
     min_interval: Duration::from_secs(2),
+    // ~0.3 ms per scatterer on lavapipe: ~100 ms of queue per screen frame.
+    sim_batch: Some(300),
 };
 
 /// What a real GPU runs every frame (the 128 channels × 3 waves).
-pub const QUALITY: Preset = Preset { name: "quality", density_per_mm3: 1.0, waves: 3, image_height: 480, pose_threshold: 0.0, refresh: Duration::ZERO, min_interval: Duration::ZERO };
+pub const QUALITY: Preset = Preset { name: "quality", density_per_mm3: 1.0, waves: 3, image_height: 480, pose_threshold: 0.0, refresh: Duration::ZERO, min_interval: Duration::ZERO, sim_batch: None };
 
 impl Preset {
     pub fn parse(s: &str) -> Result<Preset, String> {
@@ -308,6 +314,10 @@ pub struct Display {
     latest: Option<Latest>,
     /// The CPU half of the next image, computing on a worker thread.
     preparing: Option<std::sync::mpsc::Receiver<chain::Prepared>>,
+    /// The frame whose simulation is being recorded batch by batch, and
+    /// its job.
+    simulating: Option<chain::Prepared>,
+    sim_job: Option<crate::pipeline::simulate::SimJob>,
     /// Headless: wait for the worker instead of drawing without an image.
     pub wait_prepared: bool,
     /// True while a chain is queued on the GPU.
@@ -395,6 +405,8 @@ impl Display {
             source,
             latest: None,
             preparing: None,
+            simulating: None,
+            sim_job: None,
             wait_prepared: false,
             chain_busy: Arc::new(AtomicBool::new(false)),
             chain_done: Arc::new(std::sync::Mutex::new(None)),
@@ -498,7 +510,7 @@ impl Display {
     }
 
     fn chain_due(&self, now: Instant, tools: &ToolPoses) -> bool {
-        if self.preparing.is_some() || self.chain_busy.load(Ordering::SeqCst) || !tools.probe_tracked {
+        if self.preparing.is_some() || self.simulating.is_some() || self.chain_busy.load(Ordering::SeqCst) || !tools.probe_tracked {
             return false;
         }
         if self.force_chain || self.latest.is_none() {
@@ -559,12 +571,22 @@ impl Display {
         if let Some(prepared) = ready {
             self.preparing = None;
             self.prepare_s = prepared.seconds;
+            self.sim_job = Some(self.chain.start(ctx, &prepared, self.preset.sim_batch)?);
+            self.simulating = Some(prepared);
+        }
+        if self.simulating.is_some() {
+            // A few batches per screen frame (all of them headless); the
+            // rest of the chain follows the last batch in the same frame.
             let t = Instant::now();
-            let buffer = self.chain.encode(ctx, &mut enc, &mut self.timer, &prepared)?;
+            let batches = if self.wait_prepared { usize::MAX } else { 1 };
+            if let Some(rf) = self.chain.step(ctx, &mut enc, &mut self.timer, &mut self.sim_job, batches) {
+                let prepared = self.simulating.take().expect("a frame is being simulated");
+                let buffer = self.chain.finish(ctx, &mut enc, &mut self.timer, rf)?;
+                self.compositor.set_image(ctx, &buffer);
+                self.latest = Some(Latest { info: prepared.info, poses: prepared.poses });
+                self.chain_pending = true;
+            }
             self.record_s = t.elapsed().as_secs_f64();
-            self.compositor.set_image(ctx, &buffer);
-            self.latest = Some(Latest { info: prepared.info, poses: prepared.poses });
-            self.chain_pending = true;
         }
         let list = self.draw_list(size, &tools);
         let compositor = &mut self.compositor;
@@ -591,8 +613,10 @@ impl Display {
         match self.timer.poll(ctx) {
             Ok(done) => {
                 for t in done {
-                    // Keep the chain's stages from the last frame that ran it.
-                    let ran_chain = t.get(chain::STAGES[0]).is_some();
+                    // Keep the chain's stages from the last frame that ran
+                    // it (the frame that finished the simulation: its
+                    // `simulate` is that frame's share of batches).
+                    let ran_chain = t.get(chain::STAGES[1]).is_some();
                     if ran_chain || self.stage_times.is_empty() {
                         self.stage_times = t.scopes;
                     } else if let Some(c) = t.get(compositor::STAGE) {
