@@ -72,6 +72,10 @@ struct App {
     frames: u64,
     started: Option<Instant>,
     summary: RunSummary,
+    /// The previous frame's end, and the longest frame since the last
+    /// progress line: the stall a user sees, which an average hides.
+    last: Option<Instant>,
+    longest: f64,
 }
 
 /// Surface settings, chosen on purpose: a non-sRGB format (grey level g is
@@ -225,11 +229,15 @@ impl App {
             });
         }
         self.frames += 1;
+        let now = Instant::now();
+        if let Some(last) = self.last.replace(now) {
+            self.longest = self.longest.max(now.duration_since(last).as_secs_f64());
+        }
         let started = *self.started.get_or_insert_with(Instant::now);
         if self.opts.progress_every > 0 && self.frames.is_multiple_of(self.opts.progress_every) {
             let stages: Vec<String> = s.display.stage_times.iter().map(|(l, t)| format!("{l}={:.2}ms", t * 1e3)).collect();
             let d = &s.display;
-            println!("frame {} {:.1} fps scatterers={:.0}ms record={:.0}ms {}", self.frames, 1.0 / d.frame_interval.max(1e-9), d.prepare_s * 1e3, d.record_s * 1e3, stages.join(" "));
+            println!("frame {} {:.1} fps longest={:.0}ms scatterers={:.0}ms record={:.0}ms {}", self.frames, 1.0 / d.frame_interval.max(1e-9), std::mem::take(&mut self.longest) * 1e3, d.prepare_s * 1e3, d.record_s * 1e3, stages.join(" "));
         }
         self.summary = RunSummary { frames: self.frames, seconds: started.elapsed().as_secs_f64(), stage_times: s.display.stage_times.clone() };
         if s.display.quit || self.opts.frames.is_some_and(|n| self.frames >= n) {
@@ -331,7 +339,7 @@ pub fn run(opts: WindowOptions) -> Result<RunSummary, WindowError> {
     }
     let event_loop = EventLoop::new().map_err(|e| WindowError::NoDisplay(e.to_string()))?;
     event_loop.set_control_flow(ControlFlow::Poll);
-    let mut app = App { opts, state: None, error: None, frames: 0, started: None, summary: RunSummary::default() };
+    let mut app = App { opts, state: None, error: None, frames: 0, started: None, summary: RunSummary::default(), last: None, longest: 0.0 };
     event_loop.run_app(&mut app).map_err(|e| WindowError::Failed(e.to_string()))?;
     match app.error {
         Some(e) if app.frames == 0 && e.starts_with("cannot open a window") => Err(WindowError::NoDisplay(e)),
