@@ -132,6 +132,12 @@ impl GpuTimer {
         GpuTimer { queries, fallback, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
     }
 
+    /// A timer whose scopes only record their work: for callers that
+    /// share a timed path but want no timing.
+    pub fn off() -> GpuTimer {
+        GpuTimer { queries: None, fallback: Fallback::Skip, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
+    }
+
     /// Host-clock timing ([`Fallback::Stall`]) even on an adapter with
     /// timestamps: for benchmarks on drivers whose per-scope timestamps are
     /// in doubt (on lavapipe the display's `das` scope reads ≈ 0.05 ms where

@@ -571,7 +571,7 @@ impl Display {
         if let Some(prepared) = ready {
             self.preparing = None;
             self.prepare_s = prepared.seconds;
-            self.sim_job = Some(self.chain.start(ctx, &prepared, self.preset.sim_batch)?);
+            self.sim_job = Some(self.chain.renderer.start(ctx, &prepared.scatterers, self.preset.sim_batch)?);
             self.simulating = Some(prepared);
         }
         if self.simulating.is_some() {
@@ -579,9 +579,9 @@ impl Display {
             // rest of the chain follows the last batch in the same frame.
             let t = Instant::now();
             let batches = if self.wait_prepared { usize::MAX } else { 1 };
-            if let Some(rf) = self.chain.step(ctx, &mut enc, &mut self.timer, &mut self.sim_job, batches) {
+            if let Some(rf) = self.chain.renderer.step(ctx, &mut enc, &mut self.timer, &mut self.sim_job, batches) {
                 let prepared = self.simulating.take().expect("a frame is being simulated");
-                let buffer = self.chain.finish(ctx, &mut enc, &mut self.timer, rf)?;
+                let buffer = self.chain.renderer.finish(ctx, &mut enc, &mut self.timer, rf)?;
                 self.compositor.set_image(ctx, &buffer);
                 self.latest = Some(Latest { info: prepared.info, poses: prepared.poses });
                 self.chain_pending = true;

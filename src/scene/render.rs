@@ -3,6 +3,7 @@
 //! pixels (needle tip and entry, target, femoral head cortex).
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use glam::DVec3;
 use serde::Serialize;
@@ -13,8 +14,11 @@ use super::pose::Pose;
 use super::{FramePoses, Scene};
 use crate::acquisition::{PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
-use crate::pipeline::{BeamformRequest, Beamformer, DetectSettings, DisplayGrid, PipelineError};
-use crate::pipeline::simulate::{GpuScatterers, SimPlan, Simulate};
+use crate::gpu::timing::GpuTimer;
+use crate::pipeline::das::{DasGeometry, DasPlan};
+use crate::pipeline::demodulate::DemodPlan;
+use crate::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, GpuChannels, PipelineError, Transmit};
+use crate::pipeline::simulate::{GpuScatterers, SimJob, SimPlan, Simulate};
 use crate::sim::{Elevation, Scatterer, SimSettings};
 
 /// Half thickness of the slab of tissue simulated around the image plane:
@@ -274,32 +278,56 @@ pub struct Rendered {
     pub rgba: Vec<u32>,
 }
 
-/// Long-lived state for rendering frames of one scene.
+/// Stage names of a frame, in the order they run (timer labels).
+pub const STAGES: [&str; 5] = ["simulate", "demodulate", "das", "detect", "scan_convert"];
+
+/// Long-lived state for rendering frames of one scene: the pipelines, and
+/// the plans of every stage, built once because the acquisition and the
+/// grid are the same every frame.
 pub struct Renderer {
     pub view: View,
     beamformer: Beamformer,
     simulator: Simulate,
     plan: SimPlan,
-    request: BeamformRequest,
+    demod: DemodPlan,
+    das: DasPlan,
+    pixels: Vec<[f32; 2]>,
+    /// DAS's per-geometry work (tiling choice, padded pixel tables,
+    /// transmit delays computed on the GPU), done by the first frame and
+    /// reused: redone per frame it cost ~260 ms of CPU on lavapipe's host.
+    das_geometry: OnceLock<DasGeometry>,
+    detect: DetectSettings,
 }
 
 impl Renderer {
     pub fn new(ctx: &GpuContext, scene: &Scene, height_px: usize, dynamic_range: f64) -> Renderer {
+        Renderer::try_new(ctx, scene, height_px, dynamic_range).expect("scene acquisition validated on load")
+    }
+
+    pub fn try_new(ctx: &GpuContext, scene: &Scene, height_px: usize, dynamic_range: f64) -> Result<Renderer, String> {
+        let (view, plan, demod, das, pixels) = Self::plans(scene, height_px)?;
+        let detect = DetectSettings { dynamic_range_db: dynamic_range, ..Default::default() };
+        Ok(Renderer { view, beamformer: Beamformer::new(ctx), simulator: Simulate::new(&ctx.device), plan, demod, das, pixels, das_geometry: OnceLock::new(), detect })
+    }
+
+    /// The scene's geometry changed (depth): new plans, same pipelines.
+    pub fn replan(&mut self, scene: &Scene, height_px: usize) -> Result<(), String> {
+        (self.view, self.plan, self.demod, self.das, self.pixels) = Self::plans(scene, height_px)?;
+        self.das_geometry = OnceLock::new();
+        Ok(())
+    }
+
+    fn plans(scene: &Scene, height_px: usize) -> Result<(View, SimPlan, DemodPlan, DasPlan, Vec<[f32; 2]>), String> {
         let view = View::new(scene, height_px);
-        let request = BeamformRequest {
-            // Hann across the receive aperture: a boxcar's −13 dB sidelobes
-            // fill bone shadows and cysts with clutter when the transmit is
-            // unfocused (diverging waves), as on scanners without it.
-            das: crate::pipeline::DasSettings { apodization: crate::pipeline::Apodization::Hann, transmit: crate::pipeline::Transmit::Analytic, ..Default::default() },
-            detect: DetectSettings { dynamic_range_db: dynamic_range, ..Default::default() },
-            read_iq: false,
-            read_envelope: false,
-            read_grey: true,
-            display: Some((view.grid.clone(), view.display.clone())),
-            ..Default::default()
-        };
-        let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene)).expect("scene acquisition validated on load");
-        Renderer { view, beamformer: Beamformer::new(ctx), simulator: Simulate::new(&ctx.device), plan, request }
+        let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene)).map_err(|e| e.to_string())?;
+        let demod = DemodPlan::new(&plan.acquisition, &DemodSettings::default()).map_err(|e| e.to_string())?;
+        let pixels = view.grid.positions_f32();
+        // Hann across the receive aperture: a boxcar's −13 dB sidelobes
+        // fill bone shadows and cysts with clutter when the transmit is
+        // unfocused (diverging waves), as on scanners without it.
+        let settings = DasSettings { apodization: Apodization::Hann, transmit: Transmit::Analytic, ..Default::default() };
+        let das = DasPlan::new(&plan.acquisition, &settings, demod.fc, pixels.len(), 1).map_err(|e| e.to_string())?;
+        Ok((view, plan, demod, das, pixels))
     }
 
     /// Record frame `f` of `frames` into `enc`: scatterers for the poses at
@@ -315,11 +343,54 @@ impl Renderer {
     /// scripted); `frame` numbers the frame and reseeds its speckle.
     pub fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, scene: &Scene, poses: &FramePoses, frame: usize) -> Result<(wgpu::Buffer, FrameInfo), String> {
         let (scat, info) = scatterers_at(scene, &self.view, poses, frame);
-        let gpu = GpuScatterers::upload(ctx, &scat).map_err(|e| e.to_string())?;
-        let channels = self.simulator.encode(ctx, enc, &self.plan, &gpu).map_err(|e| e.to_string())?;
-        let out = self.beamformer.encode(ctx, enc, channels, &scene.acquisition, &self.view.grid, &self.request).map_err(|e: PipelineError| e.to_string())?;
-        let (buffer, _, _) = out.display.ok_or("render: the request asks for a display")?;
-        Ok((buffer, info))
+        let timer = &mut GpuTimer::off();
+        let mut job = Some(self.start(ctx, &scat, None)?);
+        let rf = self.step(ctx, enc, timer, &mut job, usize::MAX).ok_or("render: the simulation has batches left")?;
+        Ok((self.finish(ctx, enc, timer, rf)?, info))
+    }
+
+    /// Upload a frame's scatterers and allocate its simulation, to be
+    /// recorded `batch` scatterers at a time by [`Renderer::step`].
+    pub fn start(&self, ctx: &GpuContext, scatterers: &[Scatterer], batch: Option<usize>) -> Result<SimJob, String> {
+        let gpu = GpuScatterers::upload(ctx, scatterers).map_err(|e| e.to_string())?;
+        self.simulator.begin(ctx, &self.plan, &gpu, batch).map_err(|e| e.to_string())
+    }
+
+    /// Record up to `batches` more batches of the simulation in `job`;
+    /// once the last is recorded, also its resolve, and hand back the RF
+    /// (taking the job).
+    pub fn step(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, job: &mut Option<SimJob>, batches: usize) -> Option<GpuChannels> {
+        let sim = &self.plan;
+        timer.scope(ctx, enc, STAGES[0], |enc| {
+            let j = job.as_mut()?;
+            if !self.simulator.step(ctx, enc, sim, j, batches) {
+                return None;
+            }
+            Some(self.simulator.finish(ctx, enc, sim, job.take()?))
+        })
+    }
+
+    /// Record the rest of the frame on simulated RF: demodulate, das,
+    /// detect, scan convert. Returns the display buffer.
+    pub fn finish(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, rf: GpuChannels) -> Result<wgpu::Buffer, String> {
+        let bf = &self.beamformer;
+        let iq = timer.scope(ctx, enc, STAGES[1], |enc| bf.demodulate.encode(ctx, enc, &rf, &self.demod)).map_err(|e| e.to_string())?;
+        let image = timer
+            .scope(ctx, enc, STAGES[2], |enc| -> Result<wgpu::Buffer, PipelineError> {
+                let geom = match self.das_geometry.get() {
+                    Some(g) => g,
+                    None => {
+                        let g = bf.das.prepare(ctx, enc, &self.das, &self.pixels, iq.samples, iq.frames, iq.iq)?;
+                        self.das_geometry.get_or_init(|| g)
+                    }
+                };
+                let target = bf.das.target(ctx, geom, &iq)?;
+                bf.das.record(ctx, enc, geom, &target)?;
+                Ok(target.image)
+            })
+            .map_err(|e| e.to_string())?;
+        let detected = timer.scope(ctx, enc, STAGES[3], |enc| bf.detect.encode(ctx, enc, &image, self.pixels.len(), &self.detect)).map_err(|e| e.to_string())?;
+        timer.scope(ctx, enc, STAGES[4], |enc| bf.scan_convert.encode(ctx, enc, &detected.grey, &self.view.grid, &self.view.display, 0)).map_err(|e| e.to_string())
     }
 
     /// One frame, read back: what `sonoguide render` writes.
