@@ -11,11 +11,18 @@ use clap::{Args, Parser, Subcommand};
 use crate::acquisition::{ChannelData, PixelGrid, ProbeKind};
 use crate::gpu::GpuContext;
 use crate::io;
+use crate::pipeline::{
+    Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, DetectSettings,
+    DisplayGrid, FNumber, Interp, Transmit,
+};
 use crate::reference::filter::FiltfiltConvention;
-use crate::pipeline::{Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, FNumber, Interp, Transmit};
 
 #[derive(Parser, Debug)]
-#[command(name = "sonoguide", version, about = "GPU ultrasound imaging engine: channel data to B-mode with WGSL compute shaders")]
+#[command(
+    name = "sonoguide",
+    version,
+    about = "GPU ultrasound imaging engine: channel data to B-mode with WGSL compute shaders"
+)]
 pub struct Cli {
     /// GPU backends to search: vulkan, gl, metal, dx12 (comma list). Default: WGPU_BACKEND, else all.
     #[arg(long, global = true)]
@@ -29,9 +36,7 @@ pub enum Command {
     /// Beamform a UFF (.uff/.h5) or MUST (.mat) dataset to IQ, envelope and a B-mode PNG.
     Beamform(BeamformArgs),
     /// Print what a dataset holds (probe, waves, sampling) without beamforming.
-    Info {
-        input: PathBuf,
-    },
+    Info { input: PathBuf },
     /// List the GPU adapters wgpu can see, and the one sonoguide would choose.
     Adapters,
     /// Render a scene's scripted needle insertion as B-mode PNGs with a JSON of landmark pixels per frame.
@@ -230,14 +235,35 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Adapters => adapters(cli.backend.as_deref()),
         Command::Demo { png } => demo(&png, cli.backend.as_deref()),
-        Command::Bench(args) => crate::bench::bench(&args, cli.backend.as_deref()).map(|_| ()).map_err(CliError::from),
-        Command::Hfr(args) => crate::bench::hfr(&args, cli.backend.as_deref()).map(|_| ()).map_err(CliError::from),
+        Command::Bench(args) => crate::bench::bench(&args, cli.backend.as_deref())
+            .map(|_| ())
+            .map_err(CliError::from),
+        Command::Hfr(args) => crate::bench::hfr(&args, cli.backend.as_deref())
+            .map(|_| ())
+            .map_err(CliError::from),
         Command::Simulate(args) => crate::sim::command::run(&args, cli.backend.as_deref()),
         Command::Metrics(args) => crate::metrics::run(&args, cli.backend.as_deref()),
         Command::Run(args) => crate::tracking::command::run(&args, None, cli.backend.as_deref()),
-        Command::ServeImages(args) => crate::tracking::command::serve(&args, cli.backend.as_deref()),
+        Command::ServeImages(args) => {
+            crate::tracking::command::serve(&args, cli.backend.as_deref())
+        }
         Command::Replay(args) => crate::tracking::command::replay(&args, cli.backend.as_deref()),
-        Command::Render { scene, frames, out, height, dynamic_range, labels } => render(&scene, frames, &out, height, dynamic_range, labels, cli.backend.as_deref()),
+        Command::Render {
+            scene,
+            frames,
+            out,
+            height,
+            dynamic_range,
+            labels,
+        } => render(
+            &scene,
+            frames,
+            &out,
+            height,
+            dynamic_range,
+            labels,
+            cli.backend.as_deref(),
+        ),
     }
 }
 
@@ -265,9 +291,17 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         .split_once('x')
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
         .filter(|(w, h)| (64..=8192).contains(w) && (64..=8192).contains(h))
-        .ok_or_else(|| fail(format!("--size {}: expected WIDTHxHEIGHT, e.g. 1280x720 (64 to 8192 each)", args.size)))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "--size {}: expected WIDTHxHEIGHT, e.g. 1280x720 (64 to 8192 each)",
+                args.size
+            ))
+        })?;
     if !args.scene.exists() {
-        return Err(fail(format!("{}: no such scene file (run from the repository root, or give a path to a scene TOML)", args.scene.display())));
+        return Err(fail(format!(
+            "{}: no such scene file (run from the repository root, or give a path to a scene TOML)",
+            args.scene.display()
+        )));
     }
     if let Some(url) = &args.tracking {
         if crate::tracking::endpoint::Mode::parse(url).is_none() {
@@ -275,22 +309,52 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         }
     }
     if !(args.tracking_timeout.is_finite() && args.tracking_timeout > 0.0) {
-        return Err(fail(format!("--tracking-timeout {}: expected a positive number of seconds", args.tracking_timeout)));
+        return Err(fail(format!(
+            "--tracking-timeout {}: expected a positive number of seconds",
+            args.tracking_timeout
+        )));
     }
     let headless = |png: &Path| -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("{}", ctx.describe());
-        let d = crate::render::render_headless(&ctx, &args.scene, preset, size, png, args.wall_clock).map_err(fail)?;
-        let mut times = vec![format!("scatterers (CPU, worker thread) {:.1} ms, recording the chain (CPU) {:.1} ms", d.prepare_s * 1e3, d.record_s * 1e3)];
-        times.extend(d.stage_times.iter().map(|(l, t)| format!("{l} {:.1} ms", t * 1e3)));
+        let d =
+            crate::render::render_headless(&ctx, &args.scene, preset, size, png, args.wall_clock)
+                .map_err(fail)?;
+        let mut times = vec![format!(
+            "scatterers (CPU, worker thread) {:.1} ms, recording the chain (CPU) {:.1} ms",
+            d.prepare_s * 1e3,
+            d.record_s * 1e3
+        )];
+        times.extend(
+            d.stage_times
+                .iter()
+                .map(|(l, t)| format!("{l} {:.1} ms", t * 1e3)),
+        );
         let scatterers = d.info().map(|i| i.scatterers).unwrap_or(0);
-        println!("wrote {} ({}x{}, {} preset, {scatterers} scatterers; {})", png.display(), size.0, size.1, preset.name, times.join(", "));
+        println!(
+            "wrote {} ({}x{}, {} preset, {scatterers} scatterers; {})",
+            png.display(),
+            size.0,
+            size.1,
+            preset.name,
+            times.join(", ")
+        );
         Ok(())
     };
     if let Some(png) = &args.headless {
         return headless(png);
     }
-    let opts = WindowOptions { scene: args.scene.clone(), preset, backend: backend.map(String::from), size, frames: (args.frames > 0).then_some(args.frames), progress_every: args.progress, frozen: args.frozen, tracking: args.tracking.clone(), tracking_timeout: args.tracking_timeout };
+    let opts = WindowOptions {
+        scene: args.scene.clone(),
+        preset,
+        backend: backend.map(String::from),
+        size,
+        frames: (args.frames > 0).then_some(args.frames),
+        progress_every: args.progress,
+        frozen: args.frozen,
+        tracking: args.tracking.clone(),
+        tracking_timeout: args.tracking_timeout,
+    };
     match run_window(opts) {
         Ok(s) => {
             if s.frames > 0 {
@@ -313,20 +377,29 @@ pub fn load(path: &Path) -> Result<ChannelData, CliError> {
     if !path.exists() {
         return Err(fail(format!("{}: no such file", path.display())));
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
     match ext.as_str() {
         "mat" => Ok(io::must::read_must(path)?),
         "uff" | "h5" | "hdf5" => Ok(io::uff::read_uff(path)?),
         _ => {
             let mut head = [0u8; 8];
             use std::io::Read;
-            let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            let n = std::fs::File::open(path)
+                .and_then(|mut f| f.read(&mut head))
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
             if n >= 8 && &head == b"\x89HDF\r\n\x1a\n" {
                 Ok(io::uff::read_uff(path)?)
             } else if n >= 6 && &head[..6] == b"MATLAB" {
                 Ok(io::must::read_must(path)?)
             } else {
-                Err(fail(format!("{}: not a UFF (HDF5) or MATLAB .mat file; expected .uff, .h5 or .mat", path.display())))
+                Err(fail(format!(
+                    "{}: not a UFF (HDF5) or MATLAB .mat file; expected .uff, .h5 or .mat",
+                    path.display()
+                )))
             }
         }
     }
@@ -337,7 +410,12 @@ pub fn describe(path: &Path, d: &ChannelData) -> String {
     let kind = match &a.probe.kind {
         ProbeKind::Linear => "linear".to_string(),
         ProbeKind::Phased => "phased".to_string(),
-        ProbeKind::Convex { radius, center } => format!("convex, R = {:.2} mm, centre ({:.2}, {:.2}) mm", radius * 1e3, center[0] * 1e3, center[1] * 1e3),
+        ProbeKind::Convex { radius, center } => format!(
+            "convex, R = {:.2} mm, centre ({:.2}, {:.2}) mm",
+            radius * 1e3,
+            center[0] * 1e3,
+            center[1] * 1e3
+        ),
         ProbeKind::Generic => "generic".to_string(),
     };
     format!(
@@ -371,7 +449,11 @@ pub fn describe(path: &Path, d: &ChannelData) -> String {
 
 fn parse_range(s: &str, what: &str) -> Result<(f64, f64, usize), CliError> {
     let parts: Vec<&str> = s.split(':').collect();
-    let bad = || fail(format!("{what} `{s}`: expected start:end:count, e.g. -0.0125:0.0125:251"));
+    let bad = || {
+        fail(format!(
+            "{what} `{s}`: expected start:end:count, e.g. -0.0125:0.0125:251"
+        ))
+    };
     if parts.len() != 3 {
         return Err(bad());
     }
@@ -382,7 +464,9 @@ fn parse_range(s: &str, what: &str) -> Result<(f64, f64, usize), CliError> {
         return Err(bad());
     }
     if n > 8192 {
-        return Err(fail(format!("{what} `{s}`: {n} points along one axis is more than 8192")));
+        return Err(fail(format!(
+            "{what} `{s}`: {n} points along one axis is more than 8192"
+        )));
     }
     Ok((a, b, n))
 }
@@ -393,53 +477,88 @@ pub fn pixel_grid(args: &BeamformArgs, data: &ChannelData) -> Result<PixelGrid, 
         return read_pixels(path);
     }
     if let Some(g) = &args.grid {
-        let (xs, zs) = g.split_once(',').ok_or_else(|| fail(format!("--grid `{g}`: expected x0:x1:nx,z0:z1:nz in metres")))?;
+        let (xs, zs) = g.split_once(',').ok_or_else(|| {
+            fail(format!(
+                "--grid `{g}`: expected x0:x1:nx,z0:z1:nz in metres"
+            ))
+        })?;
         let (x0, x1, nx) = parse_range(xs, "--grid x")?;
         let (z0, z1, nz) = parse_range(zs, "--grid z")?;
-        return Ok(PixelGrid::Cartesian { x: (x0, x1), z: (z0, z1), nx, nz });
+        return Ok(PixelGrid::Cartesian {
+            x: (x0, x1),
+            z: (z0, z1),
+            nx,
+            nz,
+        });
     }
     if let Some(g) = &args.polar {
-        let (rs, as_) = g.split_once(',').ok_or_else(|| fail(format!("--polar `{g}`: expected r0:r1:nr,a0:a1:na (metres, degrees)")))?;
+        let (rs, as_) = g.split_once(',').ok_or_else(|| {
+            fail(format!(
+                "--polar `{g}`: expected r0:r1:nr,a0:a1:na (metres, degrees)"
+            ))
+        })?;
         let (r0, r1, nr) = parse_range(rs, "--polar radius")?;
         let (a0, a1, na) = parse_range(as_, "--polar angle")?;
         let origin = match data.acquisition.probe.kind {
             ProbeKind::Convex { center, .. } => center,
             _ => [0.0, 0.0],
         };
-        return Ok(PixelGrid::Polar { origin, radius: (r0, r1), angle: (a0.to_radians(), a1.to_radians()), nr, na });
+        return Ok(PixelGrid::Polar {
+            origin,
+            radius: (r0, r1),
+            angle: (a0.to_radians(), a1.to_radians()),
+            nr,
+            na,
+        });
     }
     Ok(PixelGrid::default_for(&data.acquisition, data.samples))
 }
 
 /// `--pixels FILE.npy`: float32/float64 [rows, cols, 2] of (x, z) metres.
 pub fn read_pixels(path: &Path) -> Result<PixelGrid, CliError> {
-    let arr = io::npy::read_npy(path).map_err(|e| fail(format!("--pixels {}: {e}", path.display())))?;
+    let arr =
+        io::npy::read_npy(path).map_err(|e| fail(format!("--pixels {}: {e}", path.display())))?;
     let shape = arr.shape.clone();
     let (rows, cols) = match shape.as_slice() {
         [r, c, 2] => (*r, *c),
         [n, 2] => (1, *n),
         other => {
             return Err(fail(format!(
-                "--pixels {}: array has shape {other:?}, expected [rows, cols, 2] of (x, z) in metres",
-                path.display()
-            )))
+            "--pixels {}: array has shape {other:?}, expected [rows, cols, 2] of (x, z) in metres",
+            path.display()
+        )))
         }
     };
-    let v = arr.to_f64().map_err(|e| fail(format!("--pixels {}: {e}; expected float32 or float64", path.display())))?;
+    let v = arr.to_f64().map_err(|e| {
+        fail(format!(
+            "--pixels {}: {e}; expected float32 or float64",
+            path.display()
+        ))
+    })?;
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(fail(format!("--pixels {}: value {i} is {}, expected finite positions in metres", path.display(), v[i])));
+        return Err(fail(format!(
+            "--pixels {}: value {i} is {}, expected finite positions in metres",
+            path.display(),
+            v[i]
+        )));
     }
     let points = v.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
     Ok(PixelGrid::List { rows, cols, points })
 }
 
-fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, DemodSettings), CliError> {
+fn parse_settings(
+    args: &BeamformArgs,
+) -> Result<(DasSettings, DetectSettings, DemodSettings), CliError> {
     let fnumber = match args.fnumber.as_str() {
         "auto" => FNumber::Auto,
         "full" | "0" => FNumber::Full,
         s => match s.parse::<f64>() {
             Ok(f) if f.is_finite() && f > 0.0 => FNumber::Fixed(f),
-            _ => return Err(fail(format!("--fnumber `{s}`: expected a positive number, `auto` or `full`"))),
+            _ => {
+                return Err(fail(format!(
+                    "--fnumber `{s}`: expected a positive number, `auto` or `full`"
+                )))
+            }
         },
     };
     let apodization = match args.apodization.as_str() {
@@ -452,17 +571,29 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
                     .strip_prefix(':')
                     .and_then(|v| v.parse::<f32>().ok())
                     .filter(|a| (0.0..=1.0).contains(a))
-                    .ok_or_else(|| fail(format!("--apodization `{s}`: expected tukey:A with 0 <= A <= 1")))?,
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "--apodization `{s}`: expected tukey:A with 0 <= A <= 1"
+                        ))
+                    })?,
             };
             Apodization::Tukey(a)
         }
-        s => return Err(fail(format!("--apodization `{s}`: expected boxcar, hann or tukey:A"))),
+        s => {
+            return Err(fail(format!(
+                "--apodization `{s}`: expected boxcar, hann or tukey:A"
+            )))
+        }
     };
     let interp = match args.interp.as_str() {
         "nearest" => Interp::Nearest,
         "linear" => Interp::Linear,
         "cubic" => Interp::Cubic,
-        s => return Err(fail(format!("--interp `{s}`: expected nearest, linear or cubic"))),
+        s => {
+            return Err(fail(format!(
+                "--interp `{s}`: expected nearest, linear or cubic"
+            )))
+        }
     };
     let transmit = match args.transmit.as_str() {
         "must" => Transmit::Must,
@@ -470,14 +601,24 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
         s => return Err(fail(format!("--transmit `{s}`: expected must or analytic"))),
     };
     if !(args.dynamic_range.is_finite() && args.dynamic_range > 0.0) {
-        return Err(fail(format!("--dynamic-range {}: expected a positive number of dB", args.dynamic_range)));
+        return Err(fail(format!(
+            "--dynamic-range {}: expected a positive number of dB",
+            args.dynamic_range
+        )));
     }
     if let Some(r) = args.reference {
         if !(r.is_finite() && r > 0.0) {
-            return Err(fail(format!("--reference {r}: expected a positive envelope level")));
+            return Err(fail(format!(
+                "--reference {r}: expected a positive envelope level"
+            )));
         }
     }
-    let is_mat = args.input.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("mat")).unwrap_or(false);
+    let is_mat = args
+        .input
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("mat"))
+        .unwrap_or(false);
     let convention = match args.filtfilt.as_deref() {
         None if is_mat => FiltfiltConvention::Matlab,
         None | Some("scipy") => FiltfiltConvention::Scipy,
@@ -486,21 +627,45 @@ fn parse_settings(args: &BeamformArgs) -> Result<(DasSettings, DetectSettings, D
     };
     if let Some(b) = args.bandwidth {
         if !(b.is_finite() && b > 0.0) {
-            return Err(fail(format!("--bandwidth {b}: expected a positive percentage")));
+            return Err(fail(format!(
+                "--bandwidth {b}: expected a positive percentage"
+            )));
         }
     }
     Ok((
-        DasSettings { interp, apodization, fnumber, normalize: args.normalize, transmit },
-        DetectSettings { gain_db: args.gain, dynamic_range_db: args.dynamic_range, reference: args.reference },
-        DemodSettings { bandwidth_pct: args.bandwidth, convention, ..Default::default() },
+        DasSettings {
+            interp,
+            apodization,
+            fnumber,
+            normalize: args.normalize,
+            transmit,
+        },
+        DetectSettings {
+            gain_db: args.gain,
+            dynamic_range_db: args.dynamic_range,
+            reference: args.reference,
+        },
+        DemodSettings {
+            bandwidth_pct: args.bandwidth,
+            convention,
+            ..Default::default()
+        },
     ))
 }
 
 fn select(args: &BeamformArgs, data: &mut ChannelData) -> Result<(), CliError> {
     if args.frames != "all" {
-        let n: usize = args.frames.parse().ok().filter(|n| *n > 0).ok_or_else(|| fail(format!("--frames `{}`: expected `all` or a positive count", args.frames)))?;
+        let n: usize = args.frames.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            fail(format!(
+                "--frames `{}`: expected `all` or a positive count",
+                args.frames
+            ))
+        })?;
         if n > data.frames {
-            return Err(fail(format!("--frames {n}: the file holds {} frames", data.frames)));
+            return Err(fail(format!(
+                "--frames {n}: the file holds {} frames",
+                data.frames
+            )));
         }
         data.truncate_frames(n);
     }
@@ -510,7 +675,12 @@ fn select(args: &BeamformArgs, data: &mut ChannelData) -> Result<(), CliError> {
             .split(',')
             .map(|w| w.trim().parse::<usize>())
             .collect::<Result<_, _>>()
-            .map_err(|_| fail(format!("--waves `{}`: expected `all` or a comma list of 0-based indices", args.waves)))?;
+            .map_err(|_| {
+                fail(format!(
+                    "--waves `{}`: expected `all` or a comma list of 0-based indices",
+                    args.waves
+                ))
+            })?;
         data.select_waves(&keep)?;
     }
     Ok(())
@@ -532,10 +702,25 @@ pub fn polar_of(grid: &PixelGrid, data: &ChannelData) -> Option<PixelGrid> {
 fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> {
     let (das, detect, demod) = parse_settings(args)?;
     // Check every output path before any work, so that nothing is half done.
-    for p in [&args.save_npy, &args.save_envelope, &args.save_bmode, &args.png].into_iter().flatten() {
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    for p in [
+        &args.save_npy,
+        &args.save_envelope,
+        &args.save_bmode,
+        &args.png,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !dir.is_dir() {
-            return Err(fail(format!("{}: the directory {} does not exist", p.display(), dir.display())));
+            return Err(fail(format!(
+                "{}: the directory {} does not exist",
+                p.display(),
+                dir.display()
+            )));
         }
     }
     let mut data = load(&args.input)?;
@@ -546,7 +731,9 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
     eprintln!("adapter: {}", ctx.describe());
     let polar = polar_of(&grid, &data);
     let display = match (&args.png, &polar) {
-        (Some(_), Some(p)) => DisplayGrid::covering(p, grid.rows().max(256)).map(|d| (p.clone(), d)),
+        (Some(_), Some(p)) => {
+            DisplayGrid::covering(p, grid.rows().max(256)).map(|d| (p.clone(), d))
+        }
         _ => None,
     };
     let req = BeamformRequest {
@@ -599,7 +786,10 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
         match &out.display {
             Some(rgba) => io::png::write_rgba(p, out.display_size.0, out.display_size.1, rgba)?,
             None => {
-                let first: Vec<u8> = grey[..out.rows * out.cols].iter().map(|g| *g as u8).collect();
+                let first: Vec<u8> = grey[..out.rows * out.cols]
+                    .iter()
+                    .map(|g| *g as u8)
+                    .collect();
                 io::png::write_grey(p, out.cols, out.rows, &first)?;
             }
         }
@@ -608,19 +798,36 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
     Ok(())
 }
 
-fn render(scene: &Path, frames: usize, out: &Path, height: usize, dynamic_range: f64, labels: bool, backend: Option<&str>) -> Result<(), CliError> {
+fn render(
+    scene: &Path,
+    frames: usize,
+    out: &Path,
+    height: usize,
+    dynamic_range: f64,
+    labels: bool,
+    backend: Option<&str>,
+) -> Result<(), CliError> {
     if frames == 0 || frames > 10_000 {
         return Err(fail(format!("--frames {frames}: expected 1 to 10000")));
     }
     if !(16..=4096).contains(&height) {
-        return Err(fail(format!("--height {height}: expected 16 to 4096 pixels")));
+        return Err(fail(format!(
+            "--height {height}: expected 16 to 4096 pixels"
+        )));
     }
     let scene = crate::scene::Scene::load(scene)?;
-    std::fs::create_dir_all(out).map_err(|e| fail(format!("{}: cannot create the output folder: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        fail(format!(
+            "{}: cannot create the output folder: {e}",
+            out.display()
+        ))
+    })?;
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());
     let t = Instant::now();
-    let infos = crate::scene::render::render(&ctx, &scene, frames, out, height, dynamic_range, labels).map_err(fail)?;
+    let infos =
+        crate::scene::render::render(&ctx, &scene, frames, out, height, dynamic_range, labels)
+            .map_err(fail)?;
     eprintln!(
         "rendered {} frames of {} ({} scatterers in the last) in {:.1} s into {}",
         infos.len(),
@@ -642,7 +849,10 @@ fn adapters(backend: Option<&str>) -> Result<(), CliError> {
     let instance = wgpu::Instance::new(desc);
     for a in pollster::block_on(instance.enumerate_adapters(backends)) {
         let i = a.get_info();
-        println!("{:?}\t{:?}\t{}\t{} {}", i.backend, i.device_type, i.name, i.driver, i.driver_info);
+        println!(
+            "{:?}\t{:?}\t{}\t{} {}",
+            i.backend, i.device_type, i.name, i.driver, i.driver_info
+        );
     }
     let ctx = GpuContext::new(backend)?;
     println!("chosen: {}", ctx.describe());
@@ -660,7 +870,10 @@ fn demo(png: &Path, backend: Option<&str>) -> Result<(), CliError> {
         .iter()
         .map(|deg| {
             let a = deg.to_radians();
-            Wave { wavefront: Wavefront::Plane { azimuth: a }, delay: -(half * a.sin().abs()) / c }
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: a },
+                delay: -(half * a.sin().abs()) / c,
+            }
         })
         .collect();
     let acq = Acquisition {
@@ -676,16 +889,36 @@ fn demo(png: &Path, backend: Option<&str>) -> Result<(), CliError> {
     };
     let scat = crate::sim::demo_phantom(7, (-0.015, 0.015), (0.005, 0.04), 20000);
     let data = crate::sim::point_echoes(&acq, &scat, 1200, 1);
-    let grid = PixelGrid::Cartesian { x: (-0.018, 0.018), z: (0.003, 0.042), nx: 300, nz: 325 };
+    let grid = PixelGrid::Cartesian {
+        x: (-0.018, 0.018),
+        z: (0.003, 0.042),
+        nx: 300,
+        nz: 325,
+    };
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());
     let bf = Beamformer::new(&ctx);
-    let req = BeamformRequest { read_iq: false, read_envelope: false, ..Default::default() };
+    let req = BeamformRequest {
+        read_iq: false,
+        read_envelope: false,
+        ..Default::default()
+    };
     let t = Instant::now();
     let out = bf.run(&ctx, &data, &grid, &req)?;
-    eprintln!("demo: 3 plane waves × 128 channels onto 300 × 325 pixels in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
-    let grey: Vec<u8> = out.grey.unwrap_or_default().iter().map(|g| *g as u8).collect();
+    eprintln!(
+        "demo: 3 plane waves × 128 channels onto 300 × 325 pixels in {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let grey: Vec<u8> = out
+        .grey
+        .unwrap_or_default()
+        .iter()
+        .map(|g| *g as u8)
+        .collect();
     io::png::write_grey(png, out.cols, out.rows, &grey)?;
-    eprintln!("wrote {} (try `sonoguide beamform FILE.uff --png out.png` on your own data)", png.display());
+    eprintln!(
+        "wrote {} (try `sonoguide beamform FILE.uff --png out.png` on your own data)",
+        png.display()
+    );
     Ok(())
 }

@@ -33,13 +33,26 @@ use crate::cli::CliError;
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("the image is {rows} × {cols} but holds {envelope} envelope values and {positions} positions")]
-    Shape { rows: usize, cols: usize, envelope: usize, positions: usize },
+    Shape {
+        rows: usize,
+        cols: usize,
+        envelope: usize,
+        positions: usize,
+    },
     #[error("the envelope holds non-finite or negative values (pixel {0})")]
     BadEnvelope(usize),
-    #[error("target ({x:.2}, {z:.2}) mm: no pixel within {roi:.2} mm of it; is it inside the image?")]
+    #[error(
+        "target ({x:.2}, {z:.2}) mm: no pixel within {roi:.2} mm of it; is it inside the image?"
+    )]
     NoPixels { x: f64, z: f64, roi: f64 },
     #[error("cyst at ({x:.2}, {z:.2}) mm, radius {r:.2} mm: {what} holds only {n} pixels (need at least 2)")]
-    FewPixels { x: f64, z: f64, r: f64, what: &'static str, n: usize },
+    FewPixels {
+        x: f64,
+        z: f64,
+        r: f64,
+        what: &'static str,
+        n: usize,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -54,17 +67,41 @@ pub struct EnvelopeImage {
 }
 
 impl EnvelopeImage {
-    pub fn new(rows: usize, cols: usize, positions: Vec<[f64; 2]>, envelope: Vec<f64>) -> Result<EnvelopeImage, MetricsError> {
-        if rows * cols != envelope.len() || positions.len() != envelope.len() || rows == 0 || cols == 0 {
-            return Err(MetricsError::Shape { rows, cols, envelope: envelope.len(), positions: positions.len() });
+    pub fn new(
+        rows: usize,
+        cols: usize,
+        positions: Vec<[f64; 2]>,
+        envelope: Vec<f64>,
+    ) -> Result<EnvelopeImage, MetricsError> {
+        if rows * cols != envelope.len()
+            || positions.len() != envelope.len()
+            || rows == 0
+            || cols == 0
+        {
+            return Err(MetricsError::Shape {
+                rows,
+                cols,
+                envelope: envelope.len(),
+                positions: positions.len(),
+            });
         }
         if let Some(i) = envelope.iter().position(|v| !v.is_finite() || *v < 0.0) {
             return Err(MetricsError::BadEnvelope(i));
         }
-        if let Some(i) = positions.iter().position(|p| !p[0].is_finite() || !p[1].is_finite()) {
-            return Err(MetricsError::Invalid(format!("pixel {i} has a non-finite position")));
+        if let Some(i) = positions
+            .iter()
+            .position(|p| !p[0].is_finite() || !p[1].is_finite())
+        {
+            return Err(MetricsError::Invalid(format!(
+                "pixel {i} has a non-finite position"
+            )));
         }
-        Ok(EnvelopeImage { rows, cols, positions, envelope })
+        Ok(EnvelopeImage {
+            rows,
+            cols,
+            positions,
+            envelope,
+        })
     }
 
     pub fn from_grid(grid: &PixelGrid, envelope: Vec<f64>) -> Result<EnvelopeImage, MetricsError> {
@@ -74,7 +111,16 @@ impl EnvelopeImage {
     /// 20 log10(env / max env); -inf (as -1000 dB) for zero pixels.
     pub fn bmode_db(&self) -> Vec<f64> {
         let max = self.envelope.iter().copied().fold(0.0, f64::max);
-        self.envelope.iter().map(|v| if *v > 0.0 && max > 0.0 { 20.0 * (v / max).log10() } else { -1000.0 }).collect()
+        self.envelope
+            .iter()
+            .map(|v| {
+                if *v > 0.0 && max > 0.0 {
+                    20.0 * (v / max).log10()
+                } else {
+                    -1000.0
+                }
+            })
+            .collect()
     }
 }
 
@@ -113,7 +159,9 @@ pub fn fwhm_6db(pos: &[f64], db: &[f64]) -> f64 {
     }
     let m = n * 10;
     let (a, b) = (pos[0], pos[n - 1]);
-    let xs: Vec<f64> = (0..m).map(|i| a + (b - a) * i as f64 / (m - 1) as f64).collect();
+    let xs: Vec<f64> = (0..m)
+        .map(|i| a + (b - a) * i as f64 / (m - 1) as f64)
+        .collect();
     let mut j = 0;
     let ys: Vec<f64> = xs
         .iter()
@@ -122,7 +170,11 @@ pub fn fwhm_6db(pos: &[f64], db: &[f64]) -> f64 {
                 j += 1;
             }
             let span = pos[j + 1] - pos[j];
-            let f = if span > 0.0 { ((x - pos[j]) / span).clamp(0.0, 1.0) } else { 0.0 };
+            let f = if span > 0.0 {
+                ((x - pos[j]) / span).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             db[j] + (db[j + 1] - db[j]) * f
         })
         .collect();
@@ -157,26 +209,47 @@ fn parabola(a: f64, b: f64, c: f64) -> f64 {
 
 /// Resolution and peak position of the point target nearest `target`
 /// (metres), searching a square of half-size `roi`.
-pub fn point_target(img: &EnvelopeImage, target: [f64; 2], roi: f64) -> Result<PointMetrics, MetricsError> {
+pub fn point_target(
+    img: &EnvelopeImage,
+    target: [f64; 2],
+    roi: f64,
+) -> Result<PointMetrics, MetricsError> {
     let db = img.bmode_db();
     point_target_db(img, &db, target, roi)
 }
 
-fn point_target_db(img: &EnvelopeImage, db: &[f64], target: [f64; 2], roi: f64) -> Result<PointMetrics, MetricsError> {
+fn point_target_db(
+    img: &EnvelopeImage,
+    db: &[f64],
+    target: [f64; 2],
+    roi: f64,
+) -> Result<PointMetrics, MetricsError> {
     let (rows, cols) = (img.rows, img.cols);
     let inside = |i: usize| {
         let p = img.positions[i];
         (p[0] - target[0]).abs() < roi && (p[1] - target[1]).abs() < roi
     };
-    let best = (0..rows * cols).filter(|&i| inside(i)).max_by(|&a, &b| db[a].total_cmp(&db[b]));
+    let best = (0..rows * cols)
+        .filter(|&i| inside(i))
+        .max_by(|&a, &b| db[a].total_cmp(&db[b]));
     let Some(best) = best else {
-        return Err(MetricsError::NoPixels { x: target[0] * 1e3, z: target[1] * 1e3, roi: roi * 1e3 });
+        return Err(MetricsError::NoPixels {
+            x: target[0] * 1e3,
+            z: target[1] * 1e3,
+            roi: roi * 1e3,
+        });
     };
     let (r, c) = (best / cols, best % cols);
     // Lateral: the row through the peak, over the contiguous run inside the region.
     let run = |fixed: usize, along_row: bool| -> (Vec<[f64; 2]>, Vec<f64>) {
         let len = if along_row { cols } else { rows };
-        let idx = |k: usize| if along_row { fixed * cols + k } else { k * cols + fixed };
+        let idx = |k: usize| {
+            if along_row {
+                fixed * cols + k
+            } else {
+                k * cols + fixed
+            }
+        };
         let centre = if along_row { c } else { r };
         let mut lo = centre;
         while lo > 0 && inside(idx(lo - 1)) {
@@ -186,7 +259,10 @@ fn point_target_db(img: &EnvelopeImage, db: &[f64], target: [f64; 2], roi: f64) 
         while hi + 1 < len && inside(idx(hi + 1)) {
             hi += 1;
         }
-        ((lo..=hi).map(|k| img.positions[idx(k)]).collect(), (lo..=hi).map(|k| db[idx(k)]).collect())
+        (
+            (lo..=hi).map(|k| img.positions[idx(k)]).collect(),
+            (lo..=hi).map(|k| db[idx(k)]).collect(),
+        )
     };
     let (lat_pts, lat_db) = run(r, true);
     let (ax_pts, ax_db) = run(c, false);
@@ -227,14 +303,27 @@ fn mean_var(v: &[f64]) -> (f64, f64) {
 
 /// PICMUS contrast of a circular inclusion (centre, radius in metres);
 /// `padding` is the lateral resolution (λ·F in PICMUS).
-pub fn cyst(img: &EnvelopeImage, center: [f64; 2], radius: f64, padding: f64) -> Result<CystMetrics, MetricsError> {
+pub fn cyst(
+    img: &EnvelopeImage,
+    center: [f64; 2],
+    radius: f64,
+    padding: f64,
+) -> Result<CystMetrics, MetricsError> {
     let db = img.bmode_db();
     cyst_db(img, &db, center, radius, padding)
 }
 
-fn cyst_db(img: &EnvelopeImage, db: &[f64], center: [f64; 2], radius: f64, padding: f64) -> Result<CystMetrics, MetricsError> {
+fn cyst_db(
+    img: &EnvelopeImage,
+    db: &[f64],
+    center: [f64; 2],
+    radius: f64,
+    padding: f64,
+) -> Result<CystMetrics, MetricsError> {
     if !(radius > 0.0 && padding >= 0.0 && radius.is_finite() && padding.is_finite()) {
-        return Err(MetricsError::Invalid(format!("cyst radius {radius} m and padding {padding} m: expected radius > 0, padding >= 0")));
+        return Err(MetricsError::Invalid(format!(
+            "cyst radius {radius} m and padding {padding} m: expected radius > 0, padding >= 0"
+        )));
     }
     let r_in = radius - padding;
     let r_out = radius + padding;
@@ -248,7 +337,13 @@ fn cyst_db(img: &EnvelopeImage, db: &[f64], center: [f64; 2], radius: f64, paddi
             outside.push(*v);
         }
     }
-    let few = |what, n| MetricsError::FewPixels { x: center[0] * 1e3, z: center[1] * 1e3, r: radius * 1e3, what, n };
+    let few = |what, n| MetricsError::FewPixels {
+        x: center[0] * 1e3,
+        z: center[1] * 1e3,
+        r: radius * 1e3,
+        what,
+        n,
+    };
     if inside.len() < 2 {
         return Err(few("the inside region", inside.len()));
     }
@@ -276,8 +371,14 @@ pub fn evaluate(
     padding: f64,
 ) -> Result<(Vec<PointMetrics>, Vec<CystMetrics>), MetricsError> {
     let db = img.bmode_db();
-    let p = points.iter().map(|t| point_target_db(img, &db, *t, roi)).collect::<Result<Vec<_>, _>>()?;
-    let c = cysts.iter().map(|(ctr, r)| cyst_db(img, &db, *ctr, *r, padding)).collect::<Result<Vec<_>, _>>()?;
+    let p = points
+        .iter()
+        .map(|t| point_target_db(img, &db, *t, roi))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = cysts
+        .iter()
+        .map(|(ctr, r)| cyst_db(img, &db, *ctr, *r, padding))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((p, c))
 }
 
@@ -328,9 +429,19 @@ fn fail(msg: impl Into<String>) -> CliError {
 }
 
 fn parse_floats(s: &str, n: usize, what: &str) -> Result<Vec<f64>, CliError> {
-    let v: Vec<f64> = s.split(',').map(|p| p.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| fail(format!("{what} `{s}`: expected {n} numbers separated by commas (metres)")))?;
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            fail(format!(
+                "{what} `{s}`: expected {n} numbers separated by commas (metres)"
+            ))
+        })?;
     if v.len() != n || v.iter().any(|x| !x.is_finite()) {
-        return Err(fail(format!("{what} `{s}`: expected {n} finite numbers separated by commas (metres)")));
+        return Err(fail(format!(
+            "{what} `{s}`: expected {n} finite numbers separated by commas (metres)"
+        )));
     }
     Ok(v)
 }
@@ -340,7 +451,11 @@ fn grid_of(a: &MetricsArgs, scene_grid: Option<PixelGrid>) -> Result<Option<Pixe
         return crate::cli::read_pixels(p).map(Some);
     }
     if let Some(g) = &a.grid {
-        let (xs, zs) = g.split_once(',').ok_or_else(|| fail(format!("--grid `{g}`: expected x0:x1:nx,z0:z1:nz in metres")))?;
+        let (xs, zs) = g.split_once(',').ok_or_else(|| {
+            fail(format!(
+                "--grid `{g}`: expected x0:x1:nx,z0:z1:nz in metres"
+            ))
+        })?;
         let axis = |s: &str, what: &str| -> Result<(f64, f64, usize), CliError> {
             let p: Vec<&str> = s.split(':').collect();
             let bad = || fail(format!("{what} `{s}`: expected start:end:count"));
@@ -357,14 +472,22 @@ fn grid_of(a: &MetricsArgs, scene_grid: Option<PixelGrid>) -> Result<Option<Pixe
         };
         let (x0, x1, nx) = axis(xs, "--grid x")?;
         let (z0, z1, nz) = axis(zs, "--grid z")?;
-        return Ok(Some(PixelGrid::Cartesian { x: (x0, x1), z: (z0, z1), nx, nz }));
+        return Ok(Some(PixelGrid::Cartesian {
+            x: (x0, x1),
+            z: (z0, z1),
+            nx,
+            nz,
+        }));
     }
     Ok(scene_grid)
 }
 
 pub fn run(a: &MetricsArgs, backend: Option<&str>) -> Result<(), CliError> {
     if !(a.roi.is_finite() && a.roi > 0.0) {
-        return Err(fail(format!("--roi {}: expected a positive half-size in metres", a.roi)));
+        return Err(fail(format!(
+            "--roi {}: expected a positive half-size in metres",
+            a.roi
+        )));
     }
     let mut points: Vec<[f64; 2]> = Vec::new();
     let mut cysts: Vec<([f64; 2], f64)> = Vec::new();
@@ -387,28 +510,54 @@ pub fn run(a: &MetricsArgs, backend: Option<&str>) -> Result<(), CliError> {
         cysts.push(([v[0], v[1]], v[2]));
     }
     if points.is_empty() && cysts.is_empty() {
-        return Err(fail("nothing to measure: give --scene, --point x,z or --cyst x,z,r"));
+        return Err(fail(
+            "nothing to measure: give --scene, --point x,z or --cyst x,z,r",
+        ));
     }
     let grid = grid_of(a, scene_grid)?;
-    let is_npy = a.input.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("npy")).unwrap_or(false);
+    let is_npy = a
+        .input
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("npy"))
+        .unwrap_or(false);
     let (img, default_padding) = if is_npy {
         let grid = grid.ok_or_else(|| fail("an envelope file needs its pixel positions: --pixels, --grid or a --scene with [image]"))?;
-        let arr = crate::io::npy::read_npy(&a.input).map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
-        let v = arr.to_f64().map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
+        let arr = crate::io::npy::read_npy(&a.input)
+            .map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
+        let v = arr
+            .to_f64()
+            .map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
         let per = grid.len();
         let frames = v.len() / per.max(1);
         if v.len() != frames * per || frames == 0 {
-            return Err(fail(format!("{}: {} values is not a whole number of {} × {} images", a.input.display(), v.len(), grid.rows(), grid.cols())));
+            return Err(fail(format!(
+                "{}: {} values is not a whole number of {} × {} images",
+                a.input.display(),
+                v.len(),
+                grid.rows(),
+                grid.cols()
+            )));
         }
         if a.frame >= frames {
-            return Err(fail(format!("--frame {}: the file holds {frames} frames", a.frame)));
+            return Err(fail(format!(
+                "--frame {}: the file holds {frames} frames",
+                a.frame
+            )));
         }
         let env = v[a.frame * per..(a.frame + 1) * per].to_vec();
-        (EnvelopeImage::from_grid(&grid, env).map_err(|e| fail(format!("{}: {e}", a.input.display())))?, 0.5e-3)
+        (
+            EnvelopeImage::from_grid(&grid, env)
+                .map_err(|e| fail(format!("{}: {e}", a.input.display())))?,
+            0.5e-3,
+        )
     } else {
         let mut data = crate::cli::load(&a.input)?;
         if a.frame >= data.frames {
-            return Err(fail(format!("--frame {}: the file holds {} frames", a.frame, data.frames)));
+            return Err(fail(format!(
+                "--frame {}: the file holds {} frames",
+                a.frame, data.frames
+            )));
         }
         data.truncate_frames(a.frame + 1);
         let grid = grid.unwrap_or_else(|| PixelGrid::default_for(&data.acquisition, data.samples));
@@ -416,25 +565,40 @@ pub fn run(a: &MetricsArgs, backend: Option<&str>) -> Result<(), CliError> {
             "auto" => crate::pipeline::FNumber::Auto,
             s => match s.parse::<f64>() {
                 Ok(f) if f.is_finite() && f > 0.0 => crate::pipeline::FNumber::Fixed(f),
-                _ => return Err(fail(format!("--fnumber `{s}`: expected a positive number or `auto`"))),
+                _ => {
+                    return Err(fail(format!(
+                        "--fnumber `{s}`: expected a positive number or `auto`"
+                    )))
+                }
             },
         };
         let ctx = crate::gpu::GpuContext::new(backend)?;
         eprintln!("adapter: {}", ctx.describe());
         let req = crate::pipeline::BeamformRequest {
-            das: crate::pipeline::DasSettings { fnumber, ..Default::default() },
+            das: crate::pipeline::DasSettings {
+                fnumber,
+                ..Default::default()
+            },
             read_iq: false,
             read_envelope: true,
             read_grey: false,
             ..Default::default()
         };
         let out = crate::pipeline::Beamformer::new(&ctx).run(&ctx, &data, &grid, &req)?;
-        let env: Vec<f64> = out.envelope.unwrap_or_default()[a.frame.min(out.frames - 1) * grid.len()..][..grid.len()].iter().map(|v| *v as f64).collect();
+        let env: Vec<f64> = out.envelope.unwrap_or_default()
+            [a.frame.min(out.frames - 1) * grid.len()..][..grid.len()]
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
         let lambda = data.acquisition.sound_speed / data.acquisition.center_frequency;
-        (EnvelopeImage::from_grid(&grid, env).map_err(|e| fail(e.to_string()))?, lambda * out.fnumber)
+        (
+            EnvelopeImage::from_grid(&grid, env).map_err(|e| fail(e.to_string()))?,
+            lambda * out.fnumber,
+        )
     };
     let padding = a.padding.unwrap_or(default_padding);
-    let (pm, cm) = evaluate(&img, &points, &cysts, a.roi, padding).map_err(|e| fail(e.to_string()))?;
+    let (pm, cm) =
+        evaluate(&img, &points, &cysts, a.roi, padding).map_err(|e| fail(e.to_string()))?;
     println!("{}", report(&pm, &cm, padding));
     if let Some(path) = &a.json {
         write_json(path, &pm, &cm, padding)?;
@@ -462,7 +626,10 @@ pub fn report(points: &[PointMetrics], cysts: &[CystMetrics], padding: f64) -> S
         }
     }
     if !cysts.is_empty() {
-        s.push_str(&format!("cyst (x, z, r) mm | CNR dB | contrast dB | pixels in / out   (padding {:.3} mm)\n", padding * 1e3));
+        s.push_str(&format!(
+            "cyst (x, z, r) mm | CNR dB | contrast dB | pixels in / out   (padding {:.3} mm)\n",
+            padding * 1e3
+        ));
         for c in cysts {
             s.push_str(&format!(
                 "({:7.2}, {:6.2}, {:5.2}) | {:.2} | {:.2} | {} / {}\n",
@@ -479,7 +646,12 @@ pub fn report(points: &[PointMetrics], cysts: &[CystMetrics], padding: f64) -> S
     s
 }
 
-fn write_json(path: &Path, points: &[PointMetrics], cysts: &[CystMetrics], padding: f64) -> Result<(), CliError> {
+fn write_json(
+    path: &Path,
+    points: &[PointMetrics],
+    cysts: &[CystMetrics],
+    padding: f64,
+) -> Result<(), CliError> {
     let v = serde_json::json!({
         "units": "metres, dB",
         "padding": padding,

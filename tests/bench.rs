@@ -21,9 +21,20 @@ fn have_gpu() -> bool {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(args).output().expect("run sonoguide");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "sonoguide {} failed:\n{text}", args.join(" "));
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(args)
+        .output()
+        .expect("run sonoguide");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "sonoguide {} failed:\n{text}",
+        args.join(" ")
+    );
     text
 }
 
@@ -33,8 +44,13 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn positive(v: &serde_json::Value, field: &str) -> f64 {
-    let x = v[field].as_f64().unwrap_or_else(|| panic!("field `{field}` missing or not a number in {v}"));
-    assert!(x.is_finite() && x > 0.0, "field `{field}` = {x}, expected a positive number");
+    let x = v[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("field `{field}` missing or not a number in {v}"));
+    assert!(
+        x.is_finite() && x > 0.0,
+        "field `{field}` = {x}, expected a positive number"
+    );
     x
 }
 
@@ -44,7 +60,11 @@ fn bench_quick_writes_json_csv_and_plot() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (j, c, p) = (dir.path().join("bench.json"), dir.path().join("bench.csv"), dir.path().join("bench.svg"));
+    let (j, c, p) = (
+        dir.path().join("bench.json"),
+        dir.path().join("bench.csv"),
+        dir.path().join("bench.svg"),
+    );
     let text = run(&[
         "bench",
         "--workload",
@@ -58,35 +78,80 @@ fn bench_quick_writes_json_csv_and_plot() {
         "--plot",
         p.to_str().unwrap(),
     ]);
-    assert!(text.contains("das kernel"), "no table on the terminal:\n{text}");
+    assert!(
+        text.contains("das kernel"),
+        "no table on the terminal:\n{text}"
+    );
     let v = json(&j);
     for field in ["adapter", "backend"] {
-        assert!(v[field].as_str().map(|s| !s.is_empty()).unwrap_or(false), "field `{field}` missing or empty in {v}");
+        assert!(
+            v[field].as_str().map(|s| !s.is_empty()).unwrap_or(false),
+            "field `{field}` missing or empty in {v}"
+        );
     }
-    for field in ["points", "median_kernel_s", "median_wall_s", "points_per_s", "mach_factor", "cpu_points_per_s"] {
+    for field in [
+        "points",
+        "median_kernel_s",
+        "median_wall_s",
+        "points_per_s",
+        "mach_factor",
+        "cpu_points_per_s",
+    ] {
         positive(&v, field);
     }
     // The definitions, on the numbers written.
-    let ratio = positive(&v, "points") / positive(&v, "median_kernel_s") / positive(&v, "points_per_s");
-    assert!((ratio - 1.0).abs() < 1e-9, "points_per_s is not points / median_kernel_s");
-    let mach = positive(&v, "acoustic_time_s") / positive(&v, "median_kernel_s") / positive(&v, "mach_factor");
-    assert!((mach - 1.0).abs() < 1e-9, "mach_factor is not acoustic time / kernel time");
+    let ratio =
+        positive(&v, "points") / positive(&v, "median_kernel_s") / positive(&v, "points_per_s");
+    assert!(
+        (ratio - 1.0).abs() < 1e-9,
+        "points_per_s is not points / median_kernel_s"
+    );
+    let mach = positive(&v, "acoustic_time_s")
+        / positive(&v, "median_kernel_s")
+        / positive(&v, "mach_factor");
+    assert!(
+        (mach - 1.0).abs() < 1e-9,
+        "mach_factor is not acoustic time / kernel time"
+    );
     // The GPU and the CPU twin agree on the image they timed.
     let err = positive(&v, "max_rel_err_vs_cpu");
     assert!(err < 1e-3, "GPU vs CPU twin: {err:e}");
-    let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().filter_map(|s| s["stage"].as_str()).collect();
-    for s in ["upload", "demodulate", "das", "detect", "scan_convert", "composite", "readback"] {
+    let stages: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    for s in [
+        "upload",
+        "demodulate",
+        "das",
+        "detect",
+        "scan_convert",
+        "composite",
+        "readback",
+    ] {
         assert!(stages.contains(&s), "stage {s} missing from {stages:?}");
     }
     let sweeps = v["sweeps"].as_array().unwrap();
     for series in ["pixels", "channels", "waves", "frames"] {
-        assert!(sweeps.iter().any(|m| m["series"] == series), "sweep {series} missing");
+        assert!(
+            sweeps.iter().any(|m| m["series"] == series),
+            "sweep {series} missing"
+        );
     }
     let csv = std::fs::read_to_string(&c).unwrap();
-    assert_eq!(csv.lines().count(), 2 + sweeps.len(), "CSV: a header, the reference and one row per sweep point");
+    assert_eq!(
+        csv.lines().count(),
+        2 + sweeps.len(),
+        "CSV: a header, the reference and one row per sweep point"
+    );
     assert!(csv.starts_with("series,workload,adapter,backend,pixels,channels,waves,frames"));
     let svg = std::fs::read_to_string(&p).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "plot is not an SVG with lines");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("polyline"),
+        "plot is not an SVG with lines"
+    );
 }
 
 #[test]
@@ -96,24 +161,56 @@ fn hfr_streams_and_reports() {
     }
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("hfr.json");
-    run(&["hfr", "--size", "32x24", "--channels", "16", "--frames", "12", "--batch", "2", "--buffers", "2", "--readback", "--json", j.to_str().unwrap()]);
+    run(&[
+        "hfr",
+        "--size",
+        "32x24",
+        "--channels",
+        "16",
+        "--frames",
+        "12",
+        "--batch",
+        "2",
+        "--buffers",
+        "2",
+        "--readback",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
     let v = json(&j);
     assert_eq!(v["frames"].as_u64(), Some(12), "{v}");
     assert_eq!(v["frames_dropped"].as_u64(), Some(0), "{v}");
-    for field in ["sustained_fps", "latency_p50_s", "latency_p99_s", "mach_factor"] {
+    for field in [
+        "sustained_fps",
+        "latency_p50_s",
+        "latency_p99_s",
+        "mach_factor",
+    ] {
         positive(&v, field);
     }
 }
 
 #[test]
 fn bad_input_is_refused_with_the_flag_named() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(["bench", "--workload", "nope"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(["bench", "--workload", "nope"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--workload"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(["hfr", "--size", "12"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(["hfr", "--size", "12"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--size"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(["bench", "--json", "/no/such/dir/x.json"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(["bench", "--json", "/no/such/dir/x.json"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("/no/such/dir"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("/no/such/dir"),
+        "{err}"
+    );
 }

@@ -9,13 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use glam::DVec3;
-use sonoguide::acquisition::{Samples, ProbeKind};
+use sonoguide::acquisition::{ProbeKind, Samples};
 use sonoguide::io::mat::{write_mat, MatValue};
 use sonoguide::io::npy;
 use sonoguide::sim::{point_echoes, Scatterer};
 
 fn sonoguide(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(args).output().expect("run sonoguide")
+    Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(args)
+        .output()
+        .expect("run sonoguide")
 }
 
 fn stderr(o: &Output) -> String {
@@ -30,9 +33,20 @@ fn must_vars(edit: impl FnOnce(&mut Vec<(String, MatValue)>)) -> Vec<(&'static s
         a.waves.truncate(1);
         a
     };
-    let scat = [Scatterer { position: DVec3::new(0.0, 0.0, 0.01), amplitude: 1.0 }, Scatterer { position: DVec3::new(-0.002, 0.0, 0.015), amplitude: 0.5 }];
+    let scat = [
+        Scatterer {
+            position: DVec3::new(0.0, 0.0, 0.01),
+            amplitude: 1.0,
+        },
+        Scatterer {
+            position: DVec3::new(-0.002, 0.0, 0.015),
+            amplitude: 0.5,
+        },
+    ];
     let data = point_echoes(&acq, &scat, 400, 2);
-    let Samples::Rf(rf) = data.data else { unreachable!() };
+    let Samples::Rf(rf) = data.data else {
+        unreachable!()
+    };
     let mut param: Vec<(String, MatValue)> = vec![
         ("fs".into(), MatValue::scalar(acq.sampling_frequency)),
         ("fc".into(), MatValue::scalar(acq.center_frequency)),
@@ -47,7 +61,13 @@ fn must_vars(edit: impl FnOnce(&mut Vec<(String, MatValue)>)) -> Vec<(&'static s
     edit(&mut param);
     vec![
         // Our [frame][channel][sample] is MATLAB's column-major [sample, channel, frame].
-        ("RF", MatValue::F64 { dims: vec![400, 32, 2], data: rf.iter().map(|v| *v as f64 * 1e3).collect() }),
+        (
+            "RF",
+            MatValue::F64 {
+                dims: vec![400, 32, 2],
+                data: rf.iter().map(|v| *v as f64 * 1e3).collect(),
+            },
+        ),
         ("param", MatValue::Struct(param)),
     ]
 }
@@ -72,17 +92,40 @@ fn path_str(p: &Path) -> &str {
 fn expect_failure(dir: &Path, input: &Path, extra: &[&str], needles: &[&str]) {
     let png = dir.join("out.png");
     let npy_out = dir.join("out.npy");
-    let mut args = vec!["beamform", path_str(input), "--png", path_str(&png), "--save-npy", path_str(&npy_out)];
+    let mut args = vec![
+        "beamform",
+        path_str(input),
+        "--png",
+        path_str(&png),
+        "--save-npy",
+        path_str(&npy_out),
+    ];
     args.extend_from_slice(extra);
     let o = sonoguide(&args);
     let msg = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "exit status for {needles:?}: {:?}\n{msg}", o.status);
-    assert!(!msg.contains("panicked"), "panic instead of an error:\n{msg}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "exit status for {needles:?}: {:?}\n{msg}",
+        o.status
+    );
+    assert!(
+        !msg.contains("panicked"),
+        "panic instead of an error:\n{msg}"
+    );
     for n in needles {
         assert!(msg.contains(n), "message lacks `{n}`:\n{msg}");
     }
-    assert!(!png.exists() && !npy_out.exists(), "output written despite the error");
-    let leftovers: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains("out")).collect();
+    assert!(
+        !png.exists() && !npy_out.exists(),
+        "output written despite the error"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("out"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
@@ -94,10 +137,27 @@ fn good_must_file_gives_every_output() {
     let d = tmp();
     let input = d.path().join("small.mat");
     write_mat(&input, &must_vars(|_| {})).unwrap();
-    let (png, iq, env, bm) = (d.path().join("b.png"), d.path().join("iq.npy"), d.path().join("env.npy"), d.path().join("bm.npy"));
+    let (png, iq, env, bm) = (
+        d.path().join("b.png"),
+        d.path().join("iq.npy"),
+        d.path().join("env.npy"),
+        d.path().join("bm.npy"),
+    );
     let o = sonoguide(&[
-        "beamform", path_str(&input), "--grid", "-0.005:0.005:40,0.005:0.02:60", "--interp", "nearest",
-        "--save-npy", path_str(&iq), "--save-envelope", path_str(&env), "--save-bmode", path_str(&bm), "--png", path_str(&png),
+        "beamform",
+        path_str(&input),
+        "--grid",
+        "-0.005:0.005:40,0.005:0.02:60",
+        "--interp",
+        "nearest",
+        "--save-npy",
+        path_str(&iq),
+        "--save-envelope",
+        path_str(&env),
+        "--save-bmode",
+        path_str(&bm),
+        "--png",
+        path_str(&png),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("adapter:"), "the adapter is printed");
@@ -105,14 +165,25 @@ fn good_must_file_gives_every_output() {
     assert_eq!(iq.shape, vec![2, 60, 40]);
     assert_eq!(iq.dtype, npy::NpyDtype::C64);
     let env = npy::read_npy(&env).unwrap();
-    assert_eq!((env.shape.clone(), env.dtype), (vec![2, 60, 40], npy::NpyDtype::F32));
+    assert_eq!(
+        (env.shape.clone(), env.dtype),
+        (vec![2, 60, 40], npy::NpyDtype::F32)
+    );
     // The point at (0, 10 mm) is the brightest pixel.
     let e = env.to_f32().unwrap();
-    let (i, _) = e[..2400].iter().enumerate().fold((0, 0.0f32), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    let (i, _) = e[..2400]
+        .iter()
+        .enumerate()
+        .fold((0, 0.0f32), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
     let (row, col) = (i / 40, i % 40);
-    assert!((col as i32 - 20).abs() <= 1 && (row as f64 * 0.015 / 59.0 + 0.005 - 0.01).abs() < 3e-4, "peak at row {row} col {col}");
+    assert!(
+        (col as i32 - 20).abs() <= 1 && (row as f64 * 0.015 / 59.0 + 0.005 - 0.01).abs() < 3e-4,
+        "peak at row {row} col {col}"
+    );
     assert_eq!(npy::read_npy(&bm).unwrap().dtype, npy::NpyDtype::U8);
-    let img = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap())).read_info().unwrap();
+    let img = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()))
+        .read_info()
+        .unwrap();
     assert_eq!((img.info().width, img.info().height), (40, 60));
 }
 
@@ -122,8 +193,18 @@ fn polar_pixel_file_is_scan_converted() {
         return;
     }
     let acq = common::small_convex(32);
-    let ProbeKind::Convex { center, radius } = acq.probe.kind else { unreachable!() };
-    let data = point_echoes(&acq, &[Scatterer { position: DVec3::new(0.0, 0.0, 0.015), amplitude: 1.0 }], 800, 1);
+    let ProbeKind::Convex { center, radius } = acq.probe.kind else {
+        unreachable!()
+    };
+    let data = point_echoes(
+        &acq,
+        &[Scatterer {
+            position: DVec3::new(0.0, 0.0, 0.015),
+            amplitude: 1.0,
+        }],
+        800,
+        1,
+    );
     let d = tmp();
     let input = d.path().join("convex.uff");
     sonoguide::io::uff::write_uff(&input, &data).unwrap();
@@ -134,17 +215,33 @@ fn polar_pixel_file_is_scan_converted() {
         for a in 0..na {
             let rr = radius + 0.001 + 0.03 * r as f64 / (nr - 1) as f64;
             let th = -0.4 + 0.8 * a as f64 / (na - 1) as f64;
-            pts.extend([(center[0] + rr * th.sin()) as f32, (center[1] + rr * th.cos()) as f32]);
+            pts.extend([
+                (center[0] + rr * th.sin()) as f32,
+                (center[1] + rr * th.cos()) as f32,
+            ]);
         }
     }
     let pixels = d.path().join("pixels.npy");
     npy::write_npy_f32(&pixels, &[nr, na, 2], &pts).unwrap();
     let png = d.path().join("sector.png");
-    let o = sonoguide(&["beamform", path_str(&input), "--pixels", path_str(&pixels), "--png", path_str(&png)]);
+    let o = sonoguide(&[
+        "beamform",
+        path_str(&input),
+        "--pixels",
+        path_str(&pixels),
+        "--png",
+        path_str(&png),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap())).read_info().unwrap();
+    let mut dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()))
+        .read_info()
+        .unwrap();
     let (w, h) = (dec.info().width as usize, dec.info().height as usize);
-    assert_eq!(dec.info().color_type, png::ColorType::Rgba, "a scan-converted sector has transparency");
+    assert_eq!(
+        dec.info().color_type,
+        png::ColorType::Rgba,
+        "a scan-converted sector has transparency"
+    );
     let mut buf = vec![0; dec.output_buffer_size().unwrap()];
     dec.next_frame(&mut buf).unwrap();
     let alpha: Vec<u8> = buf.chunks_exact(4).map(|p| p[3]).collect();
@@ -178,11 +275,29 @@ fn truncated_files_are_refused() {
 fn wrong_shape_is_refused() {
     let d = tmp();
     let input = d.path().join("shape.mat");
-    write_mat(&input, &must_vars(|p| set(p, "Nelements", MatValue::scalar(64.0)))).unwrap();
-    expect_failure(d.path(), &input, &[], &["shape.mat", "param.Nelements", "64", "32"]);
+    write_mat(
+        &input,
+        &must_vars(|p| set(p, "Nelements", MatValue::scalar(64.0))),
+    )
+    .unwrap();
+    expect_failure(
+        d.path(),
+        &input,
+        &[],
+        &["shape.mat", "param.Nelements", "64", "32"],
+    );
     let input = d.path().join("tx.mat");
-    write_mat(&input, &must_vars(|p| set(p, "TXdelay", MatValue::row(vec![0.0; 5])))).unwrap();
-    expect_failure(d.path(), &input, &[], &["tx.mat", "param.TXdelay", "one per element"]);
+    write_mat(
+        &input,
+        &must_vars(|p| set(p, "TXdelay", MatValue::row(vec![0.0; 5]))),
+    )
+    .unwrap();
+    expect_failure(
+        d.path(),
+        &input,
+        &[],
+        &["tx.mat", "param.TXdelay", "one per element"],
+    );
 }
 
 #[test]
@@ -192,7 +307,10 @@ fn missing_field_is_refused() {
     write_mat(&input, &must_vars(|p| p.retain(|(n, _)| n != "fs"))).unwrap();
     expect_failure(d.path(), &input, &[], &["nofs.mat", "param.fs", "missing"]);
     let input = d.path().join("norf.mat");
-    let vars: Vec<_> = must_vars(|_| {}).into_iter().filter(|(n, _)| *n != "RF").collect();
+    let vars: Vec<_> = must_vars(|_| {})
+        .into_iter()
+        .filter(|(n, _)| *n != "RF")
+        .collect();
     write_mat(&input, &vars).unwrap();
     expect_failure(d.path(), &input, &[], &["norf.mat", "RF", "missing"]);
 }
@@ -201,7 +319,11 @@ fn missing_field_is_refused() {
 fn nan_parameter_is_refused() {
     let d = tmp();
     let input = d.path().join("nan.mat");
-    write_mat(&input, &must_vars(|p| set(p, "c", MatValue::scalar(f64::NAN)))).unwrap();
+    write_mat(
+        &input,
+        &must_vars(|p| set(p, "c", MatValue::scalar(f64::NAN))),
+    )
+    .unwrap();
     expect_failure(d.path(), &input, &[], &["nan.mat", "param.c", "NaN"]);
 }
 
@@ -210,7 +332,12 @@ fn zero_sampling_rate_is_refused() {
     let d = tmp();
     let input = d.path().join("fs0.mat");
     write_mat(&input, &must_vars(|p| set(p, "fs", MatValue::scalar(0.0)))).unwrap();
-    expect_failure(d.path(), &input, &[], &["fs0.mat", "param.fs", "is 0", "sampling frequency"]);
+    expect_failure(
+        d.path(),
+        &input,
+        &[],
+        &["fs0.mat", "param.fs", "is 0", "sampling frequency"],
+    );
 }
 
 #[test]
@@ -220,10 +347,25 @@ fn pixel_file_of_the_wrong_shape_is_refused() {
     write_mat(&input, &must_vars(|_| {})).unwrap();
     let pixels = d.path().join("pix.npy");
     npy::write_npy_f32(&pixels, &[4, 5, 3], &[0.01; 60]).unwrap();
-    expect_failure(d.path(), &input, &["--pixels", path_str(&pixels)], &["pix.npy", "shape [4, 5, 3]", "[rows, cols, 2]"]);
+    expect_failure(
+        d.path(),
+        &input,
+        &["--pixels", path_str(&pixels)],
+        &["pix.npy", "shape [4, 5, 3]", "[rows, cols, 2]"],
+    );
     let nan = d.path().join("nan.npy");
-    npy::write_npy_f32(&nan, &[2, 2, 2], &[0.01, f32::NAN, 0.0, 0.01, 0.0, 0.01, 0.0, 0.01]).unwrap();
-    expect_failure(d.path(), &input, &["--pixels", path_str(&nan)], &["nan.npy", "NaN"]);
+    npy::write_npy_f32(
+        &nan,
+        &[2, 2, 2],
+        &[0.01, f32::NAN, 0.0, 0.01, 0.0, 0.01, 0.0, 0.01],
+    )
+    .unwrap();
+    expect_failure(
+        d.path(),
+        &input,
+        &["--pixels", path_str(&nan)],
+        &["nan.npy", "NaN"],
+    );
 }
 
 #[test]
@@ -231,11 +373,26 @@ fn bad_options_and_missing_files_are_refused() {
     let d = tmp();
     let input = d.path().join("ok.mat");
     write_mat(&input, &must_vars(|_| {})).unwrap();
-    expect_failure(d.path(), &input, &["--interp", "sinc"], &["--interp", "nearest, linear or cubic"]);
+    expect_failure(
+        d.path(),
+        &input,
+        &["--interp", "sinc"],
+        &["--interp", "nearest, linear or cubic"],
+    );
     expect_failure(d.path(), &input, &["--fnumber", "-1"], &["--fnumber"]);
     expect_failure(d.path(), &input, &["--grid", "0:1"], &["--grid"]);
-    expect_failure(d.path(), &PathBuf::from("/nonexistent/x.uff"), &[], &["/nonexistent/x.uff", "no such file"]);
-    let o = sonoguide(&["beamform", path_str(&input), "--png", "/nonexistent-dir/b.png"]);
+    expect_failure(
+        d.path(),
+        &PathBuf::from("/nonexistent/x.uff"),
+        &[],
+        &["/nonexistent/x.uff", "no such file"],
+    );
+    let o = sonoguide(&[
+        "beamform",
+        path_str(&input),
+        "--png",
+        "/nonexistent-dir/b.png",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent-dir"), "{}", stderr(&o));
 }
@@ -251,8 +408,15 @@ fn no_adapter_names_the_package_to_install() {
         .unwrap();
     let msg = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{msg}");
-    assert!(msg.contains("no GPU adapter") && msg.contains("mesa-vulkan-drivers"), "{msg}");
+    assert!(
+        msg.contains("no GPU adapter") && msg.contains("mesa-vulkan-drivers"),
+        "{msg}"
+    );
     let o = sonoguide(&["--backend", "vulkun", "adapters"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown backend `vulkun`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown backend `vulkun`"),
+        "{}",
+        stderr(&o)
+    );
 }

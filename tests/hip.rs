@@ -34,7 +34,12 @@ fn scene(name: &str) -> Scene {
 /// As `scene`, with every wave: compounding them all is what keeps the
 /// side lobes of the bright cortex out of a thin anechoic recess.
 fn scene_all_waves(name: &str) -> Scene {
-    let mut s = Scene::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes").join(name)).unwrap();
+    let mut s = Scene::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenes")
+            .join(name),
+    )
+    .unwrap();
     s.scatterer_density = 0.5e9;
     s
 }
@@ -84,7 +89,14 @@ fn mean_db(img: &Rendered, w: usize, c: (f64, f64), r: (f64, f64)) -> f64 {
 
 /// Along the projected shaft, the brightest pixel across it (±`reach_mm`)
 /// and its signed distance from the shaft line, in mm.
-fn ridge(img: &Rendered, w: usize, entry: [f64; 2], tip: [f64; 2], mm_per_px: f64, reach_mm: f64) -> Vec<(f64, f32)> {
+fn ridge(
+    img: &Rendered,
+    w: usize,
+    entry: [f64; 2],
+    tip: [f64; 2],
+    mm_per_px: f64,
+    reach_mm: f64,
+) -> Vec<(f64, f32)> {
     let d = [tip[0] - entry[0], tip[1] - entry[1]];
     let len = (d[0] * d[0] + d[1] * d[1]).sqrt();
     let (u, n) = ([d[0] / len, d[1] / len], [-d[1] / len, d[0] / len]);
@@ -121,16 +133,34 @@ fn needle_echo_lies_on_the_tracked_shaft_and_ends_at_the_tip() {
     let (r, img) = render(&ctx, &s, 3, 6, "needle");
     let info = &img.info;
     let w = r.view.display.width;
-    assert!(info.needle_in_plane, "the scripted needle is in plane: {info:?}");
+    assert!(
+        info.needle_in_plane,
+        "the scripted needle is in plane: {info:?}"
+    );
     let (entry, tip) = (info.needle_entry_px.unwrap(), info.needle_tip_px.unwrap());
-    eprintln!("needle: enters the image at {entry:.0?} px, tip at {tip:.0?} px, {:.1} mm inserted", info.needle_inserted_mm);
+    eprintln!(
+        "needle: enters the image at {entry:.0?} px, tip at {tip:.0?} px, {:.1} mm inserted",
+        info.needle_inserted_mm
+    );
     let ridge = ridge(&img, w, entry, tip, info.mm_per_px, 4.0);
-    assert!(ridge.len() > 20, "shaft too short in the image: {} samples", ridge.len());
+    assert!(
+        ridge.len() > 20,
+        "shaft too short in the image: {} samples",
+        ridge.len()
+    );
     let within = ridge.iter().filter(|(d, _)| d.abs() <= 1.0).count();
     let mut offs: Vec<f64> = ridge.iter().map(|(d, _)| d.abs()).collect();
     offs.sort_by(f64::total_cmp);
-    eprintln!("ridge: {within} of {} within 1 mm, median offset {:.2} mm", ridge.len(), offs[offs.len() / 2]);
-    assert!(within as f64 >= 0.9 * ridge.len() as f64, "the brightest ridge is off the tracked shaft: {within} of {} within 1 mm", ridge.len());
+    eprintln!(
+        "ridge: {within} of {} within 1 mm, median offset {:.2} mm",
+        ridge.len(),
+        offs[offs.len() / 2]
+    );
+    assert!(
+        within as f64 >= 0.9 * ridge.len() as f64,
+        "the brightest ridge is off the tracked shaft: {within} of {} within 1 mm",
+        ridge.len()
+    );
 
     // The tip: walking along the shaft past the tracked tip, where the echo
     // falls 15 dB below the ridge's median.
@@ -146,7 +176,9 @@ fn needle_echo_lies_on_the_tracked_shaft_and_ends_at_the_tip() {
     while s_px < len + 8.0 / info.mm_per_px {
         let c = [entry[0] + u[0] * s_px, entry[1] + u[1] * s_px];
         let n = [-u[1], u[0]];
-        let g = (-2..=2).filter_map(|k| at(&img, w, [c[0] + n[0] * k as f64, c[1] + n[1] * k as f64])).fold(0.0f32, f32::max);
+        let g = (-2..=2)
+            .filter_map(|k| at(&img, w, [c[0] + n[0] * k as f64, c[1] + n[1] * k as f64]))
+            .fold(0.0f32, f32::max);
         if g < ridge_g - drop {
             end = Some(s_px);
             break;
@@ -155,20 +187,36 @@ fn needle_echo_lies_on_the_tracked_shaft_and_ends_at_the_tip() {
     }
     let end = end.expect("the needle echo never ends");
     let err = (end - len).abs() * info.mm_per_px;
-    eprintln!("tip: echo ends {:.2} mm from the tracked tip", (end - len) * info.mm_per_px);
-    assert!(err <= 2.0, "needle echo ends {err:.2} mm from the tracked tip");
+    eprintln!(
+        "tip: echo ends {:.2} mm from the tracked tip",
+        (end - len) * info.mm_per_px
+    );
+    assert!(
+        err <= 2.0,
+        "needle echo ends {err:.2} mm from the tracked tip"
+    );
 }
 
 #[test]
 #[ignore = "about a minute per frame on lavapipe: run scripts/hip_checks.sh"]
 fn femoral_head_cortex_is_at_its_depth_with_a_shadow_behind() {
     let Some(ctx) = common::gpu() else { return };
-    for name in std::env::var("HIP_SCENES").map(|v| v.split(",").map(str::to_string).collect::<Vec<_>>()).unwrap_or(vec!["hip-anterolateral.toml".into(), "hip-anterior-longitudinal.toml".into()]).iter().map(String::as_str) {
+    for name in std::env::var("HIP_SCENES")
+        .map(|v| v.split(",").map(str::to_string).collect::<Vec<_>>())
+        .unwrap_or(vec![
+            "hip-anterolateral.toml".into(),
+            "hip-anterior-longitudinal.toml".into(),
+        ])
+        .iter()
+        .map(String::as_str)
+    {
         let s = scene(name);
         let (r, img) = render(&ctx, &s, 0, 2, "cortex");
         let info = &img.info;
         let w = r.view.display.width;
-        let cortex = info.femoral_head_cortex_px.expect("the head is under the probe's centre line");
+        let cortex = info
+            .femoral_head_cortex_px
+            .expect("the head is under the probe's centre line");
         let mm = info.mm_per_px;
         // The brightest pixel on the centre column within ±5 mm of the cortex.
         let (mut best_row, mut best) = (0.0, -1.0f32);
@@ -183,14 +231,28 @@ fn femoral_head_cortex_is_at_its_depth_with_a_shadow_behind() {
             row += 1.0;
         }
         let depth_err = (best_row - cortex[1]) * mm;
-        let profile: Vec<String> = (-8..=8).filter_map(|k| at(&img, w, [cortex[0], cortex[1] + k as f64 / mm]).map(|g| format!("{k:+}:{g:.0}"))).collect();
-        eprintln!("{name}: grey on the centre line, mm from the cortex: {}", profile.join(" "));
+        let profile: Vec<String> = (-8..=8)
+            .filter_map(|k| {
+                at(&img, w, [cortex[0], cortex[1] + k as f64 / mm]).map(|g| format!("{k:+}:{g:.0}"))
+            })
+            .collect();
+        eprintln!(
+            "{name}: grey on the centre line, mm from the cortex: {}",
+            profile.join(" ")
+        );
         let c = (cortex[0] - 2.0 / mm, cortex[0] + 2.0 / mm);
         let above = mean_db(&img, w, c, (cortex[1] - 12.0 / mm, cortex[1] - 4.0 / mm));
         let below = mean_db(&img, w, c, (cortex[1] + 4.0 / mm, cortex[1] + 12.0 / mm));
         eprintln!("{name}: cortex echo {depth_err:+.2} mm from the anatomy; tissue above {above:.1} dB, below {below:.1} dB");
-        assert!(depth_err.abs() <= 1.0, "{name}: cortex echo {depth_err:.2} mm from where the anatomy puts it");
-        assert!(above - below >= 20.0, "{name}: the shadow is only {:.1} dB darker than the tissue above", above - below);
+        assert!(
+            depth_err.abs() <= 1.0,
+            "{name}: cortex echo {depth_err:.2} mm from where the anatomy puts it"
+        );
+        assert!(
+            above - below >= 20.0,
+            "{name}: the shadow is only {:.1} dB darker than the tissue above",
+            above - below
+        );
     }
 }
 
@@ -207,13 +269,30 @@ fn effusion_makes_the_recess_anechoic() {
         let t = img.info.target_px.expect("the recess is in the image");
         let w = r.view.display.width;
         let mm = img.info.mm_per_px;
-        let recess = mean_db(&img, w, (t[0] - 3.0 / mm, t[0] + 3.0 / mm), (t[1] - 1.0 / mm, t[1] + 1.0 / mm));
-        let muscle = mean_db(&img, w, (t[0] - 3.0 / mm, t[0] + 3.0 / mm), (t[1] - 16.0 / mm, t[1] - 10.0 / mm));
+        let recess = mean_db(
+            &img,
+            w,
+            (t[0] - 3.0 / mm, t[0] + 3.0 / mm),
+            (t[1] - 1.0 / mm, t[1] + 1.0 / mm),
+        );
+        let muscle = mean_db(
+            &img,
+            w,
+            (t[0] - 3.0 / mm, t[0] + 3.0 / mm),
+            (t[1] - 16.0 / mm, t[1] - 10.0 / mm),
+        );
         eprintln!("effusion {effusion}: recess {recess:.1} dB, muscle above {muscle:.1} dB");
         levels.push(muscle - recess);
     }
-    assert!(levels[1] >= 20.0, "with an effusion the recess is only {:.1} dB below the muscle", levels[1]);
-    assert!(levels[1] > levels[0] + 3.0, "an effusion should darken the recess: {levels:?}");
+    assert!(
+        levels[1] >= 20.0,
+        "with an effusion the recess is only {:.1} dB below the muscle",
+        levels[1]
+    );
+    assert!(
+        levels[1] > levels[0] + 3.0,
+        "an effusion should darken the recess: {levels:?}"
+    );
 }
 
 #[test]
@@ -240,6 +319,12 @@ fn needle_out_of_plane_fades() {
         let mean = ridge.iter().map(|(_, g)| intensity(*g)).sum::<f64>() / ridge.len() as f64;
         ridge_db.push(10.0 * mean.log10());
     }
-    eprintln!("needle ridge: in plane {:.1} dB, 8 mm out of plane {:.1} dB", ridge_db[0], ridge_db[1]);
-    assert!(ridge_db[0] - ridge_db[1] >= 10.0, "the needle did not fade out of plane: {ridge_db:?}");
+    eprintln!(
+        "needle ridge: in plane {:.1} dB, 8 mm out of plane {:.1} dB",
+        ridge_db[0], ridge_db[1]
+    );
+    assert!(
+        ridge_db[0] - ridge_db[1] >= 10.0,
+        "the needle did not fade out of plane: {ridge_db:?}"
+    );
 }

@@ -8,12 +8,17 @@ use std::path::{Path, PathBuf};
 
 use glam::{DQuat, DVec3};
 use sonoguide::gpu::GpuContext;
-use sonoguide::render::{self, clip_to_target, image_plane_corners, plane_matrix, Display, Layout, Offscreen, PoseSource, Scripted, ToolPoses, FAST, HEADLESS_FORMAT};
-use sonoguide::scene::Scene;
+use sonoguide::render::{
+    self, clip_to_target, image_plane_corners, plane_matrix, Display, Layout, Offscreen,
+    PoseSource, Scripted, ToolPoses, FAST, HEADLESS_FORMAT,
+};
 use sonoguide::scene::pose::Pose;
+use sonoguide::scene::Scene;
 
 fn scene_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenes")
+        .join(name)
 }
 
 fn display(ctx: &GpuContext, scene: &str) -> Display {
@@ -40,9 +45,17 @@ const SIZE: (u32, u32) = (640, 360);
 
 /// Show a synthetic display image (grey, alpha per pixel) instead of the
 /// chain's, and render one frame of `size`.
-fn render_synthetic(ctx: &GpuContext, d: &mut Display, size: (u32, u32), pixel: impl Fn(usize, usize) -> u32) -> Vec<u32> {
+fn render_synthetic(
+    ctx: &GpuContext,
+    d: &mut Display,
+    size: (u32, u32),
+    pixel: impl Fn(usize, usize) -> u32,
+) -> Vec<u32> {
     let g = d.view().display.clone();
-    let img: Vec<u32> = (0..g.height).flat_map(|r| (0..g.width).map(move |c| (r, c))).map(|(r, c)| pixel(c, r)).collect();
+    let img: Vec<u32> = (0..g.height)
+        .flat_map(|r| (0..g.width).map(move |c| (r, c)))
+        .map(|(r, c)| pixel(c, r))
+        .collect();
     let buf = ctx.storage_from("test.image", &img).unwrap();
     let poses = d.scene.scripted(d.time);
     d.show_image(ctx, buf, poses);
@@ -58,7 +71,12 @@ fn rgb(p: u32) -> [u8; 3] {
 }
 
 /// Centroid of the pixels in `region` (x0, y0, x1, y1) that `pick` selects.
-fn centroid(px: &[u32], width: u32, region: [u32; 4], pick: impl Fn([u8; 3]) -> bool) -> Option<[f64; 2]> {
+fn centroid(
+    px: &[u32],
+    width: u32,
+    region: [u32; 4],
+    pick: impl Fn([u8; 3]) -> bool,
+) -> Option<[f64; 2]> {
     let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
     for y in region[1]..region[3] {
         for x in region[0]..region[2] {
@@ -76,7 +94,10 @@ const GREY: u32 = 0xff00_0000;
 
 #[test]
 fn needle_tip_lands_on_the_pixel_the_calibration_predicts() {
-    let Some((ctx, mut d)) = geometry_display("hip-anterior-longitudinal.toml", Box::new(Scripted)) else { return };
+    let Some((ctx, mut d)) = geometry_display("hip-anterior-longitudinal.toml", Box::new(Scripted))
+    else {
+        return;
+    };
     let size = SIZE;
     let scene = d.scene.clone();
     let poses = scene.scripted(d.time);
@@ -86,24 +107,46 @@ fn needle_tip_lands_on_the_pixel_the_calibration_predicts() {
     let tip = image_to_ref.inverse().apply(scene.tip_of(&poses.needle));
     let g = d.view().display.clone();
     let (col, row) = ((tip.x - g.x0) / g.dx, (tip.z - g.z0) / g.dz);
-    assert!(col > 0.0 && row > 0.0 && col < g.width as f64 && row < g.height as f64, "the tip should be in the image at t = {}", d.time);
+    assert!(
+        col > 0.0 && row > 0.0 && col < g.width as f64 && row < g.height as f64,
+        "the tip should be in the image at t = {}",
+        d.time
+    );
     let layout = Layout::new(size, (g.width, g.height));
     let expect = layout.image_px_to_target([col, row]);
 
     // A black image with one white pixel where the tip is: the image quad
     // and the overlay must agree on where that pixel goes.
     let (c0, r0) = (col.round() as usize, row.round() as usize);
-    let px = render_synthetic(&ctx, &mut d, size, |c, r| if (c, r) == (c0, r0) { 0xffff_ffff } else { GREY });
+    let px = render_synthetic(&ctx, &mut d, size, |c, r| {
+        if (c, r) == (c0, r0) {
+            0xffff_ffff
+        } else {
+            GREY
+        }
+    });
     let panel = [size.0 / 2 + 1, 0, size.0, size.1];
-    let found = centroid(&px, size.0, panel, |[r, g, b]| r >= 250 && g >= 250 && b <= 5).expect("tip marker (TIP_COLOR) drawn in the 2D view");
-    assert!((found[0] - expect[0] as f64).abs() <= 1.0 && (found[1] - expect[1] as f64).abs() <= 1.0, "tip marker at {found:?}, calibration predicts {expect:?}");
+    let found = centroid(&px, size.0, panel, |[r, g, b]| {
+        r >= 250 && g >= 250 && b <= 5
+    })
+    .expect("tip marker (TIP_COLOR) drawn in the 2D view");
+    assert!(
+        (found[0] - expect[0] as f64).abs() <= 1.0 && (found[1] - expect[1] as f64).abs() <= 1.0,
+        "tip marker at {found:?}, calibration predicts {expect:?}"
+    );
 
     // The white pixel is hidden under the tip disc; render again with the
     // tip out of the way (needle withdrawn).
     // (A 3 × 3 block centred on it: the panel shows the image at about
     // half size, and one log-compressed pixel would be sampled away.)
     d.time = 0.0;
-    let px = render_synthetic(&ctx, &mut d, size, |c, r| if c.abs_diff(c0) <= 1 && r.abs_diff(r0) <= 1 { 0xffff_ffff } else { GREY });
+    let px = render_synthetic(&ctx, &mut d, size, |c, r| {
+        if c.abs_diff(c0) <= 1 && r.abs_diff(r0) <= 1 {
+            0xffff_ffff
+        } else {
+            GREY
+        }
+    });
     let blob_at = layout.image_px_to_target([c0 as f64, r0 as f64]);
     // Search a window around it: the depth scale and readouts are grey too.
     let (bx, by) = (blob_at[0] as u32, blob_at[1] as u32);
@@ -112,31 +155,52 @@ fn needle_tip_lands_on_the_pixel_the_calibration_predicts() {
     if blob.is_none() {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("needle-tip-blob.png");
         sonoguide::io::png::write_rgba(&out, size.0 as usize, size.1 as usize, &px).unwrap();
-        panic!("the white pixel is not visible near {blob_at:?}; see {}", out.display());
+        panic!(
+            "the white pixel is not visible near {blob_at:?}; see {}",
+            out.display()
+        );
     }
     let blob = blob.unwrap();
-    assert!((blob[0] - blob_at[0] as f64).abs() <= 1.0 && (blob[1] - blob_at[1] as f64).abs() <= 1.0, "image pixel ({c0}, {r0}) drawn at {blob:?}, layout says {blob_at:?}");
+    assert!(
+        (blob[0] - blob_at[0] as f64).abs() <= 1.0 && (blob[1] - blob_at[1] as f64).abs() <= 1.0,
+        "image pixel ({c0}, {r0}) drawn at {blob:?}, layout says {blob_at:?}"
+    );
 }
 
 #[test]
 fn image_plane_corners_follow_probe_pose_and_calibration() {
-    let Some((ctx, mut d)) = geometry_display("hip-anterolateral.toml", Box::new(Scripted)) else { return };
+    let Some((ctx, mut d)) = geometry_display("hip-anterolateral.toml", Box::new(Scripted)) else {
+        return;
+    };
     let size = SIZE;
     // A calibration that is not the identity: 2 mm and 3° off.
-    d.scene.image_to_probe = Pose { translation: DVec3::new(0.002, 0.001, -0.001), rotation: DQuat::from_rotation_y(3f64.to_radians()) };
+    d.scene.image_to_probe = Pose {
+        translation: DVec3::new(0.002, 0.001, -0.001),
+        rotation: DQuat::from_rotation_y(3f64.to_radians()),
+    };
     let scene = d.scene.clone();
     let probe = scene.scripted(d.time).probe;
     let g = d.view().display.clone();
     let corners = image_plane_corners(&scene, d.view(), &probe);
-    let (x1, z1) = (g.x0 + (g.width - 1) as f64 * g.dx, g.z0 + (g.height - 1) as f64 * g.dz);
-    for (c, (x, z)) in corners.iter().zip([(g.x0, g.z0), (x1, g.z0), (g.x0, z1), (x1, z1)]) {
+    let (x1, z1) = (
+        g.x0 + (g.width - 1) as f64 * g.dx,
+        g.z0 + (g.height - 1) as f64 * g.dz,
+    );
+    for (c, (x, z)) in corners
+        .iter()
+        .zip([(g.x0, g.z0), (x1, g.z0), (g.x0, z1), (x1, z1)])
+    {
         // Image → probe (calibration) → reference (tracked pose), by hand.
-        let in_probe = scene.image_to_probe.rotation * DVec3::new(x, 0.0, z) + scene.image_to_probe.translation;
+        let in_probe = scene.image_to_probe.rotation * DVec3::new(x, 0.0, z)
+            + scene.image_to_probe.translation;
         let expect = probe.rotation * in_probe + probe.translation;
         assert!((*c - expect).length() < 1e-9, "corner {c:?} vs {expect:?}");
     }
     let m = plane_matrix(&corners);
-    for (uv, c) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)].iter().zip(&corners) {
+    for (uv, c) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
+        .iter()
+        .zip(&corners)
+    {
         assert!((m.transform_point3(DVec3::new(uv.0, uv.1, 0.0)) - *c).length() < 1e-9);
     }
 
@@ -145,20 +209,41 @@ fn image_plane_corners_follow_probe_pose_and_calibration() {
     // the corners, ±1.5 px.
     let px = render_synthetic(&ctx, &mut d, size, |_, _| 0xffff_ffff);
     let layout = Layout::new(size, (g.width, g.height));
-    let vp = d.camera.view_proj(layout.view_3d[2] as f64 / layout.view_3d[3] as f64);
-    let proj: Vec<[f32; 2]> = corners.iter().map(|c| clip_to_target(&layout, vp, *c)).collect();
-    let centre = [proj.iter().map(|p| p[0]).sum::<f32>() / 4.0, proj.iter().map(|p| p[1]).sum::<f32>() / 4.0];
+    let vp = d
+        .camera
+        .view_proj(layout.view_3d[2] as f64 / layout.view_3d[3] as f64);
+    let proj: Vec<[f32; 2]> = corners
+        .iter()
+        .map(|c| clip_to_target(&layout, vp, *c))
+        .collect();
+    let centre = [
+        proj.iter().map(|p| p[0]).sum::<f32>() / 4.0,
+        proj.iter().map(|p| p[1]).sum::<f32>() / 4.0,
+    ];
     let white: Vec<[f32; 2]> = (0..size.1)
         .flat_map(|y| (0..size.0 / 2).map(move |x| (x, y)))
         .filter(|&(x, y)| rgb(px[(y * size.0 + x) as usize]).iter().all(|&v| v >= 250))
         .map(|(x, y)| [x as f32 + 0.5, y as f32 + 0.5])
         .collect();
-    assert!(white.len() > 1000, "the image plane is visible in the 3D view");
+    assert!(
+        white.len() > 1000,
+        "the image plane is visible in the 3D view"
+    );
     for &k in &[2usize, 3] {
         let dir = [proj[k][0] - centre[0], proj[k][1] - centre[1]];
-        let far = white.iter().copied().max_by(|a, b| (a[0] * dir[0] + a[1] * dir[1]).total_cmp(&(b[0] * dir[0] + b[1] * dir[1]))).unwrap();
+        let far = white
+            .iter()
+            .copied()
+            .max_by(|a, b| {
+                (a[0] * dir[0] + a[1] * dir[1]).total_cmp(&(b[0] * dir[0] + b[1] * dir[1]))
+            })
+            .unwrap();
         let err = ((far[0] - proj[k][0]).powi(2) + (far[1] - proj[k][1]).powi(2)).sqrt();
-        assert!(err <= 1.5, "corner {k}: drawn at {far:?}, projected at {:?} ({err:.2} px)", proj[k]);
+        assert!(
+            err <= 1.5,
+            "corner {k}: drawn at {far:?}, projected at {:?} ({err:.2} px)",
+            proj[k]
+        );
     }
 }
 
@@ -184,10 +269,27 @@ fn check_golden(name: &str, size: (u32, u32), px: &[u32]) {
         return;
     }
     let golden = read_png(&path);
-    assert_eq!(golden.len(), px.len(), "{}: size changed; re-bless with SONOGUIDE_BLESS=1", path.display());
-    let luma = |img: &[u32]| -> Vec<f32> { img.iter().map(|&p| 0.299 * (p & 255) as f32 + 0.587 * ((p >> 8) & 255) as f32 + 0.114 * ((p >> 16) & 255) as f32).collect() };
+    assert_eq!(
+        golden.len(),
+        px.len(),
+        "{}: size changed; re-bless with SONOGUIDE_BLESS=1",
+        path.display()
+    );
+    let luma = |img: &[u32]| -> Vec<f32> {
+        img.iter()
+            .map(|&p| {
+                0.299 * (p & 255) as f32
+                    + 0.587 * ((p >> 8) & 255) as f32
+                    + 0.114 * ((p >> 16) & 255) as f32
+            })
+            .collect()
+    };
     let (a, g) = (luma(px), luma(&golden));
-    let window = |y: usize, x: usize, r: usize| (y.saturating_sub(r)..(y + r + 1).min(h)).flat_map(move |yy| (x.saturating_sub(r)..(x + r + 1).min(w)).map(move |xx| yy * w + xx));
+    let window = |y: usize, x: usize, r: usize| {
+        (y.saturating_sub(r)..(y + r + 1).min(h)).flat_map(move |yy| {
+            (x.saturating_sub(r)..(x + r + 1).min(w)).map(move |xx| yy * w + xx)
+        })
+    };
     let mean = |img: &[f32], y: usize, x: usize| {
         let (s, n) = window(y, x, 3).fold((0.0, 0.0), |(s, n), i| (s + img[i], n + 1.0));
         s / n
@@ -197,7 +299,9 @@ fn check_golden(name: &str, size: (u32, u32), px: &[u32]) {
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
-            let near = window(y, x, 1).map(|j| (a[i] - g[j]).abs()).fold(f32::INFINITY, f32::min);
+            let near = window(y, x, 1)
+                .map(|j| (a[i] - g[j]).abs())
+                .fold(f32::INFINITY, f32::min);
             if near > 24.0 && (mean(&a, y, x) - mean(&g, y, x)).abs() > 24.0 {
                 bad += 1;
                 diff[i] = 0xff00_00ff;
@@ -209,7 +313,8 @@ fn check_golden(name: &str, size: (u32, u32), px: &[u32]) {
     let frac = bad as f64 / (w * h) as f64;
     if frac > 0.005 {
         sonoguide::io::png::write_rgba(&dir.join(format!("{name}-actual.png")), w, h, px).unwrap();
-        sonoguide::io::png::write_rgba(&dir.join(format!("{name}-difference.png")), w, h, &diff).unwrap();
+        sonoguide::io::png::write_rgba(&dir.join(format!("{name}-difference.png")), w, h, &diff)
+            .unwrap();
         panic!("{name}: {:.2} % of pixels differ from {} (tolerance 0.5 %); see {name}-actual.png and {name}-difference.png; SONOGUIDE_BLESS=1 re-blesses", frac * 100.0, path.display());
     }
 }
@@ -219,7 +324,12 @@ fn read_png(path: &Path) -> Vec<u32> {
     let mut r = dec.read_info().unwrap();
     let mut buf = vec![0; r.output_buffer_size().unwrap()];
     let info = r.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgba, "{}: expected RGBA", path.display());
+    assert_eq!(
+        info.color_type,
+        png::ColorType::Rgba,
+        "{}: expected RGBA",
+        path.display()
+    );
     bytemuck::cast_slice::<u8, u32>(&buf[..info.buffer_size()]).to_vec()
 }
 
@@ -228,29 +338,54 @@ struct ProbeLost;
 
 impl PoseSource for ProbeLost {
     fn poses(&mut self, scene: &Scene, time: f64) -> ToolPoses {
-        ToolPoses { poses: scene.scripted(time), probe_tracked: false, needle_tracked: true }
+        ToolPoses {
+            poses: scene.scripted(time),
+            probe_tracked: false,
+            needle_tracked: true,
+        }
     }
 }
 
 #[test]
 fn lost_tracking_is_shown_and_the_image_greyed() {
-    let Some((ctx, mut d)) = geometry_display("hip-anterior-longitudinal.toml", Box::new(ProbeLost)) else { return };
+    let Some((ctx, mut d)) =
+        geometry_display("hip-anterior-longitudinal.toml", Box::new(ProbeLost))
+    else {
+        return;
+    };
     let px = render_synthetic(&ctx, &mut d, SIZE, |_, _| 0xff80_8080);
     // The banner (red text) in the 3D view.
-    let red = px.iter().enumerate().filter(|(i, p)| (*i as u32 % SIZE.0) < SIZE.0 / 2 && rgb(**p) == [255, 64, 51]).count();
+    let red = px
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| (*i as u32 % SIZE.0) < SIZE.0 / 2 && rgb(**p) == [255, 64, 51])
+        .count();
     assert!(red > 50, "no PROBE TRACKING LOST banner ({red} red pixels)");
     // The 2D image is tinted (grey levels shown warm), not grey.
     let layout = Layout::new(SIZE, (d.view().display.width, d.view().display.height));
-    let c = layout.image_px_to_target([d.view().display.width as f64 / 2.0, d.view().display.height as f64 * 0.8]);
+    let c = layout.image_px_to_target([
+        d.view().display.width as f64 / 2.0,
+        d.view().display.height as f64 * 0.8,
+    ]);
     let [r, g, b] = rgb(px[(c[1] as u32 * SIZE.0 + c[0] as u32) as usize]);
-    assert!(r > b + 10 && g > b, "image not greyed-out/tinted while tracking is lost: {:?}", [r, g, b]);
+    assert!(
+        r > b + 10 && g > b,
+        "image not greyed-out/tinted while tracking is lost: {:?}",
+        [r, g, b]
+    );
 }
 
 #[test]
 fn golden_composites_of_both_approaches() {
     let Some(ctx) = common::gpu() else { return };
     let size = SIZE;
-    for (scene, name) in [("hip-anterior-longitudinal.toml", "display-anterior-longitudinal"), ("hip-anterolateral.toml", "display-anterolateral")] {
+    for (scene, name) in [
+        (
+            "hip-anterior-longitudinal.toml",
+            "display-anterior-longitudinal",
+        ),
+        ("hip-anterolateral.toml", "display-anterolateral"),
+    ] {
         let mut d = display(&ctx, scene);
         let px = render::render_frame(&ctx, &mut d, size).unwrap();
         assert!(d.info().is_some(), "{name}: the chain produced an image");
@@ -263,7 +398,9 @@ fn a_tracker_plugs_in_as_a_pose_source() {
     // The tracking module's scripted source stands in for a live tracker:
     // the display sees the scene's tools, tracked, at the tracker's time.
     let scene = Scene::load(&scene_path("hip-anterolateral.toml")).unwrap();
-    let mut source = render::Tracked(Box::new(sonoguide::tracking::ScriptedSource::new(scene.clone())));
+    let mut source = render::Tracked(Box::new(sonoguide::tracking::ScriptedSource::new(
+        scene.clone(),
+    )));
     let got = source.poses(&scene, 0.0);
     assert!(got.probe_tracked && got.needle_tracked);
     let want = scene.scripted(got.poses.time);
@@ -277,20 +414,44 @@ fn every_control_acts_and_the_frame_still_renders() {
     let Some(ctx) = common::gpu() else { return };
     let mut d = display(&ctx, "hip-anterior-longitudinal.toml");
     let depth = d.scene.depth;
-    for a in [Action::Gain(3.0), Action::Range(-5.0), Action::TgcBand(2), Action::Tgc(6.0), Action::Freeze, Action::Step, Action::ResetCamera, Action::Anatomy, Action::Help, Action::Depth(-2.0)] {
+    for a in [
+        Action::Gain(3.0),
+        Action::Range(-5.0),
+        Action::TgcBand(2),
+        Action::Tgc(6.0),
+        Action::Freeze,
+        Action::Step,
+        Action::ResetCamera,
+        Action::Anatomy,
+        Action::Help,
+        Action::Depth(-2.0),
+    ] {
         d.apply(&ctx, a).unwrap();
     }
     let c = &d.controls;
-    assert_eq!((c.gain_db, c.range_db, c.tgc, c.frozen, c.anatomy, c.help), (3.0, 55.0, [0.0, 0.0, 6.0, 0.0], true, false, true));
-    assert!((d.scene.depth - (depth - 0.02)).abs() < 1e-9, "depth control");
+    assert_eq!(
+        (c.gain_db, c.range_db, c.tgc, c.frozen, c.anatomy, c.help),
+        (3.0, 55.0, [0.0, 0.0, 6.0, 0.0], true, false, true)
+    );
+    assert!(
+        (d.scene.depth - (depth - 0.02)).abs() < 1e-9,
+        "depth control"
+    );
     // Frozen, but the depth change asks for a new image: it comes.
     let px = render::render_frame(&ctx, &mut d, SIZE).unwrap();
     assert!(d.info().is_some());
     // The help overlay: its keys are written in a colour nothing else uses.
-    let keys = px.iter().filter(|p| rgb(**p) == [255, 230, 128] || rgb(**p) == [255, 229, 127]).count();
+    let keys = px
+        .iter()
+        .filter(|p| rgb(**p) == [255, 230, 128] || rgb(**p) == [255, 229, 127])
+        .count();
     assert!(keys > 200, "help overlay's key names ({keys} px)");
     d.apply(&ctx, Action::SwitchApproach).unwrap();
-    assert!(d.scene_path.ends_with("scenes/hip-anterolateral.toml"), "{}", d.scene_path.display());
+    assert!(
+        d.scene_path.ends_with("scenes/hip-anterolateral.toml"),
+        "{}",
+        d.scene_path.display()
+    );
     assert!(d.info().is_none(), "a new approach starts without an image");
     d.apply(&ctx, Action::Quit).unwrap();
     assert!(d.quit);

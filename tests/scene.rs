@@ -27,7 +27,13 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn both_approaches_load_with_sane_geometry() {
-    for (file, approach) in [("hip-anterior-longitudinal.toml", Approach::AnteriorLongitudinal), ("hip-anterolateral.toml", Approach::Anterolateral)] {
+    for (file, approach) in [
+        (
+            "hip-anterior-longitudinal.toml",
+            Approach::AnteriorLongitudinal,
+        ),
+        ("hip-anterolateral.toml", Approach::Anterolateral),
+    ] {
         let s = Scene::load(&scenes_dir().join(file)).unwrap();
         assert_eq!(s.approach, approach);
         // The femoral head is 45–50 mm across.
@@ -37,18 +43,35 @@ fn both_approaches_load_with_sane_geometry() {
         assert!((s.target - s.entry).length() < s.needle.length);
         // The needle reaches the target at the end of the trajectory.
         let (_, needle, inserted) = s.poses_at(s.duration);
-        assert!((s.tip_of(&needle) - s.target).length() < 2e-3, "tip {:?} target {:?}", s.tip_of(&needle), s.target);
+        assert!(
+            (s.tip_of(&needle) - s.target).length() < 2e-3,
+            "tip {:?} target {:?}",
+            s.tip_of(&needle),
+            s.target
+        );
         assert!((inserted - (s.target - s.entry).length()).abs() < 1e-9);
         // The path keeps clear of the femoral vessels and nerve.
         for t in &s.hip.tubes {
-            let closest = (0..=50).map(|i| t.distance(s.entry.lerp(s.target, i as f64 / 50.0)) - t.radius).fold(1.0, f64::min);
+            let closest = (0..=50)
+                .map(|i| t.distance(s.entry.lerp(s.target, i as f64 / 50.0)) - t.radius)
+                .fold(1.0, f64::min);
             assert!(closest > 0.005, "{file}: path {closest} m from {}", t.name);
         }
         // The probe sits on the skin, looking into the body.
         let (probe, _, _) = s.poses_at(0.0);
-        let apex_z = s.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+        let apex_z = s
+            .acquisition
+            .probe
+            .elements
+            .iter()
+            .map(|e| e.position.z)
+            .fold(0.0, f64::max);
         let apex = probe.apply(DVec3::new(0.0, 0.0, apex_z));
-        assert!((apex.z + s.hip.skin_depth).abs() < 1.5e-3, "{file}: probe face at z = {}", apex.z);
+        assert!(
+            (apex.z + s.hip.skin_depth).abs() < 1.5e-3,
+            "{file}: probe face at z = {}",
+            apex.z
+        );
         assert!(probe.rotate(DVec3::Z).z > 0.9);
         // A tracker reporting the scripted poses sees the same length of
         // shaft in the body (the entry lies on the skin under the probe,
@@ -56,11 +79,19 @@ fn both_approaches_load_with_sane_geometry() {
         for t in [0.3 * s.duration, s.duration] {
             let scripted = s.scripted(t);
             let tracked = s.tracked(t, scripted.probe, scripted.needle);
-            assert!((tracked.inserted - scripted.inserted).abs() < 2e-3, "{file} at {t} s: tracked {} mm, scripted {} mm", tracked.inserted * 1e3, scripted.inserted * 1e3);
+            assert!(
+                (tracked.inserted - scripted.inserted).abs() < 2e-3,
+                "{file} at {t} s: tracked {} mm, scripted {} mm",
+                tracked.inserted * 1e3,
+                scripted.inserted * 1e3
+            );
         }
         // Pulled back out of the skin, nothing is inserted.
         let end = s.scripted(s.duration);
-        let back = sonoguide::scene::pose::Pose { translation: end.needle.translation - end.needle.rotate(DVec3::Z) * 0.2, ..end.needle };
+        let back = sonoguide::scene::pose::Pose {
+            translation: end.needle.translation - end.needle.rotate(DVec3::Z) * 0.2,
+            ..end.needle
+        };
         assert_eq!(s.tracked(s.duration, end.probe, back).inserted, 0.0);
     }
 }
@@ -69,7 +100,10 @@ fn both_approaches_load_with_sane_geometry() {
 fn unknown_field_names_its_line() {
     let text = base().replace("gauge = 22", "gauge = 22\ncolour = \"red\"");
     let e = parse(&text).unwrap_err();
-    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "colour"))) && e.contains("colour"), "{e}");
+    assert!(
+        e.contains(&format!("test.toml:{}", line_of(&text, "colour"))) && e.contains("colour"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -79,15 +113,29 @@ fn missing_units_is_an_error() {
     assert!(e.contains("units") && e.contains("test.toml:"), "{e}");
     let text = base().replace("units = \"mm\"", "units = \"cm\"");
     let e = parse(&text).unwrap_err();
-    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "units = \"cm\""))) && e.contains("expected \"mm\""), "{e}");
+    assert!(
+        e.contains(&format!("test.toml:{}", line_of(&text, "units = \"cm\"")))
+            && e.contains("expected \"mm\""),
+        "{e}"
+    );
 }
 
 #[test]
 fn target_outside_the_body_is_an_error() {
-    let text = base().replace("avoid_margin = 5", "avoid_margin = 5\ntarget = [10.0, -15.0, -70.0]");
+    let text = base().replace(
+        "avoid_margin = 5",
+        "avoid_margin = 5\ntarget = [10.0, -15.0, -70.0]",
+    );
     let e = parse(&text).unwrap_err();
-    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "target = "))) && e.contains("outside the body"), "{e}");
-    let text = base().replace("avoid_margin = 5", "avoid_margin = 5\ntarget = [0.0, 0.0, 0.0]");
+    assert!(
+        e.contains(&format!("test.toml:{}", line_of(&text, "target = ")))
+            && e.contains("outside the body"),
+        "{e}"
+    );
+    let text = base().replace(
+        "avoid_margin = 5",
+        "avoid_margin = 5\ntarget = [0.0, 0.0, 0.0]",
+    );
     assert!(parse(&text).unwrap_err().contains("inside bone"));
 }
 
@@ -95,19 +143,35 @@ fn target_outside_the_body_is_an_error() {
 fn needle_shorter_than_the_path_is_an_error() {
     let text = base().replace("length = 89", "length = 40");
     let e = parse(&text).unwrap_err();
-    assert!(e.contains(&format!("test.toml:{}", line_of(&text, "length = 40"))) && e.contains("shorter than the path"), "{e}");
+    assert!(
+        e.contains(&format!("test.toml:{}", line_of(&text, "length = 40")))
+            && e.contains("shorter than the path"),
+        "{e}"
+    );
 }
 
 #[test]
 fn other_bad_values_are_errors() {
     for (from, to, needle) in [
         ("sound_speed", "sound_speed", ""),
-        ("kind = \"convex\"", "kind = \"helical\"", "expected \"convex\" or \"linear\""),
+        (
+            "kind = \"convex\"",
+            "kind = \"helical\"",
+            "expected \"convex\" or \"linear\"",
+        ),
         ("gauge = 22", "gauge = 24", "gauge 24"),
         ("elements = 128", "elements = 0", "probe.elements is 0"),
         ("depth = 95", "depth = -95", "probe.depth"),
-        ("kind = \"anterior-longitudinal\"", "kind = \"posterior\"", "approach.kind"),
-        ("\"femoral_nerve\"]", "\"sciatic_nerve\"]", "unknown structure `sciatic_nerve`"),
+        (
+            "kind = \"anterior-longitudinal\"",
+            "kind = \"posterior\"",
+            "approach.kind",
+        ),
+        (
+            "\"femoral_nerve\"]",
+            "\"sciatic_nerve\"]",
+            "unknown structure `sciatic_nerve`",
+        ),
     ] {
         if needle.is_empty() {
             continue;
@@ -116,7 +180,10 @@ fn other_bad_values_are_errors() {
         let e = parse(&text).unwrap_err();
         assert!(e.contains(needle) && e.contains("test.toml:"), "{to}: {e}");
     }
-    let text = base().replace("model = \"C5-2v\"", "model = \"C5-2v\"\nsound_speed = -1540");
+    let text = base().replace(
+        "model = \"C5-2v\"",
+        "model = \"C5-2v\"\nsound_speed = -1540",
+    );
     assert!(parse(&text).unwrap_err().contains("sound_speed"));
 }
 
@@ -135,7 +202,10 @@ fn linear_probe_option_renders() {
         .replace("waves = 7 ", "waves = 1 ")
         .replace("scatterer_density = 4 ", "scatterer_density = 0.05 ");
     let s = parse(&text).unwrap();
-    assert!(matches!(s.acquisition.probe.kind, sonoguide::acquisition::ProbeKind::Linear));
+    assert!(matches!(
+        s.acquisition.probe.kind,
+        sonoguide::acquisition::ProbeKind::Linear
+    ));
     let r = sonoguide::scene::render::Renderer::new(&ctx, &s, 120, 60.0);
     let out = r.frame(&ctx, &s, 0, 1).unwrap();
     let (w, h) = (r.view.display.width, r.view.display.height);
@@ -143,11 +213,25 @@ fn linear_probe_option_renders() {
     let inside = out.rgba.iter().filter(|p| *p >> 24 == 255).count();
     assert_eq!(inside, w * h, "a linear probe's image is its whole display");
     let lit = out.grey.iter().filter(|g| **g > 0.0).count();
-    assert!(lit > w * h / 10, "only {lit} of {} pixels above the floor", w * h);
-    let cortex = out.info.femoral_head_cortex_px.expect("the cortex lies under the centre line within 60 mm");
+    assert!(
+        lit > w * h / 10,
+        "only {lit} of {} pixels above the floor",
+        w * h
+    );
+    let cortex = out
+        .info
+        .femoral_head_cortex_px
+        .expect("the cortex lies under the centre line within 60 mm");
     // The cortex row is brighter than the speckle above it.
     let row = cortex[1].round() as usize;
     let col = cortex[0].round() as usize;
-    let band = |r0: usize, r1: usize| (r0..r1).map(|r| out.grey[r * w + col]).fold(0.0f32, f32::max);
-    assert!(band(row.saturating_sub(2), row + 3) > band(row.saturating_sub(20), row.saturating_sub(8)), "cortex at row {row} not brighter than the tissue above");
+    let band = |r0: usize, r1: usize| {
+        (r0..r1)
+            .map(|r| out.grey[r * w + col])
+            .fold(0.0f32, f32::max)
+    };
+    assert!(
+        band(row.saturating_sub(2), row + 3) > band(row.saturating_sub(20), row.saturating_sub(8)),
+        "cortex at row {row} not brighter than the tissue above"
+    );
 }

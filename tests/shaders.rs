@@ -19,7 +19,11 @@ fn every_stage_validates() {
             failures.push(format!("{stage}:\n{e}"));
         }
     }
-    assert!(failures.is_empty(), "shader validation failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "shader validation failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -30,13 +34,21 @@ fn every_shader_file_is_a_stage() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
             let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-            assert!(STAGES.iter().any(|(s, _)| *s == name), "shaders/{name}.wgsl is not listed in gpu::shaders::STAGES");
+            assert!(
+                STAGES.iter().any(|(s, _)| *s == name),
+                "shaders/{name}.wgsl is not listed in gpu::shaders::STAGES"
+            );
         }
     }
 }
 
 /// (struct name in WGSL, stage that declares it, host size, host (field, offset) list)
-type Layout = (&'static str, &'static str, usize, Vec<(&'static str, usize)>);
+type Layout = (
+    &'static str,
+    &'static str,
+    usize,
+    Vec<(&'static str, usize)>,
+);
 
 macro_rules! host {
     ($wgsl:literal, $stage:literal, $ty:ty { $($field:ident),* $(,)? }) => {
@@ -47,34 +59,163 @@ macro_rules! host {
 #[test]
 fn host_structs_match_wgsl_layouts() {
     let layouts: Vec<Layout> = vec![
-        host!("DasParams", "das", das::DasParams {
-            n_pixels, n_elements, n_waves, n_samples, n_frames, interp, apodization, flags,
-            fs, t0, inv_c, f_mod, aperture, tukey, transmit, _pad0
-        }),
+        host!(
+            "DasParams",
+            "das",
+            das::DasParams {
+                n_pixels,
+                n_elements,
+                n_waves,
+                n_samples,
+                n_frames,
+                interp,
+                apodization,
+                flags,
+                fs,
+                t0,
+                inv_c,
+                f_mod,
+                aperture,
+                tukey,
+                transmit,
+                _pad0
+            }
+        ),
         host!("Element", "das", das::GpuElement { position, normal }),
-        host!("Wave", "das", das::GpuWave { geometry, kind, delay, table_start, table_len }),
-        host!("DetectParams", "detect", detect::DetectParams {
-            n, fixed_reference, gain, dynamic_range_db, reference, _pad0, _pad1, _pad2
-        }),
-        host!("ScanConvertParams", "scan_convert", scan_convert::ScanConvertParams {
-            n_radius, n_angle, width, height, origin, radius0, radius_step, angle0, angle_step,
-            x0, dx, z0, dz, frame, cartesian
-        }),
-        host!("DemodulateParams", "demodulate", demodulate::DemodulateParams {
-            n_traces, n_samples, pad, n_sections, phase0, phase_step, scale, _pad0
-        }),
+        host!(
+            "Wave",
+            "das",
+            das::GpuWave {
+                geometry,
+                kind,
+                delay,
+                table_start,
+                table_len
+            }
+        ),
+        host!(
+            "DetectParams",
+            "detect",
+            detect::DetectParams {
+                n,
+                fixed_reference,
+                gain,
+                dynamic_range_db,
+                reference,
+                _pad0,
+                _pad1,
+                _pad2
+            }
+        ),
+        host!(
+            "ScanConvertParams",
+            "scan_convert",
+            scan_convert::ScanConvertParams {
+                n_radius,
+                n_angle,
+                width,
+                height,
+                origin,
+                radius0,
+                radius_step,
+                angle0,
+                angle_step,
+                x0,
+                dx,
+                z0,
+                dz,
+                frame,
+                cartesian
+            }
+        ),
+        host!(
+            "DemodulateParams",
+            "demodulate",
+            demodulate::DemodulateParams {
+                n_traces,
+                n_samples,
+                pad,
+                n_sections,
+                phase0,
+                phase_step,
+                scale,
+                _pad0
+            }
+        ),
         host!("Section", "demodulate", demodulate::GpuSection { b, a }),
-        host!("SimulateParams", "simulate", simulate::SimulateParams {
-            n_elements, n_segments, n_waves, n_samples, batch_start, batch_len, n_freq, n_taps,
-            flags, baffle, n_frames, noise_seed, off_waves, off_fire, off_spectrum, wave_start,
-            fs, t0, inv_c, fc, kc, f_step, fs_taps, tap0, alpha, seg_len, small_d, baffle_b,
-            inv_height2, inv_focus, width_2d, rx_cap, noise_level, z_min, convex_x, convex_z,
-            convex_r2, pulse_lo, pulse_hi, wave_end
-        }),
-        host!("FrameUniform", "composite", compositor::FrameUniform { view_proj, light, target_size, _pad0, _pad1 }),
-        host!("ImageUniform", "composite", compositor::ImageUniform {
-            clip_from_uv, width, height, chain_range_db, gain_db, range_db, dim, opacity, _pad0, tgc
-        }),
+        host!(
+            "SimulateParams",
+            "simulate",
+            simulate::SimulateParams {
+                n_elements,
+                n_segments,
+                n_waves,
+                n_samples,
+                batch_start,
+                batch_len,
+                n_freq,
+                n_taps,
+                flags,
+                baffle,
+                n_frames,
+                noise_seed,
+                off_waves,
+                off_fire,
+                off_spectrum,
+                wave_start,
+                fs,
+                t0,
+                inv_c,
+                fc,
+                kc,
+                f_step,
+                fs_taps,
+                tap0,
+                alpha,
+                seg_len,
+                small_d,
+                baffle_b,
+                inv_height2,
+                inv_focus,
+                width_2d,
+                rx_cap,
+                noise_level,
+                z_min,
+                convex_x,
+                convex_z,
+                convex_r2,
+                pulse_lo,
+                pulse_hi,
+                wave_end
+            }
+        ),
+        host!(
+            "FrameUniform",
+            "composite",
+            compositor::FrameUniform {
+                view_proj,
+                light,
+                target_size,
+                _pad0,
+                _pad1
+            }
+        ),
+        host!(
+            "ImageUniform",
+            "composite",
+            compositor::ImageUniform {
+                clip_from_uv,
+                width,
+                height,
+                chain_range_db,
+                gain_db,
+                range_db,
+                dim,
+                opacity,
+                _pad0,
+                tgc
+            }
+        ),
     ];
     let mut failures = Vec::new();
     for (name, stage, size, fields) in layouts {
@@ -86,11 +227,21 @@ fn host_structs_match_wgsl_layouts() {
         if span as usize != size {
             failures.push(format!("{name}: WGSL size {span}, host size {size}"));
         }
-        let wgsl: Vec<(String, usize)> = members.into_iter().map(|(n, o)| (n, o as usize)).collect();
-        let host: Vec<(String, usize)> = fields.into_iter().map(|(n, o)| (n.to_string(), o)).collect();
+        let wgsl: Vec<(String, usize)> =
+            members.into_iter().map(|(n, o)| (n, o as usize)).collect();
+        let host: Vec<(String, usize)> = fields
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect();
         if wgsl != host {
-            failures.push(format!("{name}: WGSL fields {wgsl:?}\n  host fields {host:?}"));
+            failures.push(format!(
+                "{name}: WGSL fields {wgsl:?}\n  host fields {host:?}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "layout mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "layout mismatches:\n{}",
+        failures.join("\n")
+    );
 }

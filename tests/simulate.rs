@@ -10,18 +10,25 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use glam::DVec3;
-use sonoguide::acquisition::{Acquisition, ChannelData, PixelGrid, Probe, Samples, Wave, Wavefront};
+use sonoguide::acquisition::{
+    Acquisition, ChannelData, PixelGrid, Probe, Samples, Wave, Wavefront,
+};
 use sonoguide::gpu::GpuContext;
-use sonoguide::pipeline::demodulate::{DemodPlan, Demodulate};
 use sonoguide::pipeline::das::{Das, DasPlan};
+use sonoguide::pipeline::demodulate::{DemodPlan, Demodulate};
 use sonoguide::pipeline::simulate::{to_rows, GpuScatterers, SimPlan, Simulate};
-use sonoguide::pipeline::{Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, FNumber, Interp, Transmit};
+use sonoguide::pipeline::{
+    Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, FNumber, Interp, Transmit,
+};
 use sonoguide::reference;
 use sonoguide::sim::phantom::{resolution_cell, Object, PhantomScene};
 use sonoguide::sim::{Baffle, Elevation, Noise, Pulse, Scatterer, SimSettings};
 
 fn scat(x: f64, y: f64, z: f64, a: f64) -> Scatterer {
-    Scatterer { position: DVec3::new(x, y, z), amplitude: a }
+    Scatterer {
+        position: DVec3::new(x, y, z),
+        amplitude: a,
+    }
 }
 
 fn rf(d: &ChannelData) -> &[f32] {
@@ -35,7 +42,14 @@ fn rf(d: &ChannelData) -> &[f32] {
 fn small_phantom(n: usize, z: (f64, f64)) -> Vec<Scatterer> {
     let mut rng = sonoguide::sim::Rng::new(5);
     let mut s: Vec<Scatterer> = (0..n)
-        .map(|_| scat(-4e-3 + 8e-3 * rng.next_f64(), -1e-3 + 2e-3 * rng.next_f64(), z.0 + (z.1 - z.0) * rng.next_f64(), rng.normal()))
+        .map(|_| {
+            scat(
+                -4e-3 + 8e-3 * rng.next_f64(),
+                -1e-3 + 2e-3 * rng.next_f64(),
+                z.0 + (z.1 - z.0) * rng.next_f64(),
+                rng.normal(),
+            )
+        })
         .collect();
     s.push(scat(0.0, 0.0, 0.5 * (z.0 + z.1), 10.0));
     s
@@ -43,7 +57,10 @@ fn small_phantom(n: usize, z: (f64, f64)) -> Vec<Scatterer> {
 
 fn settings_3d(acq: &Acquisition) -> SimSettings {
     SimSettings {
-        elevation: Some(Elevation { height: 4e-3, focus: Some(15e-3) }),
+        elevation: Some(Elevation {
+            height: 4e-3,
+            focus: Some(15e-3),
+        }),
         attenuation: 0.5,
         ..SimSettings::for_acquisition(acq)
     }
@@ -53,7 +70,10 @@ fn settings_3d(acq: &Acquisition) -> SimSettings {
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let peak = b.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
-    let err = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    let err = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
     err / peak
 }
 
@@ -74,7 +94,10 @@ fn gpu_matches_cpu_twin_linear_3d() {
     let cpu = reference::simulate::simulate(&plan, &to_rows(&scat), 0);
     let e = rel_err(rf(&gpu), &cpu);
     eprintln!("linear 3-D (plane, steered, diverging, focused): max |gpu - cpu| / max = {e:.2e}");
-    assert!(e <= GPU_CPU_TOLERANCE, "GPU and CPU twin differ by {e:.2e} of the peak");
+    assert!(
+        e <= GPU_CPU_TOLERANCE,
+        "GPU and CPU twin differ by {e:.2e} of the peak"
+    );
     assert!(cpu.iter().any(|v| *v != 0.0));
 }
 
@@ -86,7 +109,10 @@ fn gpu_matches_cpu_twin_convex_2d_rigid_noise() {
     let s = SimSettings {
         baffle: Baffle::Rigid,
         pulse: Pulse::Cycles(2.0),
-        noise: Some(Noise { level_db: -40.0, seed: 9 }),
+        noise: Some(Noise {
+            level_db: -40.0,
+            seed: 9,
+        }),
         frames: 2,
         ..SimSettings::for_acquisition(&acq)
     };
@@ -95,7 +121,10 @@ fn gpu_matches_cpu_twin_convex_2d_rigid_noise() {
     let cpu = reference::simulate::simulate(&plan, &to_rows(&scat), 1);
     let e = rel_err(rf(&gpu), &cpu);
     eprintln!("convex 2-D rigid, 2 frames with noise: max |gpu - cpu| / max = {e:.2e}");
-    assert!(e <= GPU_CPU_TOLERANCE, "GPU and CPU twin differ by {e:.2e} of the peak");
+    assert!(
+        e <= GPU_CPU_TOLERANCE,
+        "GPU and CPU twin differ by {e:.2e} of the peak"
+    );
     // The two frames differ by their noise only.
     let n = plan.frame_len();
     let v = rf(&gpu);
@@ -131,11 +160,19 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     let out = sim.finish(&ctx, &mut enc, &plan, job);
     ctx.queue.submit([enc.finish()]);
-    let stepped: Vec<f32> = ctx.read_buffer(&out.buffer, plan.frames * plan.frame_len()).unwrap();
-    assert!(stepped == rf(&a), "the simulation recorded batch by batch differs from the one-shot one");
+    let stepped: Vec<f32> = ctx
+        .read_buffer(&out.buffer, plan.frames * plan.frame_len())
+        .unwrap();
+    assert!(
+        stepped == rf(&a),
+        "the simulation recorded batch by batch differs from the one-shot one"
+    );
     // The fixed-point sum is exact: the CPU twin on 1 or 2 threads agrees to the bit.
     let rows = to_rows(&scat);
-    assert!(reference::simulate::simulate(&plan, &rows, 1) == reference::simulate::simulate(&plan, &rows, 2));
+    assert!(
+        reference::simulate::simulate(&plan, &rows, 1)
+            == reference::simulate::simulate(&plan, &rows, 2)
+    );
 }
 
 /// Analytic signal of a real trace by DFT, evaluated at fractional sample
@@ -179,13 +216,26 @@ fn point_echo_peaks_at_the_geometric_two_way_time() {
     let a = 10f64.to_radians();
     let half = 31.5 * 0.3e-3;
     let src = DVec3::new(0.0, 0.0, -15e-3);
-    let min_src = probe.elements.iter().map(|e| (e.position - src).length()).fold(f64::INFINITY, f64::min);
+    let min_src = probe
+        .elements
+        .iter()
+        .map(|e| (e.position - src).length())
+        .fold(f64::INFINITY, f64::min);
     let acq = Acquisition {
         probe,
         waves: vec![
-            Wave { wavefront: Wavefront::Plane { azimuth: 0.0 }, delay: 0.0 },
-            Wave { wavefront: Wavefront::Plane { azimuth: a }, delay: -(half * a.sin()) / c },
-            Wave { wavefront: Wavefront::Diverging { source: src }, delay: -(src.length() - min_src) / c },
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: 0.0 },
+                delay: 0.0,
+            },
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: a },
+                delay: -(half * a.sin()) / c,
+            },
+            Wave {
+                wavefront: Wavefront::Diverging { source: src },
+                delay: -(src.length() - min_src) / c,
+            },
         ],
         sampling_frequency: 4.0 * 5e6,
         initial_time: 2e-6,
@@ -196,9 +246,14 @@ fn point_echo_peaks_at_the_geometric_two_way_time() {
         prf: 0.0,
     };
     let p = DVec3::new(1.5e-3, 0.0, 20e-3);
-    let s = SimSettings { attenuation: 0.5, ..SimSettings::for_acquisition(&acq) };
+    let s = SimSettings {
+        attenuation: 0.5,
+        ..SimSettings::for_acquisition(&acq)
+    };
     let plan = SimPlan::new(&acq, 700, &s).unwrap();
-    let data = Simulate::new(&ctx.device).run(&ctx, &plan, &[scat(p.x, p.y, p.z, 1.0)]).unwrap();
+    let data = Simulate::new(&ctx.device)
+        .run(&ctx, &plan, &[scat(p.x, p.y, p.z, 1.0)])
+        .unwrap();
     let v = rf(&data);
     let mut worst = (0.0f64, 0usize, 0usize);
     let mut checked = 0;
@@ -214,9 +269,13 @@ fn point_echo_peaks_at_the_geometric_two_way_time() {
             // A 128-sample window about the echo, envelope every 0.005 sample.
             let k0 = (expect.round() as usize).saturating_sub(64).min(700 - 128);
             let win = &trace[k0..k0 + 128];
-            let grid: Vec<f64> = (0..1200).map(|i| expect - k0 as f64 - 3.0 + i as f64 * 0.005).collect();
+            let grid: Vec<f64> = (0..1200)
+                .map(|i| expect - k0 as f64 - 3.0 + i as f64 * 0.005)
+                .collect();
             let env = envelope_at(win, &grid);
-            let i = (0..env.len()).max_by(|&a, &b| env[a].total_cmp(&env[b])).unwrap();
+            let i = (0..env.len())
+                .max_by(|&a, &b| env[a].total_cmp(&env[b]))
+                .unwrap();
             let found = grid[i] + k0 as f64;
             let err = (found - expect).abs();
             checked += 1;
@@ -227,7 +286,13 @@ fn point_echo_peaks_at_the_geometric_two_way_time() {
     }
     eprintln!("{checked} traces within 30°: worst envelope-peak offset {:.4} samples (wave {}, element {})", worst.0, worst.1, worst.2);
     assert!(checked > 60);
-    assert!(worst.0 <= 0.1, "envelope peak {:.3} samples from the geometric two-way time (wave {}, element {})", worst.0, worst.1, worst.2);
+    assert!(
+        worst.0 <= 0.1,
+        "envelope peak {:.3} samples from the geometric two-way time (wave {}, element {})",
+        worst.0,
+        worst.1,
+        worst.2
+    );
 }
 
 #[test]
@@ -237,31 +302,71 @@ fn simulated_frame_goes_to_the_beamformer_without_leaving_the_gpu() {
     let scat = small_phantom(60, (6e-3, 18e-3));
     let plan = SimPlan::new(&acq, 800, &SimSettings::for_acquisition(&acq)).unwrap();
     let sim = Simulate::new(&ctx.device);
-    let grid = PixelGrid::Cartesian { x: (-5e-3, 5e-3), z: (5e-3, 19e-3), nx: 40, nz: 60 };
-    let das_settings = DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Fixed(1.5), normalize: false, transmit: Transmit::Analytic };
+    let grid = PixelGrid::Cartesian {
+        x: (-5e-3, 5e-3),
+        z: (5e-3, 19e-3),
+        nx: 40,
+        nz: 60,
+    };
+    let das_settings = DasSettings {
+        interp: Interp::Linear,
+        apodization: Apodization::Boxcar,
+        fnumber: FNumber::Fixed(1.5),
+        normalize: false,
+        transmit: Transmit::Analytic,
+    };
 
     // One command buffer: simulate → demodulate → das, one readback.
     let gpu_scat = GpuScatterers::upload(&ctx, &scat).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("test") });
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("test"),
+        });
     let channels = sim.encode(&ctx, &mut enc, &plan, &gpu_scat).unwrap();
     let demod_plan = DemodPlan::new(&plan.acquisition, &DemodSettings::default()).unwrap();
-    let iq = Demodulate::new(&ctx.device).encode(&ctx, &mut enc, &channels, &demod_plan).unwrap();
+    let iq = Demodulate::new(&ctx.device)
+        .encode(&ctx, &mut enc, &channels, &demod_plan)
+        .unwrap();
     let pixels = grid.positions_f32();
-    let das_plan = DasPlan::new(&plan.acquisition, &das_settings, demod_plan.fc, pixels.len(), 1).unwrap();
-    let image = Das::new(&ctx.device).encode(&ctx, &mut enc, &iq, &das_plan, &pixels).unwrap();
+    let das_plan = DasPlan::new(
+        &plan.acquisition,
+        &das_settings,
+        demod_plan.fc,
+        pixels.len(),
+        1,
+    )
+    .unwrap();
+    let image = Das::new(&ctx.device)
+        .encode(&ctx, &mut enc, &iq, &das_plan, &pixels)
+        .unwrap();
     ctx.queue.submit([enc.finish()]);
     let resident: Vec<[f32; 2]> = ctx.read_buffer(&image, pixels.len()).unwrap();
 
     // The same through the host: read the RF back and beamform it.
     let data = sim.run(&ctx, &plan, &scat).unwrap();
-    let req = BeamformRequest { das: das_settings, demodulate: Some(DemodSettings::default()), read_iq: true, ..Default::default() };
-    let host = Beamformer::new(&ctx).run(&ctx, &data, &grid, &req).unwrap().iq.unwrap();
+    let req = BeamformRequest {
+        das: das_settings,
+        demodulate: Some(DemodSettings::default()),
+        read_iq: true,
+        ..Default::default()
+    };
+    let host = Beamformer::new(&ctx)
+        .run(&ctx, &data, &grid, &req)
+        .unwrap()
+        .iq
+        .unwrap();
     assert!(resident == host, "GPU-resident and host paths differ");
     // The point at the centre is the brightest pixel region.
     let env: Vec<f32> = resident.iter().map(|c| c[0].hypot(c[1])).collect();
-    let i = (0..env.len()).max_by(|&a, &b| env[a].total_cmp(&env[b])).unwrap();
+    let i = (0..env.len())
+        .max_by(|&a, &b| env[a].total_cmp(&env[b]))
+        .unwrap();
     let p = grid.positions()[i];
-    assert!(p[0].abs() < 0.5e-3 && (p[1] - 12e-3).abs() < 0.5e-3, "brightest pixel at {p:?}, the point is at (0, 12 mm)");
+    assert!(
+        p[0].abs() < 0.5e-3 && (p[1] - 12e-3).abs() < 0.5e-3,
+        "brightest pixel at {p:?}, the point is at (0, 12 mm)"
+    );
 }
 
 #[test]
@@ -269,16 +374,33 @@ fn measured_waveform_of_one_sine_cycle_equals_cycles_1() {
     let acq = common::small_linear(4);
     let fc = acq.center_frequency;
     let fs_w = 64.0 * fc;
-    let samples: Vec<f64> = (0..=64).map(|k| (2.0 * std::f64::consts::PI * fc * (k as f64 - 32.0) / fs_w).sin()).collect();
+    let samples: Vec<f64> = (0..=64)
+        .map(|k| (2.0 * std::f64::consts::PI * fc * (k as f64 - 32.0) / fs_w).sin())
+        .collect();
     let base = SimSettings::for_acquisition(&acq);
     let a = SimPlan::new(&acq, 400, &base).unwrap();
-    let b = SimPlan::new(&acq, 400, &SimSettings { pulse: Pulse::Waveform { sampling_frequency: fs_w, origin: 32.0, samples }, ..base }).unwrap();
+    let b = SimPlan::new(
+        &acq,
+        400,
+        &SimSettings {
+            pulse: Pulse::Waveform {
+                sampling_frequency: fs_w,
+                origin: 32.0,
+                samples,
+            },
+            ..base
+        },
+    )
+    .unwrap();
     let scat = to_rows(&[scat(0.5e-3, 0.0, 8e-3, 1.0)]);
     let ra = reference::simulate::simulate(&a, &scat, 1);
     let rb = reference::simulate::simulate(&b, &scat, 1);
     let e = rel_err(&rb, &ra);
     eprintln!("sampled one-cycle sine vs cycles = 1: {e:.2e}");
-    assert!(e < 1e-3, "a sampled one-cycle sine differs from cycles = 1 by {e:.2e}");
+    assert!(
+        e < 1e-3,
+        "a sampled one-cycle sine differs from cycles = 1 by {e:.2e}"
+    );
 }
 
 #[test]
@@ -286,13 +408,29 @@ fn noise_has_the_requested_level_and_follows_the_seed() {
     let acq = common::small_linear(4);
     let scat = to_rows(&[scat(0.0, 0.0, 8e-3, 1.0)]);
     let with = |level: f64, seed: u64| {
-        let s = SimSettings { noise: Some(Noise { level_db: level, seed }), ..SimSettings::for_acquisition(&acq) };
+        let s = SimSettings {
+            noise: Some(Noise {
+                level_db: level,
+                seed,
+            }),
+            ..SimSettings::for_acquisition(&acq)
+        };
         reference::simulate::simulate(&SimPlan::new(&acq, 2000, &s).unwrap(), &scat, 1)
     };
-    let clean = reference::simulate::simulate(&SimPlan::new(&acq, 2000, &SimSettings::for_acquisition(&acq)).unwrap(), &scat, 1);
+    let clean = reference::simulate::simulate(
+        &SimPlan::new(&acq, 2000, &SimSettings::for_acquisition(&acq)).unwrap(),
+        &scat,
+        1,
+    );
     let peak = clean.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
     let noisy = with(-30.0, 1);
-    let rms = (noisy.iter().zip(&clean).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / clean.len() as f64).sqrt();
+    let rms = (noisy
+        .iter()
+        .zip(&clean)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / clean.len() as f64)
+        .sqrt();
     let level = 20.0 * (rms / peak).log10();
     eprintln!("noise requested -30 dB, measured {level:.2} dB re peak");
     assert!((level + 30.0).abs() < 0.5);
@@ -318,16 +456,30 @@ fn every_phantom_scene_parses_and_is_deterministic() {
         let a = s.phantom.scatterers();
         let b = PhantomScene::load(&path).unwrap().phantom.scatterers();
         assert!(!a.is_empty(), "{name}: no scatterers");
-        assert!(a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.position == y.position && x.amplitude == y.amplitude), "{name}: not deterministic");
+        assert!(
+            a.len() == b.len()
+                && a.iter()
+                    .zip(&b)
+                    .all(|(x, y)| x.position == y.position && x.amplitude == y.amplitude),
+            "{name}: not deterministic"
+        );
         // Speckle at >= 10 scatterers per resolution cell.
-        let cell = resolution_cell(s.acquisition.sound_speed, s.settings.center_frequency, s.settings.bandwidth);
+        let cell = resolution_cell(
+            s.acquisition.sound_speed,
+            s.settings.center_frequency,
+            s.settings.bandwidth,
+        );
         for o in &s.phantom.objects {
             if let Object::Speckle { region, count, .. } = o {
                 let density = *count as f64 * cell / region.area();
-                assert!(density >= 10.0, "{name}: speckle at {density:.1} scatterers per resolution cell");
+                assert!(
+                    density >= 10.0,
+                    "{name}: speckle at {density:.1} scatterers per resolution cell"
+                );
             }
         }
-        SimPlan::new(&s.acquisition, s.samples, &s.settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+        SimPlan::new(&s.acquisition, s.samples, &s.settings)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         n += 1;
     }
     assert!(n >= 3, "expected the phantom scenes in scenes/");
@@ -382,15 +534,39 @@ fn phantom_inclusions_points_and_seed() {
     let s = PhantomScene::parse(SCENE, Path::new("test.toml")).unwrap();
     let scat = s.phantom.scatterers();
     let inside = |p: DVec3, z: f64, r: f64| p.x.hypot(p.z - z) <= r;
-    assert!(!scat.iter().any(|q| q.amplitude != 20.0 && inside(q.position, 8e-3, 1.5e-3)), "speckle left inside the anechoic cyst");
-    let bright: Vec<f64> = scat.iter().filter(|q| q.amplitude != 20.0 && inside(q.position, 11e-3, 0.8e-3)).map(|q| q.amplitude).collect();
-    let rest: Vec<f64> = scat.iter().filter(|q| q.amplitude != 20.0 && !inside(q.position, 11e-3, 0.8e-3)).map(|q| q.amplitude).collect();
+    assert!(
+        !scat
+            .iter()
+            .any(|q| q.amplitude != 20.0 && inside(q.position, 8e-3, 1.5e-3)),
+        "speckle left inside the anechoic cyst"
+    );
+    let bright: Vec<f64> = scat
+        .iter()
+        .filter(|q| q.amplitude != 20.0 && inside(q.position, 11e-3, 0.8e-3))
+        .map(|q| q.amplitude)
+        .collect();
+    let rest: Vec<f64> = scat
+        .iter()
+        .filter(|q| q.amplitude != 20.0 && !inside(q.position, 11e-3, 0.8e-3))
+        .map(|q| q.amplitude)
+        .collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    assert!(mean(&bright) > 2.0 * mean(&rest), "hyperechoic inclusion not brighter");
+    assert!(
+        mean(&bright) > 2.0 * mean(&rest),
+        "hyperechoic inclusion not brighter"
+    );
     assert_eq!(scat.iter().filter(|q| q.amplitude == 20.0).count(), 2);
-    assert!(scat.iter().any(|q| q.position == DVec3::new(-1e-3, 0.5e-3, 7e-3)));
-    let other = PhantomScene::parse(&SCENE.replace("seed = 3", "seed = 4"), Path::new("t.toml")).unwrap().phantom.scatterers();
-    assert!(other[0].position != scat[0].position, "the seed does not change the speckle");
+    assert!(scat
+        .iter()
+        .any(|q| q.position == DVec3::new(-1e-3, 0.5e-3, 7e-3)));
+    let other = PhantomScene::parse(&SCENE.replace("seed = 3", "seed = 4"), Path::new("t.toml"))
+        .unwrap()
+        .phantom
+        .scatterers();
+    assert!(
+        other[0].position != scat[0].position,
+        "the seed does not change the speckle"
+    );
 }
 
 fn parse_err(text: &str) -> String {
@@ -403,12 +579,29 @@ fn parse_err(text: &str) -> String {
 #[test]
 fn bad_scenes_name_the_line_and_field() {
     let e = parse_err(&SCENE.replace("sound_speed = 1540", "sound_speed = -1540"));
-    assert!(e.contains("bad.toml:") && e.contains("medium.sound_speed"), "{e}");
-    let line = SCENE.lines().position(|l| l.contains("sound_speed")).unwrap() + 1;
-    assert!(e.contains(&format!(":{line}:")), "{e} should name line {line}");
+    assert!(
+        e.contains("bad.toml:") && e.contains("medium.sound_speed"),
+        "{e}"
+    );
+    let line = SCENE
+        .lines()
+        .position(|l| l.contains("sound_speed"))
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains(&format!(":{line}:")),
+        "{e} should name line {line}"
+    );
     let e = parse_err(&SCENE.replace("elements = 16", "elements = 0"));
     assert!(e.contains("probe.elements") && e.contains("0"), "{e}");
-    let e = parse_err(&SCENE.replace("[[speckle]]\nx = [-2, 2]\nz = [5, 12]\ndensity = 10\n", "").replace("[[point]]\npositions = [[1, 6], [-1, 0.5, 7]]\namplitude = 20\n", ""));
+    let e = parse_err(
+        &SCENE
+            .replace("[[speckle]]\nx = [-2, 2]\nz = [5, 12]\ndensity = 10\n", "")
+            .replace(
+                "[[point]]\npositions = [[1, 6], [-1, 0.5, 7]]\namplitude = 20\n",
+                "",
+            ),
+    );
     assert!(e.contains("empty"), "{e}");
     let e = parse_err(&SCENE.replace("density = 10", "density = 10\ncolour = \"red\""));
     assert!(e.contains("colour"), "{e}");
@@ -422,30 +615,60 @@ fn bad_scenes_name_the_line_and_field() {
 fn bad_scatterers_and_acquisitions_are_refused() {
     let acq = common::small_linear(8);
     let nan = [scat(0.0, 0.0, 10e-3, 1.0), scat(f64::NAN, 0.0, 10e-3, 1.0)];
-    let e = sonoguide::sim::validate_scatterers(&nan).unwrap_err().to_string();
+    let e = sonoguide::sim::validate_scatterers(&nan)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("scatterers[1]") && e.contains("NaN"), "{e}");
     if let Some(ctx) = common::gpu() {
-        let e = GpuScatterers::upload(&ctx, &nan).err().expect("NaN scatterer accepted").to_string();
+        let e = GpuScatterers::upload(&ctx, &nan)
+            .err()
+            .expect("NaN scatterer accepted")
+            .to_string();
         assert!(e.contains("scatterers[1]"), "{e}");
     }
     let mut bad = acq.clone();
     bad.probe.elements.clear();
-    let e = SimPlan::new(&bad, 100, &SimSettings::for_acquisition(&acq)).unwrap_err().to_string();
+    let e = SimPlan::new(&bad, 100, &SimSettings::for_acquisition(&acq))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no elements"), "{e}");
     let mut bad = acq.clone();
     bad.sound_speed = -1540.0;
-    let e = SimPlan::new(&bad, 100, &SimSettings::for_acquisition(&acq)).unwrap_err().to_string();
+    let e = SimPlan::new(&bad, 100, &SimSettings::for_acquisition(&acq))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sound_speed"), "{e}");
-    let e = SimPlan::new(&acq, 100, &SimSettings { bandwidth: 0.0, ..SimSettings::for_acquisition(&acq) }).unwrap_err().to_string();
+    let e = SimPlan::new(
+        &acq,
+        100,
+        &SimSettings {
+            bandwidth: 0.0,
+            ..SimSettings::for_acquisition(&acq)
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("bandwidth"), "{e}");
-    let e = SimPlan::new(&acq, 100, &SimSettings { tx_apodization: Some(vec![1.0; 3]), ..SimSettings::for_acquisition(&acq) }).unwrap_err().to_string();
+    let e = SimPlan::new(
+        &acq,
+        100,
+        &SimSettings {
+            tx_apodization: Some(vec![1.0; 3]),
+            ..SimSettings::for_acquisition(&acq)
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("tx_apodization"), "{e}");
 }
 
 // ---- the command line
 
 fn sonoguide(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(args).output().unwrap()
+    std::process::Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -456,7 +679,13 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
     let out = dir.path().join("s.uff");
     let scat = dir.path().join("s.f32");
     let gpu = common::gpu().is_some();
-    let mut args = vec![scene.to_str().unwrap(), "--out", out.to_str().unwrap(), "--save-scatterers", scat.to_str().unwrap()];
+    let mut args = vec![
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--save-scatterers",
+        scat.to_str().unwrap(),
+    ];
     if !gpu {
         args.push("--cpu");
     }
@@ -468,7 +697,17 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
 
     // --acquisition: the same acquisition and the saved scatterers give the same RF.
     let again = dir.path().join("again.uff");
-    let mut args = vec!["simulate", "--acquisition", out.to_str().unwrap(), "--scatterers", scat.to_str().unwrap(), "--out", again.to_str().unwrap(), "--bandwidth", "70"];
+    let mut args = vec![
+        "simulate",
+        "--acquisition",
+        out.to_str().unwrap(),
+        "--scatterers",
+        scat.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--bandwidth",
+        "70",
+    ];
     if !gpu {
         args.push("--cpu");
     }
@@ -480,16 +719,53 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
 
     // Bad input: a NaN scatterer, a bad scene, a missing directory.
     let nan = dir.path().join("nan.f32");
-    let bytes: Vec<u8> = [0.0f32, 0.0, 0.01, 1.0, f32::NAN, 0.0, 0.01, 1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes: Vec<u8> = [0.0f32, 0.0, 0.01, 1.0, f32::NAN, 0.0, 0.01, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(&nan, bytes).unwrap();
-    let o = sonoguide(&["simulate", "--acquisition", out.to_str().unwrap(), "--scatterers", nan.to_str().unwrap(), "--out", again.to_str().unwrap(), "--cpu"]);
+    let o = sonoguide(&[
+        "simulate",
+        "--acquisition",
+        out.to_str().unwrap(),
+        "--scatterers",
+        nan.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--cpu",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.code() == Some(2) && err.contains("scatterers[1]"), "{err}");
-    std::fs::write(&scene, SCENE.replace("sound_speed = 1540", "sound_speed = -1")).unwrap();
-    let o = sonoguide(&["simulate", scene.to_str().unwrap(), "--out", again.to_str().unwrap(), "--cpu"]);
+    assert!(
+        o.status.code() == Some(2) && err.contains("scatterers[1]"),
+        "{err}"
+    );
+    std::fs::write(
+        &scene,
+        SCENE.replace("sound_speed = 1540", "sound_speed = -1"),
+    )
+    .unwrap();
+    let o = sonoguide(&[
+        "simulate",
+        scene.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--cpu",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.code() == Some(2) && err.contains("medium.sound_speed") && err.contains("s.toml:"), "{err}");
-    let o = sonoguide(&["simulate", "--acquisition", out.to_str().unwrap(), "--scatterers", scat.to_str().unwrap(), "--out", "/no/such/dir/x.uff", "--cpu"]);
+    assert!(
+        o.status.code() == Some(2) && err.contains("medium.sound_speed") && err.contains("s.toml:"),
+        "{err}"
+    );
+    let o = sonoguide(&[
+        "simulate",
+        "--acquisition",
+        out.to_str().unwrap(),
+        "--scatterers",
+        scat.to_str().unwrap(),
+        "--out",
+        "/no/such/dir/x.uff",
+        "--cpu",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -501,15 +777,26 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
 /// [4433, 8866) and [8866, 8867), and pfield switches to its 2-D model
 /// when every y of a call is 0, which the last chunk (the point target at
 /// (-1, 12) mm alone) is. That scatterer is simulated here in the 2-D model.
-pub fn simulate_reference(ctx: &GpuContext, name: &str, tx_window: f64) -> Option<(ChannelData, f64)> {
+pub fn simulate_reference(
+    ctx: &GpuContext,
+    name: &str,
+    tx_window: f64,
+) -> Option<(ChannelData, f64)> {
     let dir = common::shared_data(&format!("pymust-sim/{name}"))?;
     let acq_file = sonoguide::io::uff::read_uff(&dir.join(format!("{name}_rf.uff"))).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let probe = &meta["probe"];
     let raw = common::read_f32(&dir.join("scatterers.f32"));
-    let scat: Vec<Scatterer> = raw.chunks_exact(4).map(|v| scat(v[0] as f64, v[1] as f64, v[2] as f64, v[3] as f64)).collect();
+    let scat: Vec<Scatterer> = raw
+        .chunks_exact(4)
+        .map(|v| scat(v[0] as f64, v[1] as f64, v[2] as f64, v[3] as f64))
+        .collect();
     let settings = SimSettings {
-        elevation: Some(Elevation { height: probe["element_height_m"].as_f64().unwrap(), focus: probe["elevation_focus_m"].as_f64() }),
+        elevation: Some(Elevation {
+            height: probe["element_height_m"].as_f64().unwrap(),
+            focus: probe["elevation_focus_m"].as_f64(),
+        }),
         attenuation: meta["medium"]["attenuation_dB_cm_MHz"].as_f64().unwrap(),
         bandwidth: probe["bandwidth_pulse_echo_6dB_pct"].as_f64().unwrap() / 100.0,
         tx_window,
@@ -549,7 +836,15 @@ fn ref_json(dir: &Path) -> serde_json::Value {
 fn ref_grid(dir: &Path, rows: usize, cols: usize) -> PixelGrid {
     let x = common::read_f32(&dir.join("ref/grid_x.f32"));
     let z = common::read_f32(&dir.join("ref/grid_z.f32"));
-    PixelGrid::List { rows, cols, points: x.iter().zip(&z).map(|(a, b)| [*a as f64, *b as f64]).collect() }
+    PixelGrid::List {
+        rows,
+        cols,
+        points: x
+            .iter()
+            .zip(&z)
+            .map(|(a, b)| [*a as f64, *b as f64])
+            .collect(),
+    }
 }
 
 /// Pearson correlation of two RF frames wave by wave.
@@ -579,9 +874,14 @@ fn wave_correlations(a: &ChannelData, b: &ChannelData) -> Vec<f64> {
 /// image. Writes target/simulate-vs-pymust-NAME.json for BENCHMARKS.md.
 fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
     use sonoguide::metrics::{evaluate, EnvelopeImage};
-    let Some(dir) = common::shared_data(&format!("pymust-sim/{name}")) else { return };
+    let Some(dir) = common::shared_data(&format!("pymust-sim/{name}")) else {
+        return;
+    };
     let Some(ctx) = common::gpu() else { return };
-    let window: f64 = std::env::var("SONOGUIDE_TX_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(f64::INFINITY);
+    let window: f64 = std::env::var("SONOGUIDE_TX_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::INFINITY);
     let (ours, seconds) = simulate_reference(&ctx, name, window).unwrap();
     let theirs = sonoguide::io::uff::read_uff(&dir.join(format!("{name}_rf.uff"))).unwrap();
     let corr = wave_correlations(&ours, &theirs);
@@ -589,18 +889,55 @@ fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
     let refj = ref_json(&dir);
     let f = refj["processing"]["das"]["fnumber"].as_f64().unwrap();
     let grid = ref_grid(&dir, rows, cols);
-    let das = DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Fixed(f), normalize: false, transmit: Transmit::Must };
-    let req = BeamformRequest { das, demodulate: Some(DemodSettings::default()), read_iq: false, read_envelope: true, read_grey: false, ..Default::default() };
-    let env = Beamformer::new(&ctx).run(&ctx, &ours, &grid, &req).unwrap().envelope.unwrap();
+    let das = DasSettings {
+        interp: Interp::Linear,
+        apodization: Apodization::Boxcar,
+        fnumber: FNumber::Fixed(f),
+        normalize: false,
+        transmit: Transmit::Must,
+    };
+    let req = BeamformRequest {
+        das,
+        demodulate: Some(DemodSettings::default()),
+        read_iq: false,
+        read_envelope: true,
+        read_grey: false,
+        ..Default::default()
+    };
+    let env = Beamformer::new(&ctx)
+        .run(&ctx, &ours, &grid, &req)
+        .unwrap()
+        .envelope
+        .unwrap();
     let img = |v: Vec<f64>| EnvelopeImage::from_grid(&grid, v).unwrap();
     let ours_img = img(env.iter().map(|v| *v as f64).collect());
-    let ref_img = img(common::read_f32(&dir.join("ref/envelope.f32")).iter().map(|v| *v as f64).collect());
-    let notgc_img = img(common::read_f32(&dir.join("ref/envelope_notgc.f32")).iter().map(|v| *v as f64).collect());
+    let ref_img = img(common::read_f32(&dir.join("ref/envelope.f32"))
+        .iter()
+        .map(|v| *v as f64)
+        .collect());
+    let notgc_img = img(common::read_f32(&dir.join("ref/envelope_notgc.f32"))
+        .iter()
+        .map(|v| *v as f64)
+        .collect());
 
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let ph = &meta["phantom"];
-    let points: Vec<[f64; 2]> = ph["point_targets_xz_m"].as_array().unwrap().iter().map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()]).collect();
-    let cyst = |k: &str| ([ph[k]["center_xz_m"][0].as_f64().unwrap(), ph[k]["center_xz_m"][1].as_f64().unwrap()], ph[k]["radius_m"].as_f64().unwrap());
+    let points: Vec<[f64; 2]> = ph["point_targets_xz_m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
+        .collect();
+    let cyst = |k: &str| {
+        (
+            [
+                ph[k]["center_xz_m"][0].as_f64().unwrap(),
+                ph[k]["center_xz_m"][1].as_f64().unwrap(),
+            ],
+            ph[k]["radius_m"].as_f64().unwrap(),
+        )
+    };
     let cysts = vec![cyst("anechoic_cyst"), cyst("hyperechoic_disk")];
     let lambda = ours.acquisition.sound_speed / ours.acquisition.center_frequency;
     let padding = lambda * f;
@@ -609,7 +946,11 @@ fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
     let (pr, cr) = evaluate(&ref_img, &points, &cysts, roi, padding).unwrap();
     let (_, cn) = evaluate(&notgc_img, &points, &cysts, roi, padding).unwrap();
 
-    eprintln!("{name}: simulated in {seconds:.1} s on {}; RF correlation with PyMUST per wave {:?}", ctx.describe(), corr.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>());
+    eprintln!(
+        "{name}: simulated in {seconds:.1} s on {}; RF correlation with PyMUST per wave {:?}",
+        ctx.describe(),
+        corr.iter().map(|c| format!("{c:.4}")).collect::<Vec<_>>()
+    );
     let mut failures = Vec::new();
     let mut rows_json = Vec::new();
     for (o, r) in po.iter().zip(&pr) {
@@ -621,10 +962,19 @@ fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
             o.fwhm_axial * 1e3, r.fwhm_axial * 1e3, dax * 100.0, o.fwhm_lateral * 1e3, r.fwhm_lateral * 1e3, dlat * 100.0
         );
         if o.peak_error > lambda / 4.0 {
-            failures.push(format!("point {:?}: peak {:.3} mm from the scatterer", o.target, o.peak_error * 1e3));
+            failures.push(format!(
+                "point {:?}: peak {:.3} mm from the scatterer",
+                o.target,
+                o.peak_error * 1e3
+            ));
         }
         if dax.abs() > 0.15 || dlat.abs() > 0.15 {
-            failures.push(format!("point {:?}: FWHM off by {:+.1} % axial, {:+.1} % lateral", o.target, dax * 100.0, dlat * 100.0));
+            failures.push(format!(
+                "point {:?}: FWHM off by {:+.1} % axial, {:+.1} % lateral",
+                o.target,
+                dax * 100.0,
+                dlat * 100.0
+            ));
         }
         rows_json.push(serde_json::json!({"target_mm": [o.target[0]*1e3, o.target[1]*1e3], "peak_error_mm": o.peak_error*1e3,
             "fwhm_axial_mm": [o.fwhm_axial*1e3, r.fwhm_axial*1e3], "fwhm_lateral_mm": [o.fwhm_lateral*1e3, r.fwhm_lateral*1e3]}));
@@ -637,7 +987,10 @@ fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
         // envelope_notgc.f32); PyMUST's own images with and without TGC
         // differ by up to 0.9 dB in CNR, so that is the one to match.
         if (o.cnr_db - n.cnr_db).abs() > 1.0 {
-            failures.push(format!("cyst {:?}: CNR {:.2} dB vs PyMUST's {:.2} dB (without TGC; {:.2} dB with)", o.center, o.cnr_db, n.cnr_db, r.cnr_db));
+            failures.push(format!(
+                "cyst {:?}: CNR {:.2} dB vs PyMUST's {:.2} dB (without TGC; {:.2} dB with)",
+                o.center, o.cnr_db, n.cnr_db, r.cnr_db
+            ));
         }
         cyst_json.push(serde_json::json!({"center_mm": [o.center[0]*1e3, o.center[1]*1e3], "radius_mm": o.radius*1e3,
             "cnr_db": [o.cnr_db, r.cnr_db, n.cnr_db], "contrast_db": [o.contrast_db, r.contrast_db, n.contrast_db]}));
@@ -645,8 +998,13 @@ fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
     let out = serde_json::json!({"dataset": name, "adapter": ctx.describe(), "tx_window_periods": window.to_string(), "seconds": seconds,
         "scatterer_echoes_per_s": (common::read_f32(&dir.join("scatterers.f32")).len() / 4 * ours.channels * ours.waves) as f64 / seconds,
         "rf_correlation": corr, "points": rows_json, "cysts": cyst_json, "lambda_mm": lambda * 1e3});
-    let tag = if window.is_finite() { format!("w{window}") } else { "all".to_string() };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/simulate-vs-pymust-{name}-{tag}.json"));
+    let tag = if window.is_finite() {
+        format!("w{window}")
+    } else {
+        "all".to_string()
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/simulate-vs-pymust-{name}-{tag}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
     // The bounds are for the simus-equivalent window (every arrival); a
     // shorter window (SONOGUIDE_TX_WINDOW) only reports.
@@ -654,7 +1012,11 @@ fn compare_with_pymust(name: &str, rows: usize, cols: usize) {
         eprintln!("{name}: transmit window {window} periods: reported only, not checked");
         return;
     }
-    assert!(failures.is_empty(), "{name} against PyMUST:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name} against PyMUST:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -675,15 +1037,26 @@ fn c5_simulation_matches_pymust() {
 /// See scripts/check_pyuff.py.
 #[test]
 fn pyuff_ustb_reads_simulated_channel_data() {
-    let importable = std::process::Command::new("python3").args(["-c", "import pyuff_ustb, h5py, numpy"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let importable = std::process::Command::new("python3")
+        .args(["-c", "import pyuff_ustb, h5py, numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !importable {
-        assert!(std::env::var_os("CI").is_none(), "CI must run this check: .ci/run installs pyuff-ustb");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this check: .ci/run installs pyuff-ustb"
+        );
         eprintln!("SKIPPED: python3 with pyuff_ustb is not available (pip install pyuff-ustb)");
         return;
     }
     let acq = common::small_convex(16);
     let plan = SimPlan::new(&acq, 500, &SimSettings::for_acquisition(&acq)).unwrap();
-    let data = plan.channel_data(reference::simulate::simulate(&plan, &to_rows(&small_phantom(20, (8e-3, 14e-3))), 0));
+    let data = plan.channel_data(reference::simulate::simulate(
+        &plan,
+        &to_rows(&small_phantom(20, (8e-3, 14e-3))),
+        0,
+    ));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sim.uff");
     sonoguide::io::uff::write_uff(&path, &data).unwrap();
@@ -691,11 +1064,28 @@ fn pyuff_ustb_reads_simulated_channel_data() {
     let o = std::process::Command::new("python3")
         .arg(&script)
         .arg(&path)
-        .args(["--samples", "500", "--channels", "16", "--waves", "2", "--fs", "16e6", "--c", "1540", "--require"])
+        .args([
+            "--samples",
+            "500",
+            "--channels",
+            "16",
+            "--waves",
+            "2",
+            "--fs",
+            "16e6",
+            "--c",
+            "1540",
+            "--require",
+        ])
         .output()
         .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
-    assert!(o.status.success(), "pyuff_ustb check failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "pyuff_ustb check failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 // ---- benchmark (ignored; scripts/bench_simulate.sh)
@@ -721,15 +1111,45 @@ fn benchmark_simulator() {
         .iter()
         .map(|d| {
             let a = d.to_radians();
-            Wave { wavefront: Wavefront::Plane { azimuth: a }, delay: -(63.5 * 0.3e-3 * a.sin().abs()) / c }
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: a },
+                delay: -(63.5 * 0.3e-3 * a.sin().abs()) / c,
+            }
         })
         .collect();
-    let acq = Acquisition { probe, waves, sampling_frequency: 30.4e6, initial_time: 0.0, modulation_frequency: 0.0, center_frequency: 7.6e6, bandwidth: 0.77, sound_speed: c, prf: 0.0 };
-    let settings = SimSettings { elevation: Some(Elevation { height: 5e-3, focus: Some(18e-3) }), attenuation: 0.5, tx_window: sonoguide::sim::FAST_TX_WINDOW, ..SimSettings::for_acquisition(&acq) };
+    let acq = Acquisition {
+        probe,
+        waves,
+        sampling_frequency: 30.4e6,
+        initial_time: 0.0,
+        modulation_frequency: 0.0,
+        center_frequency: 7.6e6,
+        bandwidth: 0.77,
+        sound_speed: c,
+        prf: 0.0,
+    };
+    let settings = SimSettings {
+        elevation: Some(Elevation {
+            height: 5e-3,
+            focus: Some(18e-3),
+        }),
+        attenuation: 0.5,
+        tx_window: sonoguide::sim::FAST_TX_WINDOW,
+        ..SimSettings::for_acquisition(&acq)
+    };
     let plan = SimPlan::new(&acq, 1700, &settings).unwrap();
     let mut rng = sonoguide::sim::Rng::new(1);
     let n_gpu = 20_000;
-    let scat: Vec<Scatterer> = (0..n_gpu).map(|_| scat(-12e-3 + 24e-3 * rng.next_f64(), -1e-3 + 2e-3 * rng.next_f64(), 4e-3 + 30e-3 * rng.next_f64(), rng.normal())).collect();
+    let scat: Vec<Scatterer> = (0..n_gpu)
+        .map(|_| {
+            scat(
+                -12e-3 + 24e-3 * rng.next_f64(),
+                -1e-3 + 2e-3 * rng.next_f64(),
+                4e-3 + 30e-3 * rng.next_f64(),
+                rng.normal(),
+            )
+        })
+        .collect();
     let echoes = |n: usize| (n * 128 * 3) as f64;
     sim.run(&ctx, &plan, &scat[..100]).unwrap();
     let gpu_times: Vec<f64> = (0..3)
@@ -742,7 +1162,9 @@ fn benchmark_simulator() {
     let gpu_s = median(gpu_times);
     let n_cpu = 2_000;
     let rows = to_rows(&scat[..n_cpu]);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let t = std::time::Instant::now();
     reference::simulate::simulate(&plan, &rows, 0);
     let cpu_s = t.elapsed().as_secs_f64();
@@ -752,7 +1174,10 @@ fn benchmark_simulator() {
     );
 
     // One frame of the anterolateral hip scene (its own scatterers and waves).
-    let scene = sonoguide::scene::Scene::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterolateral.toml")).unwrap();
+    let scene = sonoguide::scene::Scene::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterolateral.toml"),
+    )
+    .unwrap();
     let view = sonoguide::scene::render::View::new(&scene, 480);
     let (hip, _) = sonoguide::scene::render::frame_scatterers(&scene, &view, 0, 1);
     let hacq = scene.acquisition.clone();
@@ -763,8 +1188,19 @@ fn benchmark_simulator() {
     let t = std::time::Instant::now();
     sim.run(&ctx, &hplan, &hip).unwrap();
     let hip_s = t.elapsed().as_secs_f64();
-    eprintln!("hip frame: {} scatterers × {} channels × {} waves, {samples} samples: {:.2} s", hip.len(), hacq.probe.len(), hacq.waves.len(), hip_s);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("?").to_string();
+    eprintln!(
+        "hip frame: {} scatterers × {} channels × {} waves, {samples} samples: {:.2} s",
+        hip.len(),
+        hacq.probe.len(),
+        hacq.waves.len(),
+        hip_s
+    );
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string();
     let out = serde_json::json!({
         "adapter": ctx.describe(),
         "threads": threads,
@@ -775,5 +1211,9 @@ fn benchmark_simulator() {
         "hip_frame": {"scene": "hip-anterolateral", "scatterers": hip.len(), "channels": hacq.probe.len(), "waves": hacq.waves.len(), "samples": samples, "seconds": hip_s,
                       "echoes_per_s": (hip.len() * hacq.probe.len() * hacq.waves.len()) as f64 / hip_s},
     });
-    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/simulate-bench.json"), serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/simulate-bench.json"),
+        serde_json::to_string_pretty(&out).unwrap(),
+    )
+    .unwrap();
 }

@@ -32,12 +32,20 @@ fn bin() -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Wait until `f` holds or `secs` pass.
@@ -61,7 +69,11 @@ fn closed_within(s: &mut TcpStream, secs: f64) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return true,
         }
     }
@@ -76,12 +88,20 @@ fn read_message(s: &mut TcpStream) -> Message {
     let header = Header::decode(&h).unwrap();
     let mut body = vec![0u8; header.body_size as usize];
     s.read_exact(&mut body).unwrap();
-    assert_eq!(crc64(&body), header.crc, "CRC of {} from sonoguide", header.kind);
+    assert_eq!(
+        crc64(&body),
+        header.crc,
+        "CRC of {} from sonoguide",
+        header.kind
+    );
     Message::decode(&header, &body).unwrap()
 }
 
 fn pose_at(x_mm: f64) -> Pose {
-    Pose { translation: DVec3::new(x_mm * 1e-3, 0.01, -0.02), rotation: DQuat::from_rotation_z(0.01 * x_mm) }
+    Pose {
+        translation: DVec3::new(x_mm * 1e-3, 0.01, -0.02),
+        rotation: DQuat::from_rotation_z(0.01 * x_mm),
+    }
 }
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
@@ -92,7 +112,11 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
 
 #[test]
 fn endpoint_survives_faults_bounds_memory_and_times_tools_out() {
-    let config = EndpointConfig { timeout: 0.3, stall: Duration::from_millis(300), ..Default::default() };
+    let config = EndpointConfig {
+        timeout: 0.3,
+        stall: Duration::from_millis(300),
+        ..Default::default()
+    };
     let ep = Endpoint::start(Mode::Server("127.0.0.1:0".into()), config, Pose::IDENTITY).unwrap();
     let addr = ep.local_addr.unwrap();
     assert!(addr.ip().is_loopback());
@@ -105,7 +129,8 @@ fn endpoint_survives_faults_bounds_memory_and_times_tools_out() {
     // and the connection stays usable.
     let mut c = connect(addr);
     let now = src.now();
-    c.write_all(&Message::transform("NeedleToReference", now, &pose_at(10.0)).encode(1, 0)).unwrap();
+    c.write_all(&Message::transform("NeedleToReference", now, &pose_at(10.0)).encode(1, 0))
+        .unwrap();
     assert!(wait_for(2.0, || needle(&mut src).state == ToolState::Tracked));
     let mut bad = Message::transform("NeedleToReference", now + 0.01, &pose_at(500.0)).encode(1, 0);
     bad[50] ^= 0xff;
@@ -113,29 +138,65 @@ fn endpoint_survives_faults_bounds_memory_and_times_tools_out() {
     let mut v2 = Message::transform("NeedleToReference", now + 0.02, &pose_at(20.0));
     v2.metadata.push(("TransformValid".into(), "true".into()));
     c.write_all(&v2.encode(2, 1)).unwrap();
-    assert!(wait_for(2.0, || (needle(&mut src).pose.translation.x - 0.020).abs() < 1e-6), "v2 TRANSFORM after a bad CRC");
+    assert!(
+        wait_for(2.0, || (needle(&mut src).pose.translation.x - 0.020).abs()
+            < 1e-6),
+        "v2 TRANSFORM after a bad CRC"
+    );
     assert_eq!(ep.stats().rejected, 1);
     // An unknown type is skipped by its size (1 MiB here), then a POSITION
     // for the probe is read on the same stream.
-    let mut unknown = Message { kind: "VIDEO".into(), device: "Cam".into(), timestamp: 0.0, metadata: vec![], content: Content::Other }.encode(1, 0);
+    let mut unknown = Message {
+        kind: "VIDEO".into(),
+        device: "Cam".into(),
+        timestamp: 0.0,
+        metadata: vec![],
+        content: Content::Other,
+    }
+    .encode(1, 0);
     let body = vec![7u8; 1 << 20];
     unknown[42..50].copy_from_slice(&(body.len() as u64).to_be_bytes());
     unknown[50..58].copy_from_slice(&crc64(&body).to_be_bytes());
     unknown.extend_from_slice(&body);
     c.write_all(&unknown).unwrap();
-    let pos = Message { kind: "POSITION".into(), device: "ProbeToReference".into(), timestamp: now + 0.03, metadata: vec![], content: Content::Position { position: [1.0, 2.0, 3.0], quaternion: Some([0.0, 0.0, 0.0, 1.0]) } };
+    let pos = Message {
+        kind: "POSITION".into(),
+        device: "ProbeToReference".into(),
+        timestamp: now + 0.03,
+        metadata: vec![],
+        content: Content::Position {
+            position: [1.0, 2.0, 3.0],
+            quaternion: Some([0.0, 0.0, 0.0, 1.0]),
+        },
+    };
     c.write_all(&pos.encode(1, 0)).unwrap();
-    assert!(wait_for(2.0, || src.poses_at(src.now()).probe.state == ToolState::Tracked));
-    assert!((src.poses_at(src.now()).probe.pose.translation - DVec3::new(1e-3, 2e-3, 3e-3)).length() < 1e-9);
+    assert!(wait_for(2.0, || src.poses_at(src.now()).probe.state
+        == ToolState::Tracked));
+    assert!(
+        (src.poses_at(src.now()).probe.pose.translation - DVec3::new(1e-3, 2e-3, 3e-3)).length()
+            < 1e-9
+    );
 
     // Dropout: nothing for longer than the timeout → lost, last pose kept;
     // a new TRANSFORM → tracked again.
     assert!(wait_for(2.0, || needle(&mut src).state == ToolState::Lost));
     assert!((needle(&mut src).pose.translation.x - 0.020).abs() < 1e-6);
-    c.write_all(&Message::transform("NeedleToReference", src.now(), &pose_at(30.0)).encode(1, 0)).unwrap();
+    c.write_all(&Message::transform("NeedleToReference", src.now(), &pose_at(30.0)).encode(1, 0))
+        .unwrap();
     assert!(wait_for(2.0, || needle(&mut src).state == ToolState::Tracked));
     // A STATUS other than OK for the tool: not tracked.
-    let st = Message { kind: "STATUS".into(), device: "NeedleToReference".into(), timestamp: src.now(), metadata: vec![], content: Content::Status { code: 7, subcode: 0, error_name: "TIME_OUT".into(), message: "out of view".into() } };
+    let st = Message {
+        kind: "STATUS".into(),
+        device: "NeedleToReference".into(),
+        timestamp: src.now(),
+        metadata: vec![],
+        content: Content::Status {
+            code: 7,
+            subcode: 0,
+            error_name: "TIME_OUT".into(),
+            message: "out of view".into(),
+        },
+    };
     c.write_all(&st.encode(1, 0)).unwrap();
     assert!(wait_for(2.0, || needle(&mut src).state == ToolState::Lost));
 
@@ -145,17 +206,27 @@ fn endpoint_survives_faults_bounds_memory_and_times_tools_out() {
     m.write_all(&[0xAB; HEADER_SIZE]).unwrap();
     assert!(closed_within(&mut m, 2.0), "malformed header");
     let mut g = connect(addr);
-    let mut huge = Message::transform("NeedleToReference", 0.0, &Pose::IDENTITY).encode(1, 0)[..HEADER_SIZE].to_vec();
+    let mut huge = Message::transform("NeedleToReference", 0.0, &Pose::IDENTITY).encode(1, 0)
+        [..HEADER_SIZE]
+        .to_vec();
     huge[2..14].copy_from_slice(b"IMAGE\0\0\0\0\0\0\0");
     huge[42..50].copy_from_slice(&(4u64 << 30).to_be_bytes());
     g.write_all(&huge).unwrap();
     assert!(closed_within(&mut g, 2.0), "4 GiB body");
     let mut s = connect(addr);
     let t0 = Instant::now();
-    s.write_all(&Message::transform("NeedleToReference", 0.0, &Pose::IDENTITY).encode(1, 0)[..HEADER_SIZE + 10]).unwrap();
+    s.write_all(
+        &Message::transform("NeedleToReference", 0.0, &Pose::IDENTITY).encode(1, 0)
+            [..HEADER_SIZE + 10],
+    )
+    .unwrap();
     assert!(closed_within(&mut s, 3.0), "stalled message");
     assert!(t0.elapsed() >= Duration::from_millis(250));
-    assert!(wait_for(2.0, || ep.stats().rejected >= rejected + 3), "{:?}", ep.stats());
+    assert!(
+        wait_for(2.0, || ep.stats().rejected >= rejected + 3),
+        "{:?}",
+        ep.stats()
+    );
 
     // A flood of 10 000 TRANSFORMs: all read, the newest wins.
     // (Memory is checked on the sonoguide process in the pyigtl test: this
@@ -164,27 +235,60 @@ fn endpoint_survives_faults_bounds_memory_and_times_tools_out() {
     let t = src.now();
     let mut flood = Vec::new();
     for i in 0..10_000 {
-        flood.extend(Message::transform("NeedleToReference", t + i as f64 * 1e-4, &pose_at(i as f64 * 0.01)).encode(1, 0));
+        flood.extend(
+            Message::transform(
+                "NeedleToReference",
+                t + i as f64 * 1e-4,
+                &pose_at(i as f64 * 0.01),
+            )
+            .encode(1, 0),
+        );
     }
     let mut f = connect(addr);
     let t0 = Instant::now();
     f.write_all(&flood).unwrap();
-    assert!(wait_for(20.0, || ep.stats().messages >= messages0 + 10_000), "{:?}", ep.stats());
-    eprintln!("10 000 TRANSFORMs ({} KiB) read, CRC-checked and tracked in {:.1} ms", flood.len() >> 10, t0.elapsed().as_secs_f64() * 1e3);
+    assert!(
+        wait_for(20.0, || ep.stats().messages >= messages0 + 10_000),
+        "{:?}",
+        ep.stats()
+    );
+    eprintln!(
+        "10 000 TRANSFORMs ({} KiB) read, CRC-checked and tracked in {:.1} ms",
+        flood.len() >> 10,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     assert!((needle(&mut src).pose.translation.x - 0.09999).abs() < 1e-6);
 
     // A client that disconnects and reconnects gets whole, CRC-checked
     // IMAGE messages each time (header version 2 until it speaks).
-    let img = Message { kind: "IMAGE".into(), device: "Image_Reference".into(), timestamp: 1.0, metadata: vec![], content: Content::Image(Image { size: [3, 2, 1], ijk_to_world: Pose::IDENTITY.to_matrix_mm(), pixels: vec![1, 2, 3, 4, 5, 6] }) };
+    let img = Message {
+        kind: "IMAGE".into(),
+        device: "Image_Reference".into(),
+        timestamp: 1.0,
+        metadata: vec![],
+        content: Content::Image(Image {
+            size: [3, 2, 1],
+            ijk_to_world: Pose::IDENTITY.to_matrix_mm(),
+            pixels: vec![1, 2, 3, 4, 5, 6],
+        }),
+    };
     for _ in 0..2 {
         let before = ep.stats().peers;
         let mut r = connect(addr);
-        assert!(wait_for(2.0, || ep.stats().peers == before + 1), "{:?}", ep.stats());
+        assert!(
+            wait_for(2.0, || ep.stats().peers == before + 1),
+            "{:?}",
+            ep.stats()
+        );
         ep.publish(img.clone());
         let got = read_message(&mut r);
         assert_eq!(got.content, img.content);
         drop(r);
-        assert!(wait_for(2.0, || ep.stats().peers == before), "{:?}", ep.stats());
+        assert!(
+            wait_for(2.0, || ep.stats().peers == before),
+            "{:?}",
+            ep.stats()
+        );
     }
     drop(c);
     drop(f);
@@ -195,17 +299,36 @@ fn endpoint_survives_faults_bounds_memory_and_times_tools_out() {
 fn the_client_reconnects_to_a_server_that_went_away() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = EndpointConfig { timeout: 0.3, ..Default::default() };
+    let config = EndpointConfig {
+        timeout: 0.3,
+        ..Default::default()
+    };
     let ep = Endpoint::start(Mode::Client(addr.to_string()), config, Pose::IDENTITY).unwrap();
     let mut src = ep.source();
     for round in 0..2 {
         let (mut s, _) = listener.accept().unwrap();
-        s.write_all(&Message::transform("NeedleToReference", src.now(), &pose_at(10.0 * (round + 1) as f64)).encode(2, 0)).unwrap();
-        assert!(wait_for(3.0, || src.poses_at(src.now()).needle.state == ToolState::Tracked), "round {round}");
-        assert!((src.poses_at(src.now()).needle.pose.translation.x - 0.01 * (round + 1) as f64).abs() < 1e-6);
+        s.write_all(
+            &Message::transform(
+                "NeedleToReference",
+                src.now(),
+                &pose_at(10.0 * (round + 1) as f64),
+            )
+            .encode(2, 0),
+        )
+        .unwrap();
+        assert!(
+            wait_for(3.0, || src.poses_at(src.now()).needle.state
+                == ToolState::Tracked),
+            "round {round}"
+        );
+        assert!(
+            (src.poses_at(src.now()).needle.pose.translation.x - 0.01 * (round + 1) as f64).abs()
+                < 1e-6
+        );
         // The server goes away: the tool times out, the client comes back.
         drop(s);
-        assert!(wait_for(3.0, || src.poses_at(src.now()).needle.state == ToolState::Lost));
+        assert!(wait_for(3.0, || src.poses_at(src.now()).needle.state
+            == ToolState::Lost));
     }
     // (A third may already be queued in the listen backlog.)
     assert!(ep.stats().connections >= 2, "{:?}", ep.stats());
@@ -227,7 +350,10 @@ fn plus_recordings_with_other_tool_names_replay_their_poses() {
     std::fs::write(&p, text).unwrap();
     let rec = Recording::read(&p).unwrap();
     assert!(!rec.has_images());
-    let names = ToolNames { probe: "ProbeToTracker".into(), needle: "StylusToTracker".into() };
+    let names = ToolNames {
+        probe: "ProbeToTracker".into(),
+        needle: "StylusToTracker".into(),
+    };
     let mut src = RecordedSource::new(&rec, &names, Pose::IDENTITY, Pose::IDENTITY, 0.5).unwrap();
     let at = |src: &mut RecordedSource, t: f64| src.poses_at(t).needle;
     // Half way between frames 0 and 1: interpolated, stamped with t.
@@ -242,21 +368,43 @@ fn plus_recordings_with_other_tool_names_replay_their_poses() {
     // Long after the last sample: lost (the watchdog runs on recording time).
     assert_eq!(at(&mut src, 101.0).state, ToolState::Lost);
     // A mapping into the scene frame applies to every pose.
-    let shift = Pose { translation: DVec3::new(0.0, 0.0, 0.1), rotation: DQuat::IDENTITY };
+    let shift = Pose {
+        translation: DVec3::new(0.0, 0.0, 0.1),
+        rotation: DQuat::IDENTITY,
+    };
     let mut moved = RecordedSource::new(&rec, &names, shift, Pose::IDENTITY, 0.5).unwrap();
     assert!((moved.poses_at(100.0).needle.pose.translation.z - 0.130).abs() < 1e-9);
     // With the default names the error lists what the file has.
-    let e = RecordedSource::new(&rec, &ToolNames::default(), Pose::IDENTITY, Pose::IDENTITY, 0.5).err().unwrap().to_string();
-    assert!(e.contains("ProbeToTrackerTransform") && e.contains("--needle-transform"), "{e}");
+    let e = RecordedSource::new(
+        &rec,
+        &ToolNames::default(),
+        Pose::IDENTITY,
+        Pose::IDENTITY,
+        0.5,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("ProbeToTrackerTransform") && e.contains("--needle-transform"),
+        "{e}"
+    );
 }
 
 #[test]
 fn our_nrrd_recordings_open_in_an_independent_reader() {
     // pynrrd (pure Python) reads the header and pixels as any NRRD tool
     // would; PLUS's own reader is C++ and not available here.
-    let ok = Command::new("python3").args(["-c", "import nrrd"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("python3")
+        .args(["-c", "import nrrd"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
-        assert!(std::env::var("CI").is_err(), "CI must have pynrrd (.ci/run installs it)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have pynrrd (.ci/run installs it)"
+        );
         eprintln!("SKIPPED: python3 with pynrrd is absent (pip install pynrrd)");
         return;
     }
@@ -266,7 +414,11 @@ fn our_nrrd_recordings_open_in_an_independent_reader() {
     for i in 0..2u8 {
         rec.frames.push(sonoguide::io::metafile::RecordedFrame {
             timestamp: 5.0 + i as f64,
-            transforms: vec![sonoguide::io::metafile::FrameTransform::new("ProbeToReference", &pose_at(i as f64), true)],
+            transforms: vec![sonoguide::io::metafile::FrameTransform::new(
+                "ProbeToReference",
+                &pose_at(i as f64),
+                true,
+            )],
             fields: vec![],
             image: Some((0..6).map(|k| k * 10 + i).collect()),
         });
@@ -275,8 +427,16 @@ fn our_nrrd_recordings_open_in_an_independent_reader() {
     let script = "import json, sys, nrrd\nd, h = nrrd.read(sys.argv[1])\n\
         print(json.dumps({'shape': list(d.shape), 'dtype': str(d.dtype), 'kinds': h['kinds'], 'kv': {k: v for k, v in h.items() if k.startswith('Seq_')},\
         'frames': [d[:, :, n].T.flatten().tolist() for n in range(d.shape[2])]}))";
-    let out = Command::new("python3").args(["-c", script]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["shape"], serde_json::json!([3, 2, 2]));
     assert_eq!(j["dtype"], "uint8");
@@ -284,7 +444,12 @@ fn our_nrrd_recordings_open_in_an_independent_reader() {
     for (n, f) in rec.frames.iter().enumerate() {
         assert_eq!(j["frames"][n], serde_json::json!(f.image.as_ref().unwrap()));
     }
-    let m: Vec<f64> = j["kv"]["Seq_Frame0001_ProbeToReferenceTransform"].as_str().unwrap().split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let m: Vec<f64> = j["kv"]["Seq_Frame0001_ProbeToReferenceTransform"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
     assert_eq!(m[3], 1.0);
     assert_eq!(j["kv"]["Seq_Frame0001_ImageStatus"], "OK");
 }
@@ -294,7 +459,12 @@ fn cli_errors_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = bin().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?} should fail: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} should fail: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let e = run(&["run", "--tracking", "igtp://127.0.0.1:1"]);
@@ -305,19 +475,30 @@ fn cli_errors_name_what_is_wrong() {
     std::fs::write(&bad, "ObjectType = Image\nDimSize = 0 0 1\nSeq_Frame0000_NeedleToReferenceTransform = 1 2 3\nElementDataFile = LOCAL\n").unwrap();
     let e = run(&["replay", bad.to_str().unwrap()]);
     assert!(e.contains("bad.mha:3") && e.contains("expected 16"), "{e}");
-    let e = run(&["run", "--record", dir.path().join("x.txt").to_str().unwrap()]);
+    let e = run(&[
+        "run",
+        "--record",
+        dir.path().join("x.txt").to_str().unwrap(),
+    ]);
     assert!(e.contains("x.txt") && e.contains(".mha or .nrrd"), "{e}");
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let e = run(&["serve-images", "--port", &port]);
     assert!(e.contains("cannot listen") && e.contains(&port), "{e}");
     let e = run(&["run", "--probe-transform", "Probe To Reference"]);
-    assert!(e.contains("--probe-transform") && e.contains("device name"), "{e}");
+    assert!(
+        e.contains("--probe-transform") && e.contains("device name"),
+        "{e}"
+    );
 }
 
 /// `python3` with pyigtl, or a skip (a failure under CI, which installs it).
 fn pyigtl() -> Option<&'static str> {
-    let ok = Command::new("python3").args(["-c", "import pyigtl, numpy"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("python3")
+        .args(["-c", "import pyigtl, numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if ok {
         return Some("python3");
     }
@@ -329,8 +510,14 @@ fn pyigtl() -> Option<&'static str> {
 }
 
 fn light_scene(dir: &Path) -> PathBuf {
-    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterior-longitudinal.toml")).unwrap();
-    let text = base.replace("elements = 128", "elements = 64").replace("pitch = 0.508", "pitch = 1.016").replace("depth = 95", "depth = 60");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterior-longitudinal.toml"),
+    )
+    .unwrap();
+    let text = base
+        .replace("elements = 128", "elements = 64")
+        .replace("pitch = 0.508", "pitch = 1.016")
+        .replace("depth = 95", "depth = 60");
     let p = dir.join("hip-light.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -364,11 +551,20 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
     let (track_port, image_port) = (free_port(), free_port());
     // A probe 3 mm off the scene's placement (so the IMAGE matrix must
     // follow the TRANSFORM), the needle shallow then at the target.
-    let probe = Pose { translation: scene.probe_to_reference.translation + DVec3::new(0.003, 0.0, 0.0), ..scene.probe_to_reference };
-    let (needle_a, needle_b) = (scene.scripted(1.6).needle, scene.scripted(scene.duration).needle);
+    let probe = Pose {
+        translation: scene.probe_to_reference.translation + DVec3::new(0.003, 0.0, 0.0),
+        ..scene.probe_to_reference
+    };
+    let (needle_a, needle_b) = (
+        scene.scripted(1.6).needle,
+        scene.scripted(scene.duration).needle,
+    );
     let phase = |name: &str, secs: f64, needle: Option<&Pose>| {
         let mut send = serde_json::Map::new();
-        send.insert("ProbeToReference".into(), matrix_json(&probe.to_matrix_mm()));
+        send.insert(
+            "ProbeToReference".into(),
+            matrix_json(&probe.to_matrix_mm()),
+        );
         if let Some(n) = needle {
             send.insert("NeedleToReference".into(), matrix_json(&n.to_matrix_mm()));
         }
@@ -390,8 +586,26 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
     let rec_path = dir.path().join("session.mha");
     let log_path = dir.path().join("sonoguide.log");
     let mut sg = bin()
-        .args(["run", "--tracking", &format!("igtl://127.0.0.1:{track_port}"), "--serve-port", &image_port.to_string(), "--timeout", "0.5", "--fps", "4", "--stdin-control"])
-        .args(["--scene".as_ref(), scene_path.as_os_str(), "--out".as_ref(), frames.as_os_str(), "--record".as_ref(), rec_path.as_os_str()])
+        .args([
+            "run",
+            "--tracking",
+            &format!("igtl://127.0.0.1:{track_port}"),
+            "--serve-port",
+            &image_port.to_string(),
+            "--timeout",
+            "0.5",
+            "--fps",
+            "4",
+            "--stdin-control",
+        ])
+        .args([
+            "--scene".as_ref(),
+            scene_path.as_os_str(),
+            "--out".as_ref(),
+            frames.as_os_str(),
+            "--record".as_ref(),
+            rec_path.as_os_str(),
+        ])
         .args(["--record-images", "--height", &height.to_string()])
         .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
@@ -404,29 +618,41 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
     let mut peer_out = std::io::BufReader::new(peer.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut peer_out, &mut line).unwrap();
-    assert_eq!(line.trim(), "READY", "pyigtl peer: {line}\nsonoguide log:\n{}", log());
+    assert_eq!(
+        line.trim(),
+        "READY",
+        "pyigtl peer: {line}\nsonoguide log:\n{}",
+        log()
+    );
 
     // Faults on the image port while the peer drives the needle.
     let addr: std::net::SocketAddr = format!("127.0.0.1:{image_port}").parse().unwrap();
     let rss0 = rss_kib(sg.id());
     let mut m = connect(addr);
-    m.write_all(b"GET / HTTP/1.1\r\nHost: sonoguide\r\nAccept: */*\r\nUser-Agent: a-web-browser\r\n\r\n").unwrap();
+    m.write_all(
+        b"GET / HTTP/1.1\r\nHost: sonoguide\r\nAccept: */*\r\nUser-Agent: a-web-browser\r\n\r\n",
+    )
+    .unwrap();
     assert!(closed_within(&mut m, 5.0), "malformed header not refused");
     let mut c = connect(addr);
     let mut bad = Message::transform("NeedleToReference", 0.0, &pose_at(500.0)).encode(1, 0);
     bad[57] ^= 1;
     c.write_all(&bad).unwrap();
     let mut g = connect(addr);
-    let mut huge = Message::transform("X", 0.0, &Pose::IDENTITY).encode(1, 0)[..HEADER_SIZE].to_vec();
+    let mut huge =
+        Message::transform("X", 0.0, &Pose::IDENTITY).encode(1, 0)[..HEADER_SIZE].to_vec();
     huge[42..50].copy_from_slice(&(4u64 << 30).to_be_bytes());
     g.write_all(&huge).unwrap();
     assert!(closed_within(&mut g, 5.0), "4 GiB body not refused");
     let mut s = connect(addr);
-    s.write_all(&Message::transform("X", 0.0, &Pose::IDENTITY).encode(1, 0)[..HEADER_SIZE + 20]).unwrap();
+    s.write_all(&Message::transform("X", 0.0, &Pose::IDENTITY).encode(1, 0)[..HEADER_SIZE + 20])
+        .unwrap();
     assert!(closed_within(&mut s, 6.0), "stalled message not dropped");
     let mut flood = Vec::new();
     for i in 0..10_000 {
-        flood.extend(Message::transform("FloodTool", 1.0 + i as f64, &pose_at(i as f64 * 0.01)).encode(1, 0));
+        flood.extend(
+            Message::transform("FloodTool", 1.0 + i as f64, &pose_at(i as f64 * 0.01)).encode(1, 0),
+        );
     }
     c.write_all(&flood).unwrap();
     for _ in 0..2 {
@@ -437,17 +663,33 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
                 break msg;
             }
         };
-        let Content::Image(img) = got.content else { unreachable!() };
-        assert_eq!(img.pixels.len(), img.size[0] as usize * img.size[1] as usize);
+        let Content::Image(img) = got.content else {
+            unreachable!()
+        };
+        assert_eq!(
+            img.pixels.len(),
+            img.size[0] as usize * img.size[1] as usize
+        );
     }
     let rss1 = rss_kib(sg.id());
-    assert!(rss1 < rss0 + (32 << 10), "sonoguide RSS {rss0} → {rss1} KiB through the faults");
+    assert!(
+        rss1 < rss0 + (32 << 10),
+        "sonoguide RSS {rss0} → {rss1} KiB through the faults"
+    );
 
     // The peer finishes its phases; then stop sonoguide cleanly.
     let status = peer.wait().unwrap();
-    assert!(status.success(), "pyigtl peer failed\nsonoguide log:\n{}", log());
+    assert!(
+        status.success(),
+        "pyigtl peer failed\nsonoguide log:\n{}",
+        log()
+    );
     sg.stdin.take().unwrap().write_all(b"q\n").unwrap();
-    assert!(wait_for(120.0, || sg.try_wait().unwrap().is_some()), "sonoguide did not stop\n{}", log());
+    assert!(
+        wait_for(120.0, || sg.try_wait().unwrap().is_some()),
+        "sonoguide did not stop\n{}",
+        log()
+    );
     assert!(sg.wait().unwrap().success(), "{}", log());
     let log = log();
     for expected in [
@@ -463,37 +705,78 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
     }
 
     // What pyigtl received: size, pixels and matrix of every IMAGE.
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     let rec = Recording::read(&rec_path).unwrap();
-    let by_index = |i: usize| rec.frames.iter().find(|f| f.fields.iter().any(|(k, v)| k == "FrameIndex" && v == &i.to_string()));
+    let by_index = |i: usize| {
+        rec.frames.iter().find(|f| {
+            f.fields
+                .iter()
+                .any(|(k, v)| k == "FrameIndex" && v == &i.to_string())
+        })
+    };
     let (w, h) = (view.display.width, view.display.height);
     let image_to_ref = probe.then(&scene.image_to_probe);
     let mut images = [0usize; 2];
-    for r in result["received"].as_array().unwrap().iter().filter(|r| r["type"] == "IMAGE") {
+    for r in result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "IMAGE")
+    {
         let src = (r["source"] == "client") as usize;
         images[src] += 1;
         assert_eq!(r["shape"], serde_json::json!([1, h, w]));
         assert_eq!(r["dtype"], "uint8");
-        let index: usize = r["metadata"]["FrameIndex"].as_str().unwrap().parse().unwrap();
+        let index: usize = r["metadata"]["FrameIndex"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let pixels = std::fs::read(out.join(r["file"].as_str().unwrap())).unwrap();
         let frame = by_index(index).unwrap_or_else(|| panic!("frame {index} not in the recording"));
-        assert_eq!(Some(&pixels), frame.image.as_ref(), "IMAGE pixels of frame {index} differ from the recorded frame");
+        assert_eq!(
+            Some(&pixels),
+            frame.image.as_ref(),
+            "IMAGE pixels of frame {index} differ from the recorded frame"
+        );
         if r["metadata"]["ProbeToReferenceTransformStatus"] == "OK" {
             // Pixel corners → reference, independently of sonoguide's matrix code.
             let m = m4(&r["matrix"]);
             let d = &view.display;
-            for (i, j) in [(0.0, 0.0), (w as f64 - 1.0, 0.0), (0.0, h as f64 - 1.0), (w as f64 - 1.0, h as f64 - 1.0)] {
-                let want = image_to_ref.apply(DVec3::new(d.x0 + i * d.dx, 0.0, d.z0 + j * d.dz)) * 1e3;
-                let got = DVec3::new(m[0][0] * i + m[0][1] * j + m[0][3], m[1][0] * i + m[1][1] * j + m[1][3], m[2][0] * i + m[2][1] * j + m[2][3]);
-                assert!((got - want).length() < 5e-3, "pixel ({i}, {j}) at {got:?} mm, expected {want:?}");
+            for (i, j) in [
+                (0.0, 0.0),
+                (w as f64 - 1.0, 0.0),
+                (0.0, h as f64 - 1.0),
+                (w as f64 - 1.0, h as f64 - 1.0),
+            ] {
+                let want =
+                    image_to_ref.apply(DVec3::new(d.x0 + i * d.dx, 0.0, d.z0 + j * d.dz)) * 1e3;
+                let got = DVec3::new(
+                    m[0][0] * i + m[0][1] * j + m[0][3],
+                    m[1][0] * i + m[1][1] * j + m[1][3],
+                    m[2][0] * i + m[2][1] * j + m[2][3],
+                );
+                assert!(
+                    (got - want).length() < 5e-3,
+                    "pixel ({i}, {j}) at {got:?} mm, expected {want:?}"
+                );
             }
         }
     }
-    assert!(images[0] >= 5 && images[1] >= 5, "IMAGEs received (tracking connection, image client): {images:?}");
+    assert!(
+        images[0] >= 5 && images[1] >= 5,
+        "IMAGEs received (tracking connection, image client): {images:?}"
+    );
 
     // The needle followed the TRANSFORMs, was lost in the gap and came back.
     let phases = result["phases"].as_array().unwrap();
-    let window = |k: usize| (phases[k]["start"].as_f64().unwrap(), phases[k]["end"].as_f64().unwrap());
+    let window = |k: usize| {
+        (
+            phases[k]["start"].as_f64().unwrap(),
+            phases[k]["end"].as_f64().unwrap(),
+        )
+    };
     let tip_px = |n: &Pose| {
         let p = image_to_ref.inverse().apply(scene.tip_of(n));
         view.to_px(p.x, p.z)
@@ -501,15 +784,24 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
     let mut seen = [0usize; 3];
     let mut last_time = None;
     for k in 0.. {
-        let Ok(text) = std::fs::read_to_string(frames.join(format!("frame_{k:04}.json"))) else { break };
+        let Ok(text) = std::fs::read_to_string(frames.join(format!("frame_{k:04}.json"))) else {
+            break;
+        };
         let j: serde_json::Value = serde_json::from_str(&text).unwrap();
         let t = j["time_s"].as_f64().unwrap();
         if let Some(prev) = last_time {
             // The frame loop kept going through every fault.
-            assert!(t - prev < 8.0, "no frame for {:.1} s before frame {k}", t - prev);
+            assert!(
+                t - prev < 8.0,
+                "no frame for {:.1} s before frame {k}",
+                t - prev
+            );
         }
         last_time = Some(t);
-        assert!(j["needle_to_reference"][0].as_f64().unwrap().abs() < 400.0, "the wrong-CRC pose reached the renderer");
+        assert!(
+            j["needle_to_reference"][0].as_f64().unwrap().abs() < 400.0,
+            "the wrong-CRC pose reached the renderer"
+        );
         for (phase, needle) in [(0, Some(&needle_a)), (1, None), (2, Some(&needle_b))] {
             let (a, b) = window(phase);
             // Frames well inside a phase (the watchdog needs 0.5 s).
@@ -521,8 +813,14 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
                 Some(n) => {
                     assert_eq!(j["needle_state"], "tracked", "frame {k} in phase {phase}");
                     let want = tip_px(n);
-                    let got = [j["needle_tip_px"][0].as_f64().unwrap(), j["needle_tip_px"][1].as_f64().unwrap()];
-                    assert!((got[0] - want[0]).abs() < 0.5 && (got[1] - want[1]).abs() < 0.5, "frame {k}: tip at {got:?} px, expected {want:?}");
+                    let got = [
+                        j["needle_tip_px"][0].as_f64().unwrap(),
+                        j["needle_tip_px"][1].as_f64().unwrap(),
+                    ];
+                    assert!(
+                        (got[0] - want[0]).abs() < 0.5 && (got[1] - want[1]).abs() < 0.5,
+                        "frame {k}: tip at {got:?} px, expected {want:?}"
+                    );
                 }
                 None => {
                     assert_eq!(j["needle_state"], "lost", "frame {k} in the gap");
@@ -532,18 +830,58 @@ fn pyigtl_moves_the_needle_receives_images_through_faults_and_the_recording_repl
         }
     }
     eprintln!("IMAGEs received by pyigtl (tracking connection, image client): {images:?}; frames inside the phases (a, gap, b): {seen:?}; sonoguide RSS {rss0} → {rss1} KiB");
-    assert!(seen.iter().all(|n| *n >= 1), "frames inside the phases (a, gap, b): {seen:?}");
-    let tips: Vec<&serde_json::Value> = result["received"].as_array().unwrap().iter().filter(|r| r["device"] == "NeedleTipToReference").collect();
-    assert!(tips.iter().any(|r| r["metadata"]["TransformValid"] == "false") && tips.iter().any(|r| r["metadata"]["TransformValid"] == "true"));
+    assert!(
+        seen.iter().all(|n| *n >= 1),
+        "frames inside the phases (a, gap, b): {seen:?}"
+    );
+    let tips: Vec<&serde_json::Value> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["device"] == "NeedleTipToReference")
+        .collect();
+    assert!(
+        tips.iter()
+            .any(|r| r["metadata"]["TransformValid"] == "false")
+            && tips
+                .iter()
+                .any(|r| r["metadata"]["TransformValid"] == "true")
+    );
 
     // Replay three recorded frames around the dropout, bit-exact.
-    let first_lost = rec.frames.iter().position(|f| f.transforms.iter().any(|t| t.name == "NeedleToReference" && !t.valid)).unwrap();
+    let first_lost = rec
+        .frames
+        .iter()
+        .position(|f| {
+            f.transforms
+                .iter()
+                .any(|t| t.name == "NeedleToReference" && !t.valid)
+        })
+        .unwrap();
     let skip = first_lost.saturating_sub(1).to_string();
     let out = bin()
-        .args(["replay".as_ref(), rec_path.as_os_str(), "--scene".as_ref(), scene_path.as_os_str()])
-        .args(["--check", "--fps", "0", "--height", &height.to_string(), "--skip", &skip, "--frames", "3"])
+        .args([
+            "replay".as_ref(),
+            rec_path.as_os_str(),
+            "--scene".as_ref(),
+            scene_path.as_os_str(),
+        ])
+        .args([
+            "--check",
+            "--fps",
+            "0",
+            "--height",
+            &height.to_string(),
+            "--skip",
+            &skip,
+            "--frames",
+            "3",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.contains("3 of 3 recorded frames reproduced bit-exactly"), "{err}");
+    assert!(
+        out.status.success() && err.contains("3 of 3 recorded frames reproduced bit-exactly"),
+        "{err}"
+    );
 }

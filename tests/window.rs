@@ -18,7 +18,8 @@ impl Drop for Kill {
 }
 
 fn have(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
 /// The root window's pixels as [r, g, b] rows.
@@ -34,12 +35,21 @@ fn grab_root(display: &str, w: u32, h: u32) -> Vec<[u8; 3]> {
         let im = &*img;
         assert_eq!(im.bits_per_pixel, 32, "expected a 24/32-bit visual");
         let shift = |m: u64| m.trailing_zeros();
-        let (rs, gs, bs) = (shift(im.red_mask), shift(im.green_mask), shift(im.blue_mask));
+        let (rs, gs, bs) = (
+            shift(im.red_mask),
+            shift(im.green_mask),
+            shift(im.blue_mask),
+        );
         let mut out = Vec::with_capacity((w * h) as usize);
         for y in 0..h as isize {
             for x in 0..w as isize {
-                let p = *(im.data.offset(y * im.bytes_per_line as isize + 4 * x) as *const u32) as u64;
-                out.push([((p & im.red_mask) >> rs) as u8, ((p & im.green_mask) >> gs) as u8, ((p & im.blue_mask) >> bs) as u8]);
+                let p =
+                    *(im.data.offset(y * im.bytes_per_line as isize + 4 * x) as *const u32) as u64;
+                out.push([
+                    ((p & im.red_mask) >> rs) as u8,
+                    ((p & im.green_mask) >> gs) as u8,
+                    ((p & im.blue_mask) >> bs) as u8,
+                ]);
             }
         }
         (xlib.XDestroyImage)(img);
@@ -58,17 +68,41 @@ fn window_shows_the_composite_under_xvfb() {
     let n = 100 + std::process::id() % 500;
     let display = format!(":{n}");
     let (sw, sh) = (800u32, 480u32);
-    let xvfb = Kill(Command::new("Xvfb").args([display.as_str(), "-screen", "0", &format!("{sw}x{sh}x24"), "-nolisten", "tcp"]).stderr(Stdio::null()).spawn().expect("start Xvfb"));
+    let xvfb = Kill(
+        Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                &format!("{sw}x{sh}x24"),
+                "-nolisten",
+                "tcp",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Xvfb"),
+    );
     let socket = format!("/tmp/.X11-unix/X{n}");
     let t = Instant::now();
     while !std::path::Path::new(&socket).exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "Xvfb did not start on {display}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "Xvfb did not start on {display}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let frames = 300;
     let mut app = Kill(
         Command::new(env!("CARGO_BIN_EXE_sonoguide"))
-            .args(["view", "--size", "640x360", "--frames", &frames.to_string(), "--progress", "50"])
+            .args([
+                "view",
+                "--size",
+                "640x360",
+                "--frames",
+                &frames.to_string(),
+                "--progress",
+                "50",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("DISPLAY", &display)
             .env_remove("WAYLAND_DISPLAY")
@@ -90,12 +124,25 @@ fn window_shows_the_composite_under_xvfb() {
         lines.push(line);
     }
     let status = app.0.wait().unwrap();
-    assert!(status.success(), "sonoguide view failed: {status}\n{}", lines.join("\n"));
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{frames} frames in"))), "no summary line:\n{}", lines.join("\n"));
+    assert!(
+        status.success(),
+        "sonoguide view failed: {status}\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{frames} frames in"))),
+        "no summary line:\n{}",
+        lines.join("\n")
+    );
     let px = shot.expect("the window reached frame 200");
     let _ = std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"));
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("window-root.png");
-    let rgba: Vec<u32> = px.iter().map(|p| p[0] as u32 | (p[1] as u32) << 8 | (p[2] as u32) << 16 | 0xff00_0000).collect();
+    let rgba: Vec<u32> = px
+        .iter()
+        .map(|p| p[0] as u32 | (p[1] as u32) << 8 | (p[2] as u32) << 16 | 0xff00_0000)
+        .collect();
     let _ = sonoguide::io::png::write_rgba(&path, sw as usize, sh as usize, &rgba);
 
     // The window sits at the root's origin (no window manager). Find its
@@ -103,25 +150,56 @@ fn window_shows_the_composite_under_xvfb() {
     // greys in the right half, the green target.
     let (w, h) = (640usize, 360usize);
     let at = |x: usize, y: usize| px[y * sw as usize + x];
-    let close = |p: [u8; 3], q: [u8; 3]| p.iter().zip(q).all(|(a, b)| (*a as i32 - b as i32).abs() <= 2);
-    let background = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).filter(|&(x, y)| close(at(x, y), [18, 20, 26])).count();
-    assert!(background > w * h / 5, "the display's background fills much of the window ({background} px); screenshot: {}", path.display());
-    let divider = (0..h).filter(|&y| close(at(w / 2, y), [77, 77, 89]) || close(at(w / 2, y), [76, 76, 89])).count();
-    assert!(divider > h / 2, "the divider between the 3D and 2D views ({divider} px); screenshot: {}", path.display());
-    let greys = (0..h).flat_map(|y| (w / 2 + 2..w).map(move |x| (x, y))).filter(|&(x, y)| {
-        let p = at(x, y);
-        p[0] == p[1] && p[1] == p[2] && p[0] > 40
-    });
-    assert!(greys.count() > 200, "B-mode speckle in the 2D view; screenshot: {}", path.display());
-    let green = (0..h).flat_map(|y| (w / 2..w).map(move |x| (x, y))).filter(|&(x, y)| close(at(x, y), [51, 255, 77]) || close(at(x, y), [51, 255, 76])).count();
-    assert!(green > 10, "the target marker in the 2D view; screenshot: {}", path.display());
+    let close = |p: [u8; 3], q: [u8; 3]| {
+        p.iter()
+            .zip(q)
+            .all(|(a, b)| (*a as i32 - b as i32).abs() <= 2)
+    };
+    let background = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| close(at(x, y), [18, 20, 26]))
+        .count();
+    assert!(
+        background > w * h / 5,
+        "the display's background fills much of the window ({background} px); screenshot: {}",
+        path.display()
+    );
+    let divider = (0..h)
+        .filter(|&y| close(at(w / 2, y), [77, 77, 89]) || close(at(w / 2, y), [76, 76, 89]))
+        .count();
+    assert!(
+        divider > h / 2,
+        "the divider between the 3D and 2D views ({divider} px); screenshot: {}",
+        path.display()
+    );
+    let greys = (0..h)
+        .flat_map(|y| (w / 2 + 2..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let p = at(x, y);
+            p[0] == p[1] && p[1] == p[2] && p[0] > 40
+        });
+    assert!(
+        greys.count() > 200,
+        "B-mode speckle in the 2D view; screenshot: {}",
+        path.display()
+    );
+    let green = (0..h)
+        .flat_map(|y| (w / 2..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| close(at(x, y), [51, 255, 77]) || close(at(x, y), [51, 255, 76]))
+        .count();
+    assert!(
+        green > 10,
+        "the target marker in the 2D view; screenshot: {}",
+        path.display()
+    );
     drop(xvfb);
 }
 
 #[test]
 fn without_a_display_view_says_so_and_renders_headless() {
     let dir = tempfile::tempdir().unwrap();
-    let scene = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterolateral.toml");
+    let scene =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterolateral.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
         .args(["view", scene.to_str().unwrap(), "--size", "320x180"])
         .current_dir(dir.path())
@@ -135,15 +213,46 @@ fn without_a_display_view_says_so_and_renders_headless() {
         return;
     }
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("no display") && stderr.contains("sonoguide-view.png"), "should say there is no display and where the PNG goes: {stderr}");
+    assert!(
+        stderr.contains("no display") && stderr.contains("sonoguide-view.png"),
+        "should say there is no display and where the PNG goes: {stderr}"
+    );
     assert!(dir.path().join("sonoguide-view.png").exists());
 }
 
 #[test]
 fn view_rejects_bad_arguments_with_the_fix() {
-    for (args, want) in [(vec!["view", "--preset", "best"], "expected `fast`"), (vec!["view", "--size", "big"], "WIDTHxHEIGHT"), (vec!["view", "nope.toml", "--headless", "x.png"], "no such scene file"), (vec!["view", "--tracking", "tcp://127.0.0.1:18944"], "expected igtl://HOST:PORT"), (vec!["view", "--tracking", "igtl://127.0.0.1:18944", "--tracking-timeout", "0"], "positive number of seconds")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_sonoguide")).args(&args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    for (args, want) in [
+        (vec!["view", "--preset", "best"], "expected `fast`"),
+        (vec!["view", "--size", "big"], "WIDTHxHEIGHT"),
+        (
+            vec!["view", "nope.toml", "--headless", "x.png"],
+            "no such scene file",
+        ),
+        (
+            vec!["view", "--tracking", "tcp://127.0.0.1:18944"],
+            "expected igtl://HOST:PORT",
+        ),
+        (
+            vec![
+                "view",
+                "--tracking",
+                "igtl://127.0.0.1:18944",
+                "--tracking-timeout",
+                "0",
+            ],
+            "positive number of seconds",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && stderr.contains(want), "{args:?}: {stderr}");
+        assert!(
+            !out.status.success() && stderr.contains(want),
+            "{args:?}: {stderr}"
+        );
     }
 }

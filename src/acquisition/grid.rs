@@ -2,17 +2,32 @@
 //! positions; the grid kind is kept so that polar images can be scan
 //! converted and so that files can say what they hold.
 
-use super::{AcquisitionError, Acquisition, ProbeKind};
+use super::{Acquisition, AcquisitionError, ProbeKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PixelGrid {
     /// Rows are depth (z), columns are lateral (x); end points inclusive.
-    Cartesian { x: (f64, f64), z: (f64, f64), nx: usize, nz: usize },
+    Cartesian {
+        x: (f64, f64),
+        z: (f64, f64),
+        nx: usize,
+        nz: usize,
+    },
     /// Rows are radius, columns are angle (from +z, positive toward +x)
     /// about `origin` (x, z); end points inclusive.
-    Polar { origin: [f64; 2], radius: (f64, f64), angle: (f64, f64), nr: usize, na: usize },
+    Polar {
+        origin: [f64; 2],
+        radius: (f64, f64),
+        angle: (f64, f64),
+        nr: usize,
+        na: usize,
+    },
     /// Any positions, `rows × cols`, row-major.
-    List { rows: usize, cols: usize, points: Vec<[f64; 2]> },
+    List {
+        rows: usize,
+        cols: usize,
+        points: Vec<[f64; 2]>,
+    },
 }
 
 fn linspace(a: f64, b: f64, n: usize, i: usize) -> f64 {
@@ -52,9 +67,17 @@ impl PixelGrid {
     pub fn positions(&self) -> Vec<[f64; 2]> {
         match self {
             PixelGrid::Cartesian { x, z, nx, nz } => (0..*nz)
-                .flat_map(|r| (0..*nx).map(move |c| [linspace(x.0, x.1, *nx, c), linspace(z.0, z.1, *nz, r)]))
+                .flat_map(|r| {
+                    (0..*nx).map(move |c| [linspace(x.0, x.1, *nx, c), linspace(z.0, z.1, *nz, r)])
+                })
                 .collect(),
-            PixelGrid::Polar { origin, radius, angle, nr, na } => (0..*nr)
+            PixelGrid::Polar {
+                origin,
+                radius,
+                angle,
+                nr,
+                na,
+            } => (0..*nr)
                 .flat_map(|r| {
                     (0..*na).map(move |c| {
                         let rr = linspace(radius.0, radius.1, *nr, r);
@@ -69,11 +92,17 @@ impl PixelGrid {
 
     /// Positions as the f32 pairs the GPU reads.
     pub fn positions_f32(&self) -> Vec<[f32; 2]> {
-        self.positions().iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
+        self.positions()
+            .iter()
+            .map(|p| [p[0] as f32, p[1] as f32])
+            .collect()
     }
 
     pub fn validate(&self, what: &str) -> Result<(), AcquisitionError> {
-        let bad = |problem: String| AcquisitionError::Invalid { field: what.to_string(), problem };
+        let bad = |problem: String| AcquisitionError::Invalid {
+            field: what.to_string(),
+            problem,
+        };
         if self.is_empty() {
             return Err(bad("the grid has no pixels".into()));
         }
@@ -82,7 +111,11 @@ impl PixelGrid {
                 return Err(bad(format!("{} points for {rows} × {cols}", points.len())));
             }
         }
-        if self.positions().iter().any(|p| !p[0].is_finite() || !p[1].is_finite()) {
+        if self
+            .positions()
+            .iter()
+            .any(|p| !p[0].is_finite() || !p[1].is_finite())
+        {
             return Err(bad("contains NaN or infinite positions".into()));
         }
         Ok(())
@@ -105,7 +138,13 @@ impl PixelGrid {
         };
         let (r0, a0) = polar(&pts[0]);
         let (r1, a1) = polar(&pts[(rows - 1) * cols + cols - 1]);
-        let grid = PixelGrid::Polar { origin, radius: (r0, r1), angle: (a0, a1), nr: rows, na: cols };
+        let grid = PixelGrid::Polar {
+            origin,
+            radius: (r0, r1),
+            angle: (a0, a1),
+            nr: rows,
+            na: cols,
+        };
         let tol = 1e-6 * r1.abs().max(1e-3);
         let ok = grid
             .positions()
@@ -121,7 +160,11 @@ impl PixelGrid {
     pub fn default_for(acq: &Acquisition, samples: usize) -> PixelGrid {
         let probe = &acq.probe;
         let xs: Vec<f64> = probe.elements.iter().map(|e| e.position.x).collect();
-        let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let (xmin, xmax) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
         let t_last = acq.initial_time + (samples.saturating_sub(1)) as f64 / acq.sampling_frequency;
         let zmax = (t_last * acq.sound_speed / 2.0).max(1e-3);
         let lambda = acq.sound_speed / acq.center_frequency;
@@ -142,7 +185,12 @@ impl PixelGrid {
             _ => {
                 let nx = (((xmax - xmin) / (lambda / 2.0)).ceil() as usize).clamp(64, 1024);
                 let nz = ((zmax / (lambda / 2.0)).ceil() as usize).clamp(64, 1024);
-                PixelGrid::Cartesian { x: (xmin, xmax), z: (lambda, zmax), nx, nz }
+                PixelGrid::Cartesian {
+                    x: (xmin, xmax),
+                    z: (lambda, zmax),
+                    nx,
+                    nz,
+                }
             }
         }
     }

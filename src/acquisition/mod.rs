@@ -55,7 +55,10 @@ pub enum AcquisitionError {
 }
 
 fn invalid(field: &str, problem: impl Into<String>) -> AcquisitionError {
-    AcquisitionError::Invalid { field: field.to_string(), problem: problem.into() }
+    AcquisitionError::Invalid {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
 }
 
 /// How the element positions were laid out. The beamformer only needs the
@@ -67,7 +70,10 @@ pub enum ProbeKind {
     /// Elements on an arc of `radius` about `center` (x, z). MUST puts the
     /// chord through the end elements at z = 0 (centre at (0, -h)); USTB's
     /// curvilinear array puts the apex at z = 0 (centre at (0, -R)).
-    Convex { radius: f64, center: [f64; 2] },
+    Convex {
+        radius: f64,
+        center: [f64; 2],
+    },
     /// A small-footprint array steered electronically; geometry like linear.
     Phased,
     /// Explicit element geometry with no known pattern.
@@ -107,7 +113,11 @@ impl Probe {
                 height,
             })
             .collect();
-        Probe { name: "linear".into(), kind: ProbeKind::Linear, elements }
+        Probe {
+            name: "linear".into(),
+            kind: ProbeKind::Linear,
+            elements,
+        }
     }
 
     /// Phased array: the geometry of a linear array, kept apart for defaults.
@@ -134,7 +144,14 @@ impl Probe {
         Self::convex_about(n, step, radius, [0.0, -radius], width, height)
     }
 
-    fn convex_about(n: usize, step: f64, radius: f64, center: [f64; 2], width: f64, height: f64) -> Probe {
+    fn convex_about(
+        n: usize,
+        step: f64,
+        radius: f64,
+        center: [f64; 2],
+        width: f64,
+        height: f64,
+    ) -> Probe {
         let elements = (0..n)
             .map(|e| {
                 let theta = (e as f64 - (n as f64 - 1.0) / 2.0) * step;
@@ -150,7 +167,11 @@ impl Probe {
                 }
             })
             .collect();
-        Probe { name: "convex".into(), kind: ProbeKind::Convex { radius, center }, elements }
+        Probe {
+            name: "convex".into(),
+            kind: ProbeKind::Convex { radius, center },
+            elements,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -182,7 +203,11 @@ impl Probe {
             return;
         }
         // Flat first: three collinear elements have no circumcentre.
-        if self.elements.iter().all(|e| e.position.z.abs() < 1e-9 && e.azimuth.abs() < 1e-9) {
+        if self
+            .elements
+            .iter()
+            .all(|e| e.position.z.abs() < 1e-9 && e.azimuth.abs() < 1e-9)
+        {
             self.kind = ProbeKind::Linear;
             return;
         }
@@ -198,7 +223,8 @@ impl Probe {
         };
         let radius = ((a.x - center[0]).powi(2) + (a.z - center[1]).powi(2)).sqrt();
         let on_arc = self.elements.iter().all(|e| {
-            let r = ((e.position.x - center[0]).powi(2) + (e.position.z - center[1]).powi(2)).sqrt();
+            let r =
+                ((e.position.x - center[0]).powi(2) + (e.position.z - center[1]).powi(2)).sqrt();
             let facing = (e.position.x - center[0]).atan2(e.position.z - center[1]);
             (r - radius).abs() < 1e-6 * radius.max(1e-3) && (facing - e.azimuth).abs() < 1e-3
         });
@@ -214,7 +240,10 @@ impl Probe {
         for (i, e) in self.elements.iter().enumerate() {
             let v = [e.position.x, e.position.y, e.position.z, e.azimuth];
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(invalid("probe.geometry", format!("element {i} has a non-finite position or angle")));
+                return Err(invalid(
+                    "probe.geometry",
+                    format!("element {i} has a non-finite position or angle"),
+                ));
             }
         }
         Ok(())
@@ -282,15 +311,26 @@ impl Wave {
         if delays.len() != probe.len() {
             return Err(invalid(
                 "TXdelay",
-                format!("has {} values, the probe has {} elements", delays.len(), probe.len()),
+                format!(
+                    "has {} values, the probe has {} elements",
+                    delays.len(),
+                    probe.len()
+                ),
             ));
         }
         if delays.iter().any(|d| !d.is_finite()) {
             return Err(invalid("TXdelay", "contains NaN or infinite delays"));
         }
         if let Some(source) = virtual_source {
-            let min = probe.elements.iter().map(|e| (e.position - source).length()).fold(f64::INFINITY, f64::min);
-            return Ok(Wave { wavefront: Wavefront::Diverging { source }, delay: -(source.length() - min) / c });
+            let min = probe
+                .elements
+                .iter()
+                .map(|e| (e.position - source).length())
+                .fold(f64::INFINITY, f64::min);
+            return Ok(Wave {
+                wavefront: Wavefront::Diverging { source },
+                delay: -(source.length() - min) / c,
+            });
         }
         let flat = probe.elements.iter().all(|e| e.position.z.abs() < 1e-12);
         if !flat {
@@ -332,7 +372,12 @@ impl Wave {
         let sin = (slope * c).clamp(-1.0, 1.0);
         // MUST time at which the wavefront passes x = 0: the delay line at x = 0.
         let t_origin = md - slope * mx;
-        Ok(Wave { wavefront: Wavefront::Plane { azimuth: sin.asin() }, delay: -t_origin })
+        Ok(Wave {
+            wavefront: Wavefront::Plane {
+                azimuth: sin.asin(),
+            },
+            delay: -t_origin,
+        })
     }
 }
 
@@ -367,10 +412,17 @@ impl Acquisition {
         ];
         for (field, v) in positive {
             if !v.is_finite() || v <= 0.0 {
-                return Err(invalid(field, format!("is {v}, expected a positive finite number")));
+                return Err(invalid(
+                    field,
+                    format!("is {v}, expected a positive finite number"),
+                ));
             }
         }
-        for (field, v) in [("initial_time", self.initial_time), ("modulation_frequency", self.modulation_frequency), ("bandwidth", self.bandwidth)] {
+        for (field, v) in [
+            ("initial_time", self.initial_time),
+            ("modulation_frequency", self.modulation_frequency),
+            ("bandwidth", self.bandwidth),
+        ] {
             if !v.is_finite() {
                 return Err(invalid(field, format!("is {v}, expected a finite number")));
             }
@@ -386,7 +438,10 @@ impl Acquisition {
                     Wavefront::Focused { focus } => focus.is_finite(),
                 };
             if !ok {
-                return Err(invalid(&format!("sequence[{i}]"), "wave has a non-finite angle, source or delay"));
+                return Err(invalid(
+                    &format!("sequence[{i}]"),
+                    "wave has a non-finite angle, source or delay",
+                ));
             }
         }
         Ok(())
@@ -428,13 +483,33 @@ impl ChannelData {
     pub fn validate(&self) -> Result<(), AcquisitionError> {
         self.acquisition.validate()?;
         if self.waves != self.acquisition.waves.len() {
-            return Err(invalid("sequence", format!("{} waves described, data hold {}", self.acquisition.waves.len(), self.waves)));
+            return Err(invalid(
+                "sequence",
+                format!(
+                    "{} waves described, data hold {}",
+                    self.acquisition.waves.len(),
+                    self.waves
+                ),
+            ));
         }
         if self.channels != self.acquisition.probe.len() {
-            return Err(invalid("data", format!("{} channels, the probe has {} elements", self.channels, self.acquisition.probe.len())));
+            return Err(invalid(
+                "data",
+                format!(
+                    "{} channels, the probe has {} elements",
+                    self.channels,
+                    self.acquisition.probe.len()
+                ),
+            ));
         }
         if self.samples < 2 || self.frames == 0 {
-            return Err(invalid("data", format!("{} frames of {} samples: nothing to beamform", self.frames, self.samples)));
+            return Err(invalid(
+                "data",
+                format!(
+                    "{} frames of {} samples: nothing to beamform",
+                    self.frames, self.samples
+                ),
+            ));
         }
         let n = self.traces() * self.samples;
         let have = match &self.data {
@@ -442,7 +517,10 @@ impl ChannelData {
             Samples::Iq(v) => v.len(),
         };
         if have != n {
-            return Err(invalid("data", format!("holds {have} samples, shape needs {n}")));
+            return Err(invalid(
+                "data",
+                format!("holds {have} samples, shape needs {n}"),
+            ));
         }
         Ok(())
     }
@@ -450,18 +528,40 @@ impl ChannelData {
     /// Keep only the listed waves, in that order (the CLI's `--waves`).
     pub fn select_waves(&mut self, keep: &[usize]) -> Result<(), AcquisitionError> {
         if let Some(bad) = keep.iter().find(|&&w| w >= self.waves) {
-            return Err(invalid("waves", format!("wave {bad} asked for, the data hold {} (0-based)", self.waves)));
+            return Err(invalid(
+                "waves",
+                format!(
+                    "wave {bad} asked for, the data hold {} (0-based)",
+                    self.waves
+                ),
+            ));
         }
         let trace = self.channels * self.samples;
         let nw = self.waves;
         let ranges: Vec<std::ops::Range<usize>> = (0..self.frames)
-            .flat_map(|f| keep.iter().map(move |&w| (f * nw + w) * trace..(f * nw + w + 1) * trace))
+            .flat_map(|f| {
+                keep.iter()
+                    .map(move |&w| (f * nw + w) * trace..(f * nw + w + 1) * trace)
+            })
             .collect();
         self.data = match &self.data {
-            Samples::Rf(v) => Samples::Rf(ranges.iter().flat_map(|r| v[r.clone()].iter().copied()).collect()),
-            Samples::Iq(v) => Samples::Iq(ranges.iter().flat_map(|r| v[r.clone()].iter().copied()).collect()),
+            Samples::Rf(v) => Samples::Rf(
+                ranges
+                    .iter()
+                    .flat_map(|r| v[r.clone()].iter().copied())
+                    .collect(),
+            ),
+            Samples::Iq(v) => Samples::Iq(
+                ranges
+                    .iter()
+                    .flat_map(|r| v[r.clone()].iter().copied())
+                    .collect(),
+            ),
         };
-        self.acquisition.waves = keep.iter().map(|&w| self.acquisition.waves[w].clone()).collect();
+        self.acquisition.waves = keep
+            .iter()
+            .map(|&w| self.acquisition.waves[w].clone())
+            .collect();
         self.waves = keep.len();
         Ok(())
     }

@@ -68,7 +68,9 @@ pub fn spline_not_a_knot(y: &[f64], at: &[f64]) -> Vec<f64> {
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
     for col in 0..n {
-        let piv = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap_or(col);
+        let piv = (col..n)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap_or(col);
         a.swap(col, piv);
         b.swap(col, piv);
         let d = a[col][col];
@@ -88,14 +90,22 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
     let mut x = vec![0.0; n];
     for row in (0..n).rev() {
         let s: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
-        x[row] = if a[row][row] != 0.0 { (b[row] - s) / a[row][row] } else { 0.0 };
+        x[row] = if a[row][row] != 0.0 {
+            (b[row] - s) / a[row][row]
+        } else {
+            0.0
+        };
     }
     x
 }
 
 /// MUST's per-element transmit delays (seconds, MUST time) for `wave`.
 pub fn must_delays(probe: &Probe, wave: &Wave, c: f64) -> Vec<f64> {
-    probe.elements.iter().map(|e| wave.wavefront.transmit_distance(e.position) / c - wave.delay).collect()
+    probe
+        .elements
+        .iter()
+        .map(|e| wave.wavefront.transmit_distance(e.position) / c - wave.delay)
+        .collect()
 }
 
 /// MUST's 4N virtual transmit elements: (x, y, z, delay·c) in metres.
@@ -103,11 +113,17 @@ pub fn must_virtual_elements(probe: &Probe, wave: &Wave, c: f64) -> Vec<[f64; 4]
     let n = probe.len();
     let delays = must_delays(probe, wave, c);
     if n < 2 {
-        let p: DVec3 = probe.elements.first().map(|e| e.position).unwrap_or_default();
+        let p: DVec3 = probe
+            .elements
+            .first()
+            .map(|e| e.position)
+            .unwrap_or_default();
         return vec![[p.x, p.y, p.z, delays.first().copied().unwrap_or(0.0) * c]];
     }
     let m = 4 * n;
-    let at: Vec<f64> = (0..m).map(|i| (n - 1) as f64 * i as f64 / (m - 1) as f64).collect();
+    let at: Vec<f64> = (0..m)
+        .map(|i| (n - 1) as f64 * i as f64 / (m - 1) as f64)
+        .collect();
     let col = |f: &dyn Fn(usize) -> f64| spline_not_a_knot(&(0..n).map(f).collect::<Vec<_>>(), &at);
     let x = col(&|e| probe.elements[e].position.x);
     let y = col(&|e| probe.elements[e].position.y);
@@ -135,7 +151,10 @@ mod tests {
     fn virtual_elements_of_a_plane_wave_are_on_the_array() {
         let probe = Probe::linear(8, 1e-3, 1e-3, 1e-3);
         let a = 0.2f64;
-        let wave = Wave { wavefront: super::super::Wavefront::Plane { azimuth: a }, delay: -(3.5e-3 * a.sin()) / 1540.0 };
+        let wave = Wave {
+            wavefront: super::super::Wavefront::Plane { azimuth: a },
+            delay: -(3.5e-3 * a.sin()) / 1540.0,
+        };
         let v = must_virtual_elements(&probe, &wave, 1540.0);
         assert_eq!(v.len(), 32);
         assert!((v[0][0] + 3.5e-3).abs() < 1e-15 && (v[31][0] - 3.5e-3).abs() < 1e-15);

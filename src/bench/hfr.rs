@@ -116,8 +116,12 @@ fn batch_bytes(w: &Workload, start: usize, batch: usize) -> Vec<u8> {
     for k in 0..batch {
         let f = (start + k) % w.data.frames;
         match &w.data.data {
-            Samples::Rf(v) => out.extend_from_slice(bytemuck::cast_slice(&v[f * per..(f + 1) * per])),
-            Samples::Iq(v) => out.extend_from_slice(bytemuck::cast_slice(&v[f * per..(f + 1) * per])),
+            Samples::Rf(v) => {
+                out.extend_from_slice(bytemuck::cast_slice(&v[f * per..(f + 1) * per]))
+            }
+            Samples::Iq(v) => {
+                out.extend_from_slice(bytemuck::cast_slice(&v[f * per..(f + 1) * per]))
+            }
         }
     }
     out
@@ -139,7 +143,12 @@ struct Slot {
 fn wait_oldest(ctx: &GpuContext, slots: &[Slot]) -> Result<(), BenchError> {
     let oldest = slots.iter().filter(|s| s.busy).min_by_key(|s| s.started);
     if let Some(idx) = oldest.and_then(|s| s.submission.clone()) {
-        ctx.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(Duration::from_secs(60)) }).map_err(|e| BenchError::gpu(format!("waiting for a batch: {e}")))?;
+        ctx.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: Some(Duration::from_secs(60)),
+            })
+            .map_err(|e| BenchError::gpu(format!("waiting for a batch: {e}")))?;
     }
     Ok(())
 }
@@ -149,29 +158,50 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     check_output(&args.json, "--json")?;
     let (nx, nz) = parse_size(&args.size, "--size")?;
     if args.batch == 0 || args.buffers == 0 || args.buffers > 16 {
-        return Err(BenchError::Input(format!("--batch {} --buffers {}: expected a batch of 1 frame or more and 1 to 16 buffers", args.batch, args.buffers)));
+        return Err(BenchError::Input(format!(
+            "--batch {} --buffers {}: expected a batch of 1 frame or more and 1 to 16 buffers",
+            args.batch, args.buffers
+        )));
     }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
-        return Err(BenchError::Input(format!("--rate {}: expected a frame rate in Hz (0: as fast as possible)", args.rate)));
+        return Err(BenchError::Input(format!(
+            "--rate {}: expected a frame rate in Hz (0: as fast as possible)",
+            args.rate
+        )));
     }
     if let Some(s) = args.seconds {
         if !(s.is_finite() && s > 0.0) {
-            return Err(BenchError::Input(format!("--seconds {s}: expected a positive duration")));
+            return Err(BenchError::Input(format!(
+                "--seconds {s}: expected a positive duration"
+            )));
         }
     }
-    let grid = PixelGrid::Cartesian { x: (-12.5e-3, 12.5e-3), z: (10e-3, 35e-3), nx, nz };
+    let grid = PixelGrid::Cartesian {
+        x: (-12.5e-3, 12.5e-3),
+        z: (10e-3, 35e-3),
+        nx,
+        nz,
+    };
     let w = match &args.data {
         Some(path) => {
             let data = crate::cli::load(path).map_err(|e| BenchError::Input(e.0))?;
             workload::from_file(data, path, grid)
         }
         None => {
-            let mut w = workload::synthetic(SynthShape { nx, nz, channels: args.channels, waves: args.waves, frames: args.batch.max(1) })?;
+            let mut w = workload::synthetic(SynthShape {
+                nx,
+                nz,
+                channels: args.channels,
+                waves: args.waves,
+                frames: args.batch.max(1),
+            })?;
             w.grid = grid;
             w
         }
     };
-    w.data.validate().map_err(|e| BenchError::Input(format!("{}: {e}", w.source)))?;
+    w.data
+        .validate()
+        .map_err(|e| BenchError::Input(format!("{}: {e}", w.source)))?;
     let target_frames = match (args.frames, args.seconds) {
         (Some(n), _) => n,
         (None, Some(_)) => usize::MAX,
@@ -184,7 +214,14 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     let bf = Beamformer::new(&ctx);
     let acq = w.data.acquisition.clone();
     let batch = args.batch;
-    let shape = |buffer: wgpu::Buffer| GpuChannels { buffer, iq: w.data.is_iq(), frames: batch, waves: w.data.waves, channels: w.data.channels, samples: w.data.samples };
+    let shape = |buffer: wgpu::Buffer| GpuChannels {
+        buffer,
+        iq: w.data.is_iq(),
+        frames: batch,
+        waves: w.data.waves,
+        channels: w.data.channels,
+        samples: w.data.samples,
+    };
     let bytes_per_batch = batch_bytes(&w, 0, batch).len() as u64;
 
     // The geometry is the same for every batch: prepared once.
@@ -192,11 +229,23 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         (Some(s), false) => Some(DemodPlan::new(&acq, s)?),
         _ => None,
     };
-    let f_mod = demod.as_ref().map(|d| d.fc).unwrap_or(if w.data.is_iq() { acq.modulation_frequency } else { 0.0 });
+    let f_mod = demod.as_ref().map(|d| d.fc).unwrap_or(if w.data.is_iq() {
+        acq.modulation_frequency
+    } else {
+        0.0
+    });
     let pixels = w.grid.positions_f32();
     let plan = DasPlan::new(&acq, &w.das, f_mod, pixels.len(), batch)?;
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let geom = bf.das.prepare(&ctx, &mut enc, &plan, &pixels, w.data.samples, batch, demod.is_some() || w.data.is_iq())?;
+    let geom = bf.das.prepare(
+        &ctx,
+        &mut enc,
+        &plan,
+        &pixels,
+        w.data.samples,
+        batch,
+        demod.is_some() || w.data.is_iq(),
+    )?;
     ctx.queue.submit([enc.finish()]);
     let n_img = pixels.len() * batch;
     let detect = DetectSettings::default();
@@ -207,7 +256,12 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
                 rf: shape(ctx.storage("sonoguide.hfr.channels", bytes_per_batch)?),
                 target: None,
                 readback: if args.readback {
-                    Some(ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("sonoguide.hfr.readback"), size: (n_img * 4) as u64, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false }))
+                    Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("sonoguide.hfr.readback"),
+                        size: (n_img * 4) as u64,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    }))
                 } else {
                     None
                 },
@@ -221,9 +275,17 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         .collect::<Result<_, _>>()?;
 
     // One untimed batch compiles every pipeline (lavapipe compiles at the first dispatch).
-    let record = |ctx: &GpuContext, slot: &mut Slot, start: usize| -> Result<wgpu::CommandBuffer, BenchError> {
-        ctx.queue.write_buffer(&slot.rf.buffer, 0, &batch_bytes(&w, start, batch));
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.hfr.batch") });
+    let record = |ctx: &GpuContext,
+                  slot: &mut Slot,
+                  start: usize|
+     -> Result<wgpu::CommandBuffer, BenchError> {
+        ctx.queue
+            .write_buffer(&slot.rf.buffer, 0, &batch_bytes(&w, start, batch));
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.hfr.batch"),
+            });
         let channels = match &demod {
             Some(d) => bf.demodulate.encode(ctx, &mut enc, &slot.rf, d)?,
             None => shape(slot.rf.buffer.clone()),
@@ -233,7 +295,9 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
             None => bf.das.target(ctx, &geom, &channels)?,
         };
         bf.das.record(ctx, &mut enc, &geom, &target)?;
-        let det = bf.detect.encode(ctx, &mut enc, &target.image, n_img, &detect)?;
+        let det = bf
+            .detect
+            .encode(ctx, &mut enc, &target.image, n_img, &detect)?;
         if let Some(rb) = &slot.readback {
             enc.copy_buffer_to_buffer(&det.grey, 0, rb, 0, (n_img * 4) as u64);
         }
@@ -250,12 +314,19 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     let mut frames_dropped = 0usize;
     let mut next_frame = 0usize;
     let start = Instant::now();
-    let frame_period = if args.rate > 0.0 { Some(1.0 / args.rate) } else { None };
+    let frame_period = if args.rate > 0.0 {
+        Some(1.0 / args.rate)
+    } else {
+        None
+    };
     loop {
         // Retire finished batches (no waiting).
-        ctx.device.poll(wgpu::PollType::Poll).map_err(|e| BenchError::gpu(e.to_string()))?;
+        ctx.device
+            .poll(wgpu::PollType::Poll)
+            .map_err(|e| BenchError::gpu(e.to_string()))?;
         for s in slots.iter_mut().filter(|s| s.busy) {
-            let ready = s.done.load(Ordering::SeqCst) && (s.readback.is_none() || s.mapped.load(Ordering::SeqCst));
+            let ready = s.done.load(Ordering::SeqCst)
+                && (s.readback.is_none() || s.mapped.load(Ordering::SeqCst));
             if ready {
                 latencies.push(s.started.elapsed().as_secs_f64());
                 if let Some(rb) = &s.readback {
@@ -282,7 +353,11 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
             let newest = (acquired / batch) * batch;
             if newest < next_frame + batch {
                 let ready_at = Duration::from_secs_f64(period * (next_frame + batch) as f64);
-                std::thread::sleep(ready_at.saturating_sub(elapsed).min(Duration::from_micros(200)));
+                std::thread::sleep(
+                    ready_at
+                        .saturating_sub(elapsed)
+                        .min(Duration::from_micros(200)),
+                );
                 continue;
             }
             if slots.iter().all(|s| s.busy) {
@@ -306,10 +381,13 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         let cmd = record(&ctx, slot, next_frame)?;
         slot.submission = Some(ctx.queue.submit([cmd]));
         let done = slot.done.clone();
-        ctx.queue.on_submitted_work_done(move || done.store(true, Ordering::SeqCst));
+        ctx.queue
+            .on_submitted_work_done(move || done.store(true, Ordering::SeqCst));
         if let Some(rb) = &slot.readback {
             let mapped = slot.mapped.clone();
-            rb.slice(..).map_async(wgpu::MapMode::Read, move |r| mapped.store(r.is_ok(), Ordering::SeqCst));
+            rb.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                mapped.store(r.is_ok(), Ordering::SeqCst)
+            });
         }
         slot.busy = true;
         next_frame += batch;
@@ -340,7 +418,11 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         latency_p99_s: percentile(&latencies, 0.99),
         latency_max_s: latencies.iter().copied().fold(f64::NAN, f64::max),
         mach_factor: acoustic / seconds,
-        latency_to: if args.readback { "B-mode in host memory".into() } else { "B-mode on the GPU (queue work done)".into() },
+        latency_to: if args.readback {
+            "B-mode in host memory".into()
+        } else {
+            "B-mode on the GPU (queue work done)".into()
+        },
         rate_hz: args.rate,
     };
     println!(
@@ -360,8 +442,10 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         report.dropped_reason
     );
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
-        std::fs::write(path, text + "\n").map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(report)

@@ -39,12 +39,15 @@ pub struct Prepared {
 }
 
 fn encoder(ctx: &GpuContext, label: &str) -> wgpu::CommandEncoder {
-    ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    ctx.device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
 }
 
 /// Upload, demodulate and prepare `w` (not timed).
 pub fn prepare(ctx: &GpuContext, bf: &Beamformer, w: &Workload) -> Result<Prepared, BenchError> {
-    w.data.validate().map_err(|e| BenchError::Input(format!("{}: {e}", w.source)))?;
+    w.data
+        .validate()
+        .map_err(|e| BenchError::Input(format!("{}: {e}", w.source)))?;
     let acq = &w.data.acquisition;
     let raw = GpuChannels::upload(ctx, &w.data)?;
     let mut enc = encoder(ctx, "sonoguide.bench.prepare");
@@ -54,18 +57,36 @@ pub fn prepare(ctx: &GpuContext, bf: &Beamformer, w: &Workload) -> Result<Prepar
             (bf.demodulate.encode(ctx, &mut enc, &raw, &plan)?, plan.fc)
         }
         _ => {
-            let f = if raw.iq { acq.modulation_frequency } else { 0.0 };
+            let f = if raw.iq {
+                acq.modulation_frequency
+            } else {
+                0.0
+            };
             (raw, f)
         }
     };
     let pixels = w.grid.positions_f32();
     let plan = DasPlan::new(acq, &w.das, f_mod, pixels.len(), channels.frames)?;
-    let geometry = bf.das.prepare(ctx, &mut enc, &plan, &pixels, channels.samples, channels.frames, channels.iq)?;
+    let geometry = bf.das.prepare(
+        ctx,
+        &mut enc,
+        &plan,
+        &pixels,
+        channels.samples,
+        channels.frames,
+        channels.iq,
+    )?;
     let target = bf.das.target(ctx, &geometry, &channels)?;
     ctx.queue.submit([enc.finish()]);
     ctx.wait()?;
     ctx.take_error("bench: prepare")?;
-    Ok(Prepared { channels, plan, pixels, geometry, target })
+    Ok(Prepared {
+        channels,
+        plan,
+        pixels,
+        geometry,
+        target,
+    })
 }
 
 /// Repeated runs of the DAS kernel on prepared data.
@@ -98,7 +119,13 @@ pub fn process_cpu_seconds() -> Option<f64> {
 
 /// `warmup` untimed runs (lavapipe compiles a pipeline at its first
 /// dispatch), then `repeat` timed ones.
-pub fn time_kernel(ctx: &GpuContext, bf: &Beamformer, p: &Prepared, warmup: usize, repeat: usize) -> Result<KernelTimes, BenchError> {
+pub fn time_kernel(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    p: &Prepared,
+    warmup: usize,
+    repeat: usize,
+) -> Result<KernelTimes, BenchError> {
     let record = |enc: &mut wgpu::CommandEncoder| bf.das.record(ctx, enc, &p.geometry, &p.target);
     for _ in 0..warmup {
         let mut enc = encoder(ctx, "sonoguide.bench.warmup");
@@ -107,7 +134,13 @@ pub fn time_kernel(ctx: &GpuContext, bf: &Beamformer, p: &Prepared, warmup: usiz
         ctx.wait()?;
     }
     let mut timer = GpuTimer::new(ctx, Fallback::Stall);
-    let mut out = KernelTimes { source: timer.source().unwrap_or(TimeSource::Wall), kernel_s: Vec::new(), layout_s: Vec::new(), wall_s: Vec::new(), process_cpu_s: None };
+    let mut out = KernelTimes {
+        source: timer.source().unwrap_or(TimeSource::Wall),
+        kernel_s: Vec::new(),
+        layout_s: Vec::new(),
+        wall_s: Vec::new(),
+        process_cpu_s: None,
+    };
     let cpu0 = process_cpu_seconds();
     for r in 0..repeat {
         // Wall time: the same two passes, submitted alone, on the host clock.
@@ -120,8 +153,12 @@ pub fn time_kernel(ctx: &GpuContext, bf: &Beamformer, p: &Prepared, warmup: usiz
 
         let mut enc = encoder(ctx, "sonoguide.bench.kernel");
         timer.begin_frame(r as u64);
-        timer.scope(ctx, &mut enc, "das_layout", |enc| bf.das.record_layout(ctx, enc, &p.geometry, &p.target))?;
-        timer.scope(ctx, &mut enc, "das", |enc| bf.das.record_beamform(ctx, enc, &p.geometry, &p.target))?;
+        timer.scope(ctx, &mut enc, "das_layout", |enc| {
+            bf.das.record_layout(ctx, enc, &p.geometry, &p.target)
+        })?;
+        timer.scope(ctx, &mut enc, "das", |enc| {
+            bf.das.record_beamform(ctx, enc, &p.geometry, &p.target)
+        })?;
         timer.finish(ctx, &mut enc);
         ctx.queue.submit([enc.finish()]);
         timer.submitted();
@@ -132,7 +169,9 @@ pub fn time_kernel(ctx: &GpuContext, bf: &Beamformer, p: &Prepared, warmup: usiz
         }
     }
     // Two submissions of layout + das per repetition.
-    out.process_cpu_s = cpu0.zip(process_cpu_seconds()).map(|(a, b)| (b - a) / (2 * repeat) as f64);
+    out.process_cpu_s = cpu0
+        .zip(process_cpu_seconds())
+        .map(|(a, b)| (b - a) / (2 * repeat) as f64);
     ctx.take_error("bench: das")?;
     Ok(out)
 }
@@ -149,7 +188,12 @@ pub const COMPOSITE_SIZE: (u32, u32) = (1280, 720);
 /// scan_convert, composite (the display's render pass drawing the
 /// scan-converted image full screen into a 1280 × 720 offscreen target),
 /// readback (GPU copy + host map). `repeat` runs after one warm-up; medians.
-pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usize) -> Result<(StageTimes, TimeSource), BenchError> {
+pub fn time_stages(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    w: &Workload,
+    repeat: usize,
+) -> Result<(StageTimes, TimeSource), BenchError> {
     let acq = &w.data.acquisition;
     let mut bytes: Vec<u8> = match &w.data.data {
         Samples::Rf(v) => bytemuck::cast_slice(v).to_vec(),
@@ -164,13 +208,26 @@ pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usiz
     // so that the table shows what a convex or phased probe would pay.
     let polar = match &w.grid {
         PixelGrid::Polar { .. } => w.grid.clone(),
-        g => PixelGrid::Polar { origin: [0.0, -0.02], radius: (0.021, 0.06), angle: (-0.6, 0.6), nr: g.rows(), na: g.cols() },
+        g => PixelGrid::Polar {
+            origin: [0.0, -0.02],
+            radius: (0.021, 0.06),
+            angle: (-0.6, 0.6),
+            nr: g.rows(),
+            na: g.cols(),
+        },
     };
-    let display = DisplayGrid::covering(&polar, polar.rows().max(64)).ok_or_else(|| BenchError::Input("scan conversion: no display grid for this image".into()))?;
+    let display = DisplayGrid::covering(&polar, polar.rows().max(64)).ok_or_else(|| {
+        BenchError::Input("scan conversion: no display grid for this image".into())
+    })?;
     let mut compositor = Compositor::new(ctx, wgpu::TextureFormat::Rgba8Unorm);
     let screen = Offscreen::new(ctx, COMPOSITE_SIZE, wgpu::TextureFormat::Rgba8Unorm);
     // The image's (u, v) in [0, 1]² onto the whole target.
-    let full_screen = glam::Mat4::from_cols(glam::Vec4::new(2.0, 0.0, 0.0, 0.0), glam::Vec4::new(0.0, -2.0, 0.0, 0.0), glam::Vec4::Z, glam::Vec4::new(-1.0, 1.0, 0.0, 1.0));
+    let full_screen = glam::Mat4::from_cols(
+        glam::Vec4::new(2.0, 0.0, 0.0, 0.0),
+        glam::Vec4::new(0.0, -2.0, 0.0, 0.0),
+        glam::Vec4::Z,
+        glam::Vec4::new(-1.0, 1.0, 0.0, 1.0),
+    );
     let draw = DrawList {
         image_2d: Some(ImageUniform {
             clip_from_uv: full_screen.to_cols_array_2d(),
@@ -194,37 +251,100 @@ pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usiz
         // alone: lavapipe's timestamps inside one submission are not to be
         // trusted (measured 18:55 today: das 37 µs and detect 117 ms in the
         // same frame whose das kernel times 250 ms alone).
-        let mut timer = if ctx.info.device_type == wgpu::DeviceType::Cpu { GpuTimer::wall_clock() } else { GpuTimer::new(ctx, Fallback::Stall) };
+        let mut timer = if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            GpuTimer::wall_clock()
+        } else {
+            GpuTimer::new(ctx, Fallback::Stall)
+        };
         timer.begin_frame(r as u64);
         // Upload: the host writes into a mapped staging buffer, the GPU copies.
         let t = Instant::now();
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("sonoguide.bench.staging"), size, usage: wgpu::BufferUsages::COPY_SRC, mapped_at_creation: true });
-        staging.slice(..).get_mapped_range_mut().map_err(|e| BenchError::gpu(format!("staging buffer: {e:?}")))?.copy_from_slice(&bytes);
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sonoguide.bench.staging"),
+            size,
+            usage: wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        staging
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| BenchError::gpu(format!("staging buffer: {e:?}")))?
+            .copy_from_slice(&bytes);
         staging.unmap();
         let rf = ctx.storage("sonoguide.channels", size)?;
         host.push(("upload".into(), t.elapsed().as_secs_f64()));
-        let raw = GpuChannels { buffer: rf, iq: w.data.is_iq(), frames: w.data.frames, waves: w.data.waves, channels: w.data.channels, samples: w.data.samples };
+        let raw = GpuChannels {
+            buffer: rf,
+            iq: w.data.is_iq(),
+            frames: w.data.frames,
+            waves: w.data.waves,
+            channels: w.data.channels,
+            samples: w.data.samples,
+        };
         let mut enc = encoder(ctx, "sonoguide.bench.stages");
-        timer.scope(ctx, &mut enc, "upload", |enc| enc.copy_buffer_to_buffer(&staging, 0, &raw.buffer, 0, size));
+        timer.scope(ctx, &mut enc, "upload", |enc| {
+            enc.copy_buffer_to_buffer(&staging, 0, &raw.buffer, 0, size)
+        });
         let (channels, f_mod) = match (&w.demod, raw.iq) {
             (Some(s), false) => {
                 let plan = DemodPlan::new(acq, s)?;
-                (timer.scope(ctx, &mut enc, "demodulate", |enc| bf.demodulate.encode(ctx, enc, &raw, &plan))?, plan.fc)
+                (
+                    timer.scope(ctx, &mut enc, "demodulate", |enc| {
+                        bf.demodulate.encode(ctx, enc, &raw, &plan)
+                    })?,
+                    plan.fc,
+                )
             }
-            _ => (raw, if w.data.is_iq() { acq.modulation_frequency } else { 0.0 }),
+            _ => (
+                raw,
+                if w.data.is_iq() {
+                    acq.modulation_frequency
+                } else {
+                    0.0
+                },
+            ),
         };
         let plan = DasPlan::new(acq, &w.das, f_mod, pixels.len(), channels.frames)?;
-        let geom = timer.scope(ctx, &mut enc, "das_transmit", |enc| bf.das.prepare(ctx, enc, &plan, &pixels, channels.samples, channels.frames, channels.iq))?;
+        let geom = timer.scope(ctx, &mut enc, "das_transmit", |enc| {
+            bf.das.prepare(
+                ctx,
+                enc,
+                &plan,
+                &pixels,
+                channels.samples,
+                channels.frames,
+                channels.iq,
+            )
+        })?;
         let target = bf.das.target(ctx, &geom, &channels)?;
-        timer.scope(ctx, &mut enc, "das_layout", |enc| bf.das.record_layout(ctx, enc, &geom, &target))?;
-        timer.scope(ctx, &mut enc, "das", |enc| bf.das.record_beamform(ctx, enc, &geom, &target))?;
-        let det = timer.scope(ctx, &mut enc, "detect", |enc| bf.detect.encode(ctx, enc, &target.image, n_img, &DetectSettings::default()))?;
-        let disp = timer.scope(ctx, &mut enc, "scan_convert", |enc| bf.scan_convert.encode(ctx, enc, &det.grey, &polar, &display, 0))?;
+        timer.scope(ctx, &mut enc, "das_layout", |enc| {
+            bf.das.record_layout(ctx, enc, &geom, &target)
+        })?;
+        timer.scope(ctx, &mut enc, "das", |enc| {
+            bf.das.record_beamform(ctx, enc, &geom, &target)
+        })?;
+        let det = timer.scope(ctx, &mut enc, "detect", |enc| {
+            bf.detect
+                .encode(ctx, enc, &target.image, n_img, &DetectSettings::default())
+        })?;
+        let disp = timer.scope(ctx, &mut enc, "scan_convert", |enc| {
+            bf.scan_convert
+                .encode(ctx, enc, &det.grey, &polar, &display, 0)
+        })?;
         compositor.set_image(ctx, &disp);
-        timer.scope(ctx, &mut enc, "composite", |enc| compositor.encode(ctx, enc, &screen.view, COMPOSITE_SIZE, &draw));
+        timer.scope(ctx, &mut enc, "composite", |enc| {
+            compositor.encode(ctx, enc, &screen.view, COMPOSITE_SIZE, &draw)
+        });
         let grey_bytes = (n_img * 4) as u64;
-        let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("sonoguide.bench.readback"), size: grey_bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-        timer.scope(ctx, &mut enc, "readback", |enc| enc.copy_buffer_to_buffer(&det.grey, 0, &readback, 0, grey_bytes));
+        let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sonoguide.bench.readback"),
+            size: grey_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        timer.scope(ctx, &mut enc, "readback", |enc| {
+            enc.copy_buffer_to_buffer(&det.grey, 0, &readback, 0, grey_bytes)
+        });
         timer.finish(ctx, &mut enc);
         ctx.queue.submit([enc.finish()]);
         timer.submitted();
@@ -234,7 +354,12 @@ pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usiz
         let slice = readback.slice(..);
         slice.map_async(wgpu::MapMode::Read, |_| {});
         ctx.wait()?;
-        let grey: Vec<f32> = bytemuck::cast_slice(&slice.get_mapped_range().map_err(|e| BenchError::gpu(format!("readback: {e:?}")))?[..]).to_vec();
+        let grey: Vec<f32> = bytemuck::cast_slice(
+            &slice
+                .get_mapped_range()
+                .map_err(|e| BenchError::gpu(format!("readback: {e:?}")))?[..],
+        )
+        .to_vec();
         readback.unmap();
         host.push(("readback".into(), t.elapsed().as_secs_f64()));
         drop((grey, disp));
@@ -255,11 +380,17 @@ pub fn time_stages(ctx: &GpuContext, bf: &Beamformer, w: &Workload, repeat: usiz
             runs.push(run);
         }
     }
-    let order: Vec<String> = runs.first().map(|r| r.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default();
+    let order: Vec<String> = runs
+        .first()
+        .map(|r| r.iter().map(|(l, _)| l.clone()).collect())
+        .unwrap_or_default();
     let stages = order
         .iter()
         .map(|l| {
-            let v: Vec<f64> = runs.iter().filter_map(|r| r.iter().find(|(x, _)| x == l).map(|(_, t)| *t)).collect();
+            let v: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|(x, _)| x == l).map(|(_, t)| *t))
+                .collect();
             (l.clone(), median(&v))
         })
         .collect();
@@ -281,7 +412,15 @@ pub fn time_cpu(ctx: &GpuContext, p: &Prepared) -> Result<(f64, Vec<[f64; 2]>), 
         ctx.read_buffer(&p.channels.buffer, n)?
     };
     let t = Instant::now();
-    let img = crate::reference::das::das(&p.plan, &host, p.channels.iq, p.channels.samples, p.channels.frames, &p.pixels, None);
+    let img = crate::reference::das::das(
+        &p.plan,
+        &host,
+        p.channels.iq,
+        p.channels.samples,
+        p.channels.frames,
+        &p.pixels,
+        None,
+    );
     Ok((t.elapsed().as_secs_f64(), img))
 }
 
@@ -291,5 +430,9 @@ pub fn relative_error(gpu: &[[f32; 2]], cpu: &[[f64; 2]]) -> f64 {
     if peak == 0.0 {
         return f64::NAN;
     }
-    gpu.iter().zip(cpu).map(|(g, c)| (g[0] as f64 - c[0]).hypot(g[1] as f64 - c[1])).fold(0.0, f64::max) / peak
+    gpu.iter()
+        .zip(cpu)
+        .map(|(g, c)| (g[0] as f64 - c[0]).hypot(g[1] as f64 - c[1]))
+        .fold(0.0, f64::max)
+        / peak
 }

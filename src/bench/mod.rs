@@ -59,7 +59,10 @@ pub enum BenchError {
 
 impl BenchError {
     pub(crate) fn gpu(msg: impl Into<String>) -> BenchError {
-        BenchError::Gpu(GpuError::Readback { label: "bench".into(), message: msg.into() })
+        BenchError::Gpu(GpuError::Readback {
+            label: "bench".into(),
+            message: msg.into(),
+        })
     }
 }
 
@@ -127,16 +130,25 @@ pub fn parse_size(s: &str, what: &str) -> Result<(usize, usize), BenchError> {
     let nx: usize = a.trim().parse().map_err(|_| bad())?;
     let nz: usize = b.trim().parse().map_err(|_| bad())?;
     if nx == 0 || nz == 0 || nx > 8192 || nz > 8192 {
-        return Err(BenchError::Input(format!("{what} `{s}`: each size must be 1 to 8192")));
+        return Err(BenchError::Input(format!(
+            "{what} `{s}`: each size must be 1 to 8192"
+        )));
     }
     Ok((nx, nz))
 }
 
 fn check_output(p: &Option<PathBuf>, flag: &str) -> Result<(), BenchError> {
     if let Some(p) = p {
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !dir.is_dir() {
-            return Err(BenchError::Output(format!("{flag} {}: the directory {} does not exist", p.display(), dir.display())));
+            return Err(BenchError::Output(format!(
+                "{flag} {}: the directory {} does not exist",
+                p.display(),
+                dir.display()
+            )));
         }
     }
     Ok(())
@@ -146,9 +158,16 @@ fn check_output(p: &Option<PathBuf>, flag: &str) -> Result<(), BenchError> {
 pub fn host_description() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{model}, {n} logical CPUs, {}", std::env::consts::OS)
 }
 
@@ -163,12 +182,15 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
 }
 
 fn tiling_override(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(), BenchError> {
-    if args.pixels_per_invocation.is_none() && args.row_vec4.is_none() && args.window_span.is_none() {
+    if args.pixels_per_invocation.is_none() && args.row_vec4.is_none() && args.window_span.is_none()
+    {
         return Ok(bf.das.set_tiling(None)?);
     }
     let d = bf.das.default_tiling(frames);
     let t = DasTiling {
-        pixels_per_invocation: args.pixels_per_invocation.unwrap_or(d.pixels_per_invocation),
+        pixels_per_invocation: args
+            .pixels_per_invocation
+            .unwrap_or(d.pixels_per_invocation),
         row_vec4: args.row_vec4.unwrap_or(d.row_vec4),
         window_span: args.window_span.unwrap_or(0),
     };
@@ -192,25 +214,98 @@ fn reference_workload(args: &BenchArgs) -> Result<Workload, BenchError> {
         }
         "synthetic" | "sim" => {
             let (nx, nz) = parse_size(&args.size, "--size")?;
-            let shape = if args.quick { SynthShape { nx: nx.min(63), nz: nz.min(63), channels: args.channels.min(64), waves: args.waves.min(2), frames: args.frames.min(4) } } else { SynthShape { nx, nz, channels: args.channels, waves: args.waves, frames: args.frames } };
+            let shape = if args.quick {
+                SynthShape {
+                    nx: nx.min(63),
+                    nz: nz.min(63),
+                    channels: args.channels.min(64),
+                    waves: args.waves.min(2),
+                    frames: args.frames.min(4),
+                }
+            } else {
+                SynthShape {
+                    nx,
+                    nz,
+                    channels: args.channels,
+                    waves: args.waves,
+                    frames: args.frames,
+                }
+            };
             workload::synthetic(shape)
         }
-        other => Err(BenchError::Input(format!("--workload `{other}`: expected pwi-disk or synthetic"))),
+        other => Err(BenchError::Input(format!(
+            "--workload `{other}`: expected pwi-disk or synthetic"
+        ))),
     }
 }
 
 /// The sweeps: one quantity varied at a time around a base shape.
 fn sweep_shapes(quick: bool) -> Vec<(&'static str, SynthShape)> {
-    let (base, pixels, channels, waves, frames): (SynthShape, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>) = if quick {
-        (SynthShape { nx: 24, nz: 24, channels: 16, waves: 1, frames: 2 }, vec![16, 32], vec![8, 16], vec![1, 2], vec![1, 4])
+    let (base, pixels, channels, waves, frames): (
+        SynthShape,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+    ) = if quick {
+        (
+            SynthShape {
+                nx: 24,
+                nz: 24,
+                channels: 16,
+                waves: 1,
+                frames: 2,
+            },
+            vec![16, 32],
+            vec![8, 16],
+            vec![1, 2],
+            vec![1, 4],
+        )
     } else {
-        (SynthShape { nx: 128, nz: 128, channels: 128, waves: 1, frames: 8 }, vec![32, 64, 128, 256, 512], vec![16, 32, 64, 128, 256], vec![1, 2, 4, 8, 16], vec![1, 2, 4, 8, 16, 32, 64])
+        (
+            SynthShape {
+                nx: 128,
+                nz: 128,
+                channels: 128,
+                waves: 1,
+                frames: 8,
+            },
+            vec![32, 64, 128, 256, 512],
+            vec![16, 32, 64, 128, 256],
+            vec![1, 2, 4, 8, 16],
+            vec![1, 2, 4, 8, 16, 32, 64],
+        )
     };
     let mut out = Vec::new();
-    out.extend(pixels.into_iter().map(|n| ("pixels", SynthShape { nx: n, nz: n, ..base })));
-    out.extend(channels.into_iter().map(|c| ("channels", SynthShape { channels: c, ..base })));
-    out.extend(waves.into_iter().map(|w| ("waves", SynthShape { waves: w, ..base })));
-    out.extend(frames.into_iter().map(|f| ("frames", SynthShape { frames: f, ..base })));
+    out.extend(pixels.into_iter().map(|n| {
+        (
+            "pixels",
+            SynthShape {
+                nx: n,
+                nz: n,
+                ..base
+            },
+        )
+    }));
+    out.extend(channels.into_iter().map(|c| {
+        (
+            "channels",
+            SynthShape {
+                channels: c,
+                ..base
+            },
+        )
+    }));
+    out.extend(
+        waves
+            .into_iter()
+            .map(|w| ("waves", SynthShape { waves: w, ..base })),
+    );
+    out.extend(
+        frames
+            .into_iter()
+            .map(|f| ("frames", SynthShape { frames: f, ..base })),
+    );
     out
 }
 
@@ -240,7 +335,9 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
     check_output(&args.csv, "--csv")?;
     check_output(&args.plot, "--plot")?;
     if args.repeat == Some(0) {
-        return Err(BenchError::Input("--repeat 0: expected at least one timed repetition".into()));
+        return Err(BenchError::Input(
+            "--repeat 0: expected at least one timed repetition".into(),
+        ));
     }
     let repeat = args.repeat.unwrap_or(if args.quick { 3 } else { 20 });
     let w = reference_workload(args)?;
@@ -253,7 +350,14 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
     let p: Prepared = measure::prepare(&ctx, &bf, &w)?;
     let k = measure::time_kernel(&ctx, &bf, &p, 2, repeat)?;
     let m = measurement("reference", &w, &k);
-    eprintln!("das kernel: median {:.3} ms over {} runs ({}) = {} points/s, Mach {:.3}", m.median_kernel_s * 1e3, k.kernel_s.len(), k.source.name(), report::sci(m.points_per_s), m.mach_factor);
+    eprintln!(
+        "das kernel: median {:.3} ms over {} runs ({}) = {} points/s, Mach {:.3}",
+        m.median_kernel_s * 1e3,
+        k.kernel_s.len(),
+        k.source.name(),
+        report::sci(m.points_per_s),
+        m.mach_factor
+    );
 
     let (cpu_s, err) = if args.no_cpu {
         (None, None)
@@ -268,7 +372,12 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         (Vec::new(), "skipped".to_string())
     } else {
         let (st, src) = measure::time_stages(&ctx, &bf, &w, repeat.min(10))?;
-        (st.into_iter().map(|(stage, median_s)| Stage { stage, median_s }).collect(), src.name().to_string())
+        (
+            st.into_iter()
+                .map(|(stage, median_s)| Stage { stage, median_s })
+                .collect(),
+            src.name().to_string(),
+        )
     };
 
     let mut sweeps = Vec::new();
@@ -276,14 +385,23 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         let shapes = sweep_shapes(args.quick);
         let mut bar = progress::Progress::new(shapes.len());
         for (series, shape) in shapes {
-            bar.step(&format!("{series}: {}×{} px, {} ch, {} waves, {} frames", shape.nx, shape.nz, shape.channels, shape.waves, shape.frames));
+            bar.step(&format!(
+                "{series}: {}×{} px, {} ch, {} waves, {} frames",
+                shape.nx, shape.nz, shape.channels, shape.waves, shape.frames
+            ));
             // A point the adapter cannot hold (a buffer over its binding
             // limit, say) is reported and skipped; the sweep goes on.
             let point = || -> Result<Measurement, BenchError> {
                 let sw = workload::synthetic(shape)?;
                 tiling_override(args, &bf, sw.data.frames)?;
                 let sp = measure::prepare(&ctx, &bf, &sw)?;
-                let sk = measure::time_kernel(&ctx, &bf, &sp, 2, repeat.min(if args.quick { 2 } else { 7 }))?;
+                let sk = measure::time_kernel(
+                    &ctx,
+                    &bf,
+                    &sp,
+                    2,
+                    repeat.min(if args.quick { 2 } else { 7 }),
+                )?;
                 Ok(measurement(series, &sw, &sk))
             };
             match point() {
@@ -315,7 +433,9 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         mach_factor: m.mach_factor,
         cpu_points_per_s: cpu_s.map(|t| m.points / t),
         device_type: device_type_name(info.device_type).into(),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
         time_source: k.source.name().into(),
         workload: w.name.clone(),
         source: w.source.clone(),
@@ -337,7 +457,12 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         min_kernel_s: k.kernel_s.iter().copied().fold(f64::INFINITY, f64::min),
         process_cpu_s: k.process_cpu_s,
         wall_s: k.wall_s.clone(),
-        tiling: format!("{} pixels per invocation, {} frames per block, window span {}", t.pixels_per_invocation, t.frames_per_block(), t.window_span),
+        tiling: format!(
+            "{} pixels per invocation, {} frames per block, window span {}",
+            t.pixels_per_invocation,
+            t.frames_per_block(),
+            t.window_span
+        ),
         cpu_s,
         gpu_over_cpu: cpu_s.map(|c| c / m.median_kernel_s),
         max_rel_err_vs_cpu: err,

@@ -113,22 +113,65 @@ impl BenchReport {
     /// The terminal table.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "adapter   {} ({}, {}), {}", self.adapter, self.backend, self.device_type, self.driver);
+        let _ = writeln!(
+            s,
+            "adapter   {} ({}, {}), {}",
+            self.adapter, self.backend, self.device_type, self.driver
+        );
         let _ = writeln!(s, "host      {}", self.host);
         let _ = writeln!(s, "workload  {} from {}", self.workload, self.source);
         let _ = writeln!(s, "          {} pixels × {} channels × {} wave(s) × {} frames = {} points; {} samples; {} interpolation, F-number {}", self.pixels, self.channels, self.waves, self.frames, sci(self.points), self.samples, self.interpolation, self.fnumber);
-        let _ = writeln!(s, "tiling    {}; kernel timed with {}", self.tiling, self.time_source);
+        let _ = writeln!(
+            s,
+            "tiling    {}; kernel timed with {}",
+            self.tiling, self.time_source
+        );
         let _ = writeln!(s);
-        let _ = writeln!(s, "{:<28} {:>12} {:>14} {:>10}", "", "time", "points/s", "Mach");
-        let _ = writeln!(s, "{:<28} {:>12} {:>14} {:>10.3}", "das kernel (median)", ms(self.median_kernel_s), sci(self.points_per_s), self.mach_factor);
-        let _ = writeln!(s, "{:<28} {:>12} {:>14} {:>10.3}", "layout + das, wall (median)", ms(self.median_wall_s), sci(self.points / self.median_wall_s), self.acoustic_time_s / self.median_wall_s);
-        let _ = writeln!(s, "{:<28} {:>12}", "das kernel (fastest run)", ms(self.min_kernel_s));
-        let _ = writeln!(s, "{:<28} {:>12}", "das_layout (median)", ms(self.median_layout_s));
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>14} {:>10}",
+            "", "time", "points/s", "Mach"
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>14} {:>10.3}",
+            "das kernel (median)",
+            ms(self.median_kernel_s),
+            sci(self.points_per_s),
+            self.mach_factor
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>14} {:>10.3}",
+            "layout + das, wall (median)",
+            ms(self.median_wall_s),
+            sci(self.points / self.median_wall_s),
+            self.acoustic_time_s / self.median_wall_s
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12}",
+            "das kernel (fastest run)",
+            ms(self.min_kernel_s)
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12}",
+            "das_layout (median)",
+            ms(self.median_layout_s)
+        );
         if let Some(c) = self.process_cpu_s {
             let _ = writeln!(s, "{:<28} {:>12}", "process CPU per run", ms(c));
         }
         if let (Some(t), Some(p)) = (self.cpu_s, self.cpu_points_per_s) {
-            let _ = writeln!(s, "{:<28} {:>12} {:>14} {:>10.3}", "CPU twin (1 thread, f64)", ms(t), sci(p), self.acoustic_time_s / t);
+            let _ = writeln!(
+                s,
+                "{:<28} {:>12} {:>14} {:>10.3}",
+                "CPU twin (1 thread, f64)",
+                ms(t),
+                sci(p),
+                self.acoustic_time_s / t
+            );
             if let Some(r) = self.gpu_over_cpu {
                 let _ = writeln!(s, "{:<28} {:>12.1}×", "GPU kernel vs CPU twin", r);
             }
@@ -136,21 +179,52 @@ impl BenchReport {
                 let _ = writeln!(s, "{:<28} {:>12.2e}", "max |GPU − CPU| / max", e);
             }
         }
-        let _ = writeln!(s, "{:<28} {:>12}", "speed of sound (Mach 1)", ms(self.acoustic_time_s));
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12}",
+            "speed of sound (Mach 1)",
+            ms(self.acoustic_time_s)
+        );
         if !self.stages.is_empty() {
             let _ = writeln!(s);
-            let _ = writeln!(s, "whole pipeline, per stage ({}; upload and readback include the host side):", self.stage_time_source);
+            let _ = writeln!(
+                s,
+                "whole pipeline, per stage ({}; upload and readback include the host side):",
+                self.stage_time_source
+            );
             let total: f64 = self.stages.iter().map(|x| x.median_s).sum();
             for st in &self.stages {
-                let _ = writeln!(s, "  {:<16} {:>12} {:>6.1} %", st.stage, ms(st.median_s), 100.0 * st.median_s / total);
+                let _ = writeln!(
+                    s,
+                    "  {:<16} {:>12} {:>6.1} %",
+                    st.stage,
+                    ms(st.median_s),
+                    100.0 * st.median_s / total
+                );
             }
             let _ = writeln!(s, "  {:<16} {:>12}", "total", ms(total));
         }
         if !self.sweeps.is_empty() {
             let _ = writeln!(s);
-            let _ = writeln!(s, "{:<9} {:>8} {:>5} {:>5} {:>6} {:>11} {:>11} {:>11} {:>8}", "sweep", "pixels", "ch", "waves", "frames", "points", "kernel", "points/s", "Mach");
+            let _ = writeln!(
+                s,
+                "{:<9} {:>8} {:>5} {:>5} {:>6} {:>11} {:>11} {:>11} {:>8}",
+                "sweep", "pixels", "ch", "waves", "frames", "points", "kernel", "points/s", "Mach"
+            );
             for m in &self.sweeps {
-                let _ = writeln!(s, "{:<9} {:>8} {:>5} {:>5} {:>6} {:>11} {:>11} {:>11} {:>8.3}", m.series, m.pixels, m.channels, m.waves, m.frames, sci(m.points), ms(m.median_kernel_s), sci(m.points_per_s), m.mach_factor);
+                let _ = writeln!(
+                    s,
+                    "{:<9} {:>8} {:>5} {:>5} {:>6} {:>11} {:>11} {:>11} {:>8.3}",
+                    m.series,
+                    m.pixels,
+                    m.channels,
+                    m.waves,
+                    m.frames,
+                    sci(m.points),
+                    ms(m.median_kernel_s),
+                    sci(m.points_per_s),
+                    m.mach_factor
+                );
             }
         }
         s
@@ -176,8 +250,10 @@ impl BenchReport {
     }
 
     pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
-        std::fs::write(path, text + "\n").map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))
     }
 
     /// One row per configuration: the reference first, then the sweeps.
@@ -212,9 +288,15 @@ impl BenchReport {
     pub fn write_svg(&self, path: &Path) -> Result<(), BenchError> {
         let mut all: Vec<Measurement> = self.sweeps.clone();
         all.push(self.reference_measurement());
-        let pts: Vec<&Measurement> = all.iter().filter(|m| m.points > 0.0 && m.points_per_s > 0.0 && m.points_per_s.is_finite()).collect();
+        let pts: Vec<&Measurement> = all
+            .iter()
+            .filter(|m| m.points > 0.0 && m.points_per_s > 0.0 && m.points_per_s.is_finite())
+            .collect();
         if pts.is_empty() {
-            return Err(BenchError::Output(format!("{}: nothing to plot", path.display())));
+            return Err(BenchError::Output(format!(
+                "{}: nothing to plot",
+                path.display()
+            )));
         }
         let (w, h, ml, mr, mt, mb) = (760.0, 480.0, 80.0, 150.0, 40.0, 60.0);
         let lx = |v: f64| v.log10();
@@ -230,19 +312,49 @@ impl BenchReport {
         let px = |v: f64| ml + (lx(v) - x0) / (x1 - x0) * (w - ml - mr);
         let py = |v: f64| h - mb - (lx(v) - y0) / (y1 - y0) * (h - mt - mb);
         let mut s = String::new();
-        let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#);
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        );
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="{}" y="22" font-size="14">DAS throughput vs problem size — {} ({})</text>"#, ml, xml(&self.adapter), self.backend);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="22" font-size="14">DAS throughput vs problem size — {} ({})</text>"#,
+            ml,
+            xml(&self.adapter),
+            self.backend
+        );
         for d in (x0 as i32)..=(x1 as i32) {
             let x = px(10f64.powi(d));
-            let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{mt}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle">1e{d}</text>"##, h - mb, h - mb + 16.0);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x:.1}" y1="{mt}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle">1e{d}</text>"##,
+                h - mb,
+                h - mb + 16.0
+            );
         }
         for d in (y0 as i32)..=(y1 as i32) {
             let y = py(10f64.powi(d));
-            let _ = writeln!(s, r##"<line x1="{ml}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">1e{d}</text>"##, w - mr, ml - 6.0, y + 4.0);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{ml}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">1e{d}</text>"##,
+                w - mr,
+                ml - 6.0,
+                y + 4.0
+            );
         }
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">points (pixels × channels × waves × frames)</text>"#, (ml + w - mr) / 2.0, h - 20.0);
-        let _ = writeln!(s, r#"<text x="18" y="{}" transform="rotate(-90 18 {})" text-anchor="middle">points per second (das kernel)</text>"#, (mt + h - mb) / 2.0, (mt + h - mb) / 2.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">points (pixels × channels × waves × frames)</text>"#,
+            (ml + w - mr) / 2.0,
+            h - 20.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="18" y="{}" transform="rotate(-90 18 {})" text-anchor="middle">points per second (das kernel)</text>"#,
+            (mt + h - mb) / 2.0,
+            (mt + h - mb) / 2.0
+        );
         let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
         let mut series: Vec<String> = Vec::new();
         for m in &pts {
@@ -254,15 +366,38 @@ impl BenchReport {
             let c = colours[i % colours.len()];
             let mut ps: Vec<&&Measurement> = pts.iter().filter(|m| &m.series == name).collect();
             ps.sort_by(|a, b| a.points.total_cmp(&b.points));
-            let line: Vec<String> = ps.iter().map(|m| format!("{:.1},{:.1}", px(m.points), py(m.points_per_s))).collect();
+            let line: Vec<String> = ps
+                .iter()
+                .map(|m| format!("{:.1},{:.1}", px(m.points), py(m.points_per_s)))
+                .collect();
             if line.len() > 1 {
-                let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"/>"#, line.join(" "));
+                let _ = writeln!(
+                    s,
+                    r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"/>"#,
+                    line.join(" ")
+                );
             }
             for m in &ps {
-                let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{c}"><title>{}: {} points, {} points/s</title></circle>"#, px(m.points), py(m.points_per_s), xml(&m.workload), sci(m.points), sci(m.points_per_s));
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{c}"><title>{}: {} points, {} points/s</title></circle>"#,
+                    px(m.points),
+                    py(m.points_per_s),
+                    xml(&m.workload),
+                    sci(m.points),
+                    sci(m.points_per_s)
+                );
             }
             let ly = mt + 20.0 + 18.0 * i as f64;
-            let _ = writeln!(s, r#"<rect x="{}" y="{}" width="12" height="12" fill="{c}"/><text x="{}" y="{}">{}</text>"#, w - mr + 12.0, ly - 10.0, w - mr + 30.0, ly, xml(name));
+            let _ = writeln!(
+                s,
+                r#"<rect x="{}" y="{}" width="12" height="12" fill="{c}"/><text x="{}" y="{}">{}</text>"#,
+                w - mr + 12.0,
+                ly - 10.0,
+                w - mr + 30.0,
+                ly,
+                xml(name)
+            );
         }
         let _ = writeln!(s, "</svg>");
         std::fs::write(path, s).map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))
@@ -270,5 +405,8 @@ impl BenchReport {
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

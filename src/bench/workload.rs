@@ -33,15 +33,24 @@ impl Workload {
     /// Pixels × receive channels × transmits × frames: the `mach` project's
     /// "points" (voxels × channels × frames; it has one transmit per frame).
     pub fn points(&self) -> f64 {
-        self.grid.len() as f64 * self.data.channels as f64 * self.data.waves as f64 * self.data.frames as f64
+        self.grid.len() as f64
+            * self.data.channels as f64
+            * self.data.waves as f64
+            * self.data.frames as f64
     }
 
     /// The acoustic time of the data: every transmit of every frame waits
     /// for the round trip to the deepest pixel, 2·z_max/c. mach's "Mach 1"
     /// for PWI_disk: 2 × 35 mm / 1480 m/s × 32 frames = 1.51 ms.
     pub fn acoustic_time_s(&self) -> f64 {
-        let z_max = self.grid.positions().iter().map(|p| p[1]).fold(0.0, f64::max);
-        2.0 * z_max / self.data.acquisition.sound_speed * (self.data.frames * self.data.waves) as f64
+        let z_max = self
+            .grid
+            .positions()
+            .iter()
+            .map(|p| p[1])
+            .fold(0.0, f64::max);
+        2.0 * z_max / self.data.acquisition.sound_speed
+            * (self.data.frames * self.data.waves) as f64
     }
 
     pub fn describe(&self) -> String {
@@ -79,32 +88,74 @@ pub fn default_pwi_disk() -> Option<PathBuf> {
 /// pre-processing, outside the kernel.
 pub fn pwi_disk(path: &Path, quick: bool) -> Result<Workload, BenchError> {
     if !path.exists() {
-        return Err(BenchError::Input(format!("{}: no such file (PWI_disk.mat from PyMUST's examples/data; pass --data PATH)", path.display())));
+        return Err(BenchError::Input(format!(
+            "{}: no such file (PWI_disk.mat from PyMUST's examples/data; pass --data PATH)",
+            path.display()
+        )));
     }
-    let mut data = crate::io::must::read_must(path).map_err(|e| BenchError::Input(format!("{}: {e}", path.display())))?;
+    let mut data = crate::io::must::read_must(path)
+        .map_err(|e| BenchError::Input(format!("{}: {e}", path.display())))?;
     let (n, frames) = if quick { (63, 4) } else { (251, data.frames) };
     data.truncate_frames(frames);
     Ok(Workload {
-        name: if quick { "pwi-disk (quick: 63 × 63 pixels, 4 frames)".into() } else { "pwi-disk".into() },
+        name: if quick {
+            "pwi-disk (quick: 63 × 63 pixels, 4 frames)".into()
+        } else {
+            "pwi-disk".into()
+        },
         source: path.display().to_string(),
         data,
-        grid: PixelGrid::Cartesian { x: (-12.5e-3, 12.5e-3), z: (10e-3, 35e-3), nx: n, nz: n },
-        das: DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Fixed(1.0), normalize: false, transmit: Transmit::Must },
-        demod: Some(DemodSettings { convention: FiltfiltConvention::Matlab, ..Default::default() }),
+        grid: PixelGrid::Cartesian {
+            x: (-12.5e-3, 12.5e-3),
+            z: (10e-3, 35e-3),
+            nx: n,
+            nz: n,
+        },
+        das: DasSettings {
+            interp: Interp::Linear,
+            apodization: Apodization::Boxcar,
+            fnumber: FNumber::Fixed(1.0),
+            normalize: false,
+            transmit: Transmit::Must,
+        },
+        demod: Some(DemodSettings {
+            convention: FiltfiltConvention::Matlab,
+            ..Default::default()
+        }),
     })
 }
 
 /// Any file's channel data with the reference workload's settings (MUST's
 /// `rf2iq` for RF, linear interpolation, F-number 1) on `grid`.
 pub fn from_file(data: ChannelData, path: &Path, grid: PixelGrid) -> Workload {
-    let is_mat = path.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("mat")).unwrap_or(false);
+    let is_mat = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("mat"))
+        .unwrap_or(false);
     Workload {
-        name: path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
         source: path.display().to_string(),
         data,
         grid,
-        das: DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Fixed(1.0), normalize: false, transmit: Transmit::Must },
-        demod: Some(DemodSettings { convention: if is_mat { FiltfiltConvention::Matlab } else { FiltfiltConvention::Scipy }, ..Default::default() }),
+        das: DasSettings {
+            interp: Interp::Linear,
+            apodization: Apodization::Boxcar,
+            fnumber: FNumber::Fixed(1.0),
+            normalize: false,
+            transmit: Transmit::Must,
+        },
+        demod: Some(DemodSettings {
+            convention: if is_mat {
+                FiltfiltConvention::Matlab
+            } else {
+                FiltfiltConvention::Scipy
+            },
+            ..Default::default()
+        }),
     }
 }
 
@@ -130,8 +181,11 @@ impl SynthShape {
 /// ±10°, point scatterers and speckle in x ±12.5 mm, z 5…35 mm, beamformed
 /// on the same kind of grid as PWI_disk, with PWI_disk's settings.
 pub fn synthetic(shape: SynthShape) -> Result<Workload, BenchError> {
-    if shape.nx == 0 || shape.nz == 0 || shape.channels < 2 || shape.waves == 0 || shape.frames == 0 {
-        return Err(BenchError::Input(format!("synthetic workload {shape:?}: every size must be positive (and 2 channels or more)")));
+    if shape.nx == 0 || shape.nz == 0 || shape.channels < 2 || shape.waves == 0 || shape.frames == 0
+    {
+        return Err(BenchError::Input(format!(
+            "synthetic workload {shape:?}: every size must be positive (and 2 channels or more)"
+        )));
     }
     let pitch = 0.3e-3;
     let c = 1540.0;
@@ -139,9 +193,16 @@ pub fn synthetic(shape: SynthShape) -> Result<Workload, BenchError> {
     let half = (shape.channels as f64 - 1.0) / 2.0 * pitch;
     let waves = (0..shape.waves)
         .map(|i| {
-            let deg = if shape.waves == 1 { 0.0 } else { -10.0 + 20.0 * i as f64 / (shape.waves - 1) as f64 };
+            let deg = if shape.waves == 1 {
+                0.0
+            } else {
+                -10.0 + 20.0 * i as f64 / (shape.waves - 1) as f64
+            };
             let a = deg.to_radians();
-            Wave { wavefront: Wavefront::Plane { azimuth: a }, delay: -(half * a.sin().abs()) / c }
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: a },
+                delay: -(half * a.sin().abs()) / c,
+            }
         })
         .collect();
     let acq = Acquisition {
@@ -157,19 +218,43 @@ pub fn synthetic(shape: SynthShape) -> Result<Workload, BenchError> {
     };
     let mut rng = Rng::new(17);
     let mut scat: Vec<Scatterer> = (0..200)
-        .map(|_| Scatterer { position: DVec3::new(-0.0125 + 0.025 * rng.next_f64(), 0.0, 0.005 + 0.03 * rng.next_f64()), amplitude: rng.normal() })
+        .map(|_| Scatterer {
+            position: DVec3::new(
+                -0.0125 + 0.025 * rng.next_f64(),
+                0.0,
+                0.005 + 0.03 * rng.next_f64(),
+            ),
+            amplitude: rng.normal(),
+        })
         .collect();
-    scat.extend((1..=5).map(|i| Scatterer { position: DVec3::new(0.0, 0.0, 0.005 * i as f64 + 0.005), amplitude: 20.0 }));
+    scat.extend((1..=5).map(|i| Scatterer {
+        position: DVec3::new(0.0, 0.0, 0.005 * i as f64 + 0.005),
+        amplitude: 20.0,
+    }));
     // Deep enough for the deepest pixel seen from the farthest element.
     let t_max = (0.035 + (0.035f64.powi(2) + (half + 0.0125).powi(2)).sqrt()) / c + 2e-6;
     let samples = (t_max * acq.sampling_frequency).ceil() as usize;
     let data = point_echoes(&acq, &scat, samples, shape.frames);
     Ok(Workload {
-        name: format!("synthetic {}×{} px, {} ch, {} wave(s), {} frames", shape.nx, shape.nz, shape.channels, shape.waves, shape.frames),
+        name: format!(
+            "synthetic {}×{} px, {} ch, {} wave(s), {} frames",
+            shape.nx, shape.nz, shape.channels, shape.waves, shape.frames
+        ),
         source: "sim::point_echoes".into(),
         data,
-        grid: PixelGrid::Cartesian { x: (-12.5e-3, 12.5e-3), z: (10e-3, 35e-3), nx: shape.nx, nz: shape.nz },
-        das: DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Fixed(1.0), normalize: false, transmit: Transmit::Must },
+        grid: PixelGrid::Cartesian {
+            x: (-12.5e-3, 12.5e-3),
+            z: (10e-3, 35e-3),
+            nx: shape.nx,
+            nz: shape.nz,
+        },
+        das: DasSettings {
+            interp: Interp::Linear,
+            apodization: Apodization::Boxcar,
+            fnumber: FNumber::Fixed(1.0),
+            normalize: false,
+            transmit: Transmit::Must,
+        },
         demod: Some(DemodSettings::default()),
     })
 }

@@ -25,7 +25,10 @@ pub enum GpuError {
     #[error("unknown backend `{0}`: expected vulkan, gl, metal, dx12 or a comma list of these")]
     UnknownBackend(String),
     #[error("the adapter `{adapter}` refused a device: {source}")]
-    Device { adapter: String, source: wgpu::RequestDeviceError },
+    Device {
+        adapter: String,
+        source: wgpu::RequestDeviceError,
+    },
     #[error("GPU validation error in {stage}: {message}")]
     Validation { stage: String, message: String },
     #[error("reading back `{label}` failed: {message}")]
@@ -33,7 +36,11 @@ pub enum GpuError {
     #[error("cannot create a window surface: {0}. Run headless instead (sonoguide view --headless out.png).")]
     Surface(String),
     #[error("{what} needs a {bytes}-byte buffer; this adapter allows at most {limit} bytes per storage binding. Beamform fewer frames at a time (--frames) or fewer pixels.")]
-    TooLarge { what: String, bytes: u64, limit: u64 },
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
 }
 
 /// Parse a backend list the way `WGPU_BACKEND` is read, but reject typos
@@ -68,22 +75,38 @@ impl GpuContext {
     /// `backend`: the CLI's `--backend`; when `None`, `WGPU_BACKEND` decides,
     /// else every backend is searched.
     pub fn new(backend: Option<&str>) -> Result<GpuContext, GpuError> {
-        Self::build(backend, wgpu::InstanceDescriptor::new_without_display_handle_from_env(), None).map(|(ctx, _)| ctx)
+        Self::build(
+            backend,
+            wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
+            None,
+        )
+        .map(|(ctx, _)| ctx)
     }
 
     /// As [`GpuContext::new`], for a window: the instance knows the
     /// window's display (GL needs it), the surface is created on it, and
     /// only adapters that can present to it are considered.
-    pub fn with_surface<W>(backend: Option<&str>, window: W) -> Result<(GpuContext, wgpu::Surface<'static>), GpuError>
+    pub fn with_surface<W>(
+        backend: Option<&str>,
+        window: W,
+    ) -> Result<(GpuContext, wgpu::Surface<'static>), GpuError>
     where
         W: wgpu::WindowHandle + wgpu::rwh::HasDisplayHandle + std::fmt::Debug + Clone + 'static,
     {
-        let desc = wgpu::InstanceDescriptor::new_with_display_handle_from_env(Box::new(window.clone()));
+        let desc =
+            wgpu::InstanceDescriptor::new_with_display_handle_from_env(Box::new(window.clone()));
         let (ctx, surface) = Self::build(backend, desc, Some(wgpu::SurfaceTarget::from(window)))?;
-        Ok((ctx, surface.ok_or_else(|| GpuError::Surface("no surface was created".into()))?))
+        Ok((
+            ctx,
+            surface.ok_or_else(|| GpuError::Surface("no surface was created".into()))?,
+        ))
     }
 
-    fn build(backend: Option<&str>, mut desc: wgpu::InstanceDescriptor, window: Option<wgpu::SurfaceTarget<'static>>) -> Result<(GpuContext, Option<wgpu::Surface<'static>>), GpuError> {
+    fn build(
+        backend: Option<&str>,
+        mut desc: wgpu::InstanceDescriptor,
+        window: Option<wgpu::SurfaceTarget<'static>>,
+    ) -> Result<(GpuContext, Option<wgpu::Surface<'static>>), GpuError> {
         let backends = match backend {
             Some(s) => parse_backends(s)?,
             None => match std::env::var("WGPU_BACKEND") {
@@ -93,13 +116,19 @@ impl GpuContext {
         };
         desc.backends = backends;
         // Validation costs and Debian's layers are too old for naga's SPIR-V.
-        if std::env::var("WGPU_DEBUG").map(|v| v == "1").unwrap_or(false) {
+        if std::env::var("WGPU_DEBUG")
+            .map(|v| v == "1")
+            .unwrap_or(false)
+        {
             desc.flags |= wgpu::InstanceFlags::VALIDATION | wgpu::InstanceFlags::DEBUG;
         } else {
             desc.flags &= !(wgpu::InstanceFlags::VALIDATION | wgpu::InstanceFlags::DEBUG);
         }
         let instance = wgpu::Instance::new(desc);
-        let surface = window.map(|w| instance.create_surface(w)).transpose().map_err(|e| GpuError::Surface(e.to_string()))?;
+        let surface = window
+            .map(|w| instance.create_surface(w))
+            .transpose()
+            .map_err(|e| GpuError::Surface(e.to_string()))?;
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         // Hardware first (discrete, then integrated, virtual), software last.
         let rank = |t: wgpu::DeviceType| match t {
@@ -111,13 +140,26 @@ impl GpuContext {
         };
         let adapter = adapters
             .into_iter()
-            .filter(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
             .filter(|a| surface.as_ref().is_none_or(|s| a.is_surface_supported(s)))
             .min_by_key(|a| {
                 let i = a.get_info();
-                (rank(i.device_type), if i.backend == wgpu::Backend::Vulkan { 0 } else { 1 })
+                (
+                    rank(i.device_type),
+                    if i.backend == wgpu::Backend::Vulkan {
+                        0
+                    } else {
+                        1
+                    },
+                )
             })
-            .ok_or_else(|| GpuError::NoAdapter { backends: format!("{backends:?}") })?;
+            .ok_or_else(|| GpuError::NoAdapter {
+                backends: format!("{backends:?}"),
+            })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
@@ -127,7 +169,10 @@ impl GpuContext {
             required_limits: limits,
             ..Default::default()
         }))
-        .map_err(|source| GpuError::Device { adapter: info.name.clone(), source })?;
+        .map_err(|source| GpuError::Device {
+            adapter: info.name.clone(),
+            source,
+        })?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -136,7 +181,17 @@ impl GpuContext {
                 v.push(e.to_string());
             }
         }));
-        Ok((GpuContext { instance, adapter, device, queue, info, errors }, surface))
+        Ok((
+            GpuContext {
+                instance,
+                adapter,
+                device,
+                queue,
+                info,
+                errors,
+            },
+            surface,
+        ))
     }
 
     /// One line for the user: which adapter runs the shaders.
@@ -148,22 +203,33 @@ impl GpuContext {
             wgpu::DeviceType::VirtualGpu => "virtual GPU",
             wgpu::DeviceType::Other => "other",
         };
-        format!("{} ({:?}, {kind}, driver {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+        format!(
+            "{} ({:?}, {kind}, driver {} {})",
+            self.info.name, self.info.backend, self.info.driver, self.info.driver_info
+        )
     }
 
     pub fn has_timestamps(&self) -> bool {
-        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Errors raised since the last call, attributed to `stage`.
     pub fn take_error(&self, stage: &str) -> Result<(), GpuError> {
-        let mut v = self.errors.lock().map_err(|_| GpuError::Validation { stage: stage.into(), message: "error sink poisoned".into() })?;
+        let mut v = self.errors.lock().map_err(|_| GpuError::Validation {
+            stage: stage.into(),
+            message: "error sink poisoned".into(),
+        })?;
         if v.is_empty() {
             return Ok(());
         }
         let message = v.join("; ");
         v.clear();
-        Err(GpuError::Validation { stage: stage.into(), message })
+        Err(GpuError::Validation {
+            stage: stage.into(),
+            message,
+        })
     }
 
     pub fn max_binding(&self) -> u64 {
@@ -174,22 +240,38 @@ impl GpuContext {
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
         let limit = self.max_binding();
         if bytes > limit {
-            return Err(GpuError::TooLarge { what: what.into(), bytes, limit });
+            return Err(GpuError::TooLarge {
+                what: what.into(),
+                bytes,
+                limit,
+            });
         }
         Ok(())
     }
 
     /// A storage buffer initialised with `data` (at least 4 bytes: wgpu
     /// rejects empty bindings).
-    pub fn storage_from<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer, GpuError> {
+    pub fn storage_from<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        data: &[T],
+    ) -> Result<wgpu::Buffer, GpuError> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         self.check_size(label, bytes.len() as u64)?;
-        let contents: Vec<u8> = if bytes.len() < 4 { vec![0; 4] } else { bytes.to_vec() };
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        }))
+        let contents: Vec<u8> = if bytes.len() < 4 {
+            vec![0; 4]
+        } else {
+            bytes.to_vec()
+        };
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            }))
     }
 
     /// An uninitialised storage buffer of `bytes` that can be read back.
@@ -198,22 +280,29 @@ impl GpuContext {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(4).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
 
     pub fn uniform_from<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     /// Copy `count` elements of `buffer` to the host. This waits for the GPU:
     /// call it at the end of a frame, never between stages.
-    pub fn read_buffer<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<T>, GpuError> {
+    pub fn read_buffer<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let label = "readback";
         let bytes = (count * std::mem::size_of::<T>()) as u64;
         if bytes == 0 {
@@ -225,7 +314,11 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.readback") });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.readback"),
+            });
         enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes.next_multiple_of(4));
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
@@ -235,11 +328,23 @@ impl GpuContext {
         });
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback { label: label.into(), message: e.to_string() })?;
+            .map_err(|e| GpuError::Readback {
+                label: label.into(),
+                message: e.to_string(),
+            })?;
         rx.recv()
-            .map_err(|e| GpuError::Readback { label: label.into(), message: e.to_string() })?
-            .map_err(|e| GpuError::Readback { label: label.into(), message: e.to_string() })?;
-        let view = slice.get_mapped_range().map_err(|e| GpuError::Readback { label: label.into(), message: format!("{e:?}") })?;
+            .map_err(|e| GpuError::Readback {
+                label: label.into(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| GpuError::Readback {
+                label: label.into(),
+                message: e.to_string(),
+            })?;
+        let view = slice.get_mapped_range().map_err(|e| GpuError::Readback {
+            label: label.into(),
+            message: format!("{e:?}"),
+        })?;
         let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
         drop(view);
         staging.unmap();
@@ -251,7 +356,10 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| GpuError::Readback { label: "poll".into(), message: e.to_string() })
+            .map_err(|e| GpuError::Readback {
+                label: "poll".into(),
+                message: e.to_string(),
+            })
     }
 }
 

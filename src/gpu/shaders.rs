@@ -10,12 +10,18 @@ pub const STAGES: &[(&str, &str)] = &[
     ("demodulate", include_str!("../../shaders/demodulate.wgsl")),
     ("das", include_str!("../../shaders/das.wgsl")),
     ("detect", include_str!("../../shaders/detect.wgsl")),
-    ("scan_convert", include_str!("../../shaders/scan_convert.wgsl")),
+    (
+        "scan_convert",
+        include_str!("../../shaders/scan_convert.wgsl"),
+    ),
     ("simulate", include_str!("../../shaders/simulate.wgsl")),
     ("composite", include_str!("../../shaders/composite.wgsl")),
 ];
 
-const SHARED: &[(&str, &str)] = &[("shared/acquisition.wgsl", include_str!("../../shaders/shared/acquisition.wgsl"))];
+const SHARED: &[(&str, &str)] = &[(
+    "shared/acquisition.wgsl",
+    include_str!("../../shaders/shared/acquisition.wgsl"),
+)];
 
 /// The full source of a stage with its imports resolved.
 pub fn source(stage: &str) -> Option<String> {
@@ -52,14 +58,20 @@ pub fn missing_imports(stage: &str) -> Vec<String> {
         .iter()
         .filter(|(n, _)| *n == stage)
         .flat_map(|(_, t)| t.lines())
-        .filter_map(|l| l.trim().strip_prefix("//!import ").map(|p| p.trim().to_string()))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("//!import ")
+                .map(|p| p.trim().to_string())
+        })
         .filter(|p| !SHARED.iter().any(|(s, _)| s == p))
         .collect()
 }
 
 /// Compile a stage into a shader module with its stage label.
 pub fn module(device: &wgpu::Device, stage: &str) -> wgpu::ShaderModule {
-    let src = source(stage).unwrap_or_else(|| panic!("no shader stage named `{stage}`: add it to gpu::shaders::STAGES"));
+    let src = source(stage).unwrap_or_else(|| {
+        panic!("no shader stage named `{stage}`: add it to gpu::shaders::STAGES")
+    });
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(&format!("sonoguide.{stage}")),
         source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -78,9 +90,12 @@ pub fn parse(stage: &str) -> Result<naga::Module, String> {
 pub fn validate(stage: &str) -> Result<(), String> {
     let src = source(stage).ok_or_else(|| format!("no stage {stage}"))?;
     let module = naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string(&src))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-        .validate(&module)
-        .map_err(|e| e.emit_to_string(&src))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(&src))?;
     Ok(())
 }
 
@@ -89,9 +104,13 @@ pub fn wgsl_layout(module: &naga::Module, name: &str) -> Option<(u32, Vec<(Strin
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).ok()?;
     module.types.iter().find_map(|(_, ty)| match &ty.inner {
-        naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => {
-            Some((*span, members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect()))
-        }
+        naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => Some((
+            *span,
+            members
+                .iter()
+                .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                .collect(),
+        )),
         _ => None,
     })
 }

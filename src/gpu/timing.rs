@@ -72,7 +72,12 @@ pub struct FrameTimings {
 impl FrameTimings {
     /// Seconds spent in scopes labelled `label` (summed when repeated).
     pub fn get(&self, label: &str) -> Option<f64> {
-        let v: Vec<f64> = self.scopes.iter().filter(|(l, _)| l == label).map(|(_, t)| *t).collect();
+        let v: Vec<f64> = self
+            .scopes
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, t)| *t)
+            .collect();
         if v.is_empty() {
             None
         } else {
@@ -120,7 +125,11 @@ impl GpuTimer {
     /// Timestamps when the device has `TIMESTAMP_QUERY`, else `fallback`.
     pub fn new(ctx: &GpuContext, fallback: Fallback) -> GpuTimer {
         let queries = ctx.has_timestamps().then(|| Queries {
-            set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("sonoguide.timer"), ty: wgpu::QueryType::Timestamp, count: 2 * MAX_SCOPES }),
+            set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("sonoguide.timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * MAX_SCOPES,
+            }),
             resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("sonoguide.timer.resolve"),
                 size: 16 * MAX_SCOPES as u64,
@@ -129,13 +138,31 @@ impl GpuTimer {
             }),
             period: ctx.queue.get_timestamp_period() as f64,
         });
-        GpuTimer { queries, fallback, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
+        GpuTimer {
+            queries,
+            fallback,
+            frame: 0,
+            labels: Vec::new(),
+            wall: Vec::new(),
+            free: Vec::new(),
+            in_flight: VecDeque::new(),
+            done: Vec::new(),
+        }
     }
 
     /// A timer whose scopes only record their work: for callers that
     /// share a timed path but want no timing.
     pub fn off() -> GpuTimer {
-        GpuTimer { queries: None, fallback: Fallback::Skip, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
+        GpuTimer {
+            queries: None,
+            fallback: Fallback::Skip,
+            frame: 0,
+            labels: Vec::new(),
+            wall: Vec::new(),
+            free: Vec::new(),
+            in_flight: VecDeque::new(),
+            done: Vec::new(),
+        }
     }
 
     /// Host-clock timing ([`Fallback::Stall`]) even on an adapter with
@@ -143,7 +170,16 @@ impl GpuTimer {
     /// in doubt (on lavapipe the display's `das` scope reads ≈ 0.05 ms where
     /// the host clock around the same pass reads ~200 ms).
     pub fn wall_clock() -> GpuTimer {
-        GpuTimer { queries: None, fallback: Fallback::Stall, frame: 0, labels: Vec::new(), wall: Vec::new(), free: Vec::new(), in_flight: VecDeque::new(), done: Vec::new() }
+        GpuTimer {
+            queries: None,
+            fallback: Fallback::Stall,
+            frame: 0,
+            labels: Vec::new(),
+            wall: Vec::new(),
+            free: Vec::new(),
+            in_flight: VecDeque::new(),
+            done: Vec::new(),
+        }
     }
 
     /// Where this timer's numbers come from, or `None` when it records
@@ -166,7 +202,11 @@ impl GpuTimer {
     fn marker(enc: &mut wgpu::CommandEncoder, q: &Queries, index: u32) {
         let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sonoguide.timer.mark"),
-            timestamp_writes: Some(wgpu::ComputePassTimestampWrites { query_set: &q.set, beginning_of_pass_write_index: None, end_of_pass_write_index: Some(index) }),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &q.set,
+                beginning_of_pass_write_index: None,
+                end_of_pass_write_index: Some(index),
+            }),
         });
         drop(pass);
     }
@@ -174,7 +214,13 @@ impl GpuTimer {
     /// Record `f` as the stage `label`. Scopes past the 32nd of a frame,
     /// and scopes without timestamps under [`Fallback::Skip`], are recorded
     /// untimed.
-    pub fn scope<R>(&mut self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, label: &str, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+    pub fn scope<R>(
+        &mut self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        label: &str,
+        f: impl FnOnce(&mut wgpu::CommandEncoder) -> R,
+    ) -> R {
         if let Some(q) = &self.queries {
             let i = self.labels.len() as u32;
             if i >= MAX_SCOPES {
@@ -191,7 +237,12 @@ impl GpuTimer {
         }
         // Wall clock: flush what came before, then time this scope alone.
         // Errors of the waits surface in the caller's own readback.
-        let new = || ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.timer.split") });
+        let new = || {
+            ctx.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("sonoguide.timer.split"),
+                })
+        };
         let before = std::mem::replace(enc, new());
         ctx.queue.submit([before.finish()]);
         let _ = ctx.wait();
@@ -200,7 +251,8 @@ impl GpuTimer {
         let work = std::mem::replace(enc, new());
         ctx.queue.submit([work.finish()]);
         let _ = ctx.wait();
-        self.wall.push((label.to_string(), t.elapsed().as_secs_f64()));
+        self.wall
+            .push((label.to_string(), t.elapsed().as_secs_f64()));
         r
     }
 
@@ -209,7 +261,11 @@ impl GpuTimer {
     pub fn finish(&mut self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder) {
         let Some(q) = &self.queries else {
             if !self.wall.is_empty() {
-                self.done.push(FrameTimings { frame: self.frame, source: TimeSource::Wall, scopes: std::mem::take(&mut self.wall) });
+                self.done.push(FrameTimings {
+                    frame: self.frame,
+                    source: TimeSource::Wall,
+                    scopes: std::mem::take(&mut self.wall),
+                });
             }
             return;
         };
@@ -228,7 +284,12 @@ impl GpuTimer {
         });
         enc.resolve_query_set(&q.set, 0..n, &q.resolve, 0);
         enc.copy_buffer_to_buffer(&q.resolve, 0, &readback.buffer, 0, 8 * n as u64);
-        self.in_flight.push_back(InFlight { frame: self.frame, labels: std::mem::take(&mut self.labels), readback, mapping: false });
+        self.in_flight.push_back(InFlight {
+            frame: self.frame,
+            labels: std::mem::take(&mut self.labels),
+            readback,
+            mapping: false,
+        });
     }
 
     /// The frame(s) finished with [`GpuTimer::finish`] were submitted: start
@@ -238,15 +299,26 @@ impl GpuTimer {
             f.mapping = true;
             f.readback.state.store(MAP_PENDING, Ordering::SeqCst);
             let state = f.readback.state.clone();
-            f.readback.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                state.store(if r.is_ok() { MAP_OK } else { MAP_FAILED }, Ordering::SeqCst);
-            });
+            f.readback
+                .buffer
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    state.store(
+                        if r.is_ok() { MAP_OK } else { MAP_FAILED },
+                        Ordering::SeqCst,
+                    );
+                });
         }
     }
 
     /// Frames whose timings have arrived, oldest first, without waiting.
     pub fn poll(&mut self, ctx: &GpuContext) -> Result<Vec<FrameTimings>, GpuError> {
-        ctx.device.poll(wgpu::PollType::Poll).map_err(|e| GpuError::Readback { label: "timestamps".into(), message: e.to_string() })?;
+        ctx.device
+            .poll(wgpu::PollType::Poll)
+            .map_err(|e| GpuError::Readback {
+                label: "timestamps".into(),
+                message: e.to_string(),
+            })?;
         self.collect()
     }
 
@@ -268,15 +340,28 @@ impl GpuTimer {
                 MAP_PENDING => break,
                 MAP_FAILED => {
                     self.in_flight.pop_front();
-                    return Err(GpuError::Readback { label: "timestamps".into(), message: "mapping the timestamp buffer failed".into() });
+                    return Err(GpuError::Readback {
+                        label: "timestamps".into(),
+                        message: "mapping the timestamp buffer failed".into(),
+                    });
                 }
                 _ => {}
             }
-            let Some(f) = self.in_flight.pop_front() else { break };
+            let Some(f) = self.in_flight.pop_front() else {
+                break;
+            };
             let period = self.queries.as_ref().map(|q| q.period).unwrap_or(1.0);
             let n = 2 * f.labels.len();
             let ticks: Vec<u64> = {
-                let view = f.readback.buffer.slice(..).get_mapped_range().map_err(|e| GpuError::Readback { label: "timestamps".into(), message: format!("{e:?}") })?;
+                let view = f
+                    .readback
+                    .buffer
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| GpuError::Readback {
+                        label: "timestamps".into(),
+                        message: format!("{e:?}"),
+                    })?;
                 bytemuck::cast_slice::<u8, u64>(&view[..8 * n]).to_vec()
             };
             f.readback.buffer.unmap();
@@ -284,9 +369,18 @@ impl GpuTimer {
                 .labels
                 .iter()
                 .enumerate()
-                .map(|(i, l)| (l.clone(), ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period * 1e-9))
+                .map(|(i, l)| {
+                    (
+                        l.clone(),
+                        ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period * 1e-9,
+                    )
+                })
                 .collect();
-            out.push(FrameTimings { frame: f.frame, source: TimeSource::Gpu, scopes });
+            out.push(FrameTimings {
+                frame: f.frame,
+                source: TimeSource::Gpu,
+                scopes,
+            });
             self.free.push(f.readback);
         }
         Ok(out)

@@ -1201,9 +1201,18 @@ fn char_data(
 /// build test fixtures. Numeric data are column-major, as MATLAB stores them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MatValue {
-    F64 { dims: Vec<usize>, data: Vec<f64> },
-    I16 { dims: Vec<usize>, data: Vec<i16> },
-    U8 { dims: Vec<usize>, data: Vec<u8> },
+    F64 {
+        dims: Vec<usize>,
+        data: Vec<f64>,
+    },
+    I16 {
+        dims: Vec<usize>,
+        data: Vec<i16>,
+    },
+    U8 {
+        dims: Vec<usize>,
+        data: Vec<u8>,
+    },
     /// A 1×n char row vector (0×0 when empty), n in UTF-16 code units as
     /// MATLAB counts; stored as miUTF8. (scipy counts code points, so it
     /// only agrees for text within the Basic Multilingual Plane.)
@@ -1215,12 +1224,18 @@ pub enum MatValue {
 impl MatValue {
     /// A 1×1 double.
     pub fn scalar(v: f64) -> MatValue {
-        MatValue::F64 { dims: vec![1, 1], data: vec![v] }
+        MatValue::F64 {
+            dims: vec![1, 1],
+            data: vec![v],
+        }
     }
 
     /// A 1×n double row vector (MUST's `TXdelay`).
     pub fn row(data: Vec<f64>) -> MatValue {
-        MatValue::F64 { dims: vec![1, data.len()], data }
+        MatValue::F64 {
+            dims: vec![1, data.len()],
+            data,
+        }
     }
 }
 
@@ -1252,12 +1267,17 @@ pub fn mat_bytes(vars: &[(&str, MatValue)]) -> Result<Vec<u8>, MatError> {
 /// so a reader never sees half a file and a failure leaves nothing behind.
 pub fn write_mat(path: &Path, vars: &[(&str, MatValue)]) -> Result<(), MatError> {
     let bytes = mat_bytes(vars).map_err(|e| match e {
-        MatError::Unwritable { variable, what, .. } => {
-            MatError::Unwritable { file: Some(path.to_path_buf()), variable, what }
-        }
+        MatError::Unwritable { variable, what, .. } => MatError::Unwritable {
+            file: Some(path.to_path_buf()),
+            variable,
+            what,
+        },
         other => other,
     })?;
-    let io = |source| MatError::Write { path: path.to_path_buf(), source };
+    let io = |source| MatError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = TempFile::beside(path).map_err(io)?;
     std::fs::write(tmp.path(), &bytes).map_err(io)?;
     tmp.commit().map_err(io)
@@ -1273,7 +1293,11 @@ fn mat_header() -> Vec<u8> {
 }
 
 fn unwritable(variable: &str, what: impl Into<String>) -> MatError {
-    MatError::Unwritable { file: None, variable: variable.to_string(), what: what.into() }
+    MatError::Unwritable {
+        file: None,
+        variable: variable.to_string(),
+        what: what.into(),
+    }
 }
 
 /// Variable and field names must be MATLAB identifiers, or MATLAB cannot
@@ -1281,7 +1305,11 @@ fn unwritable(variable: &str, what: impl Into<String>) -> MatError {
 fn check_names<'a>(names: impl Iterator<Item = &'a str>, parent: &str) -> Result<(), MatError> {
     let mut seen = std::collections::HashSet::new();
     for name in names {
-        let path = if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
+        let path = if parent.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent}.{name}")
+        };
         let mut chars = name.chars();
         let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -1314,9 +1342,19 @@ impl MatWriter {
 
     /// A data element of `n` bytes produced by `fill`: the small form for 1
     /// to 4 bytes (as MATLAB writes names), else a tag and 8-byte padding.
-    fn elem(&mut self, ty: u32, n: usize, path: &str, fill: impl FnOnce(&mut Vec<u8>)) -> Result<(), MatError> {
-        let n32 = u32::try_from(n)
-            .map_err(|_| unwritable(path, format!("holds {n} bytes, over the 4 GiB a MAT v5 element can hold")))?;
+    fn elem(
+        &mut self,
+        ty: u32,
+        n: usize,
+        path: &str,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), MatError> {
+        let n32 = u32::try_from(n).map_err(|_| {
+            unwritable(
+                path,
+                format!("holds {n} bytes, over the 4 GiB a MAT v5 element can hold"),
+            )
+        })?;
         let start = self.out.len();
         if (1..=4).contains(&n) {
             self.u32(n32 << 16 | ty);
@@ -1334,9 +1372,18 @@ impl MatWriter {
 
     /// One miMATRIX element. Its length is only known once the contents are
     /// written, so the tag is patched afterwards.
-    fn matrix(&mut self, name: &str, value: &MatValue, path: &str, depth: usize) -> Result<(), MatError> {
+    fn matrix(
+        &mut self,
+        name: &str,
+        value: &MatValue,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), MatError> {
         if depth > MAX_DEPTH {
-            return Err(unwritable(path, format!("structs nested more than {MAX_DEPTH} deep")));
+            return Err(unwritable(
+                path,
+                format!("structs nested more than {MAX_DEPTH} deep"),
+            ));
         }
         let start = self.out.len();
         self.u32(MI_MATRIX);
@@ -1347,13 +1394,20 @@ impl MatWriter {
             o.extend_from_slice(&0u32.to_le_bytes());
         })?;
         self.elem(MI_INT32, 4 * dims.len(), path, |o| {
-            dims.iter().for_each(|&d| o.extend_from_slice(&(d as u32).to_le_bytes()))
+            dims.iter()
+                .for_each(|&d| o.extend_from_slice(&(d as u32).to_le_bytes()))
         })?;
-        self.elem(MI_INT8, name.len(), path, |o| o.extend_from_slice(name.as_bytes()))?;
+        self.elem(MI_INT8, name.len(), path, |o| {
+            o.extend_from_slice(name.as_bytes())
+        })?;
         self.body(value, path, depth)?;
         let len = self.out.len() - start - 8;
-        let len = u32::try_from(len)
-            .map_err(|_| unwritable(path, format!("takes {len} bytes, over the 4 GiB a MAT v5 variable can hold")))?;
+        let len = u32::try_from(len).map_err(|_| {
+            unwritable(
+                path,
+                format!("takes {len} bytes, over the 4 GiB a MAT v5 variable can hold"),
+            )
+        })?;
         self.out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
         Ok(())
     }
@@ -1361,24 +1415,37 @@ impl MatWriter {
     fn body(&mut self, value: &MatValue, path: &str, depth: usize) -> Result<(), MatError> {
         match value {
             MatValue::F64 { data, .. } => self.elem(MI_DOUBLE, 8 * data.len(), path, |o| {
-                data.iter().for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
+                data.iter()
+                    .for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
             }),
             MatValue::I16 { data, .. } => self.elem(MI_INT16, 2 * data.len(), path, |o| {
-                data.iter().for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
+                data.iter()
+                    .for_each(|v| o.extend_from_slice(&v.to_le_bytes()))
             }),
-            MatValue::U8 { data, .. } => self.elem(MI_UINT8, data.len(), path, |o| o.extend_from_slice(data)),
+            MatValue::U8 { data, .. } => {
+                self.elem(MI_UINT8, data.len(), path, |o| o.extend_from_slice(data))
+            }
             // UTF-8 as scipy writes it: scipy decodes miUINT16 with a byte
             // codec and garbles anything outside ASCII.
-            MatValue::Char(s) => self.elem(MI_UTF8, s.len(), path, |o| o.extend_from_slice(s.as_bytes())),
+            MatValue::Char(s) => self.elem(MI_UTF8, s.len(), path, |o| {
+                o.extend_from_slice(s.as_bytes())
+            }),
             MatValue::Struct(fields) => self.fields(fields, path, depth),
         }
     }
 
     /// Field names padded to one common length, then each value unnamed.
-    fn fields(&mut self, fields: &[(String, MatValue)], path: &str, depth: usize) -> Result<(), MatError> {
+    fn fields(
+        &mut self,
+        fields: &[(String, MatValue)],
+        path: &str,
+        depth: usize,
+    ) -> Result<(), MatError> {
         check_names(fields.iter().map(|(n, _)| n.as_str()), path)?;
         let name_len = fields.iter().map(|(n, _)| n.len() + 1).max().unwrap_or(1);
-        self.elem(MI_INT32, 4, path, |o| o.extend_from_slice(&(name_len as u32).to_le_bytes()))?;
+        self.elem(MI_INT32, 4, path, |o| {
+            o.extend_from_slice(&(name_len as u32).to_le_bytes())
+        })?;
         self.elem(MI_INT8, name_len * fields.len(), path, |o| {
             for (n, _) in fields {
                 o.extend_from_slice(n.as_bytes());
@@ -1410,11 +1477,17 @@ fn class_and_dims(value: &MatValue, path: &str) -> Result<(u32, Vec<usize>), Mat
         dims.push(1);
     }
     if let Some(d) = dims.iter().find(|&&d| d > i32::MAX as usize) {
-        return Err(unwritable(path, format!("dimension {d} exceeds MATLAB's limit of {}", i32::MAX)));
+        return Err(unwritable(
+            path,
+            format!("dimension {d} exceeds MATLAB's limit of {}", i32::MAX),
+        ));
     }
     let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if count != Some(len) {
-        return Err(unwritable(path, format!("has {len} values but dimensions {dims:?}")));
+        return Err(unwritable(
+            path,
+            format!("has {len} values but dimensions {dims:?}"),
+        ));
     }
     Ok((class, dims))
 }
@@ -1439,15 +1512,32 @@ impl TempFile {
             let msg = "the path names a directory, not a file";
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
         };
-        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = target
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut last = None;
         // A name may be taken by a leftover of a killed process that had our
         // pid: then try the next number, a bounded number of times.
         for _ in 0..64 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id()));
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
-                Ok(_) => return Ok(TempFile { path: tmp, target: target.to_path_buf(), committed: false }),
+            let tmp = dir.join(format!(
+                ".{}.{}.{n}.tmp",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+            {
+                Ok(_) => {
+                    return Ok(TempFile {
+                        path: tmp,
+                        target: target.to_path_buf(),
+                        committed: false,
+                    })
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -2158,9 +2248,21 @@ mod tests {
             ("pitch".into(), MatValue::scalar(3e-4)),
             ("c".into(), MatValue::scalar(1540.0)),
             ("t0".into(), MatValue::scalar(-1.25e-6)),
-            ("TXdelay".into(), MatValue::row(vec![0.0, 1e-7, 2.5e-7, 3e-7])),
+            (
+                "TXdelay".into(),
+                MatValue::row(vec![0.0, 1e-7, 2.5e-7, 3e-7]),
+            ),
         ]);
-        let vars = vec![("RF", MatValue::I16 { dims: vec![20, 4, 2], data: rf.clone() }), ("param", param)];
+        let vars = vec![
+            (
+                "RF",
+                MatValue::I16 {
+                    dims: vec![20, 4, 2],
+                    data: rf.clone(),
+                },
+            ),
+            ("param", param),
+        ];
         (rf, vars)
     }
 
@@ -2176,17 +2278,29 @@ mod tests {
         let f = MatFile::open(&path).unwrap();
         assert_eq!(f.names().collect::<Vec<_>>(), ["RF", "param"]);
         let a = f.get("RF").unwrap();
-        assert_eq!((a.class, a.dims.as_slice()), (MatClass::Int16, &[20usize, 4, 2][..]));
+        assert_eq!(
+            (a.class, a.dims.as_slice()),
+            (MatClass::Int16, &[20usize, 4, 2][..])
+        );
         let want: Vec<f64> = rf.iter().map(|&v| v as f64).collect();
         assert_eq!(a.numeric().unwrap(), want.as_slice());
 
         let p = f.get("param").unwrap();
-        assert_eq!((p.class, p.dims.as_slice()), (MatClass::Struct, &[1usize, 1][..]));
+        assert_eq!(
+            (p.class, p.dims.as_slice()),
+            (MatClass::Struct, &[1usize, 1][..])
+        );
         assert_eq!(p.field_names(), ["fs", "fc", "pitch", "c", "t0", "TXdelay"]);
         let s = |n: &str| p.field(n).unwrap().scalar().unwrap();
-        assert_eq!((s("fs"), s("fc"), s("pitch"), s("c"), s("t0")), (20e6, 5.2e6, 3e-4, 1540.0, -1.25e-6));
+        assert_eq!(
+            (s("fs"), s("fc"), s("pitch"), s("c"), s("t0")),
+            (20e6, 5.2e6, 3e-4, 1540.0, -1.25e-6)
+        );
         let tx = p.field("TXdelay").unwrap();
-        assert_eq!((tx.class, tx.dims.as_slice()), (MatClass::Double, &[1usize, 4][..]));
+        assert_eq!(
+            (tx.class, tx.dims.as_slice()),
+            (MatClass::Double, &[1usize, 4][..])
+        );
         assert_eq!(tx.numeric().unwrap(), &[0.0, 1e-7, 2.5e-7, 3e-7]);
         assert_eq!(std::fs::read(&path).unwrap(), mat_bytes(&vars).unwrap());
     }
@@ -2194,22 +2308,58 @@ mod tests {
     #[test]
     fn writer_round_trips_every_value_kind() {
         let nested = MatValue::Struct(vec![
-            ("q".into(), MatValue::F64 { dims: vec![2, 2], data: vec![1.0, 3.0, 2.0, -0.0] }),
+            (
+                "q".into(),
+                MatValue::F64 {
+                    dims: vec![2, 2],
+                    data: vec![1.0, 3.0, 2.0, -0.0],
+                },
+            ),
             ("name".into(), MatValue::Char("L11-5v µ€😀".into())),
             ("none".into(), MatValue::Char(String::new())),
-            ("e".into(), MatValue::F64 { dims: vec![0, 3], data: vec![] }),
+            (
+                "e".into(),
+                MatValue::F64 {
+                    dims: vec![0, 3],
+                    data: vec![],
+                },
+            ),
             ("inner".into(), MatValue::Struct(vec![])),
         ]);
         let vars = [
-            ("img", MatValue::U8 { dims: vec![3, 2], data: vec![0, 1, 127, 128, 254, 255] }),
-            ("col", MatValue::F64 { dims: vec![3], data: vec![f64::NAN, f64::INFINITY, -1e300] }),
-            ("i2", MatValue::I16 { dims: vec![1, 2], data: vec![i16::MIN, i16::MAX] }),
+            (
+                "img",
+                MatValue::U8 {
+                    dims: vec![3, 2],
+                    data: vec![0, 1, 127, 128, 254, 255],
+                },
+            ),
+            (
+                "col",
+                MatValue::F64 {
+                    dims: vec![3],
+                    data: vec![f64::NAN, f64::INFINITY, -1e300],
+                },
+            ),
+            (
+                "i2",
+                MatValue::I16 {
+                    dims: vec![1, 2],
+                    data: vec![i16::MIN, i16::MAX],
+                },
+            ),
             ("st", nested),
         ];
         let f = MatFile::parse(&mat_bytes(&vars).unwrap()).unwrap();
         let g = |n: &str| f.get(n).unwrap();
-        assert_eq!((g("img").class, g("img").dims.as_slice()), (MatClass::UInt8, &[3usize, 2][..]));
-        assert_eq!(g("img").numeric().unwrap(), &[0.0, 1.0, 127.0, 128.0, 254.0, 255.0]);
+        assert_eq!(
+            (g("img").class, g("img").dims.as_slice()),
+            (MatClass::UInt8, &[3usize, 2][..])
+        );
+        assert_eq!(
+            g("img").numeric().unwrap(),
+            &[0.0, 1.0, 127.0, 128.0, 254.0, 255.0]
+        );
         // One dimension is padded to a column, as MATLAB has no 1-D arrays.
         assert_eq!(g("col").dims, [3, 1]);
         let col = g("col").numeric().unwrap();
@@ -2218,10 +2368,23 @@ mod tests {
         assert_eq!(g("i2").numeric().unwrap(), &[-32768.0, 32767.0]);
         let st = g("st");
         assert_eq!(st.field_names(), ["q", "name", "none", "e", "inner"]);
-        assert_eq!(st.field("q").unwrap().numeric().unwrap(), &[1.0, 3.0, 2.0, -0.0]);
+        assert_eq!(
+            st.field("q").unwrap().numeric().unwrap(),
+            &[1.0, 3.0, 2.0, -0.0]
+        );
         assert_eq!(st.field("name").unwrap().as_str(), Some("L11-5v µ€😀"));
-        assert_eq!(st.field("name").unwrap().dims, [1, 11], "UTF-16 code units, as MATLAB counts");
-        assert_eq!((st.field("none").unwrap().as_str(), st.field("none").unwrap().dims.as_slice()), (Some(""), &[0usize, 0][..]));
+        assert_eq!(
+            st.field("name").unwrap().dims,
+            [1, 11],
+            "UTF-16 code units, as MATLAB counts"
+        );
+        assert_eq!(
+            (
+                st.field("none").unwrap().as_str(),
+                st.field("none").unwrap().dims.as_slice()
+            ),
+            (Some(""), &[0usize, 0][..])
+        );
         assert_eq!(st.field("e").unwrap().dims, [0, 3]);
         assert!(st.field("inner").unwrap().field_names().is_empty());
     }
@@ -2239,8 +2402,17 @@ mod tests {
     #[test]
     fn writer_refuses_what_matlab_cannot_load() {
         let err = |vars: &[(&str, MatValue)]| mat_bytes(vars).unwrap_err().to_string();
-        let e = err(&[("RF", MatValue::F64 { dims: vec![2, 3], data: vec![0.0; 5] })]);
-        assert!(e.contains("'RF'") && e.contains("5 values") && e.contains("[2, 3]"), "{e}");
+        let e = err(&[(
+            "RF",
+            MatValue::F64 {
+                dims: vec![2, 3],
+                data: vec![0.0; 5],
+            },
+        )]);
+        assert!(
+            e.contains("'RF'") && e.contains("5 values") && e.contains("[2, 3]"),
+            "{e}"
+        );
         let long = "n".repeat(64);
         for bad in ["", "1x", "a b", "é", long.as_str()] {
             let e = err(&[(bad, MatValue::scalar(1.0))]);
@@ -2248,7 +2420,10 @@ mod tests {
         }
         let e = err(&[("x", MatValue::scalar(1.0)), ("x", MatValue::scalar(2.0))]);
         assert!(e.contains("'x'") && e.contains("twice"), "{e}");
-        let st = MatValue::Struct(vec![("ok".into(), MatValue::Struct(vec![("_no".into(), MatValue::scalar(0.0))]))]);
+        let st = MatValue::Struct(vec![(
+            "ok".into(),
+            MatValue::Struct(vec![("_no".into(), MatValue::scalar(0.0))]),
+        )]);
         let e = err(&[("param", st)]);
         assert!(e.contains("'param.ok._no'"), "{e}");
         let mut deep = MatValue::scalar(1.0);
@@ -2256,7 +2431,13 @@ mod tests {
             deep = MatValue::Struct(vec![("f".into(), deep)]);
         }
         assert!(err(&[("d", deep)]).contains("nested more than"));
-        let e = err(&[("big", MatValue::U8 { dims: vec![1 << 31, 1], data: vec![] })]);
+        let e = err(&[(
+            "big",
+            MatValue::U8 {
+                dims: vec![1 << 31, 1],
+                data: vec![],
+            },
+        )]);
         assert!(e.contains("exceeds"), "{e}");
     }
 
@@ -2266,24 +2447,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no/such/dir/rf.mat");
         let e = write_mat(&missing, &vars).unwrap_err();
-        assert!(matches!(e, MatError::Write { .. }) && e.to_string().contains("no/such/dir/rf.mat"), "{e}");
+        assert!(
+            matches!(e, MatError::Write { .. }) && e.to_string().contains("no/such/dir/rf.mat"),
+            "{e}"
+        );
         let path = dir.path().join("bad.mat");
         write_mat(&path, &[("x", MatValue::row(vec![]))]).unwrap();
-        let e = write_mat(&path, &[("x y", MatValue::scalar(0.0))]).unwrap_err().to_string();
+        let e = write_mat(&path, &[("x y", MatValue::scalar(0.0))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.mat") && e.contains("'x y'"), "{e}");
         // The earlier good file is untouched by the refused write.
-        assert_eq!(MatFile::open(&path).unwrap().names().collect::<Vec<_>>(), ["x"]);
+        assert_eq!(
+            MatFile::open(&path).unwrap().names().collect::<Vec<_>>(),
+            ["x"]
+        );
         // A directory in the way: the rename fails, the temporary goes.
         let sub = dir.path().join("sub.mat");
         std::fs::create_dir(&sub).unwrap();
         let e = write_mat(&sub, &vars).unwrap_err();
         assert!(e.to_string().contains("sub.mat"), "{e}");
-        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         left.sort();
         assert_eq!(left, ["bad.mat", "sub.mat"], "{left:?}");
         // Overwriting replaces the file whole.
         write_mat(&path, &vars).unwrap();
-        assert_eq!(MatFile::open(&path).unwrap().names().collect::<Vec<_>>(), ["RF", "param"]);
+        assert_eq!(
+            MatFile::open(&path).unwrap().names().collect::<Vec<_>>(),
+            ["RF", "param"]
+        );
     }
 
     const SCIPY_V5: &[u8] = &[

@@ -24,9 +24,16 @@ use crate::scene::pose::Pose;
 #[derive(Debug, thiserror::Error)]
 pub enum MetafileError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {what}")]
-    Field { path: PathBuf, line: usize, what: String },
+    Field {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
     #[error("{path}: {what}")]
     Invalid { path: PathBuf, what: String },
 }
@@ -44,7 +51,11 @@ pub struct FrameTransform {
 
 impl FrameTransform {
     pub fn new(name: &str, pose: &Pose, valid: bool) -> FrameTransform {
-        FrameTransform { name: name.into(), matrix: pose.to_matrix_mm(), valid }
+        FrameTransform {
+            name: name.into(),
+            matrix: pose.to_matrix_mm(),
+            valid,
+        }
     }
 
     /// The rigid pose of the matrix, whatever the status.
@@ -90,7 +101,14 @@ const MAX_HEADER_BYTES: usize = 256 << 20;
 
 impl Recording {
     pub fn new(path: &Path, width: usize, height: usize, spacing: Option<[f64; 2]>) -> Recording {
-        Recording { path: path.to_path_buf(), width, height, spacing, fields: Vec::new(), frames: Vec::new() }
+        Recording {
+            path: path.to_path_buf(),
+            width,
+            height,
+            spacing,
+            fields: Vec::new(),
+            frames: Vec::new(),
+        }
     }
 
     /// Transform names present in any frame, in first-seen order.
@@ -112,10 +130,17 @@ impl Recording {
 
     /// Read a `.mha`, `.mhd` or `.nrrd` sequence file.
     pub fn read(path: &Path) -> Result<Recording, MetafileError> {
-        let io = |source| MetafileError::Io { path: path.to_path_buf(), source };
+        let io = |source| MetafileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let bytes = std::fs::read(path).map_err(io)?;
         let nrrd = bytes.starts_with(b"NRRD");
-        let (items, data_at) = if nrrd { header_nrrd(path, &bytes)? } else { header_mha(path, &bytes)? };
+        let (items, data_at) = if nrrd {
+            header_nrrd(path, &bytes)?
+        } else {
+            header_mha(path, &bytes)?
+        };
         parse(path, &bytes, items, data_at, nrrd)
     }
 
@@ -123,38 +148,83 @@ impl Recording {
     /// temporary file renamed into place so that a failure leaves nothing
     /// half-written.
     pub fn write(&self, path: &Path) -> Result<(), MetafileError> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let nrrd = match ext.as_str() {
             "mha" => false,
             "nrrd" => true,
-            e => return Err(MetafileError::Invalid { path: path.to_path_buf(), what: format!("extension `.{e}`: expected .mha (MetaImage) or .nrrd") }),
+            e => {
+                return Err(MetafileError::Invalid {
+                    path: path.to_path_buf(),
+                    what: format!("extension `.{e}`: expected .mha (MetaImage) or .nrrd"),
+                })
+            }
         };
         let n = self.frames.len();
         for (i, f) in self.frames.iter().enumerate() {
             if let Some(img) = &f.image {
                 if img.len() != self.width * self.height {
-                    return Err(MetafileError::Invalid { path: path.to_path_buf(), what: format!("frame {i} has {} pixels, expected {} × {}", img.len(), self.width, self.height) });
+                    return Err(MetafileError::Invalid {
+                        path: path.to_path_buf(),
+                        what: format!(
+                            "frame {i} has {} pixels, expected {} × {}",
+                            img.len(),
+                            self.width,
+                            self.height
+                        ),
+                    });
                 }
             }
         }
-        let (w, h) = if self.has_images() { (self.width, self.height) } else { (0, 0) };
+        let (w, h) = if self.has_images() {
+            (self.width, self.height)
+        } else {
+            (0, 0)
+        };
         let mut s = String::new();
         let sp = self.spacing.unwrap_or([1.0, 1.0]);
         if nrrd {
             s.push_str("NRRD0004\n# Complete NRRD file format specification at:\n# http://teem.sourceforge.net/nrrd/format.html\n");
             let _ = writeln!(s, "type: uint8\ndimension: 3\nsizes: {w} {h} {n}\nkinds: domain domain list\nendian: little\nencoding: raw");
-            let _ = writeln!(s, "space dimension: 2\nspace directions: ({},0) (0,{}) none\nspace origin: (0,0)", sp[0], sp[1]);
+            let _ = writeln!(
+                s,
+                "space dimension: 2\nspace directions: ({},0) (0,{}) none\nspace origin: (0,0)",
+                sp[0], sp[1]
+            );
         } else {
             let _ = writeln!(s, "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\nCompressedData = False");
             let _ = writeln!(s, "DimSize = {w} {h} {n}\nKinds = domain domain list\nElementSpacing = {} {} 1\nElementType = MET_UCHAR\nElementNumberOfChannels = 1", sp[0], sp[1]);
             let _ = writeln!(s, "TransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nCenterOfRotation = 0 0 0\nAnatomicalOrientation = RAI");
         }
         let kv = |s: &mut String, k: &str, v: &str| {
-            let _ = if nrrd { writeln!(s, "{k}:={v}") } else { writeln!(s, "{k} = {v}") };
+            let _ = if nrrd {
+                writeln!(s, "{k}:={v}")
+            } else {
+                writeln!(s, "{k} = {v}")
+            };
         };
         if self.has_images() {
-            kv(&mut s, if nrrd { "ultrasound image orientation" } else { "UltrasoundImageOrientation" }, "MF");
-            kv(&mut s, if nrrd { "ultrasound image type" } else { "UltrasoundImageType" }, "BRIGHTNESS");
+            kv(
+                &mut s,
+                if nrrd {
+                    "ultrasound image orientation"
+                } else {
+                    "UltrasoundImageOrientation"
+                },
+                "MF",
+            );
+            kv(
+                &mut s,
+                if nrrd {
+                    "ultrasound image type"
+                } else {
+                    "UltrasoundImageType"
+                },
+                "BRIGHTNESS",
+            );
         }
         for (k, v) in &self.fields {
             kv(&mut s, k, v);
@@ -165,15 +235,31 @@ impl Recording {
             for t in &f.transforms {
                 let m: Vec<String> = t.matrix.iter().flatten().map(|v| format!("{v}")).collect();
                 kv(&mut s, &format!("{p}{}Transform", t.name), &m.join(" "));
-                kv(&mut s, &format!("{p}{}TransformStatus", t.name), if t.valid { "OK" } else { "INVALID" });
+                kv(
+                    &mut s,
+                    &format!("{p}{}TransformStatus", t.name),
+                    if t.valid { "OK" } else { "INVALID" },
+                );
             }
             for (k, v) in &f.fields {
                 kv(&mut s, &format!("{p}{k}"), v);
             }
-            kv(&mut s, &format!("{p}Timestamp"), &format!("{}", f.timestamp));
-            kv(&mut s, &format!("{p}UnfilteredTimestamp"), &format!("{}", f.timestamp));
+            kv(
+                &mut s,
+                &format!("{p}Timestamp"),
+                &format!("{}", f.timestamp),
+            );
+            kv(
+                &mut s,
+                &format!("{p}UnfilteredTimestamp"),
+                &format!("{}", f.timestamp),
+            );
             if self.has_images() {
-                kv(&mut s, &format!("{p}ImageStatus"), if f.image.is_some() { "OK" } else { "INVALID" });
+                kv(
+                    &mut s,
+                    &format!("{p}ImageStatus"),
+                    if f.image.is_some() { "OK" } else { "INVALID" },
+                );
             }
         }
         if nrrd {
@@ -189,10 +275,15 @@ impl Recording {
             }
         }
         let tmp = path.with_extension(format!("{ext}.tmp"));
-        std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            MetafileError::Io { path: path.to_path_buf(), source }
-        })
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| {
+                let _ = std::fs::remove_file(&tmp);
+                MetafileError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })
     }
 }
 
@@ -211,17 +302,29 @@ fn header_lines(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, usize)>, Metafi
         }
     }
     if out.is_empty() {
-        return Err(MetafileError::Invalid { path: path.to_path_buf(), what: "no header lines: not a sequence metafile".into() });
+        return Err(MetafileError::Invalid {
+            path: path.to_path_buf(),
+            what: "no header lines: not a sequence metafile".into(),
+        });
     }
     Ok(out)
 }
 
-fn line_text(path: &Path, bytes: &[u8], (a, b): (usize, usize), n: usize) -> Result<String, MetafileError> {
-    std::str::from_utf8(&bytes[a..b]).map(|s| s.trim_end_matches('\r').to_string()).map_err(|_| MetafileError::Field {
-        path: path.to_path_buf(),
-        line: n,
-        what: "header line is not text (is `ElementDataFile = LOCAL` missing before the pixels?)".into(),
-    })
+fn line_text(
+    path: &Path,
+    bytes: &[u8],
+    (a, b): (usize, usize),
+    n: usize,
+) -> Result<String, MetafileError> {
+    std::str::from_utf8(&bytes[a..b])
+        .map(|s| s.trim_end_matches('\r').to_string())
+        .map_err(|_| MetafileError::Field {
+            path: path.to_path_buf(),
+            line: n,
+            what:
+                "header line is not text (is `ElementDataFile = LOCAL` missing before the pixels?)"
+                    .into(),
+        })
 }
 
 fn header_mha(path: &Path, bytes: &[u8]) -> Result<(Items, Option<usize>), MetafileError> {
@@ -231,10 +334,18 @@ fn header_mha(path: &Path, bytes: &[u8]) -> Result<(Items, Option<usize>), Metaf
         if text.trim().is_empty() {
             continue;
         }
-        let (k, v) = text.split_once('=').ok_or_else(|| MetafileError::Field { path: path.to_path_buf(), line: i + 1, what: format!("`{text}`: expected `Name = value`") })?;
+        let (k, v) = text.split_once('=').ok_or_else(|| MetafileError::Field {
+            path: path.to_path_buf(),
+            line: i + 1,
+            what: format!("`{text}`: expected `Name = value`"),
+        })?;
         let (k, v) = (k.trim().to_string(), v.trim().to_string());
         if i == 0 && (k != "ObjectType" || v != "Image") {
-            return Err(MetafileError::Field { path: path.to_path_buf(), line: 1, what: format!("`{text}`: a MetaImage sequence starts with `ObjectType = Image`") });
+            return Err(MetafileError::Field {
+                path: path.to_path_buf(),
+                line: 1,
+                what: format!("`{text}`: a MetaImage sequence starts with `ObjectType = Image`"),
+            });
         }
         if k == "ElementDataFile" {
             let at = (v == "LOCAL").then_some(span.1 + 1);
@@ -252,12 +363,18 @@ fn header_nrrd(path: &Path, bytes: &[u8]) -> Result<(Items, Option<usize>), Meta
         let text = line_text(path, bytes, span, i + 1)?;
         if i == 0 {
             if !text.starts_with("NRRD000") {
-                return Err(MetafileError::Field { path: path.to_path_buf(), line: 1, what: format!("`{text}`: expected a NRRD magic line such as NRRD0004") });
+                return Err(MetafileError::Field {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    what: format!("`{text}`: expected a NRRD magic line such as NRRD0004"),
+                });
             }
             continue;
         }
         if text.is_empty() {
-            let detached = items.iter().any(|(k, _, _)| k == "data file" || k == "datafile");
+            let detached = items
+                .iter()
+                .any(|(k, _, _)| k == "data file" || k == "datafile");
             return Ok((items, (!detached).then_some(span.1 + 1)));
         }
         if text.starts_with('#') {
@@ -266,26 +383,67 @@ fn header_nrrd(path: &Path, bytes: &[u8]) -> Result<(Items, Option<usize>), Meta
         let (k, v) = if let Some((k, v)) = text.split_once(":=") {
             (k, v)
         } else {
-            text.split_once(':').ok_or_else(|| MetafileError::Field { path: path.to_path_buf(), line: i + 1, what: format!("`{text}`: expected `field: value` or `key:=value`") })?
+            text.split_once(':').ok_or_else(|| MetafileError::Field {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!("`{text}`: expected `field: value` or `key:=value`"),
+            })?
         };
         items.push((k.trim().to_string(), v.trim().to_string(), i + 1));
     }
-    Err(MetafileError::Invalid { path: path.to_path_buf(), what: "no blank line ending the NRRD header".into() })
+    Err(MetafileError::Invalid {
+        path: path.to_path_buf(),
+        what: "no blank line ending the NRRD header".into(),
+    })
 }
 
-fn parse(path: &Path, bytes: &[u8], items: Items, data_at: Option<usize>, nrrd: bool) -> Result<Recording, MetafileError> {
-    let field = |line: usize, what: String| MetafileError::Field { path: path.to_path_buf(), line, what };
+fn parse(
+    path: &Path,
+    bytes: &[u8],
+    items: Items,
+    data_at: Option<usize>,
+    nrrd: bool,
+) -> Result<Recording, MetafileError> {
+    let field = |line: usize, what: String| MetafileError::Field {
+        path: path.to_path_buf(),
+        line,
+        what,
+    };
     let find = |k: &str| items.iter().find(|(key, _, _)| key.eq_ignore_ascii_case(k));
-    let (size_key, type_key) = if nrrd { ("sizes", "type") } else { ("DimSize", "ElementType") };
+    let (size_key, type_key) = if nrrd {
+        ("sizes", "type")
+    } else {
+        ("DimSize", "ElementType")
+    };
     let (_, sizes, size_line) = find(size_key).ok_or_else(|| MetafileError::Invalid { path: path.to_path_buf(), what: format!("no `{size_key}` field: expected the frame size and count, e.g. `{size_key} = 640 480 100`") })?;
-    let dims: Vec<usize> = sizes.split_whitespace().map(|v| v.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| field(*size_line, format!("{size_key} `{sizes}`: expected whole numbers")))?;
+    let dims: Vec<usize> = sizes
+        .split_whitespace()
+        .map(|v| v.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            field(
+                *size_line,
+                format!("{size_key} `{sizes}`: expected whole numbers"),
+            )
+        })?;
     let (width, height, count) = match dims.as_slice() {
         [w, h, n] => (*w, *h, *n),
         [w, h, 1, n] => (*w, *h, *n),
         [w, h] => (*w, *h, 1),
-        _ => return Err(field(*size_line, format!("{size_key} `{sizes}`: expected W H N (2D frames; 3D volumes are not read)"))),
+        _ => {
+            return Err(field(
+                *size_line,
+                format!(
+                    "{size_key} `{sizes}`: expected W H N (2D frames; 3D volumes are not read)"
+                ),
+            ))
+        }
     };
-    let (width, height) = if width == 0 || height == 0 { (0, 0) } else { (width, height) };
+    let (width, height) = if width == 0 || height == 0 {
+        (0, 0)
+    } else {
+        (width, height)
+    };
     // Per-frame fields.
     let mut frames: Vec<RecordedFrame> = Vec::new();
     let mut statuses: Vec<Vec<(String, String)>> = Vec::new();
@@ -295,42 +453,94 @@ fn parse(path: &Path, bytes: &[u8], items: Items, data_at: Option<usize>, nrrd: 
         let Some(rest) = k.strip_prefix("Seq_Frame") else {
             match k.as_str() {
                 "ElementSpacing" => {
-                    let s: Vec<f64> = v.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                    let s: Vec<f64> = v
+                        .split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
                     if s.len() >= 2 {
                         spacing = Some([s[0], s[1]]);
                     }
                 }
-                "ObjectType" | "NDims" | "BinaryData" | "BinaryDataByteOrderMSB" | "ElementByteOrderMSB" | "CompressedData" | "CompressedDataSize" | "DimSize" | "Kinds" | "ElementType"
-                | "ElementNumberOfChannels" | "TransformMatrix" | "Offset" | "CenterOfRotation" | "AnatomicalOrientation" | "ElementDataFile" | "UltrasoundImageOrientation" | "UltrasoundImageType" => {}
+                "ObjectType"
+                | "NDims"
+                | "BinaryData"
+                | "BinaryDataByteOrderMSB"
+                | "ElementByteOrderMSB"
+                | "CompressedData"
+                | "CompressedDataSize"
+                | "DimSize"
+                | "Kinds"
+                | "ElementType"
+                | "ElementNumberOfChannels"
+                | "TransformMatrix"
+                | "Offset"
+                | "CenterOfRotation"
+                | "AnatomicalOrientation"
+                | "ElementDataFile"
+                | "UltrasoundImageOrientation"
+                | "UltrasoundImageType" => {}
                 _ if nrrd => {}
                 _ => fields.push((k.clone(), v.clone())),
             }
             continue;
         };
-        let (num, name) = rest.split_once('_').ok_or_else(|| field(*line, format!("`{k}`: expected Seq_FrameNNNN_Field")))?;
-        let i: usize = num.parse().map_err(|_| field(*line, format!("`{k}`: frame number `{num}` is not a whole number")))?;
+        let (num, name) = rest
+            .split_once('_')
+            .ok_or_else(|| field(*line, format!("`{k}`: expected Seq_FrameNNNN_Field")))?;
+        let i: usize = num.parse().map_err(|_| {
+            field(
+                *line,
+                format!("`{k}`: frame number `{num}` is not a whole number"),
+            )
+        })?;
         if i >= count.max(1) + 1_000_000 || i > 10_000_000 {
-            return Err(field(*line, format!("`{k}`: frame {i} is far past the {count} frames the header declares")));
+            return Err(field(
+                *line,
+                format!("`{k}`: frame {i} is far past the {count} frames the header declares"),
+            ));
         }
         while frames.len() <= i {
-            frames.push(RecordedFrame { timestamp: f64::NAN, transforms: Vec::new(), fields: Vec::new(), image: None });
+            frames.push(RecordedFrame {
+                timestamp: f64::NAN,
+                transforms: Vec::new(),
+                fields: Vec::new(),
+                image: None,
+            });
             statuses.push(Vec::new());
         }
         let f = &mut frames[i];
         if name == "Timestamp" {
-            f.timestamp = v.parse::<f64>().ok().filter(|t| t.is_finite()).ok_or_else(|| field(*line, format!("{k} `{v}`: expected a time in seconds")))?;
+            f.timestamp = v
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| field(*line, format!("{k} `{v}`: expected a time in seconds")))?;
         } else if let Some(t) = name.strip_suffix("TransformStatus") {
             statuses[i].push((t.to_string(), v.clone()));
         } else if let Some(t) = name.strip_suffix("Transform") {
-            let vals: Vec<f64> = v.split_whitespace().map(|x| x.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| field(*line, format!("{k}: `{v}` is not 16 numbers")))?;
+            let vals: Vec<f64> = v
+                .split_whitespace()
+                .map(|x| x.parse::<f64>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| field(*line, format!("{k}: `{v}` is not 16 numbers")))?;
             if vals.len() != 16 {
-                return Err(field(*line, format!("{k}: {} numbers, expected 16 (a row-major 4×4 matrix in mm)", vals.len())));
+                return Err(field(
+                    *line,
+                    format!(
+                        "{k}: {} numbers, expected 16 (a row-major 4×4 matrix in mm)",
+                        vals.len()
+                    ),
+                ));
             }
             let mut m = [[0.0; 4]; 4];
             for (j, x) in vals.iter().enumerate() {
                 m[j / 4][j % 4] = *x;
             }
-            f.transforms.push(FrameTransform { name: t.to_string(), matrix: m, valid: true });
+            f.transforms.push(FrameTransform {
+                name: t.to_string(),
+                matrix: m,
+                valid: true,
+            });
         } else {
             f.fields.push((name.to_string(), v.clone()));
         }
@@ -338,7 +548,10 @@ fn parse(path: &Path, bytes: &[u8], items: Items, data_at: Option<usize>, nrrd: 
     for (i, (f, st)) in frames.iter_mut().zip(&statuses).enumerate() {
         if f.timestamp.is_nan() {
             f.timestamp = i as f64;
-            log::warn!("{}: frame {i} has no Timestamp; using {i} s", path.display());
+            log::warn!(
+                "{}: frame {i} has no Timestamp; using {i} s",
+                path.display()
+            );
         }
         for (name, status) in st {
             if let Some(t) = f.transforms.iter_mut().find(|t| &t.name == name) {
@@ -347,16 +560,43 @@ fn parse(path: &Path, bytes: &[u8], items: Items, data_at: Option<usize>, nrrd: 
         }
     }
     if frames.len() < count {
-        frames.resize(count, RecordedFrame { timestamp: 0.0, transforms: Vec::new(), fields: Vec::new(), image: None });
+        frames.resize(
+            count,
+            RecordedFrame {
+                timestamp: 0.0,
+                transforms: Vec::new(),
+                fields: Vec::new(),
+                image: None,
+            },
+        );
     }
     if frames.len() > count {
-        return Err(MetafileError::Invalid { path: path.to_path_buf(), what: format!("per-frame fields name {} frames but {size_key} declares {count}", frames.len()) });
+        return Err(MetafileError::Invalid {
+            path: path.to_path_buf(),
+            what: format!(
+                "per-frame fields name {} frames but {size_key} declares {count}",
+                frames.len()
+            ),
+        });
     }
-    let mut rec = Recording { path: path.to_path_buf(), width, height, spacing, fields, frames };
+    let mut rec = Recording {
+        path: path.to_path_buf(),
+        width,
+        height,
+        spacing,
+        fields,
+        frames,
+    };
     if rec.has_images() {
         let elem = find(type_key).map(|(_, v, _)| v.as_str()).unwrap_or("");
-        let channels = find("ElementNumberOfChannels").map(|(_, v, _)| v.as_str()).unwrap_or("1");
-        if !matches!(elem, "MET_UCHAR" | "uint8" | "unsigned char" | "uchar" | "uint8_t") || channels != "1" {
+        let channels = find("ElementNumberOfChannels")
+            .map(|(_, v, _)| v.as_str())
+            .unwrap_or("1");
+        if !matches!(
+            elem,
+            "MET_UCHAR" | "uint8" | "unsigned char" | "uchar" | "uint8_t"
+        ) || channels != "1"
+        {
             log::warn!("{}: {type_key} `{elem}` with {channels} channel(s): only 8-bit single-channel B-mode frames are read; replaying the poses without the recorded images", path.display());
             rec.width = 0;
             rec.height = 0;
@@ -367,39 +607,98 @@ fn parse(path: &Path, bytes: &[u8], items: Items, data_at: Option<usize>, nrrd: 
     Ok(rec)
 }
 
-fn read_pixels(path: &Path, bytes: &[u8], items: &Items, data_at: Option<usize>, nrrd: bool, rec: &mut Recording) -> Result<(), MetafileError> {
-    let find = |k: &str| items.iter().find(|(key, _, _)| key.eq_ignore_ascii_case(k)).map(|(_, v, _)| v.as_str());
+fn read_pixels(
+    path: &Path,
+    bytes: &[u8],
+    items: &Items,
+    data_at: Option<usize>,
+    nrrd: bool,
+    rec: &mut Recording,
+) -> Result<(), MetafileError> {
+    let find = |k: &str| {
+        items
+            .iter()
+            .find(|(key, _, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v, _)| v.as_str())
+    };
     let frame = rec.width * rec.height;
-    let want = frame.checked_mul(rec.frames.len()).filter(|n| *n <= 8 << 30).ok_or_else(|| MetafileError::Invalid { path: path.to_path_buf(), what: "pixel data over 8 GiB".into() })?;
+    let want = frame
+        .checked_mul(rec.frames.len())
+        .filter(|n| *n <= 8 << 30)
+        .ok_or_else(|| MetafileError::Invalid {
+            path: path.to_path_buf(),
+            what: "pixel data over 8 GiB".into(),
+        })?;
     let detached;
     let raw: &[u8] = match data_at {
         Some(at) => &bytes[at.min(bytes.len())..],
         None => {
-            let name = find("ElementDataFile").or_else(|| find("data file")).or_else(|| find("datafile")).unwrap_or("");
+            let name = find("ElementDataFile")
+                .or_else(|| find("data file"))
+                .or_else(|| find("datafile"))
+                .unwrap_or("");
             let p = path.parent().unwrap_or(Path::new(".")).join(name);
-            detached = std::fs::read(&p).map_err(|source| MetafileError::Io { path: p.clone(), source })?;
+            detached = std::fs::read(&p).map_err(|source| MetafileError::Io {
+                path: p.clone(),
+                source,
+            })?;
             &detached
         }
     };
-    let compressed = if nrrd { find("encoding").is_some_and(|e| e == "gzip" || e == "gz") } else { find("CompressedData").is_some_and(|v| v.eq_ignore_ascii_case("true")) };
+    let compressed = if nrrd {
+        find("encoding").is_some_and(|e| e == "gzip" || e == "gz")
+    } else {
+        find("CompressedData").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
     if nrrd && !matches!(find("encoding"), Some("raw") | Some("gzip") | Some("gz")) {
-        return Err(MetafileError::Invalid { path: path.to_path_buf(), what: format!("encoding `{}`: expected raw or gzip", find("encoding").unwrap_or("")) });
+        return Err(MetafileError::Invalid {
+            path: path.to_path_buf(),
+            what: format!(
+                "encoding `{}`: expected raw or gzip",
+                find("encoding").unwrap_or("")
+            ),
+        });
     }
     let data = if compressed {
         let mut out = Vec::with_capacity(want);
-        let res = if nrrd { flate2::read::GzDecoder::new(raw).take(want as u64 + 1).read_to_end(&mut out) } else { flate2::read::ZlibDecoder::new(raw).take(want as u64 + 1).read_to_end(&mut out) };
-        res.map_err(|e| MetafileError::Invalid { path: path.to_path_buf(), what: format!("compressed pixel data: {e}") })?;
+        let res = if nrrd {
+            flate2::read::GzDecoder::new(raw)
+                .take(want as u64 + 1)
+                .read_to_end(&mut out)
+        } else {
+            flate2::read::ZlibDecoder::new(raw)
+                .take(want as u64 + 1)
+                .read_to_end(&mut out)
+        };
+        res.map_err(|e| MetafileError::Invalid {
+            path: path.to_path_buf(),
+            what: format!("compressed pixel data: {e}"),
+        })?;
         out
     } else {
         raw.to_vec()
     };
     if data.len() < want {
-        return Err(MetafileError::Invalid { path: path.to_path_buf(), what: format!("{} bytes of pixel data, expected {want} ({} frames of {} × {})", data.len(), rec.frames.len(), rec.width, rec.height) });
+        return Err(MetafileError::Invalid {
+            path: path.to_path_buf(),
+            what: format!(
+                "{} bytes of pixel data, expected {want} ({} frames of {} × {})",
+                data.len(),
+                rec.frames.len(),
+                rec.width,
+                rec.height
+            ),
+        });
     }
     // ImageStatus (MetaImage) or Status (NRRD) other than OK: no image.
     for (i, f) in rec.frames.iter_mut().enumerate() {
-        let status = f.fields.iter().position(|(k, _)| k == "ImageStatus" || k == "Status");
-        let ok = status.map(|j| f.fields[j].1.eq_ignore_ascii_case("OK")).unwrap_or(true);
+        let status = f
+            .fields
+            .iter()
+            .position(|(k, _)| k == "ImageStatus" || k == "Status");
+        let ok = status
+            .map(|j| f.fields[j].1.eq_ignore_ascii_case("OK"))
+            .unwrap_or(true);
         if let Some(j) = status {
             f.fields.remove(j);
         }
@@ -407,7 +706,9 @@ fn read_pixels(path: &Path, bytes: &[u8], items: &Items, data_at: Option<usize>,
             f.image = Some(data[i * frame..(i + 1) * frame].to_vec());
         }
     }
-    if let Some(o) = find("UltrasoundImageOrientation").or_else(|| find("ultrasound image orientation")) {
+    if let Some(o) =
+        find("UltrasoundImageOrientation").or_else(|| find("ultrasound image orientation"))
+    {
         if o != "MF" {
             log::warn!("{}: UltrasoundImageOrientation = {o}: frames are used as stored (sonoguide writes MF)", path.display());
         }
@@ -421,13 +722,24 @@ mod tests {
     use glam::{DQuat, DVec3};
 
     fn sample(dir: &Path, ext: &str, images: bool) -> Recording {
-        let mut r = Recording::new(&dir.join(format!("r.{ext}")), if images { 3 } else { 0 }, if images { 2 } else { 0 }, Some([0.25, 0.5]));
+        let mut r = Recording::new(
+            &dir.join(format!("r.{ext}")),
+            if images { 3 } else { 0 },
+            if images { 2 } else { 0 },
+            Some([0.25, 0.5]),
+        );
         for i in 0..3 {
-            let p = Pose { translation: DVec3::new(0.001 * i as f64, 0.02, -0.0301), rotation: DQuat::from_rotation_x(0.1 * i as f64 + 0.123456789) };
+            let p = Pose {
+                translation: DVec3::new(0.001 * i as f64, 0.02, -0.0301),
+                rotation: DQuat::from_rotation_x(0.1 * i as f64 + 0.123456789),
+            };
             let valid = i != 1;
             r.frames.push(RecordedFrame {
                 timestamp: 10.0 + i as f64 / 3.0,
-                transforms: vec![FrameTransform::new("ProbeToReference", &p, true), FrameTransform::new("NeedleToReference", &p, valid)],
+                transforms: vec![
+                    FrameTransform::new("ProbeToReference", &p, true),
+                    FrameTransform::new("NeedleToReference", &p, valid),
+                ],
                 fields: vec![("ImageToReferenceTransformStatus".into(), "OK".into())],
                 image: images.then(|| (0..6).map(|k| (k * 40 + i) as u8).collect()),
             });
@@ -443,13 +755,20 @@ mod tests {
                 let r = sample(dir.path(), ext, images);
                 r.write(&r.path).unwrap();
                 let back = Recording::read(&r.path).unwrap();
-                assert_eq!((back.width, back.height, back.frames.len()), (r.width, r.height, 3), "{ext} {images}");
+                assert_eq!(
+                    (back.width, back.height, back.frames.len()),
+                    (r.width, r.height, 3),
+                    "{ext} {images}"
+                );
                 for (a, b) in r.frames.iter().zip(&back.frames) {
                     assert_eq!(a.timestamp, b.timestamp);
                     assert_eq!(a.image, b.image);
                     assert_eq!(a.transforms, b.transforms);
                 }
-                assert!(back.frames[1].transforms[1].pose().is_none() && back.frames[1].transforms[1].rigid().is_some());
+                assert!(
+                    back.frames[1].transforms[1].pose().is_none()
+                        && back.frames[1].transforms[1].rigid().is_some()
+                );
             }
         }
     }
@@ -474,14 +793,28 @@ mod tests {
         assert_eq!(r.transform_names(), vec!["StylusToTracker"]);
         assert_eq!(r.frames[0].image.as_deref(), Some(&pixels[..4]));
         assert!(r.frames[1].image.is_none() && r.frames[1].transforms[0].pose().is_none());
-        assert!((r.frames[0].transforms[0].pose().unwrap().translation - DVec3::new(0.01, 0.02, 0.03)).length() < 1e-12);
+        assert!(
+            (r.frames[0].transforms[0].pose().unwrap().translation - DVec3::new(0.01, 0.02, 0.03))
+                .length()
+                < 1e-12
+        );
         let bad = head.replace("= 1.6", "= soon");
         std::fs::write(&p, [bad.as_bytes(), &comp].concat()).unwrap();
         let e = Recording::read(&p).unwrap_err().to_string();
         assert!(e.contains("plus.mha:15") && e.contains("Timestamp"), "{e}");
-        std::fs::write(&p, "ObjectType = Image\nDimSize = 2 2 2\nElementType = MET_UCHAR\n").unwrap();
-        assert!(Recording::read(&p).unwrap_err().to_string().contains("ElementDataFile"));
+        std::fs::write(
+            &p,
+            "ObjectType = Image\nDimSize = 2 2 2\nElementType = MET_UCHAR\n",
+        )
+        .unwrap();
+        assert!(Recording::read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("ElementDataFile"));
         std::fs::write(&p, "ObjectType = Image\nDimSize = 2 2 2\nElementType = MET_UCHAR\nElementDataFile = LOCAL\nabc").unwrap();
-        assert!(Recording::read(&p).unwrap_err().to_string().contains("expected 8"));
+        assert!(Recording::read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("expected 8"));
     }
 }

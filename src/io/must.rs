@@ -14,9 +14,16 @@ pub enum MustError {
     #[error("{file}: {source}")]
     Mat { file: PathBuf, source: MatError },
     #[error("{file}: variable `{field}` {problem}")]
-    Field { file: PathBuf, field: String, problem: String },
+    Field {
+        file: PathBuf,
+        field: String,
+        problem: String,
+    },
     #[error("{file}: {source}")]
-    Acquisition { file: PathBuf, source: AcquisitionError },
+    Acquisition {
+        file: PathBuf,
+        source: AcquisitionError,
+    },
 }
 
 /// MUST's defaults for fields a `param` may leave out (MUST's getparam /
@@ -25,17 +32,36 @@ const DEFAULT_C: f64 = 1540.0;
 const DEFAULT_BANDWIDTH_PCT: f64 = 75.0;
 
 pub fn read_must(path: &Path) -> Result<ChannelData, MustError> {
-    let mat = MatFile::open(path).map_err(|source| MustError::Mat { file: path.to_path_buf(), source })?;
+    let mat = MatFile::open(path).map_err(|source| MustError::Mat {
+        file: path.to_path_buf(),
+        source,
+    })?;
     from_mat(&mat, path)
 }
 
 fn field_err(file: &Path, field: &str, problem: impl Into<String>) -> MustError {
-    MustError::Field { file: file.to_path_buf(), field: field.to_string(), problem: problem.into() }
+    MustError::Field {
+        file: file.to_path_buf(),
+        field: field.to_string(),
+        problem: problem.into(),
+    }
 }
 
 pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
-    let rf = mat.get("RF").ok_or_else(|| field_err(file, "RF", "is missing: expected the RF channel data [samples × elements (× frames)]"))?;
-    let param = mat.get("param").ok_or_else(|| field_err(file, "param", "is missing: expected MUST's parameter struct"))?;
+    let rf = mat.get("RF").ok_or_else(|| {
+        field_err(
+            file,
+            "RF",
+            "is missing: expected the RF channel data [samples × elements (× frames)]",
+        )
+    })?;
+    let param = mat.get("param").ok_or_else(|| {
+        field_err(
+            file,
+            "param",
+            "is missing: expected MUST's parameter struct",
+        )
+    })?;
     if !matches!(param.data, MatData::Struct(_)) {
         return Err(field_err(file, "param", "is not a struct"));
     }
@@ -52,7 +78,11 @@ pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
                     }
                 }
                 Some(v) if v.is_empty() => Ok(None),
-                Some(v) => Err(field_err(file, &full, format!("has {} values, expected a scalar", v.len()))),
+                Some(v) => Err(field_err(
+                    file,
+                    &full,
+                    format!("has {} values, expected a scalar", v.len()),
+                )),
                 None => Err(field_err(file, &full, "is not numeric")),
             },
         }
@@ -60,8 +90,16 @@ pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
     let required_positive = |name: &str, what: &str| -> Result<f64, MustError> {
         match scalar(name)? {
             Some(v) if v.is_finite() && v > 0.0 => Ok(v),
-            Some(v) => Err(field_err(file, &format!("param.{name}"), format!("is {v}, expected a positive {what}"))),
-            None => Err(field_err(file, &format!("param.{name}"), format!("is missing, expected the {what}"))),
+            Some(v) => Err(field_err(
+                file,
+                &format!("param.{name}"),
+                format!("is {v}, expected a positive {what}"),
+            )),
+            None => Err(field_err(
+                file,
+                &format!("param.{name}"),
+                format!("is missing, expected the {what}"),
+            )),
         }
     };
     let fs = required_positive("fs", "sampling frequency in Hz")?;
@@ -69,27 +107,55 @@ pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
     let pitch = required_positive("pitch", "element pitch in metres")?;
     let c = match scalar("c")? {
         Some(v) if v.is_finite() && v > 0.0 => v,
-        Some(v) => return Err(field_err(file, "param.c", format!("is {v}, expected a positive sound speed in m/s"))),
+        Some(v) => {
+            return Err(field_err(
+                file,
+                "param.c",
+                format!("is {v}, expected a positive sound speed in m/s"),
+            ))
+        }
         None => DEFAULT_C,
     };
     let t0 = match scalar("t0")? {
         Some(v) if v.is_finite() => v,
-        Some(v) => return Err(field_err(file, "param.t0", format!("is {v}, expected a finite time in seconds"))),
+        Some(v) => {
+            return Err(field_err(
+                file,
+                "param.t0",
+                format!("is {v}, expected a finite time in seconds"),
+            ))
+        }
         None => 0.0,
     };
     let bandwidth = match scalar("bandwidth")? {
         Some(v) if v.is_finite() && v > 0.0 => v,
-        Some(v) => return Err(field_err(file, "param.bandwidth", format!("is {v}, expected a positive bandwidth in percent"))),
+        Some(v) => {
+            return Err(field_err(
+                file,
+                "param.bandwidth",
+                format!("is {v}, expected a positive bandwidth in percent"),
+            ))
+        }
         None => DEFAULT_BANDWIDTH_PCT,
     };
     let width = match scalar("width")? {
         Some(v) if v.is_finite() && v > 0.0 && v <= pitch => v,
-        Some(v) => return Err(field_err(file, "param.width", format!("is {v}, expected a width in (0, pitch = {pitch}] metres"))),
+        Some(v) => {
+            return Err(field_err(
+                file,
+                "param.width",
+                format!("is {v}, expected a width in (0, pitch = {pitch}] metres"),
+            ))
+        }
         None => pitch,
     };
-    let height = scalar("height")?.filter(|h| h.is_finite() && *h > 0.0).unwrap_or(0.0);
+    let height = scalar("height")?
+        .filter(|h| h.is_finite() && *h > 0.0)
+        .unwrap_or(0.0);
     let radius = scalar("radius")?;
-    let prf = scalar("PRF")?.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+    let prf = scalar("PRF")?
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(0.0);
 
     // RF: MATLAB [samples, elements, frames], column-major, which is already
     // our [frame][wave = 1][channel][sample] with the sample fastest.
@@ -99,41 +165,76 @@ pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
         [s, e, f] => (*s, *e, *f),
         other => return Err(field_err(file, "RF", format!("has shape {other:?}, expected [samples × elements] or [samples × elements × frames]"))),
     };
-    let values = rf.to_f32().ok_or_else(|| field_err(file, "RF", "is not a real numeric array"))?;
+    let values = rf
+        .to_f32()
+        .ok_or_else(|| field_err(file, "RF", "is not a real numeric array"))?;
     if let MatData::Numeric { imag: Some(_), .. } = rf.data {
-        return Err(field_err(file, "RF", "is complex; expected real RF (IQ .mat files are not read yet)"));
+        return Err(field_err(
+            file,
+            "RF",
+            "is complex; expected real RF (IQ .mat files are not read yet)",
+        ));
     }
     if values.len() != samples * elements * frames {
-        return Err(field_err(file, "RF", format!("holds {} values for shape {dims:?}", values.len())));
+        return Err(field_err(
+            file,
+            "RF",
+            format!("holds {} values for shape {dims:?}", values.len()),
+        ));
     }
     if values.iter().any(|v| !v.is_finite()) {
         return Err(field_err(file, "RF", "contains NaN or infinite samples"));
     }
     if let Some(n) = scalar("Nelements")? {
         if n as usize != elements || n.fract() != 0.0 {
-            return Err(field_err(file, "param.Nelements", format!("is {n}, but RF has {elements} element columns")));
+            return Err(field_err(
+                file,
+                "param.Nelements",
+                format!("is {n}, but RF has {elements} element columns"),
+            ));
         }
     }
 
     let probe = match radius {
-        Some(r) if r.is_finite() && r > 0.0 => Probe::convex_must(elements, pitch, r, width, height),
-        Some(r) if r.is_finite() => return Err(field_err(file, "param.radius", format!("is {r}, expected a positive radius or Inf for a linear array"))),
+        Some(r) if r.is_finite() && r > 0.0 => {
+            Probe::convex_must(elements, pitch, r, width, height)
+        }
+        Some(r) if r.is_finite() => {
+            return Err(field_err(
+                file,
+                "param.radius",
+                format!("is {r}, expected a positive radius or Inf for a linear array"),
+            ))
+        }
         _ => Probe::linear(elements, pitch, width, height),
     };
     let delays: Vec<f64> = match param.field("TXdelay") {
         None => vec![0.0; elements],
         Some(a) => {
-            let v = a.numeric().ok_or_else(|| field_err(file, "param.TXdelay", "is not numeric"))?;
+            let v = a
+                .numeric()
+                .ok_or_else(|| field_err(file, "param.TXdelay", "is not numeric"))?;
             if v.len() != elements {
                 // MUST: one row per transmit; a single plane wave is what
                 // these files hold, so several rows are not guessed at.
-                return Err(field_err(file, "param.TXdelay", format!("has {} values, expected one per element ({elements})", v.len())));
+                return Err(field_err(
+                    file,
+                    "param.TXdelay",
+                    format!(
+                        "has {} values, expected one per element ({elements})",
+                        v.len()
+                    ),
+                ));
             }
             v.to_vec()
         }
     };
-    let wave = Wave::from_must_delays(&probe, &delays, c, None)
-        .map_err(|source| MustError::Acquisition { file: file.to_path_buf(), source })?;
+    let wave = Wave::from_must_delays(&probe, &delays, c, None).map_err(|source| {
+        MustError::Acquisition {
+            file: file.to_path_buf(),
+            source,
+        }
+    })?;
     let acquisition = Acquisition {
         probe,
         waves: vec![wave],
@@ -145,7 +246,17 @@ pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
         sound_speed: c,
         prf,
     };
-    let data = ChannelData { acquisition, frames, waves: 1, channels: elements, samples, data: Samples::Rf(values) };
-    data.validate().map_err(|source| MustError::Acquisition { file: file.to_path_buf(), source })?;
+    let data = ChannelData {
+        acquisition,
+        frames,
+        waves: 1,
+        channels: elements,
+        samples,
+        data: Samples::Rf(values),
+    };
+    data.validate().map_err(|source| MustError::Acquisition {
+        file: file.to_path_buf(),
+        source,
+    })?;
     Ok(data)
 }

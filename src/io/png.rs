@@ -12,10 +12,27 @@ pub enum PngError {
     Write { file: PathBuf, message: String },
 }
 
-fn write(path: &Path, width: usize, height: usize, color: png::ColorType, data: &[u8]) -> Result<(), PngError> {
-    let err = |m: String| PngError::Write { file: path.to_path_buf(), message: m };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()));
+fn write(
+    path: &Path,
+    width: usize,
+    height: usize,
+    color: png::ColorType,
+    data: &[u8],
+) -> Result<(), PngError> {
+    let err = |m: String| PngError::Write {
+        file: path.to_path_buf(),
+        message: m,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    ));
     let result = (|| -> Result<(), String> {
         let file = std::fs::File::create(&tmp).map_err(|e| format!("cannot create: {e}"))?;
         let mut enc = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
@@ -39,5 +56,11 @@ pub fn write_grey(path: &Path, width: usize, height: usize, grey: &[u8]) -> Resu
 
 /// RGBA8 packed little-endian in u32 (r in the low byte), row-major.
 pub fn write_rgba(path: &Path, width: usize, height: usize, rgba: &[u32]) -> Result<(), PngError> {
-    write(path, width, height, png::ColorType::Rgba, bytemuck::cast_slice(rgba))
+    write(
+        path,
+        width,
+        height,
+        png::ColorType::Rgba,
+        bytemuck::cast_slice(rgba),
+    )
 }

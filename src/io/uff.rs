@@ -50,18 +50,36 @@ pub enum UffError {
     Open { file: String, detail: String },
     #[error("{file}: not a readable HDF5 file (truncated or corrupt?): {detail}")]
     NotHdf5 { file: String, detail: String },
-    #[error("{file}: no top-level group has class \"uff.channel_data\" (top-level members: {found})")]
+    #[error(
+        "{file}: no top-level group has class \"uff.channel_data\" (top-level members: {found})"
+    )]
     NoChannelData { file: String, found: String },
     #[error("{file}: {path} is missing, expected {expected}")]
-    Missing { file: String, path: String, expected: String },
+    Missing {
+        file: String,
+        path: String,
+        expected: String,
+    },
     #[error("{file}: {path} {problem}")]
-    Invalid { file: String, path: String, problem: String },
+    Invalid {
+        file: String,
+        path: String,
+        problem: String,
+    },
     #[error("{file}: {path}: HDF5 read failed, the file may be corrupt ({detail})")]
-    Hdf5 { file: String, path: String, detail: String },
+    Hdf5 {
+        file: String,
+        path: String,
+        detail: String,
+    },
     #[error("{file}: cannot write: {detail}")]
     Write { file: String, detail: String },
     #[error("{file}: {path}: HDF5 write failed ({detail})")]
-    Hdf5Write { file: String, path: String, detail: String },
+    Hdf5Write {
+        file: String,
+        path: String,
+        detail: String,
+    },
     #[error("{file}: {group}: {source}")]
     Acquisition {
         file: String,
@@ -82,21 +100,35 @@ pub fn read_uff(path: &Path) -> Result<ChannelData, UffError> {
         if !is_group {
             continue;
         }
-        let group = file.group(name).map_err(|e| ctx.hdf5(&format!("/{name}"), e))?;
+        let group = file
+            .group(name)
+            .map_err(|e| ctx.hdf5(&format!("/{name}"), e))?;
         if class_of(&group).as_deref() == Some("uff.channel_data") {
             return ctx.channel_data(&group, &format!("/{name}"));
         }
     }
     // A hand-written file may lack the class attributes: accept a group
     // named `channel_data` that carries no class at all.
-    if matches!(file.loc_type_by_name("channel_data"), Ok(LocationType::Group)) {
-        let group = file.group("channel_data").map_err(|e| ctx.hdf5("/channel_data", e))?;
+    if matches!(
+        file.loc_type_by_name("channel_data"),
+        Ok(LocationType::Group)
+    ) {
+        let group = file
+            .group("channel_data")
+            .map_err(|e| ctx.hdf5("/channel_data", e))?;
         if group.attr("class").is_err() {
             return ctx.channel_data(&group, "/channel_data");
         }
     }
-    let found = if names.is_empty() { "none".to_string() } else { names.join(", ") };
-    Err(UffError::NoChannelData { file: ctx.file, found })
+    let found = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    Err(UffError::NoChannelData {
+        file: ctx.file,
+        found,
+    })
 }
 
 /// Read the `uff.channel_data` group at `group` (e.g. `"/channel_data"`).
@@ -105,10 +137,18 @@ pub fn read_uff_dataset(path: &Path, group: &str) -> Result<ChannelData, UffErro
     let file = ctx.open()?;
     let gpath = format!("/{}", group.trim_matches('/'));
     let root: &Group = &file;
-    let g = ctx.group(root, "", gpath.trim_start_matches('/'), "a uff.channel_data group")?;
+    let g = ctx.group(
+        root,
+        "",
+        gpath.trim_start_matches('/'),
+        "a uff.channel_data group",
+    )?;
     if let Some(class) = class_of(&g) {
         if class != "uff.channel_data" {
-            return Err(ctx.invalid(&gpath, format!("has class \"{class}\", expected \"uff.channel_data\"")));
+            return Err(ctx.invalid(
+                &gpath,
+                format!("has class \"{class}\", expected \"uff.channel_data\""),
+            ));
         }
     }
     ctx.channel_data(&g, &gpath)
@@ -123,7 +163,10 @@ struct Ctx {
 
 impl Ctx {
     fn new(path: &Path) -> Ctx {
-        Ctx { file: path.display().to_string(), path: path.to_path_buf() }
+        Ctx {
+            file: path.display().to_string(),
+            path: path.to_path_buf(),
+        }
     }
 
     fn open(&self) -> Result<File, UffError> {
@@ -131,25 +174,48 @@ impl Ctx {
         // (hdf5-metno silences it at start-up; make sure).
         hdf5::silence_errors(true);
         match std::fs::metadata(&self.path) {
-            Err(e) => return Err(UffError::Open { file: self.file.clone(), detail: e.to_string() }),
+            Err(e) => {
+                return Err(UffError::Open {
+                    file: self.file.clone(),
+                    detail: e.to_string(),
+                })
+            }
             Ok(m) if m.is_dir() => {
-                return Err(UffError::Open { file: self.file.clone(), detail: "is a directory".into() })
+                return Err(UffError::Open {
+                    file: self.file.clone(),
+                    detail: "is a directory".into(),
+                })
             }
             Ok(_) => {}
         }
-        File::open(&self.path).map_err(|e| UffError::NotHdf5 { file: self.file.clone(), detail: e.to_string() })
+        File::open(&self.path).map_err(|e| UffError::NotHdf5 {
+            file: self.file.clone(),
+            detail: e.to_string(),
+        })
     }
 
     fn hdf5(&self, path: &str, e: hdf5::Error) -> UffError {
-        UffError::Hdf5 { file: self.file.clone(), path: path.to_string(), detail: e.to_string() }
+        UffError::Hdf5 {
+            file: self.file.clone(),
+            path: path.to_string(),
+            detail: e.to_string(),
+        }
     }
 
     fn invalid(&self, path: &str, problem: impl Into<String>) -> UffError {
-        UffError::Invalid { file: self.file.clone(), path: path.to_string(), problem: problem.into() }
+        UffError::Invalid {
+            file: self.file.clone(),
+            path: path.to_string(),
+            problem: problem.into(),
+        }
     }
 
     fn missing(&self, path: &str, expected: impl Into<String>) -> UffError {
-        UffError::Missing { file: self.file.clone(), path: path.to_string(), expected: expected.into() }
+        UffError::Missing {
+            file: self.file.clone(),
+            path: path.to_string(),
+            expected: expected.into(),
+        }
     }
 
     /// What `name` is inside `parent`, or `None` when there is no such link.
@@ -162,34 +228,64 @@ impl Ctx {
         parent.loc_type_by_name(name).ok()
     }
 
-    fn group(&self, parent: &Group, ppath: &str, name: &str, expected: &str) -> Result<Group, UffError> {
+    fn group(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        expected: &str,
+    ) -> Result<Group, UffError> {
         let path = format!("{ppath}/{name}");
         match self.kind(parent, name) {
             None => Err(self.missing(&path, expected)),
             Some(LocationType::Group) => parent.group(name).map_err(|e| self.hdf5(&path, e)),
-            Some(_) => Err(self.invalid(&path, format!("is a dataset, expected {expected} (an HDF5 group)"))),
+            Some(_) => Err(self.invalid(
+                &path,
+                format!("is a dataset, expected {expected} (an HDF5 group)"),
+            )),
         }
     }
 
-    fn opt_group(&self, parent: &Group, ppath: &str, name: &str, expected: &str) -> Result<Option<Group>, UffError> {
+    fn opt_group(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<Group>, UffError> {
         if self.kind(parent, name).is_none() {
             return Ok(None);
         }
         self.group(parent, ppath, name, expected).map(Some)
     }
 
-    fn dataset(&self, parent: &Group, ppath: &str, name: &str, expected: &str) -> Result<Dataset, UffError> {
+    fn dataset(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        expected: &str,
+    ) -> Result<Dataset, UffError> {
         let path = format!("{ppath}/{name}");
         match self.kind(parent, name) {
             None => Err(self.missing(&path, expected)),
             Some(LocationType::Dataset) => parent.dataset(name).map_err(|e| self.hdf5(&path, e)),
-            Some(_) => Err(self.invalid(&path, format!("is a group, expected {expected} (an HDF5 dataset)"))),
+            Some(_) => Err(self.invalid(
+                &path,
+                format!("is a group, expected {expected} (an HDF5 dataset)"),
+            )),
         }
     }
 
     /// A numeric scalar stored with shape `()`, `(1,)` or `(1, 1)`, or
     /// `None` when the dataset is absent.
-    fn opt_scalar(&self, parent: &Group, ppath: &str, name: &str, expected: &str) -> Result<Option<f64>, UffError> {
+    fn opt_scalar(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<f64>, UffError> {
         if self.kind(parent, name).is_none() {
             return Ok(None);
         }
@@ -199,12 +295,21 @@ impl Ctx {
         let shape = ds.shape();
         let v: Vec<f64> = ds.read_raw().map_err(|e| self.hdf5(&path, e))?;
         if v.len() != 1 {
-            return Err(self.invalid(&path, format!("has shape {shape:?}, expected a single value: {expected}")));
+            return Err(self.invalid(
+                &path,
+                format!("has shape {shape:?}, expected a single value: {expected}"),
+            ));
         }
         Ok(Some(v[0]))
     }
 
-    fn scalar(&self, parent: &Group, ppath: &str, name: &str, expected: &str) -> Result<f64, UffError> {
+    fn scalar(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        expected: &str,
+    ) -> Result<f64, UffError> {
         match self.opt_scalar(parent, ppath, name, expected)? {
             Some(v) => Ok(v),
             None => Err(self.missing(&format!("{ppath}/{name}"), expected)),
@@ -212,35 +317,69 @@ impl Ctx {
     }
 
     fn ensure_numeric(&self, ds: &Dataset, path: &str, expected: &str) -> Result<(), UffError> {
-        let td = ds.dtype().and_then(|t| t.to_descriptor()).map_err(|e| self.hdf5(path, e))?;
+        let td = ds
+            .dtype()
+            .and_then(|t| t.to_descriptor())
+            .map_err(|e| self.hdf5(path, e))?;
         match td {
-            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => Ok(()),
-            other => Err(self.invalid(path, format!("has HDF5 type {other}, expected numbers: {expected}"))),
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
+                Ok(())
+            }
+            other => Err(self.invalid(
+                path,
+                format!("has HDF5 type {other}, expected numbers: {expected}"),
+            )),
         }
     }
 
     fn channel_data(&self, cd: &Group, base: &str) -> Result<ChannelData, UffError> {
         let fs_path = format!("{base}/sampling_frequency");
-        let fs = self.scalar(cd, base, "sampling_frequency", "the sampling frequency in Hz")?;
+        let fs = self.scalar(
+            cd,
+            base,
+            "sampling_frequency",
+            "the sampling frequency in Hz",
+        )?;
         if !fs.is_finite() || fs <= 0.0 {
-            return Err(self.invalid(&fs_path, format!("is {fs}, expected a positive sampling frequency in Hz")));
+            return Err(self.invalid(
+                &fs_path,
+                format!("is {fs}, expected a positive sampling frequency in Hz"),
+            ));
         }
 
-        let t0 = self.scalar(cd, base, "initial_time", "the time of the first sample in s")?;
+        let t0 = self.scalar(
+            cd,
+            base,
+            "initial_time",
+            "the time of the first sample in s",
+        )?;
         if !t0.is_finite() {
-            return Err(self.invalid(&format!("{base}/initial_time"), format!("is {t0}, expected a finite time in s")));
+            return Err(self.invalid(
+                &format!("{base}/initial_time"),
+                format!("is {t0}, expected a finite time in s"),
+            ));
         }
 
         let fmod_path = format!("{base}/modulation_frequency");
         let fmod = self
-            .opt_scalar(cd, base, "modulation_frequency", "the demodulation frequency in Hz (0 for RF)")?
+            .opt_scalar(
+                cd,
+                base,
+                "modulation_frequency",
+                "the demodulation frequency in Hz (0 for RF)",
+            )?
             .unwrap_or(0.0);
         if !fmod.is_finite() {
-            return Err(self.invalid(&fmod_path, format!("is {fmod}, expected a finite frequency in Hz (0 for RF)")));
+            return Err(self.invalid(
+                &fmod_path,
+                format!("is {fmod}, expected a finite frequency in Hz (0 for RF)"),
+            ));
         }
 
         let prf_name = if cd.link_exists("PRF") { "PRF" } else { "prf" };
-        let prf = self.opt_scalar(cd, base, prf_name, "the pulse repetition frequency in Hz")?.unwrap_or(0.0);
+        let prf = self
+            .opt_scalar(cd, base, prf_name, "the pulse repetition frequency in Hz")?
+            .unwrap_or(0.0);
         if !prf.is_finite() || prf < 0.0 {
             return Err(self.invalid(
                 &format!("{base}/{prf_name}"),
@@ -254,15 +393,19 @@ impl Ctx {
         // The reference sound speed; USTB's waves carry one too, used only
         // when the channel data lacks it.
         let c_path = format!("{base}/sound_speed");
-        let c = match self.opt_scalar(cd, base, "sound_speed", "the reference sound speed in m/s")? {
-            Some(c) => c,
-            None => match wave_speed {
+        let c =
+            match self.opt_scalar(cd, base, "sound_speed", "the reference sound speed in m/s")? {
                 Some(c) => c,
-                None => return Err(self.missing(&c_path, "the reference sound speed in m/s")),
-            },
-        };
+                None => match wave_speed {
+                    Some(c) => c,
+                    None => return Err(self.missing(&c_path, "the reference sound speed in m/s")),
+                },
+            };
         if !c.is_finite() || c <= 0.0 {
-            return Err(self.invalid(&c_path, format!("is {c}, expected a positive sound speed in m/s")));
+            return Err(self.invalid(
+                &c_path,
+                format!("is {c}, expected a positive sound speed in m/s"),
+            ));
         }
 
         let (fc, bandwidth) = self.pulse(cd, base, fmod)?;
@@ -272,7 +415,10 @@ impl Ctx {
         let dpath = format!("{base}/data");
         let is_iq = !matches!(layout, Layout::Real(_));
         if is_iq && !cd.link_exists("modulation_frequency") {
-            return Err(self.missing(&fmod_path, "the demodulation frequency in Hz of the IQ data"));
+            return Err(self.missing(
+                &fmod_path,
+                "the demodulation frequency in Hz of the IQ data",
+            ));
         }
         if !is_iq && fmod != 0.0 {
             return Err(self.invalid(
@@ -304,7 +450,10 @@ impl Ctx {
             ));
         }
         if samples < 2 {
-            return Err(self.invalid(&dpath, format!("has {samples} samples per trace, expected at least 2")));
+            return Err(self.invalid(
+                &dpath,
+                format!("has {samples} samples per trace, expected at least 2"),
+            ));
         }
 
         let data = self.read_samples(layout, base, dims)?;
@@ -320,7 +469,14 @@ impl Ctx {
             sound_speed: c,
             prf,
         };
-        let cd = ChannelData { acquisition, frames, waves: nwaves, channels, samples, data };
+        let cd = ChannelData {
+            acquisition,
+            frames,
+            waves: nwaves,
+            channels,
+            samples,
+            data,
+        };
         cd.validate().map_err(|source| UffError::Acquisition {
             file: self.file.clone(),
             group: base.to_string(),
@@ -336,15 +492,28 @@ impl Ctx {
         let pulse = self.opt_group(cd, base, "pulse", "a uff.pulse group")?;
         let (fc, bw) = match &pulse {
             Some(p) => (
-                self.opt_scalar(p, &ppath, "center_frequency", "the transducer centre frequency in Hz")?,
-                self.opt_scalar(p, &ppath, "fractional_bandwidth", "the fractional bandwidth (0.77 for 77 %)")?,
+                self.opt_scalar(
+                    p,
+                    &ppath,
+                    "center_frequency",
+                    "the transducer centre frequency in Hz",
+                )?,
+                self.opt_scalar(
+                    p,
+                    &ppath,
+                    "fractional_bandwidth",
+                    "the fractional bandwidth (0.77 for 77 %)",
+                )?,
             ),
             None => (None, None),
         };
         let fc_path = format!("{ppath}/center_frequency");
         if let Some(f) = fc {
             if !f.is_finite() || f < 0.0 {
-                return Err(self.invalid(&fc_path, format!("is {f}, expected a positive centre frequency in Hz")));
+                return Err(self.invalid(
+                    &fc_path,
+                    format!("is {f}, expected a positive centre frequency in Hz"),
+                ));
             }
         }
         let fc = match fc {
@@ -366,11 +535,16 @@ impl Ctx {
         let bw_path = format!("{ppath}/fractional_bandwidth");
         let bw = bw.unwrap_or(0.0);
         if !bw.is_finite() || bw < 0.0 {
-            return Err(self.invalid(&bw_path, format!("is {bw}, expected a non-negative fraction (0.77 for 77 %)")));
+            return Err(self.invalid(
+                &bw_path,
+                format!("is {bw}, expected a non-negative fraction (0.77 for 77 %)"),
+            ));
         }
         if bw > 2.0 {
-            return Err(self
-                .invalid(&bw_path, format!("is {bw}, expected a fraction (0.77 for 77 %); a percentage is not UFF")));
+            return Err(self.invalid(
+                &bw_path,
+                format!("is {bw}, expected a fraction (0.77 for 77 %); a percentage is not UFF"),
+            ));
         }
         Ok((fc, bw))
     }
@@ -382,7 +556,9 @@ impl Ctx {
         let n_field = self.opt_scalar(&g, &ppath, "N", "the number of elements")?;
         let n_field = match n_field {
             None => None,
-            Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 1e6 => Some(n as usize),
+            Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 1e6 => {
+                Some(n as usize)
+            }
             Some(n) => {
                 return Err(self.invalid(
                     &format!("{ppath}/N"),
@@ -400,23 +576,38 @@ impl Ctx {
         let positive = |field: &str, expected: &str| -> Result<f64, UffError> {
             let v = self.scalar(&g, &ppath, field, expected)?;
             if !v.is_finite() || v <= 0.0 {
-                return Err(self.invalid(&format!("{ppath}/{field}"), format!("is {v}, expected {expected}")));
+                return Err(self.invalid(
+                    &format!("{ppath}/{field}"),
+                    format!("is {v}, expected {expected}"),
+                ));
             }
             Ok(v)
         };
         // USTB's defaults: width = pitch, height = 10 × width.
         let width_height = |pitch: f64| -> Result<(f64, f64), UffError> {
-            let w = self.opt_scalar(&g, &ppath, "element_width", "the element width in m")?.unwrap_or(pitch);
-            let h = self.opt_scalar(&g, &ppath, "element_height", "the element height in m")?.unwrap_or(10.0 * w);
+            let w = self
+                .opt_scalar(&g, &ppath, "element_width", "the element width in m")?
+                .unwrap_or(pitch);
+            let h = self
+                .opt_scalar(&g, &ppath, "element_height", "the element height in m")?
+                .unwrap_or(10.0 * w);
             for (field, v) in [("element_width", w), ("element_height", h)] {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(self.invalid(&format!("{ppath}/{field}"), format!("is {v}, expected a size in m")));
+                    return Err(self.invalid(
+                        &format!("{ppath}/{field}"),
+                        format!("is {v}, expected a size in m"),
+                    ));
                 }
             }
             Ok((w, h))
         };
         let need_n = || -> Result<usize, UffError> {
-            n_field.ok_or_else(|| self.missing(&format!("{ppath}/N"), "the number of elements (there is no geometry)"))
+            n_field.ok_or_else(|| {
+                self.missing(
+                    &format!("{ppath}/N"),
+                    "the number of elements (there is no geometry)",
+                )
+            })
         };
 
         let mut probe = match (class.as_str(), geometry) {
@@ -479,7 +670,10 @@ impl Ctx {
             if n != probe.len() {
                 return Err(self.invalid(
                     &format!("{ppath}/N"),
-                    format!("is {n} but {ppath}/geometry has {} elements, expected them to agree", probe.len()),
+                    format!(
+                        "is {n} but {ppath}/geometry has {} elements, expected them to agree",
+                        probe.len()
+                    ),
                 ));
             }
         }
@@ -487,7 +681,12 @@ impl Ctx {
     }
 
     /// `probe/geometry` as elements, or `None` when the probe has none.
-    fn geometry(&self, g: &Group, ppath: &str, n_field: Option<usize>) -> Result<Option<Vec<Element>>, UffError> {
+    fn geometry(
+        &self,
+        g: &Group,
+        ppath: &str,
+        n_field: Option<usize>,
+    ) -> Result<Option<Vec<Element>>, UffError> {
         let gpath = format!("{ppath}/geometry");
         if self.kind(g, "geometry").is_none() {
             return Ok(None);
@@ -504,7 +703,11 @@ impl Ctx {
             [a, b] => (*a, *b),
             // A single element written by a numpy user.
             [k] if (3..=7).contains(k) => (*k, 1),
-            _ => return Err(self.invalid(&gpath, format!("has shape {shape:?}, expected {expected}"))),
+            _ => {
+                return Err(
+                    self.invalid(&gpath, format!("has shape {shape:?}, expected {expected}"))
+                )
+            }
         };
         let rows_ok = |k: usize| (3..=7).contains(&k);
         // `transposed`: HDF5 [N][k] rather than USTB's [k][N].
@@ -527,7 +730,11 @@ impl Ctx {
                     }
                 }
             }
-            (false, false) => return Err(self.invalid(&gpath, format!("has shape {shape:?}, expected {expected}"))),
+            (false, false) => {
+                return Err(
+                    self.invalid(&gpath, format!("has shape {shape:?}, expected {expected}"))
+                )
+            }
         };
         let (k, n) = if transposed { (b, a) } else { (a, b) };
         let at = |row: usize, e: usize| -> f64 {
@@ -548,7 +755,12 @@ impl Ctx {
                     format!("element {e} has a non-finite value {v:?}, expected finite metres and radians"),
                 ));
             }
-            elements.push(Element { position: DVec3::new(v[0], v[1], v[2]), azimuth: v[3], width: v[5], height: v[6] });
+            elements.push(Element {
+                position: DVec3::new(v[0], v[1], v[2]),
+                azimuth: v[3],
+                width: v[5],
+                height: v[6],
+            });
         }
         Ok(Some(elements))
     }
@@ -556,7 +768,12 @@ impl Ctx {
     /// The waves of `sequence`, and the first wave's sound speed if any.
     fn sequence(&self, cd: &Group, base: &str) -> Result<(Vec<Wave>, Option<f64>), UffError> {
         let spath = format!("{base}/sequence");
-        let g = self.group(cd, base, "sequence", "a group of uff.wave (sequence_0001, ...)")?;
+        let g = self.group(
+            cd,
+            base,
+            "sequence",
+            "a group of uff.wave (sequence_0001, ...)",
+        )?;
         let names = g.member_names().map_err(|e| self.hdf5(&spath, e))?;
         let mut entries: Vec<(usize, String)> = names
             .iter()
@@ -576,7 +793,10 @@ impl Ctx {
                 let (wave, c) = self.wave(&g, &spath)?;
                 return Ok((vec![wave], c));
             }
-            return Err(self.missing(&format!("{spath}/sequence_0001"), "at least one uff.wave in the sequence"));
+            return Err(self.missing(
+                &format!("{spath}/sequence_0001"),
+                "at least one uff.wave in the sequence",
+            ));
         }
         for (i, (index, name)) in entries.iter().enumerate() {
             if *index != i + 1 {
@@ -609,26 +829,46 @@ impl Ctx {
 
     fn wave(&self, g: &Group, wpath: &str) -> Result<(Wave, Option<f64>), UffError> {
         let src_path = format!("{wpath}/source");
-        let src = self.group(g, wpath, "source", "a uff.point (distance, azimuth, elevation)")?;
+        let src = self.group(
+            g,
+            wpath,
+            "source",
+            "a uff.point (distance, azimuth, elevation)",
+        )?;
         let azimuth = self.scalar(&src, &src_path, "azimuth", "the source azimuth in rad")?;
-        let distance = self.scalar(&src, &src_path, "distance", "the source distance in m (inf for a plane wave)")?;
-        let elevation = self.opt_scalar(&src, &src_path, "elevation", "the source elevation in rad")?.unwrap_or(0.0);
+        let distance = self.scalar(
+            &src,
+            &src_path,
+            "distance",
+            "the source distance in m (inf for a plane wave)",
+        )?;
+        let elevation = self
+            .opt_scalar(&src, &src_path, "elevation", "the source elevation in rad")?
+            .unwrap_or(0.0);
         for (field, v) in [("azimuth", azimuth), ("elevation", elevation)] {
             if !v.is_finite() {
-                return Err(
-                    self.invalid(&format!("{src_path}/{field}"), format!("is {v}, expected a finite angle in rad"))
-                );
+                return Err(self.invalid(
+                    &format!("{src_path}/{field}"),
+                    format!("is {v}, expected a finite angle in rad"),
+                ));
             }
         }
         if distance.is_nan() || distance < 0.0 {
             return Err(self.invalid(
                 &format!("{src_path}/distance"),
-                format!("is {distance}, expected a non-negative distance in m (inf for a plane wave)"),
+                format!(
+                    "is {distance}, expected a non-negative distance in m (inf for a plane wave)"
+                ),
             ));
         }
 
         let wf_path = format!("{wpath}/wavefront");
-        let wavefront = self.opt_scalar(g, wpath, "wavefront", "the USTB wavefront (0 plane, 1 spherical)")?;
+        let wavefront = self.opt_scalar(
+            g,
+            wpath,
+            "wavefront",
+            "the USTB wavefront (0 plane, 1 spherical)",
+        )?;
         let plane = match wavefront {
             Some(0.0) => true,
             Some(1.0) => false,
@@ -668,9 +908,14 @@ impl Ctx {
             }
         };
 
-        let delay = self.opt_scalar(g, wpath, "delay", "the wave delay in s")?.unwrap_or(0.0);
+        let delay = self
+            .opt_scalar(g, wpath, "delay", "the wave delay in s")?
+            .unwrap_or(0.0);
         if !delay.is_finite() {
-            return Err(self.invalid(&format!("{wpath}/delay"), format!("is {delay}, expected a finite delay in s")));
+            return Err(self.invalid(
+                &format!("{wpath}/delay"),
+                format!("is {delay}, expected a finite delay in s"),
+            ));
         }
         let c = self.opt_scalar(g, wpath, "sound_speed", "the reference sound speed in m/s")?;
         Ok((Wave { wavefront, delay }, c))
@@ -697,7 +942,10 @@ impl Ctx {
                 if im.shape() != shape {
                     return Err(self.invalid(
                         &im_path,
-                        format!("has shape {:?} but {re_path} has {shape:?}, expected equal shapes", im.shape()),
+                        format!(
+                            "has shape {:?} but {re_path} has {shape:?}, expected equal shapes",
+                            im.shape()
+                        ),
                     ));
                 }
                 let dims = self.dims(&re_path, &shape)?;
@@ -706,11 +954,14 @@ impl Ctx {
             Some(LocationType::Dataset) => {
                 let ds = cd.dataset("data").map_err(|e| self.hdf5(&dpath, e))?;
                 let dims = self.dims(&dpath, &ds.shape())?;
-                let td = ds.dtype().and_then(|t| t.to_descriptor()).map_err(|e| self.hdf5(&dpath, e))?;
+                let td = ds
+                    .dtype()
+                    .and_then(|t| t.to_descriptor())
+                    .map_err(|e| self.hdf5(&dpath, e))?;
                 match &td {
-                    TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
-                        Ok((Layout::Real(ds), dims))
-                    }
+                    TypeDescriptor::Integer(_)
+                    | TypeDescriptor::Unsigned(_)
+                    | TypeDescriptor::Float(_) => Ok((Layout::Real(ds), dims)),
                     TypeDescriptor::Compound(c) => {
                         let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
                         match names.as_slice() {
@@ -722,21 +973,37 @@ impl Ctx {
                             )),
                         }
                     }
-                    other => Err(self.invalid(&dpath, format!("has HDF5 type {other}, expected {expected}"))),
+                    other => Err(self.invalid(
+                        &dpath,
+                        format!("has HDF5 type {other}, expected {expected}"),
+                    )),
                 }
             }
-            Some(_) => Err(self.invalid(&dpath, format!("is neither a dataset nor a group, expected {expected}"))),
+            Some(_) => Err(self.invalid(
+                &dpath,
+                format!("is neither a dataset nor a group, expected {expected}"),
+            )),
         }
     }
 
     /// Read the samples, converted to `f32`, in HDF5 (= sonoguide) order.
-    fn read_samples(&self, layout: Layout, base: &str, dims: [usize; 4]) -> Result<Samples, UffError> {
+    fn read_samples(
+        &self,
+        layout: Layout,
+        base: &str,
+        dims: [usize; 4],
+    ) -> Result<Samples, UffError> {
         let dpath = format!("{base}/data");
         let total = dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .filter(|&n| n.checked_mul(8).is_some_and(|b| b <= isize::MAX as usize))
-            .ok_or_else(|| self.invalid(&dpath, format!("has dimensions {dims:?}, too large to hold in memory")))?;
+            .ok_or_else(|| {
+                self.invalid(
+                    &dpath,
+                    format!("has dimensions {dims:?}, too large to hold in memory"),
+                )
+            })?;
         let count = |n: usize| -> Result<(), UffError> {
             if n == total {
                 Ok(())
@@ -751,22 +1018,32 @@ impl Ctx {
                 Ok(Samples::Rf(v))
             }
             Layout::CompoundRI(ds) => {
-                let v = ds.read_raw::<ComplexRI>().map_err(|e| self.hdf5(&dpath, e))?;
+                let v = ds
+                    .read_raw::<ComplexRI>()
+                    .map_err(|e| self.hdf5(&dpath, e))?;
                 count(v.len())?;
                 Ok(Samples::Iq(v.into_iter().map(|c| [c.r, c.i]).collect()))
             }
             Layout::CompoundRealImag(ds) => {
-                let v = ds.read_raw::<ComplexRealImag>().map_err(|e| self.hdf5(&dpath, e))?;
+                let v = ds
+                    .read_raw::<ComplexRealImag>()
+                    .map_err(|e| self.hdf5(&dpath, e))?;
                 count(v.len())?;
-                Ok(Samples::Iq(v.into_iter().map(|c| [c.real, c.imag]).collect()))
+                Ok(Samples::Iq(
+                    v.into_iter().map(|c| [c.real, c.imag]).collect(),
+                ))
             }
             Layout::Split { re, im } => {
                 // One part at a time, to keep the peak memory at 1.5 × the result.
-                let real: Vec<f32> = re.read_raw().map_err(|e| self.hdf5(&format!("{dpath}/real"), e))?;
+                let real: Vec<f32> = re
+                    .read_raw()
+                    .map_err(|e| self.hdf5(&format!("{dpath}/real"), e))?;
                 count(real.len())?;
                 let mut iq: Vec<[f32; 2]> = real.iter().map(|&r| [r, 0.0]).collect();
                 drop(real);
-                let imag: Vec<f32> = im.read_raw().map_err(|e| self.hdf5(&format!("{dpath}/imag"), e))?;
+                let imag: Vec<f32> = im
+                    .read_raw()
+                    .map_err(|e| self.hdf5(&format!("{dpath}/imag"), e))?;
                 count(imag.len())?;
                 for (s, i) in iq.iter_mut().zip(imag) {
                     s[1] = i;
@@ -790,7 +1067,10 @@ impl Ctx {
             }
         };
         if d.contains(&0) {
-            return Err(self.invalid(path, format!("has shape {shape:?} with an empty dimension, expected samples")));
+            return Err(self.invalid(
+                path,
+                format!("has shape {shape:?} with an empty dimension, expected samples"),
+            ));
         }
         Ok(d)
     }
@@ -834,14 +1114,37 @@ fn string_attr(loc: &Location, name: &str) -> Option<String> {
     let attr = loc.attr(name).ok()?;
     let td = attr.dtype().ok()?.to_descriptor().ok()?;
     let s = match td {
-        TypeDescriptor::VarLenUnicode => attr.read_raw::<VarLenUnicode>().ok()?.first()?.as_str().to_string(),
-        TypeDescriptor::VarLenAscii => attr.read_raw::<VarLenAscii>().ok()?.first()?.as_str().to_string(),
-        TypeDescriptor::FixedAscii(_) => attr.read_raw::<FixedAscii<1024>>().ok()?.first()?.as_str().to_string(),
-        TypeDescriptor::FixedUnicode(_) => attr.read_raw::<FixedUnicode<1024>>().ok()?.first()?.as_str().to_string(),
+        TypeDescriptor::VarLenUnicode => attr
+            .read_raw::<VarLenUnicode>()
+            .ok()?
+            .first()?
+            .as_str()
+            .to_string(),
+        TypeDescriptor::VarLenAscii => attr
+            .read_raw::<VarLenAscii>()
+            .ok()?
+            .first()?
+            .as_str()
+            .to_string(),
+        TypeDescriptor::FixedAscii(_) => attr
+            .read_raw::<FixedAscii<1024>>()
+            .ok()?
+            .first()?
+            .as_str()
+            .to_string(),
+        TypeDescriptor::FixedUnicode(_) => attr
+            .read_raw::<FixedUnicode<1024>>()
+            .ok()?
+            .first()?
+            .as_str()
+            .to_string(),
         // MATLAB char arrays stored as numbers.
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
-            attr.read_raw::<u32>().ok()?.into_iter().filter_map(char::from_u32).collect()
-        }
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => attr
+            .read_raw::<u32>()
+            .ok()?
+            .into_iter()
+            .filter_map(char::from_u32)
+            .collect(),
         _ => return None,
     };
     Some(s.trim_end_matches(['\0', ' ']).to_string())
@@ -902,7 +1205,9 @@ fn size_attr(loc: &Location) -> Option<Vec<u64>> {
 /// format cannot carry faithfully (a diverging source in front of the
 /// array, RF data with a modulation frequency, ...) is refused up front.
 pub fn write_uff(path: &Path, data: &ChannelData) -> Result<(), UffError> {
-    let w = Out { file: path.display().to_string() };
+    let w = Out {
+        file: path.display().to_string(),
+    };
     w.check(data)?;
     hdf5::silence_errors(true);
     let tmp = TempFile::beside(path).map_err(|e| w.io(e))?;
@@ -921,15 +1226,26 @@ const CD: &str = "/channel_data";
 
 impl Out {
     fn io(&self, e: std::io::Error) -> UffError {
-        UffError::Write { file: self.file.clone(), detail: e.to_string() }
+        UffError::Write {
+            file: self.file.clone(),
+            detail: e.to_string(),
+        }
     }
 
     fn h5(&self, path: &str, e: hdf5::Error) -> UffError {
-        UffError::Hdf5Write { file: self.file.clone(), path: path.to_string(), detail: e.to_string() }
+        UffError::Hdf5Write {
+            file: self.file.clone(),
+            path: path.to_string(),
+            detail: e.to_string(),
+        }
     }
 
     fn refuse(&self, path: &str, problem: impl Into<String>) -> UffError {
-        UffError::Invalid { file: self.file.clone(), path: path.to_string(), problem: problem.into() }
+        UffError::Invalid {
+            file: self.file.clone(),
+            path: path.to_string(),
+            problem: problem.into(),
+        }
     }
 
     /// Refuse what the readers would reject or read back as something else.
@@ -943,20 +1259,37 @@ impl Out {
         if !cd.is_iq() && a.modulation_frequency != 0.0 {
             return Err(self.refuse(
                 &format!("{CD}/modulation_frequency"),
-                format!("is {} for RF data, expected 0 (only IQ data is demodulated)", a.modulation_frequency),
+                format!(
+                    "is {} for RF data, expected 0 (only IQ data is demodulated)",
+                    a.modulation_frequency
+                ),
             ));
         }
         if !(0.0..=2.0).contains(&a.bandwidth) {
             return Err(self.refuse(
                 &format!("{CD}/pulse/fractional_bandwidth"),
-                format!("would be {}, expected a fraction from 0 to 2 (0.77 for 77 %)", a.bandwidth),
+                format!(
+                    "would be {}, expected a fraction from 0 to 2 (0.77 for 77 %)",
+                    a.bandwidth
+                ),
             ));
         }
         if !a.prf.is_finite() || a.prf < 0.0 {
-            return Err(self.refuse(&format!("{CD}/PRF"), format!("would be {}, expected a non-negative rate in Hz", a.prf)));
+            return Err(self.refuse(
+                &format!("{CD}/PRF"),
+                format!("would be {}, expected a non-negative rate in Hz", a.prf),
+            ));
         }
-        if let Some(e) = a.probe.elements.iter().position(|e| !(e.width.is_finite() && e.height.is_finite())) {
-            return Err(self.refuse(&format!("{CD}/probe/geometry"), format!("element {e} has a non-finite width or height")));
+        if let Some(e) = a
+            .probe
+            .elements
+            .iter()
+            .position(|e| !(e.width.is_finite() && e.height.is_finite()))
+        {
+            return Err(self.refuse(
+                &format!("{CD}/probe/geometry"),
+                format!("element {e} has a non-finite width or height"),
+            ));
         }
         for (i, wave) in a.waves.iter().enumerate() {
             self.check_wave(&wave_path(i, a.waves.len()), &wave.wavefront)?;
@@ -999,7 +1332,11 @@ impl Out {
     fn probe(&self, cd: &Group, probe: &Probe) -> Result<(), UffError> {
         let ppath = format!("{CD}/probe");
         let regular = regular_linear(probe);
-        let class = if regular.is_some() { "uff.linear_array" } else { "uff.probe" };
+        let class = if regular.is_some() {
+            "uff.linear_array"
+        } else {
+            "uff.probe"
+        };
         let g = self.object(cd, CD, "probe", class)?;
         if let Some((pitch, width, height)) = regular {
             self.integer(&g, &ppath, "N", probe.len() as i64)?;
@@ -1011,9 +1348,17 @@ impl Out {
         let mut geometry = vec![0.0f64; 7 * n];
         for (e, el) in probe.elements.iter().enumerate() {
             // Rows x, y, z, theta, phi, width, height; phi (elevation tilt) is 0.
-            for (row, v) in [el.position.x, el.position.y, el.position.z, el.azimuth, 0.0, el.width, el.height]
-                .into_iter()
-                .enumerate()
+            for (row, v) in [
+                el.position.x,
+                el.position.y,
+                el.position.z,
+                el.azimuth,
+                0.0,
+                el.width,
+                el.height,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 geometry[row * n + e] = v;
             }
@@ -1056,7 +1401,9 @@ impl Out {
     fn wave(&self, g: &Group, wpath: &str, wave: &Wave, c: f64) -> Result<(), UffError> {
         let (kind, source): (i64, [f64; 3]) = match wave.wavefront {
             Wavefront::Plane { azimuth } => (0, [azimuth, f64::INFINITY, 0.0]),
-            Wavefront::Diverging { source: p } | Wavefront::Focused { focus: p } => (1, spherical(p)),
+            Wavefront::Diverging { source: p } | Wavefront::Focused { focus: p } => {
+                (1, spherical(p))
+            }
         };
         // USTB's enumeration: a (1, 1) int64 tagged with its enum class.
         let ds = g
@@ -1065,7 +1412,12 @@ impl Out {
             .create("wavefront")
             .and_then(|ds| ds.write_raw(&[kind][..]).map(|_| ds))
             .map_err(|e| self.h5(&format!("{wpath}/wavefront"), e))?;
-        self.tag(&ds, &format!("{wpath}/wavefront"), "uff.wavefront", "wavefront")?;
+        self.tag(
+            &ds,
+            &format!("{wpath}/wavefront"),
+            "uff.wavefront",
+            "wavefront",
+        )?;
         self.point(g, wpath, "source", source)?;
         self.point(g, wpath, "origin", [0.0; 3])?;
         self.scalar(g, wpath, "delay", wave.delay)?;
@@ -1073,7 +1425,13 @@ impl Out {
     }
 
     /// A `uff.point` from (azimuth, distance, elevation).
-    fn point(&self, parent: &Group, ppath: &str, name: &str, [azimuth, distance, elevation]: [f64; 3]) -> Result<(), UffError> {
+    fn point(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        [azimuth, distance, elevation]: [f64; 3],
+    ) -> Result<(), UffError> {
         let path = format!("{ppath}/{name}");
         let g = self.object(parent, ppath, name, "uff.point")?;
         self.scalar(&g, &path, "azimuth", azimuth)?;
@@ -1104,7 +1462,15 @@ impl Out {
     }
 
     /// `real` or `imag` of complex data: pyuff-ustb names both `data`.
-    fn part(&self, g: &Group, dpath: &str, name: &str, shape: &[usize], v: &[f32], imaginary: i64) -> Result<(), UffError> {
+    fn part(
+        &self,
+        g: &Group,
+        dpath: &str,
+        name: &str,
+        shape: &[usize],
+        v: &[f32],
+        imaginary: i64,
+    ) -> Result<(), UffError> {
         let path = format!("{dpath}/{name}");
         let ds = self.dataset(g, &path, name, shape, v)?;
         self.tag(&ds, &path, "single", "data")?;
@@ -1116,26 +1482,53 @@ impl Out {
     }
 
     /// A group for a UFF object of class `class`, one object (not an array).
-    fn object(&self, parent: &Group, ppath: &str, name: &str, class: &str) -> Result<Group, UffError> {
+    fn object(
+        &self,
+        parent: &Group,
+        ppath: &str,
+        name: &str,
+        class: &str,
+    ) -> Result<Group, UffError> {
         let path = format!("{ppath}/{name}");
         let g = self.group(parent, &path, name)?;
         self.object_attrs(&g, &path, name, class, [1, 1])?;
         Ok(g)
     }
 
-    fn object_attrs(&self, g: &Group, path: &str, name: &str, class: &str, size: [i64; 2]) -> Result<(), UffError> {
+    fn object_attrs(
+        &self,
+        g: &Group,
+        path: &str,
+        name: &str,
+        class: &str,
+        size: [i64; 2],
+    ) -> Result<(), UffError> {
         self.tag(g, path, class, name)?;
         let array = i64::from(size != [1, 1]);
-        let r = g.new_attr::<i64>().shape([1]).create("array").and_then(|a| a.write_raw(&[array][..]));
-        r.and_then(|_| g.new_attr::<i64>().shape([2]).create("size").and_then(|a| a.write_raw(&size[..])))
-            .map_err(|e| self.h5(path, e))
+        let r = g
+            .new_attr::<i64>()
+            .shape([1])
+            .create("array")
+            .and_then(|a| a.write_raw(&[array][..]));
+        r.and_then(|_| {
+            g.new_attr::<i64>()
+                .shape([2])
+                .create("size")
+                .and_then(|a| a.write_raw(&size[..]))
+        })
+        .map_err(|e| self.h5(path, e))
     }
 
     /// The `class` and `name` attributes every UFF object carries.
     fn tag(&self, loc: &Location, path: &str, class: &str, name: &str) -> Result<(), UffError> {
         for (attr, value) in [("class", class), ("name", name)] {
-            let s: VarLenUnicode = value.parse().map_err(|e| self.h5(path, hdf5::Error::from(format!("{e}"))))?;
-            let a = loc.new_attr::<VarLenUnicode>().create(attr).map_err(|e| self.h5(path, e))?;
+            let s: VarLenUnicode = value
+                .parse()
+                .map_err(|e| self.h5(path, hdf5::Error::from(format!("{e}"))))?;
+            let a = loc
+                .new_attr::<VarLenUnicode>()
+                .create(attr)
+                .map_err(|e| self.h5(path, e))?;
             a.write_scalar(&s).map_err(|e| self.h5(path, e))?;
         }
         Ok(())
@@ -1144,20 +1537,42 @@ impl Out {
     /// pyuff-ustb's `complex`/`imaginary` markers: int64 arrays of one.
     fn flags(&self, loc: &Location, path: &str, flags: &[(&str, i64)]) -> Result<(), UffError> {
         for &(attr, v) in flags {
-            let a = loc.new_attr::<i64>().shape([1]).create(attr).map_err(|e| self.h5(path, e))?;
+            let a = loc
+                .new_attr::<i64>()
+                .shape([1])
+                .create(attr)
+                .map_err(|e| self.h5(path, e))?;
             a.write_raw(&[v][..]).map_err(|e| self.h5(path, e))?;
         }
         Ok(())
     }
 
-    fn dataset<T: hdf5::H5Type>(&self, g: &Group, path: &str, name: &str, shape: &[usize], v: &[T]) -> Result<Dataset, UffError> {
-        let ds = g.new_dataset::<T>().shape(shape.to_vec()).create(name).map_err(|e| self.h5(path, e))?;
+    fn dataset<T: hdf5::H5Type>(
+        &self,
+        g: &Group,
+        path: &str,
+        name: &str,
+        shape: &[usize],
+        v: &[T],
+    ) -> Result<Dataset, UffError> {
+        let ds = g
+            .new_dataset::<T>()
+            .shape(shape.to_vec())
+            .create(name)
+            .map_err(|e| self.h5(path, e))?;
         ds.write_raw(v).map_err(|e| self.h5(path, e))?;
         Ok(ds)
     }
 
     /// A real numeric array with pyuff-ustb's attributes.
-    fn numeric<T: hdf5::H5Type>(&self, g: &Group, ppath: &str, name: &str, shape: &[usize], v: &[T]) -> Result<(), UffError> {
+    fn numeric<T: hdf5::H5Type>(
+        &self,
+        g: &Group,
+        ppath: &str,
+        name: &str,
+        shape: &[usize],
+        v: &[T],
+    ) -> Result<(), UffError> {
         let path = format!("{ppath}/{name}");
         let ds = self.dataset(g, &path, name, shape, v)?;
         self.tag(&ds, &path, "single", name)?;
@@ -1195,7 +1610,11 @@ fn wave_path(i: usize, n: usize) -> String {
 /// `(d sin az cos el, d sin el, d cos az cos el)`.
 fn spherical(p: DVec3) -> [f64; 3] {
     let distance = p.length();
-    let elevation = if distance > 0.0 { (p.y / distance).clamp(-1.0, 1.0).asin() } else { 0.0 };
+    let elevation = if distance > 0.0 {
+        (p.y / distance).clamp(-1.0, 1.0).asin()
+    } else {
+        0.0
+    };
     [p.x.atan2(p.z), distance, elevation]
 }
 
@@ -1271,7 +1690,10 @@ mod tests {
         for kind in ["rf", "iq"] {
             let path = dir.join(format!("L11-5v_pw7/L11-5v_pw7_{kind}.uff"));
             let cd = read_uff(&path).unwrap();
-            assert_eq!((cd.frames, cd.waves, cd.channels, cd.samples), (1, 7, 128, 2058));
+            assert_eq!(
+                (cd.frames, cd.waves, cd.channels, cd.samples),
+                (1, 7, 128, 2058)
+            );
             let a = &cd.acquisition;
             assert_eq!(a.probe.kind, ProbeKind::Linear);
             assert_eq!(a.probe.len(), 128);
@@ -1286,10 +1708,16 @@ mod tests {
             assert_eq!(a.prf, 1000.0);
             assert_eq!(a.waves.len(), 7);
             match a.waves[0].wavefront {
-                Wavefront::Plane { azimuth } => assert!(close(azimuth, -0.20944, 1e-5), "{azimuth}"),
+                Wavefront::Plane { azimuth } => {
+                    assert!(close(azimuth, -0.20944, 1e-5), "{azimuth}")
+                }
                 ref w => panic!("wave 0 is {w:?}"),
             }
-            assert!(close(a.waves[0].delay, -2.57189e-06, 1e-5), "{}", a.waves[0].delay);
+            assert!(
+                close(a.waves[0].delay, -2.57189e-06, 1e-5),
+                "{}",
+                a.waves[0].delay
+            );
             match a.waves[3].wavefront {
                 Wavefront::Plane { azimuth } => assert!(azimuth.abs() < 1e-12),
                 ref w => panic!("wave 3 is {w:?}"),
@@ -1299,28 +1727,55 @@ mod tests {
                 assert!(!cd.is_iq());
                 assert_eq!(a.modulation_frequency, 0.0);
                 let v = rf(&cd);
-                assert!(near(v[at(&cd, 0, 0, 0, 0)], 0.932459), "{}", v[at(&cd, 0, 0, 0, 0)]);
-                assert!(near(v[at(&cd, 0, 0, 0, 1)], -0.585642), "{}", v[at(&cd, 0, 0, 0, 1)]);
-                assert!(near(v[at(&cd, 0, 0, 1, 1)], 1.49261), "{}", v[at(&cd, 0, 0, 1, 1)]);
-                assert!(near(v[at(&cd, 0, 3, 64, 1000)], 218.816), "{}", v[at(&cd, 0, 3, 64, 1000)]);
-                assert!(near(v[at(&cd, 0, 3, 64, 1002)], 57.2133), "{}", v[at(&cd, 0, 3, 64, 1002)]);
+                assert!(
+                    near(v[at(&cd, 0, 0, 0, 0)], 0.932459),
+                    "{}",
+                    v[at(&cd, 0, 0, 0, 0)]
+                );
+                assert!(
+                    near(v[at(&cd, 0, 0, 0, 1)], -0.585642),
+                    "{}",
+                    v[at(&cd, 0, 0, 0, 1)]
+                );
+                assert!(
+                    near(v[at(&cd, 0, 0, 1, 1)], 1.49261),
+                    "{}",
+                    v[at(&cd, 0, 0, 1, 1)]
+                );
+                assert!(
+                    near(v[at(&cd, 0, 3, 64, 1000)], 218.816),
+                    "{}",
+                    v[at(&cd, 0, 3, 64, 1000)]
+                );
+                assert!(
+                    near(v[at(&cd, 0, 3, 64, 1002)], 57.2133),
+                    "{}",
+                    v[at(&cd, 0, 3, 64, 1002)]
+                );
             } else {
                 assert!(cd.is_iq());
                 assert_eq!(a.modulation_frequency, 7.6e6);
                 let v = iq(&cd);
-                assert!(near(v[at(&cd, 0, 0, 0, 0)][0], 1.86389), "{}", v[at(&cd, 0, 0, 0, 0)][0]);
                 assert!(
-                    near(v[at(&cd, 0, 3, 64, 1000)][0], 7842.55) && near(v[at(&cd, 0, 3, 64, 1000)][1], -3282.7),
+                    near(v[at(&cd, 0, 0, 0, 0)][0], 1.86389),
+                    "{}",
+                    v[at(&cd, 0, 0, 0, 0)][0]
+                );
+                assert!(
+                    near(v[at(&cd, 0, 3, 64, 1000)][0], 7842.55)
+                        && near(v[at(&cd, 0, 3, 64, 1000)][1], -3282.7),
                     "{:?}",
                     v[at(&cd, 0, 3, 64, 1000)]
                 );
                 assert!(
-                    near(v[at(&cd, 0, 3, 64, 1001)][0], 3941.83) && near(v[at(&cd, 0, 3, 64, 1001)][1], -11848.8),
+                    near(v[at(&cd, 0, 3, 64, 1001)][0], 3941.83)
+                        && near(v[at(&cd, 0, 3, 64, 1001)][1], -11848.8),
                     "{:?}",
                     v[at(&cd, 0, 3, 64, 1001)]
                 );
                 assert!(
-                    near(v[at(&cd, 0, 4, 127, 2001)][0], 0.0116222) && near(v[at(&cd, 0, 4, 127, 2001)][1], -0.0685845),
+                    near(v[at(&cd, 0, 4, 127, 2001)][0], 0.0116222)
+                        && near(v[at(&cd, 0, 4, 127, 2001)][1], -0.0685845),
                     "{:?}",
                     v[at(&cd, 0, 4, 127, 2001)]
                 );
@@ -1334,7 +1789,10 @@ mod tests {
         for kind in ["rf", "iq"] {
             let path = dir.join(format!("C5-2v_dw5/C5-2v_dw5_{kind}.uff"));
             let cd = read_uff_dataset(&path, "/channel_data").unwrap();
-            assert_eq!((cd.frames, cd.waves, cd.channels, cd.samples), (1, 5, 128, 2326));
+            assert_eq!(
+                (cd.frames, cd.waves, cd.channels, cd.samples),
+                (1, 5, 128, 2326)
+            );
             let a = &cd.acquisition;
             match a.probe.kind {
                 ProbeKind::Convex { radius, center } => {
@@ -1360,21 +1818,34 @@ mod tests {
                 ref w => panic!("wave 0 is {w:?}"),
             }
             assert!(close(a.waves[0].delay, -9.5833e-07, 1e-4));
-            assert!(a.waves.iter().all(|w| matches!(w.wavefront, Wavefront::Diverging { .. })));
+            assert!(a
+                .waves
+                .iter()
+                .all(|w| matches!(w.wavefront, Wavefront::Diverging { .. })));
             if kind == "rf" {
                 let v = rf(&cd);
-                assert!(near(v[at(&cd, 0, 3, 64, 1000)], -540.288), "{}", v[at(&cd, 0, 3, 64, 1000)]);
-                assert!(near(v[at(&cd, 0, 4, 127, 2001)], 0.390234), "{}", v[at(&cd, 0, 4, 127, 2001)]);
+                assert!(
+                    near(v[at(&cd, 0, 3, 64, 1000)], -540.288),
+                    "{}",
+                    v[at(&cd, 0, 3, 64, 1000)]
+                );
+                assert!(
+                    near(v[at(&cd, 0, 4, 127, 2001)], 0.390234),
+                    "{}",
+                    v[at(&cd, 0, 4, 127, 2001)]
+                );
             } else {
                 assert_eq!(a.modulation_frequency, 3.57e6);
                 let v = iq(&cd);
                 assert!(
-                    near(v[at(&cd, 0, 3, 64, 1000)][0], -32573.4) && near(v[at(&cd, 0, 3, 64, 1000)][1], 3639.83),
+                    near(v[at(&cd, 0, 3, 64, 1000)][0], -32573.4)
+                        && near(v[at(&cd, 0, 3, 64, 1000)][1], 3639.83),
                     "{:?}",
                     v[at(&cd, 0, 3, 64, 1000)]
                 );
                 assert!(
-                    near(v[at(&cd, 0, 4, 127, 2000)][0], 1789.59) && near(v[at(&cd, 0, 4, 127, 2000)][1], -1568.03),
+                    near(v[at(&cd, 0, 4, 127, 2000)][0], 1789.59)
+                        && near(v[at(&cd, 0, 4, 127, 2000)][1], -1568.03),
                     "{:?}",
                     v[at(&cd, 0, 4, 127, 2000)]
                 );
@@ -1400,7 +1871,14 @@ mod tests {
 
     impl Default for Spec {
         fn default() -> Self {
-            Spec { n: 4, waves: 3, frames: None, samples: 16, iq: false, matlab: false }
+            Spec {
+                n: 4,
+                waves: 3,
+                frames: None,
+                samples: 16,
+                iq: false,
+                matlab: false,
+            }
         }
     }
 
@@ -1411,10 +1889,18 @@ mod tests {
     fn set_class(loc: &Location, class: &str, matlab: bool) {
         if matlab {
             let s = FixedAscii::<32>::from_ascii(class.as_bytes()).unwrap();
-            loc.new_attr::<FixedAscii<32>>().create("class").unwrap().write_scalar(&s).unwrap();
+            loc.new_attr::<FixedAscii<32>>()
+                .create("class")
+                .unwrap()
+                .write_scalar(&s)
+                .unwrap();
         } else {
             let s: VarLenUnicode = class.parse().unwrap();
-            loc.new_attr::<VarLenUnicode>().create("class").unwrap().write_scalar(&s).unwrap();
+            loc.new_attr::<VarLenUnicode>()
+                .create("class")
+                .unwrap()
+                .write_scalar(&s)
+                .unwrap();
         }
     }
 
@@ -1423,9 +1909,18 @@ mod tests {
             g.unlink(name).unwrap();
         }
         if matlab {
-            g.new_dataset::<f64>().shape(vec![1usize, 1]).create(name).unwrap().write_raw(&[v][..]).unwrap();
+            g.new_dataset::<f64>()
+                .shape(vec![1usize, 1])
+                .create(name)
+                .unwrap()
+                .write_raw(&[v][..])
+                .unwrap();
         } else {
-            g.new_dataset::<f64>().create(name).unwrap().write_scalar(&v).unwrap();
+            g.new_dataset::<f64>()
+                .create(name)
+                .unwrap()
+                .write_scalar(&v)
+                .unwrap();
         }
     }
 
@@ -1433,7 +1928,12 @@ mod tests {
         if g.link_exists(name) {
             g.unlink(name).unwrap();
         }
-        g.new_dataset::<T>().shape(shape.to_vec()).create(name).unwrap().write_raw(v).unwrap();
+        g.new_dataset::<T>()
+            .shape(shape.to_vec())
+            .create(name)
+            .unwrap()
+            .write_raw(v)
+            .unwrap();
     }
 
     fn write_wave(g: &Group, i: usize, n_waves: usize, matlab: bool) {
@@ -1458,7 +1958,12 @@ mod tests {
         put_scalar(&cd, "sampling_frequency", 20e6, m);
         put_scalar(&cd, "initial_time", 1e-6, m);
         put_scalar(&cd, "sound_speed", 1540.0, m);
-        put_scalar(&cd, "modulation_frequency", if spec.iq { 5e6 } else { 0.0 }, m);
+        put_scalar(
+            &cd,
+            "modulation_frequency",
+            if spec.iq { 5e6 } else { 0.0 },
+            m,
+        );
         put_scalar(&cd, "PRF", 2000.0, m);
 
         let probe = cd.create_group("probe").unwrap();
@@ -1520,7 +2025,10 @@ mod tests {
         tweak(&cd);
     }
 
-    fn read_spec(spec: &Spec, tweak: impl FnOnce(&Group)) -> (tempfile::TempDir, Result<ChannelData, UffError>) {
+    fn read_spec(
+        spec: &Spec,
+        tweak: impl FnOnce(&Group),
+    ) -> (tempfile::TempDir, Result<ChannelData, UffError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.uff");
         write_spec(&path, spec, tweak);
@@ -1534,7 +2042,10 @@ mod tests {
         let msg = r.expect_err("the damaged file was accepted").to_string();
         eprintln!("{msg}");
         assert!(msg.contains(field), "error does not name {field}: {msg}");
-        assert!(msg.contains("test.uff"), "error does not name the file: {msg}");
+        assert!(
+            msg.contains("test.uff"),
+            "error does not name the file: {msg}"
+        );
         msg
     }
 
@@ -1543,7 +2054,10 @@ mod tests {
         let spec = Spec::default();
         let (_dir, r) = read_spec(&spec, |_| {});
         let cd = r.unwrap();
-        assert_eq!((cd.frames, cd.waves, cd.channels, cd.samples), (1, 3, 4, 16));
+        assert_eq!(
+            (cd.frames, cd.waves, cd.channels, cd.samples),
+            (1, 3, 4, 16)
+        );
         let v = rf(&cd);
         assert_eq!(v[at(&cd, 0, 2, 3, 5)], sample_value(0, 2, 3, 5));
         let a = &cd.acquisition;
@@ -1556,10 +2070,17 @@ mod tests {
 
     #[test]
     fn reads_multi_frame_iq() {
-        let spec = Spec { frames: Some(3), iq: true, ..Spec::default() };
+        let spec = Spec {
+            frames: Some(3),
+            iq: true,
+            ..Spec::default()
+        };
         let (_dir, r) = read_spec(&spec, |_| {});
         let cd = r.unwrap();
-        assert_eq!((cd.frames, cd.waves, cd.channels, cd.samples), (3, 3, 4, 16));
+        assert_eq!(
+            (cd.frames, cd.waves, cd.channels, cd.samples),
+            (3, 3, 4, 16)
+        );
         let v = iq(&cd);
         for (f, w, c, t) in [(0, 0, 0, 0), (2, 1, 3, 15), (1, 2, 0, 7)] {
             let x = sample_value(f, w, c, t);
@@ -1572,22 +2093,39 @@ mod tests {
     fn reads_matlab_style_single_wave() {
         // (1, 1) scalars, fixed-length ASCII classes, int16 samples,
         // one wave written in place of the sequence, 2-D data.
-        let spec = Spec { waves: 1, matlab: true, ..Spec::default() };
+        let spec = Spec {
+            waves: 1,
+            matlab: true,
+            ..Spec::default()
+        };
         let (_dir, r) = read_spec(&spec, |_| {});
         let cd = r.unwrap();
-        assert_eq!((cd.frames, cd.waves, cd.channels, cd.samples), (1, 1, 4, 16));
+        assert_eq!(
+            (cd.frames, cd.waves, cd.channels, cd.samples),
+            (1, 1, 4, 16)
+        );
         assert_eq!(rf(&cd)[at(&cd, 0, 0, 2, 9)], sample_value(0, 0, 2, 9));
         assert_eq!(cd.acquisition.sampling_frequency, 20e6);
         assert_eq!(cd.acquisition.probe.kind, ProbeKind::Linear);
-        assert_eq!(cd.acquisition.waves[0].wavefront, Wavefront::Plane { azimuth: 0.0 });
+        assert_eq!(
+            cd.acquisition.waves[0].wavefront,
+            Wavefront::Plane { azimuth: 0.0 }
+        );
     }
 
     #[test]
     fn reads_matlab_style_multi_frame() {
-        let spec = Spec { frames: Some(2), matlab: true, ..Spec::default() };
+        let spec = Spec {
+            frames: Some(2),
+            matlab: true,
+            ..Spec::default()
+        };
         let (_dir, r) = read_spec(&spec, |_| {});
         let cd = r.unwrap();
-        assert_eq!((cd.frames, cd.waves, cd.channels, cd.samples), (2, 3, 4, 16));
+        assert_eq!(
+            (cd.frames, cd.waves, cd.channels, cd.samples),
+            (2, 3, 4, 16)
+        );
         assert_eq!(rf(&cd)[at(&cd, 1, 2, 3, 4)], sample_value(1, 2, 3, 4));
     }
 
@@ -1621,7 +2159,13 @@ mod tests {
         });
         let cd = r.unwrap();
         let p = &cd.acquisition.probe;
-        assert_eq!(p.kind, ProbeKind::Convex { radius: 0.06, center: [0.0, -0.06] });
+        assert_eq!(
+            p.kind,
+            ProbeKind::Convex {
+                radius: 0.06,
+                center: [0.0, -0.06]
+            }
+        );
         assert!(close(p.pitch(), 5e-4, 1e-9));
         // USTB's default element width is the pitch.
         assert_eq!(p.elements[0].width, 5e-4);
@@ -1629,9 +2173,15 @@ mod tests {
 
     #[test]
     fn spherical_waves_are_diverging_or_focused() {
-        let spec = Spec { waves: 2, ..Spec::default() };
+        let spec = Spec {
+            waves: 2,
+            ..Spec::default()
+        };
         let (_dir, r) = read_spec(&spec, |cd| {
-            for (name, az) in [("sequence_0001", std::f64::consts::PI), ("sequence_0002", 0.0)] {
+            for (name, az) in [
+                ("sequence_0001", std::f64::consts::PI),
+                ("sequence_0002", 0.0),
+            ] {
                 let w = cd.group(&format!("sequence/{name}")).unwrap();
                 put_scalar(&w, "wavefront", 1.0, false);
                 let src = w.group("source").unwrap();
@@ -1641,10 +2191,17 @@ mod tests {
         });
         let cd = r.unwrap();
         match cd.acquisition.waves[0].wavefront {
-            Wavefront::Diverging { source } => assert!(close(source.z, -0.02, 1e-12) && source.x.abs() < 1e-15),
+            Wavefront::Diverging { source } => {
+                assert!(close(source.z, -0.02, 1e-12) && source.x.abs() < 1e-15)
+            }
             ref w => panic!("{w:?}"),
         }
-        assert_eq!(cd.acquisition.waves[1].wavefront, Wavefront::Focused { focus: DVec3::new(0.0, 0.0, 0.02) });
+        assert_eq!(
+            cd.acquisition.waves[1].wavefront,
+            Wavefront::Focused {
+                focus: DVec3::new(0.0, 0.0, 0.02)
+            }
+        );
     }
 
     #[test]
@@ -1664,7 +2221,10 @@ mod tests {
             |cd| put_scalar(cd, "sampling_frequency", 0.0, false),
             "/channel_data/sampling_frequency",
         );
-        assert!(msg.contains("is 0, expected a positive sampling frequency"), "{msg}");
+        assert!(
+            msg.contains("is 0, expected a positive sampling frequency"),
+            "{msg}"
+        );
         error_of(
             &Spec::default(),
             |cd| put_scalar(cd, "sampling_frequency", f64::INFINITY, false),
@@ -1680,7 +2240,11 @@ mod tests {
             "/channel_data/sound_speed",
         );
         assert!(msg.contains("NaN"), "{msg}");
-        error_of(&Spec::default(), |cd| put_scalar(cd, "sound_speed", -1540.0, false), "/channel_data/sound_speed");
+        error_of(
+            &Spec::default(),
+            |cd| put_scalar(cd, "sound_speed", -1540.0, false),
+            "/channel_data/sound_speed",
+        );
     }
 
     #[test]
@@ -1691,7 +2255,9 @@ mod tests {
             "/channel_data/data",
         );
         assert!(
-            msg.contains("/channel_data/probe") && msg.contains("5 channels") && msg.contains("4 elements"),
+            msg.contains("/channel_data/probe")
+                && msg.contains("5 channels")
+                && msg.contains("4 elements"),
             "{msg}"
         );
     }
@@ -1704,19 +2270,28 @@ mod tests {
             "/channel_data/data",
         );
         assert!(
-            msg.contains("/channel_data/sequence") && msg.contains("5 waves") && msg.contains("describes 3"),
+            msg.contains("/channel_data/sequence")
+                && msg.contains("5 waves")
+                && msg.contains("describes 3"),
             "{msg}"
         );
     }
 
     #[test]
     fn bad_data_rank() {
-        error_of(&Spec::default(), |cd| put_array(cd, "data", &[64], &vec![0.0f32; 64]), "/channel_data/data");
+        error_of(
+            &Spec::default(),
+            |cd| put_array(cd, "data", &[64], &vec![0.0f32; 64]),
+            "/channel_data/data",
+        );
     }
 
     #[test]
     fn real_imag_shape_mismatch() {
-        let spec = Spec { iq: true, ..Spec::default() };
+        let spec = Spec {
+            iq: true,
+            ..Spec::default()
+        };
         let msg = error_of(
             &spec,
             |cd| {
@@ -1726,24 +2301,44 @@ mod tests {
             "/channel_data/data/imag",
         );
         assert!(msg.contains("/channel_data/data/real"), "{msg}");
-        error_of(&spec, |cd| cd.group("data").unwrap().unlink("imag").unwrap(), "/channel_data/data/imag");
+        error_of(
+            &spec,
+            |cd| cd.group("data").unwrap().unlink("imag").unwrap(),
+            "/channel_data/data/imag",
+        );
     }
 
     #[test]
     fn missing_groups_and_fields() {
         let s = Spec::default();
         error_of(&s, |cd| cd.unlink("probe").unwrap(), "/channel_data/probe");
-        error_of(&s, |cd| cd.unlink("sequence").unwrap(), "/channel_data/sequence");
+        error_of(
+            &s,
+            |cd| cd.unlink("sequence").unwrap(),
+            "/channel_data/sequence",
+        );
         error_of(&s, |cd| cd.unlink("data").unwrap(), "/channel_data/data");
-        error_of(&s, |cd| cd.unlink("initial_time").unwrap(), "/channel_data/initial_time");
+        error_of(
+            &s,
+            |cd| cd.unlink("initial_time").unwrap(),
+            "/channel_data/initial_time",
+        );
         error_of(
             &s,
             |cd| cd.unlink("sequence/sequence_0002/source").unwrap(),
             "/channel_data/sequence/sequence_0002/source",
         );
-        error_of(&s, |cd| cd.unlink("sequence/sequence_0002").unwrap(), "/channel_data/sequence/sequence_0003");
+        error_of(
+            &s,
+            |cd| cd.unlink("sequence/sequence_0002").unwrap(),
+            "/channel_data/sequence/sequence_0003",
+        );
         // Neither a pulse nor a modulation frequency: no centre frequency.
-        error_of(&s, |cd| cd.unlink("pulse").unwrap(), "/channel_data/pulse/center_frequency");
+        error_of(
+            &s,
+            |cd| cd.unlink("pulse").unwrap(),
+            "/channel_data/pulse/center_frequency",
+        );
         error_of(
             &s,
             |cd| {
@@ -1758,20 +2353,45 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         let s = Spec::default();
-        error_of(&s, |cd| put_scalar(&cd.group("probe").unwrap(), "N", 5.0, false), "/channel_data/probe/N");
         error_of(
             &s,
-            |cd| put_scalar(&cd.group("sequence/sequence_0001").unwrap(), "wavefront", 2.0, false),
+            |cd| put_scalar(&cd.group("probe").unwrap(), "N", 5.0, false),
+            "/channel_data/probe/N",
+        );
+        error_of(
+            &s,
+            |cd| {
+                put_scalar(
+                    &cd.group("sequence/sequence_0001").unwrap(),
+                    "wavefront",
+                    2.0,
+                    false,
+                )
+            },
             "/channel_data/sequence/sequence_0001/wavefront",
         );
         error_of(
             &s,
-            |cd| put_scalar(&cd.group("sequence/sequence_0001").unwrap(), "delay", f64::NAN, false),
+            |cd| {
+                put_scalar(
+                    &cd.group("sequence/sequence_0001").unwrap(),
+                    "delay",
+                    f64::NAN,
+                    false,
+                )
+            },
             "/channel_data/sequence/sequence_0001/delay",
         );
         error_of(
             &s,
-            |cd| put_scalar(&cd.group("pulse").unwrap(), "fractional_bandwidth", 77.0, false),
+            |cd| {
+                put_scalar(
+                    &cd.group("pulse").unwrap(),
+                    "fractional_bandwidth",
+                    77.0,
+                    false,
+                )
+            },
             "/channel_data/pulse/fractional_bandwidth",
         );
         error_of(
@@ -1793,7 +2413,10 @@ mod tests {
 
     #[test]
     fn pulse_falls_back_to_modulation_frequency() {
-        let spec = Spec { iq: true, ..Spec::default() };
+        let spec = Spec {
+            iq: true,
+            ..Spec::default()
+        };
         let (_dir, r) = read_spec(&spec, |cd| cd.unlink("pulse").unwrap());
         let cd = r.unwrap();
         assert_eq!(cd.acquisition.center_frequency, 5e6);
@@ -1805,19 +2428,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The head of a real file; a written one when the reference is absent.
         let full = dir.path().join("full.uff");
-        write_spec(&full, &Spec { samples: 4096, ..Spec::default() }, |_| {});
+        write_spec(
+            &full,
+            &Spec {
+                samples: 4096,
+                ..Spec::default()
+            },
+            |_| {},
+        );
         let bytes = std::fs::read(&full).unwrap();
         let path = dir.path().join("test.uff");
         std::fs::write(&path, &bytes[..1000]).unwrap();
         let msg = read_uff(&path).unwrap_err().to_string();
         eprintln!("{msg}");
-        assert!(msg.contains("test.uff") && msg.contains("not a readable HDF5 file"), "{msg}");
+        assert!(
+            msg.contains("test.uff") && msg.contains("not a readable HDF5 file"),
+            "{msg}"
+        );
         if let Some(sim) = pymust_sim() {
             let real = std::fs::read(sim.join("L11-5v_pw7/L11-5v_pw7_rf.uff")).unwrap();
             std::fs::write(&path, &real[..1000]).unwrap();
             let msg = read_uff(&path).unwrap_err().to_string();
             eprintln!("{msg}");
-            assert!(msg.contains("test.uff") && msg.contains("not a readable HDF5 file"), "{msg}");
+            assert!(
+                msg.contains("test.uff") && msg.contains("not a readable HDF5 file"),
+                "{msg}"
+            );
             // Cut inside the samples: the header reads, the data do not.
             std::fs::write(&path, &real[..real.len() / 2]).unwrap();
             let msg = read_uff(&path).unwrap_err().to_string();
@@ -1828,8 +2464,13 @@ mod tests {
         let msg = read_uff(&path).unwrap_err().to_string();
         eprintln!("{msg}");
         assert!(msg.contains("not a readable HDF5 file"), "{msg}");
-        let msg = read_uff(&dir.path().join("absent.uff")).unwrap_err().to_string();
-        assert!(msg.contains("absent.uff") && msg.contains("cannot open"), "{msg}");
+        let msg = read_uff(&dir.path().join("absent.uff"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("absent.uff") && msg.contains("cannot open"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1844,11 +2485,19 @@ mod tests {
         // h5py stores numpy complex as a compound of `r` and `i`.
         let (_dir, r) = read_spec(&Spec::default(), |cd| {
             put_scalar(cd, "modulation_frequency", 5e6, false);
-            let v: Vec<ComplexRI> = (0..3 * 4 * 16).map(|i| ComplexRI { r: i as f32, i: -(i as f32) }).collect();
+            let v: Vec<ComplexRI> = (0..3 * 4 * 16)
+                .map(|i| ComplexRI {
+                    r: i as f32,
+                    i: -(i as f32),
+                })
+                .collect();
             put_array(cd, "data", &[3, 4, 16], &v);
         });
         let cd = r.unwrap();
-        assert_eq!(iq(&cd)[at(&cd, 0, 1, 2, 3)], [(64 + 32 + 3) as f32, -((64 + 32 + 3) as f32)]);
+        assert_eq!(
+            iq(&cd)[at(&cd, 0, 1, 2, 3)],
+            [(64 + 32 + 3) as f32, -((64 + 32 + 3) as f32)]
+        );
     }
 
     #[test]
@@ -1877,10 +2526,18 @@ mod tests {
         drop(f);
         let msg = read_uff(&path).unwrap_err().to_string();
         eprintln!("{msg}");
-        assert!(msg.contains("uff.channel_data") && msg.contains("scan"), "{msg}");
+        assert!(
+            msg.contains("uff.channel_data") && msg.contains("scan"),
+            "{msg}"
+        );
         let msg = read_uff_dataset(&path, "/scan").unwrap_err().to_string();
-        assert!(msg.contains("/scan") && msg.contains("uff.linear_scan"), "{msg}");
-        let msg = read_uff_dataset(&path, "/channel_data").unwrap_err().to_string();
+        assert!(
+            msg.contains("/scan") && msg.contains("uff.linear_scan"),
+            "{msg}"
+        );
+        let msg = read_uff_dataset(&path, "/channel_data")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("/channel_data is missing"), "{msg}");
     }
 
@@ -1888,7 +2545,9 @@ mod tests {
 
     /// Samples that differ everywhere and are not round in binary.
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n).map(|i| (i as f32 * 0.37).sin() * 1e3 + i as f32 * 1e-3).collect()
+        (0..n)
+            .map(|i| (i as f32 * 0.37).sin() * 1e3 + i as f32 * 1e-3)
+            .collect()
     }
 
     fn acquisition(probe: Probe, waves: Vec<Wave>, fmod: f64) -> Acquisition {
@@ -1905,17 +2564,38 @@ mod tests {
         }
     }
 
-    fn channel_data(acquisition: Acquisition, frames: usize, samples: usize, iq: bool) -> ChannelData {
+    fn channel_data(
+        acquisition: Acquisition,
+        frames: usize,
+        samples: usize,
+        iq: bool,
+    ) -> ChannelData {
         let (waves, channels) = (acquisition.waves.len(), acquisition.probe.len());
         let n = frames * waves * channels * samples;
         let v = ramp(2 * n);
-        let data = if iq { Samples::Iq(v.chunks(2).map(|c| [c[0], c[1]]).collect()) } else { Samples::Rf(v[..n].to_vec()) };
-        ChannelData { acquisition, frames, waves, channels, samples, data }
+        let data = if iq {
+            Samples::Iq(v.chunks(2).map(|c| [c[0], c[1]]).collect())
+        } else {
+            Samples::Rf(v[..n].to_vec())
+        };
+        ChannelData {
+            acquisition,
+            frames,
+            waves,
+            channels,
+            samples,
+            data,
+        }
     }
 
     fn plane_waves(n: usize) -> Vec<Wave> {
         (0..n)
-            .map(|i| Wave { wavefront: Wavefront::Plane { azimuth: (i as f64 - 1.0) * 0.0873 }, delay: -(i as f64) * 3.1e-7 })
+            .map(|i| Wave {
+                wavefront: Wavefront::Plane {
+                    azimuth: (i as f64 - 1.0) * 0.0873,
+                },
+                delay: -(i as f64) * 3.1e-7,
+            })
             .collect()
     }
 
@@ -1924,8 +2604,10 @@ mod tests {
     }
 
     fn listing(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -1946,16 +2628,29 @@ mod tests {
     /// distance and angles), which must agree to well under a nanometre.
     fn assert_round_trip(back: &ChannelData, cd: &ChannelData) {
         let mut back = back.clone();
-        if let (ProbeKind::Convex { radius: r, center: c }, ProbeKind::Convex { radius: r0, center: c0 }) =
-            (&back.acquisition.probe.kind, &cd.acquisition.probe.kind)
+        if let (
+            ProbeKind::Convex {
+                radius: r,
+                center: c,
+            },
+            ProbeKind::Convex {
+                radius: r0,
+                center: c0,
+            },
+        ) = (&back.acquisition.probe.kind, &cd.acquisition.probe.kind)
         {
-            let err = (r - r0).abs().max((c[0] - c0[0]).abs()).max((c[1] - c0[1]).abs());
+            let err = (r - r0)
+                .abs()
+                .max((c[0] - c0[0]).abs())
+                .max((c[1] - c0[1]).abs());
             assert!(err < 1e-12, "convex fit off by {err} m");
             back.acquisition.probe.kind = cd.acquisition.probe.kind.clone();
         }
         for (b, w) in back.acquisition.waves.iter_mut().zip(&cd.acquisition.waves) {
             let (p, q) = match (&b.wavefront, &w.wavefront) {
-                (Wavefront::Diverging { source: p }, Wavefront::Diverging { source: q }) => (*p, *q),
+                (Wavefront::Diverging { source: p }, Wavefront::Diverging { source: q }) => {
+                    (*p, *q)
+                }
                 (Wavefront::Focused { focus: p }, Wavefront::Focused { focus: q }) => (*p, *q),
                 _ => continue,
             };
@@ -1972,22 +2667,47 @@ mod tests {
     /// The attributes pyuff-ustb puts on every group (a UFF object).
     fn assert_object(g: &Group, class: &str, name: &str, size: [i64; 2]) {
         assert_eq!(class_of(g).as_deref(), Some(class), "{}", g.name());
-        assert_eq!(string_attr(g, "name").as_deref(), Some(name), "{}", g.name());
-        assert_eq!(attr_i64(g, "array"), [i64::from(size != [1, 1])], "{}", g.name());
+        assert_eq!(
+            string_attr(g, "name").as_deref(),
+            Some(name),
+            "{}",
+            g.name()
+        );
+        assert_eq!(
+            attr_i64(g, "array"),
+            [i64::from(size != [1, 1])],
+            "{}",
+            g.name()
+        );
         assert_eq!(attr_i64(g, "size"), size, "{}", g.name());
     }
 
     /// ... and on every real numeric dataset.
     fn assert_numeric(ds: &Dataset, name: &str, shape: &[usize]) {
         assert_eq!(class_of(ds).as_deref(), Some("single"), "{}", ds.name());
-        assert_eq!(string_attr(ds, "name").as_deref(), Some(name), "{}", ds.name());
-        assert_eq!((attr_i64(ds, "complex"), attr_i64(ds, "imaginary")), (vec![0], vec![0]), "{}", ds.name());
+        assert_eq!(
+            string_attr(ds, "name").as_deref(),
+            Some(name),
+            "{}",
+            ds.name()
+        );
+        assert_eq!(
+            (attr_i64(ds, "complex"), attr_i64(ds, "imaginary")),
+            (vec![0], vec![0]),
+            "{}",
+            ds.name()
+        );
         assert_eq!(ds.shape(), shape, "{}", ds.name());
     }
 
     #[test]
     fn writes_rf_linear_plane_waves() {
-        let cd = channel_data(acquisition(linear_probe(), plane_waves(3), 0.0), 1, 32, false);
+        let cd = channel_data(
+            acquisition(linear_probe(), plane_waves(3), 0.0),
+            1,
+            32,
+            false,
+        );
         let (_dir, path, back) = round_trip(&cd);
         assert_eq!(back, cd);
 
@@ -1996,8 +2716,22 @@ mod tests {
         assert_object(&g, "uff.channel_data", "channel_data", [1, 1]);
         // One frame: the frame dimension is dropped, as pyuff-ustb does.
         assert_numeric(&g.dataset("data").unwrap(), "data", &[3, 8, 32]);
-        assert_eq!(g.dataset("data").unwrap().dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::Float(hdf5::types::FloatSize::U4));
-        for name in ["sampling_frequency", "initial_time", "sound_speed", "modulation_frequency", "PRF"] {
+        assert_eq!(
+            g.dataset("data")
+                .unwrap()
+                .dtype()
+                .unwrap()
+                .to_descriptor()
+                .unwrap(),
+            TypeDescriptor::Float(hdf5::types::FloatSize::U4)
+        );
+        for name in [
+            "sampling_frequency",
+            "initial_time",
+            "sound_speed",
+            "modulation_frequency",
+            "PRF",
+        ] {
             assert_numeric(&g.dataset(name).unwrap(), name, &[]);
         }
         let n = g.dataset("N_active_elements").unwrap();
@@ -2008,11 +2742,28 @@ mod tests {
         assert_object(&probe, "uff.linear_array", "probe", [1, 1]);
         assert_numeric(&probe.dataset("geometry").unwrap(), "geometry", &[7, 8]);
         assert_eq!(probe.dataset("N").unwrap().read_scalar::<i64>().unwrap(), 8);
-        assert!(close(probe.dataset("pitch").unwrap().read_scalar::<f64>().unwrap(), 3e-4, 1e-12));
-        assert_object(&probe.group("origin").unwrap(), "uff.point", "origin", [1, 1]);
+        assert!(close(
+            probe
+                .dataset("pitch")
+                .unwrap()
+                .read_scalar::<f64>()
+                .unwrap(),
+            3e-4,
+            1e-12
+        ));
+        assert_object(
+            &probe.group("origin").unwrap(),
+            "uff.point",
+            "origin",
+            [1, 1],
+        );
         let pulse = g.group("pulse").unwrap();
         assert_object(&pulse, "uff.pulse", "pulse", [1, 1]);
-        assert_numeric(&pulse.dataset("fractional_bandwidth").unwrap(), "fractional_bandwidth", &[]);
+        assert_numeric(
+            &pulse.dataset("fractional_bandwidth").unwrap(),
+            "fractional_bandwidth",
+            &[],
+        );
         assert_numeric(&pulse.dataset("waveform").unwrap(), "waveform", &[1]);
 
         let seq = g.group("sequence").unwrap();
@@ -2020,12 +2771,21 @@ mod tests {
         let w = seq.group("sequence_0002").unwrap();
         assert_object(&w, "uff.wave", "sequence_0002", [1, 1]);
         let wf = w.dataset("wavefront").unwrap();
-        assert_eq!((wf.shape(), wf.read_raw::<i64>().unwrap()), (vec![1, 1], vec![0]));
+        assert_eq!(
+            (wf.shape(), wf.read_raw::<i64>().unwrap()),
+            (vec![1, 1], vec![0])
+        );
         assert_eq!(class_of(&wf).as_deref(), Some("uff.wavefront"));
         let src = w.group("source").unwrap();
         assert_object(&src, "uff.point", "source", [1, 1]);
         assert_numeric(&src.dataset("distance").unwrap(), "distance", &[]);
-        assert_eq!(src.dataset("distance").unwrap().read_scalar::<f64>().unwrap(), f64::INFINITY);
+        assert_eq!(
+            src.dataset("distance")
+                .unwrap()
+                .read_scalar::<f64>()
+                .unwrap(),
+            f64::INFINITY
+        );
     }
 
     #[test]
@@ -2033,13 +2793,18 @@ mod tests {
         let probe = Probe::convex_must(16, 4.6e-4, 0.0496, 4.1e-4, 1.4e-2);
         let waves = (0..5)
             .map(|i| Wave {
-                wavefront: Wavefront::Diverging { source: DVec3::new((i as f64 - 2.0) * 8.5e-3, 0.0, -0.0364) },
+                wavefront: Wavefront::Diverging {
+                    source: DVec3::new((i as f64 - 2.0) * 8.5e-3, 0.0, -0.0364),
+                },
                 delay: -9.58e-7 + i as f64 * 1e-9,
             })
             .collect();
         let cd = channel_data(acquisition(probe, waves, 3.57e6), 1, 24, true);
         let (_dir, path, back) = round_trip(&cd);
-        assert!(matches!(back.acquisition.probe.kind, ProbeKind::Convex { .. }));
+        assert!(matches!(
+            back.acquisition.probe.kind,
+            ProbeKind::Convex { .. }
+        ));
         assert_round_trip(&back, &cd);
 
         let f = File::open(&path).unwrap();
@@ -2048,7 +2813,10 @@ mod tests {
         let data = g.group("data").unwrap();
         assert_eq!(class_of(&data).as_deref(), Some("single"));
         assert_eq!(string_attr(&data, "name").as_deref(), Some("data"));
-        assert_eq!((attr_i64(&data, "complex"), attr_i64(&data, "imaginary")), (vec![1], vec![0]));
+        assert_eq!(
+            (attr_i64(&data, "complex"), attr_i64(&data, "imaginary")),
+            (vec![1], vec![0])
+        );
         for (part, imaginary) in [("real", 0), ("imag", 1)] {
             let ds = data.dataset(part).unwrap();
             assert_eq!(ds.shape(), [5, 16, 24]);
@@ -2061,10 +2829,21 @@ mod tests {
 
     #[test]
     fn writes_focused_waves() {
-        let foci = [(-5e-3, 0.0, 0.03), (0.0, 0.0, 0.03), (5e-3, 0.0, 0.03), (2e-3, 1e-3, 0.02), (0.0, 0.0, 0.0)];
+        let foci = [
+            (-5e-3, 0.0, 0.03),
+            (0.0, 0.0, 0.03),
+            (5e-3, 0.0, 0.03),
+            (2e-3, 1e-3, 0.02),
+            (0.0, 0.0, 0.0),
+        ];
         let waves = foci
             .iter()
-            .map(|&(x, y, z)| Wave { wavefront: Wavefront::Focused { focus: DVec3::new(x, y, z) }, delay: 1.7e-5 })
+            .map(|&(x, y, z)| Wave {
+                wavefront: Wavefront::Focused {
+                    focus: DVec3::new(x, y, z),
+                },
+                delay: 1.7e-5,
+            })
             .collect();
         let cd = channel_data(acquisition(linear_probe(), waves, 0.0), 1, 16, false);
         let (_dir, _path, back) = round_trip(&cd);
@@ -2073,12 +2852,25 @@ mod tests {
 
     #[test]
     fn writes_multi_frame() {
-        let cd = channel_data(acquisition(linear_probe(), plane_waves(2), 5.2e6), 3, 20, true);
+        let cd = channel_data(
+            acquisition(linear_probe(), plane_waves(2), 5.2e6),
+            3,
+            20,
+            true,
+        );
         let (_dir, path, back) = round_trip(&cd);
         assert_eq!(back, cd);
         let f = File::open(&path).unwrap();
-        assert_eq!(f.dataset("channel_data/data/real").unwrap().shape(), [3, 2, 8, 20]);
-        let rf = channel_data(acquisition(linear_probe(), plane_waves(2), 0.0), 3, 20, false);
+        assert_eq!(
+            f.dataset("channel_data/data/real").unwrap().shape(),
+            [3, 2, 8, 20]
+        );
+        let rf = channel_data(
+            acquisition(linear_probe(), plane_waves(2), 0.0),
+            3,
+            20,
+            false,
+        );
         let (_dir, _path, back) = round_trip(&rf);
         assert_eq!(back, rf);
     }
@@ -2087,7 +2879,12 @@ mod tests {
     /// would read a one-entry list as the sequence group itself.
     #[test]
     fn writes_a_single_wave_in_place() {
-        let cd = channel_data(acquisition(linear_probe(), plane_waves(1), 0.0), 1, 16, false);
+        let cd = channel_data(
+            acquisition(linear_probe(), plane_waves(1), 0.0),
+            1,
+            16,
+            false,
+        );
         let (_dir, path, back) = round_trip(&cd);
         assert_eq!(back, cd);
         let f = File::open(&path).unwrap();
@@ -2106,10 +2903,18 @@ mod tests {
         irregular.elements[3].position.x += 1e-5;
         irregular.elements[5].width = 1e-4;
         for probe in [irregular, Probe::phased(8, 2e-4, 1.8e-4, 5e-3)] {
-            let cd = channel_data(acquisition(probe.clone(), plane_waves(2), 0.0), 1, 16, false);
+            let cd = channel_data(
+                acquisition(probe.clone(), plane_waves(2), 0.0),
+                1,
+                16,
+                false,
+            );
             let (_dir, path, back) = round_trip(&cd);
             let f = File::open(&path).unwrap();
-            assert_eq!(class_of(&f.group("channel_data/probe").unwrap()).as_deref(), Some("uff.probe"));
+            assert_eq!(
+                class_of(&f.group("channel_data/probe").unwrap()).as_deref(),
+                Some("uff.probe")
+            );
             let mut expected = cd.clone();
             expected.acquisition.probe.kind = ProbeKind::Generic;
             expected.acquisition.probe.detect_convex();
@@ -2119,22 +2924,35 @@ mod tests {
 
     #[test]
     fn write_errors_leave_nothing_behind() {
-        let cd = channel_data(acquisition(linear_probe(), plane_waves(3), 0.0), 1, 16, false);
+        let cd = channel_data(
+            acquisition(linear_probe(), plane_waves(3), 0.0),
+            1,
+            16,
+            false,
+        );
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("absent/out.uff");
         let msg = super::write_uff(&missing, &cd).unwrap_err().to_string();
         eprintln!("{msg}");
-        assert!(msg.contains("absent/out.uff") && msg.contains("cannot write"), "{msg}");
+        assert!(
+            msg.contains("absent/out.uff") && msg.contains("cannot write"),
+            "{msg}"
+        );
         assert!(listing(dir.path()).is_empty());
 
         // A refused acquisition leaves an existing file as it was.
         let path = dir.path().join("out.uff");
         super::write_uff(&path, &cd).unwrap();
         let mut bad = cd.clone();
-        bad.acquisition.waves[1].wavefront = Wavefront::Diverging { source: DVec3::new(0.0, 0.0, 0.01) };
+        bad.acquisition.waves[1].wavefront = Wavefront::Diverging {
+            source: DVec3::new(0.0, 0.0, 0.01),
+        };
         let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
         eprintln!("{msg}");
-        assert!(msg.contains("out.uff") && msg.contains("/channel_data/sequence/sequence_0002/source"), "{msg}");
+        assert!(
+            msg.contains("out.uff") && msg.contains("/channel_data/sequence/sequence_0002/source"),
+            "{msg}"
+        );
         let mut bad = cd.clone();
         bad.acquisition.modulation_frequency = 5e6;
         let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
@@ -2142,7 +2960,10 @@ mod tests {
         let mut bad = cd.clone();
         bad.acquisition.bandwidth = 67.0;
         let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
-        assert!(msg.contains("/channel_data/pulse/fractional_bandwidth"), "{msg}");
+        assert!(
+            msg.contains("/channel_data/pulse/fractional_bandwidth"),
+            "{msg}"
+        );
         let mut bad = cd.clone();
         bad.samples = 15;
         let msg = super::write_uff(&path, &bad).unwrap_err().to_string();
@@ -2157,7 +2978,12 @@ mod tests {
         assert_eq!(listing(dir.path()), ["out.uff", "sub.uff"]);
 
         // Overwriting replaces the file whole.
-        let multi = channel_data(acquisition(linear_probe(), plane_waves(2), 0.0), 3, 16, false);
+        let multi = channel_data(
+            acquisition(linear_probe(), plane_waves(2), 0.0),
+            3,
+            16,
+            false,
+        );
         super::write_uff(&path, &multi).unwrap();
         assert_eq!(read_uff(&path).unwrap(), multi);
         assert_eq!(listing(dir.path()), ["out.uff", "sub.uff"]);

@@ -78,7 +78,13 @@ pub struct DasSettings {
 impl Default for DasSettings {
     /// What MUST's `dasmtx` does when given only the data and the grid.
     fn default() -> Self {
-        DasSettings { interp: Interp::Linear, apodization: Apodization::Boxcar, fnumber: FNumber::Auto, normalize: false, transmit: Transmit::Must }
+        DasSettings {
+            interp: Interp::Linear,
+            apodization: Apodization::Boxcar,
+            fnumber: FNumber::Auto,
+            normalize: false,
+            transmit: Transmit::Must,
+        }
     }
 }
 
@@ -144,10 +150,20 @@ pub struct DasPlan {
 
 impl DasPlan {
     /// `f_mod`: modulation frequency of the data handed to the kernel (0 for RF).
-    pub fn new(acq: &Acquisition, s: &DasSettings, f_mod: f64, n_pixels: usize, n_frames: usize) -> Result<DasPlan, PipelineError> {
+    pub fn new(
+        acq: &Acquisition,
+        s: &DasSettings,
+        f_mod: f64,
+        n_pixels: usize,
+        n_frames: usize,
+    ) -> Result<DasPlan, PipelineError> {
         let fnumber = match s.fnumber {
             FNumber::Fixed(f) if f.is_finite() && f > 0.0 => f,
-            FNumber::Fixed(f) => return Err(PipelineError::Settings(format!("--fnumber {f}: expected a positive number or `auto`"))),
+            FNumber::Fixed(f) => {
+                return Err(PipelineError::Settings(format!(
+                    "--fnumber {f}: expected a positive number or `auto`"
+                )))
+            }
             FNumber::Auto => fnumber::must_auto_fnumber(
                 acq.probe.element_width(),
                 acq.center_frequency,
@@ -160,7 +176,11 @@ impl DasPlan {
             Apodization::Boxcar => (0, 0.0),
             Apodization::Hann => (1, 0.0),
             Apodization::Tukey(a) if (0.0..=1.0).contains(&a) => (2, a),
-            Apodization::Tukey(a) => return Err(PipelineError::Settings(format!("tukey:{a}: the taper fraction must be in [0, 1]"))),
+            Apodization::Tukey(a) => {
+                return Err(PipelineError::Settings(format!(
+                    "tukey:{a}: the taper fraction must be in [0, 1]"
+                )))
+            }
         };
         // FLAG_IQ follows the data at dispatch time (`Das::encode`).
         let mut flags = 0;
@@ -180,7 +200,11 @@ impl DasPlan {
             t0: acq.initial_time as f32,
             inv_c: (1.0 / acq.sound_speed) as f32,
             f_mod: f_mod as f32,
-            aperture: if fnumber > 0.0 { (1.0 / (2.0 * fnumber)) as f32 } else { 0.0 },
+            aperture: if fnumber > 0.0 {
+                (1.0 / (2.0 * fnumber)) as f32
+            } else {
+                0.0
+            },
             tukey,
             transmit: match s.transmit {
                 Transmit::Analytic => 0,
@@ -195,7 +219,12 @@ impl DasPlan {
             .map(|e| {
                 let n = e.normal();
                 GpuElement {
-                    position: [e.position.x as f32, e.position.y as f32, e.position.z as f32, 0.0],
+                    position: [
+                        e.position.x as f32,
+                        e.position.y as f32,
+                        e.position.z as f32,
+                        0.0,
+                    ],
                     normal: [n.x as f32, n.y as f32, n.z as f32, 0.0],
                 }
             })
@@ -212,14 +241,44 @@ impl DasPlan {
                 }
                 let table_len = tx_table.len() as u32 - table_start;
                 let (geometry, kind) = match w.wavefront {
-                    Wavefront::Plane { azimuth } => ([azimuth.sin() as f32, 0.0, azimuth.cos() as f32, 0.0], 0),
-                    Wavefront::Diverging { source } => ([source.x as f32, source.y as f32, source.z as f32, source.length() as f32], 1),
-                    Wavefront::Focused { focus } => ([focus.x as f32, focus.y as f32, focus.z as f32, focus.length() as f32], 2),
+                    Wavefront::Plane { azimuth } => {
+                        ([azimuth.sin() as f32, 0.0, azimuth.cos() as f32, 0.0], 0)
+                    }
+                    Wavefront::Diverging { source } => (
+                        [
+                            source.x as f32,
+                            source.y as f32,
+                            source.z as f32,
+                            source.length() as f32,
+                        ],
+                        1,
+                    ),
+                    Wavefront::Focused { focus } => (
+                        [
+                            focus.x as f32,
+                            focus.y as f32,
+                            focus.z as f32,
+                            focus.length() as f32,
+                        ],
+                        2,
+                    ),
                 };
-                GpuWave { geometry, kind, delay: w.delay as f32, table_start, table_len }
+                GpuWave {
+                    geometry,
+                    kind,
+                    delay: w.delay as f32,
+                    table_start,
+                    table_len,
+                }
             })
             .collect();
-        Ok(DasPlan { params, elements, waves, tx_table, fnumber })
+        Ok(DasPlan {
+            params,
+            elements,
+            waves,
+            tx_table,
+            fnumber,
+        })
     }
 }
 
@@ -249,7 +308,11 @@ impl DasTiling {
         // frame again (measured on PWI_disk: 287 → 241 ms of CPU per run);
         // on GPUs longer rows mean fewer threads, so 8.
         let row_vec4 = Self::row_vec4_for(frames).min(if cpu { 8 } else { 4 });
-        DasTiling { pixels_per_invocation, row_vec4, window_span: 2 }
+        DasTiling {
+            pixels_per_invocation,
+            row_vec4,
+            window_span: 2,
+        }
     }
 
     /// The shortest row (in vec4) that holds `frames` frames, at most 8.
@@ -264,13 +327,22 @@ impl DasTiling {
 
     pub fn validate(&self) -> Result<(), PipelineError> {
         if ![1, 2, 4, 8].contains(&self.pixels_per_invocation) {
-            return Err(PipelineError::Settings(format!("pixels per invocation {}: expected 1, 2, 4 or 8", self.pixels_per_invocation)));
+            return Err(PipelineError::Settings(format!(
+                "pixels per invocation {}: expected 1, 2, 4 or 8",
+                self.pixels_per_invocation
+            )));
         }
         if ![1, 2, 4, 8].contains(&self.row_vec4) {
-            return Err(PipelineError::Settings(format!("row length {} vec4: expected 1, 2, 4 or 8", self.row_vec4)));
+            return Err(PipelineError::Settings(format!(
+                "row length {} vec4: expected 1, 2, 4 or 8",
+                self.row_vec4
+            )));
         }
         if ![0, 2, 4, 6].contains(&self.window_span) {
-            return Err(PipelineError::Settings(format!("window span {}: expected 2, 4 or 6 (0: chosen from the geometry)", self.window_span)));
+            return Err(PipelineError::Settings(format!(
+                "window span {}: expected 2, 4 or 6 (0: chosen from the geometry)",
+                self.window_span
+            )));
         }
         Ok(())
     }
@@ -296,7 +368,11 @@ struct Variant {
 
 impl Variant {
     fn of(p: &DasParams) -> Variant {
-        Variant { interp: p.interp, apodization: p.apodization, cone: p.aperture > 0.0 }
+        Variant {
+            interp: p.interp,
+            apodization: p.apodization,
+            cone: p.aperture > 0.0,
+        }
     }
 }
 
@@ -319,28 +395,58 @@ impl Entry {
 
 /// A bind group layout with explicit binding numbers (the three entry
 /// points of das.wgsl number their bindings apart).
-fn bind_layout(device: &wgpu::Device, label: &str, bindings: &[(u32, wgpu::BufferBindingType)]) -> wgpu::BindGroupLayout {
+fn bind_layout(
+    device: &wgpu::Device,
+    label: &str,
+    bindings: &[(u32, wgpu::BufferBindingType)],
+) -> wgpu::BindGroupLayout {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
         .iter()
         .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
             binding: *i,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty: *ty, has_dynamic_offset: false, min_binding_size: None },
+            ty: wgpu::BindingType::Buffer {
+                ty: *ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
             count: None,
         })
         .collect();
-    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries })
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
 }
 
 /// A uniform buffer holding a fixed-size table (das.wgsl's uniform arrays).
 fn uniform_table(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST })
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytes,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
 }
 
-fn bind(device: &wgpu::Device, label: &str, layout: &wgpu::BindGroupLayout, buffers: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().map(|(i, b)| wgpu::BindGroupEntry { binding: *i, resource: b.as_entire_binding() }).collect();
-    device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
+fn bind(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: *i,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &entries,
+    })
 }
 
 /// The pixel list padded for invocations of `k` pixels, and for each padded
@@ -409,12 +515,22 @@ pub fn pad_runs(pixels: &[[f32; 2]], k: usize) -> (Vec<[f32; 2]>, Vec<u32>) {
 /// window costs one multiply-add per extra row; fewer pixels per
 /// invocation share less. PWI_disk (6.7 MHz, 0.1 mm pixels) gets 8 pixels
 /// and span 2; 20 MHz data on the same grid need span 4 or 6.
-pub fn choose_tiling(plan: &DasPlan, pixels: &[[f32; 2]], samples: usize, start: DasTiling, shrink: bool) -> DasTiling {
+pub fn choose_tiling(
+    plan: &DasPlan,
+    pixels: &[[f32; 2]],
+    samples: usize,
+    start: DasTiling,
+    shrink: bool,
+) -> DasTiling {
     use crate::reference::das::{first_tap, transmit_distance};
     let mut k = start.pixels_per_invocation.max(1);
     loop {
         if k == 1 {
-            return DasTiling { pixels_per_invocation: 1, window_span: 2, ..start };
+            return DasTiling {
+                pixels_per_invocation: 1,
+                window_span: 2,
+                ..start
+            };
         }
         let (padded, _) = pad_runs(pixels, k as usize);
         let n_inv = padded.len() / k as usize;
@@ -429,12 +545,18 @@ pub fn choose_tiling(plan: &DasPlan, pixels: &[[f32; 2]], samples: usize, start:
                     .map(|j| {
                         let q = padded[inv * k as usize + j];
                         let pos = [q[0] as f64, 0.0, q[1] as f64];
-                        (pos, transmit_distance(wave.kind, wave.geometry.map(|v| v as f64), pos))
+                        (
+                            pos,
+                            transmit_distance(wave.kind, wave.geometry.map(|v| v as f64), pos),
+                        )
                     })
                     .collect();
                 for e in 0..plan.elements.len() {
-                    let rows = pts.iter().filter_map(|(pos, t)| first_tap(plan, samples, *pos, *t, wave.delay as f64, e));
-                    let (lo, hi) = rows.fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
+                    let rows = pts.iter().filter_map(|(pos, t)| {
+                        first_tap(plan, samples, *pos, *t, wave.delay as f64, e)
+                    });
+                    let (lo, hi) =
+                        rows.fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
                     if hi >= lo {
                         span = span.max(hi - lo);
                     }
@@ -443,12 +565,23 @@ pub fn choose_tiling(plan: &DasPlan, pixels: &[[f32; 2]], samples: usize, start:
             worst.push(span);
         }
         worst.sort_unstable();
-        let p99 = worst.get((worst.len() * 99 / 100).min(worst.len().saturating_sub(1))).copied().unwrap_or(0);
+        let p99 = worst
+            .get((worst.len() * 99 / 100).min(worst.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0);
         if let Some(s) = [2, 4, 6].into_iter().find(|s| p99 <= *s) {
-            return DasTiling { pixels_per_invocation: k, window_span: s as u32, ..start };
+            return DasTiling {
+                pixels_per_invocation: k,
+                window_span: s as u32,
+                ..start
+            };
         }
         if !shrink {
-            return DasTiling { pixels_per_invocation: k, window_span: 6, ..start };
+            return DasTiling {
+                pixels_per_invocation: k,
+                window_span: 6,
+                ..start
+            };
         }
         k /= 2;
     }
@@ -501,15 +634,47 @@ impl Das {
         let rw = Storage { read_only: false };
         let specs: [(&str, Vec<(u32, wgpu::BufferBindingType)>); 3] = [
             ("sonoguide.das.layout", vec![(0, Uniform), (1, ro), (2, rw)]),
-            ("sonoguide.das.transmit", vec![(0, Uniform), (3, Uniform), (4, Uniform), (5, ro), (6, ro), (7, rw)]),
-            ("sonoguide.das", vec![(0, Uniform), (3, Uniform), (4, Uniform), (5, ro), (8, ro), (9, ro), (10, rw), (11, ro)]),
+            (
+                "sonoguide.das.transmit",
+                vec![
+                    (0, Uniform),
+                    (3, Uniform),
+                    (4, Uniform),
+                    (5, ro),
+                    (6, ro),
+                    (7, rw),
+                ],
+            ),
+            (
+                "sonoguide.das",
+                vec![
+                    (0, Uniform),
+                    (3, Uniform),
+                    (4, Uniform),
+                    (5, ro),
+                    (8, ro),
+                    (9, ro),
+                    (10, rw),
+                    (11, ro),
+                ],
+            ),
         ];
         let layouts = specs.map(|(label, b)| {
             let bgl = bind_layout(device, label, &b);
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
             (bgl, pl)
         });
-        Das { module, layouts, pipelines: Mutex::new(HashMap::new()), device_type: device.adapter_info().device_type, tiling: Mutex::new(None) }
+        Das {
+            module,
+            layouts,
+            pipelines: Mutex::new(HashMap::new()),
+            device_type: device.adapter_info().device_type,
+            tiling: Mutex::new(None),
+        }
     }
 
     /// Force a tiling (benchmarks); `None` returns to the adapter's default.
@@ -517,7 +682,10 @@ impl Das {
         if let Some(t) = &tiling {
             t.validate()?;
         }
-        *self.tiling.lock().map_err(|_| PipelineError::Settings("das tiling lock poisoned".into()))? = tiling;
+        *self
+            .tiling
+            .lock()
+            .map_err(|_| PipelineError::Settings("das tiling lock poisoned".into()))? = tiling;
         Ok(())
     }
 
@@ -526,10 +694,19 @@ impl Das {
         DasTiling::for_adapter(self.device_type, frames)
     }
 
-    fn pipeline(&self, device: &wgpu::Device, entry: Entry, params: &DasParams, tiling: DasTiling) -> Result<wgpu::ComputePipeline, PipelineError> {
+    fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        entry: Entry,
+        params: &DasParams,
+        tiling: DasTiling,
+    ) -> Result<wgpu::ComputePipeline, PipelineError> {
         let v = Variant::of(params);
         let key = (entry, v, tiling);
-        let mut cache = self.pipelines.lock().map_err(|_| PipelineError::Settings("das pipeline cache poisoned".into()))?;
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| PipelineError::Settings("das pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
@@ -548,7 +725,10 @@ impl Das {
             layout: Some(layout),
             module: &self.module,
             entry_point: Some(entry.name()),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         });
         cache.insert(key, p.clone());
@@ -572,26 +752,40 @@ impl Das {
         let n_el = plan.elements.len();
         let n_w = plan.waves.len();
         if n_el == 0 || n_el > MAX_ELEMENTS {
-            return Err(PipelineError::Settings(format!("probe.elements: {n_el} elements; the GPU beamformer takes 1 to {MAX_ELEMENTS}")));
+            return Err(PipelineError::Settings(format!(
+                "probe.elements: {n_el} elements; the GPU beamformer takes 1 to {MAX_ELEMENTS}"
+            )));
         }
         if n_w == 0 || n_w > MAX_WAVES {
             return Err(PipelineError::Settings(format!("waves: {n_w} waves; the GPU beamformer takes 1 to {MAX_WAVES} per job (select fewer with --waves)")));
         }
         if pixels.is_empty() || frames == 0 || samples < 2 {
-            return Err(PipelineError::Settings(format!("das: nothing to beamform ({} pixels, {frames} frames, {samples} samples)", pixels.len())));
+            return Err(PipelineError::Settings(format!(
+                "das: nothing to beamform ({} pixels, {frames} frames, {samples} samples)",
+                pixels.len()
+            )));
         }
         let forced = self.tiling.lock().ok().and_then(|t| *t);
         let tiling = match forced {
             Some(t) if t.window_span != 0 => t,
             Some(t) => choose_tiling(plan, pixels, samples, t, false),
-            None => choose_tiling(plan, pixels, samples, DasTiling::for_adapter(self.device_type, frames), true),
+            None => choose_tiling(
+                plan,
+                pixels,
+                samples,
+                DasTiling::for_adapter(self.device_type, frames),
+                true,
+            ),
         };
         tiling.validate()?;
         let max_groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
         // Padding adds at most a quarter (pad_runs).
         let worst = pixels.len() + pixels.len() / 4 + tiling.pixels_per_invocation as usize;
         if worst.div_ceil(WORKGROUP as usize) > max_groups {
-            return Err(PipelineError::Settings(format!("{} pixels is more than one dispatch can hold; split the grid", pixels.len())));
+            return Err(PipelineError::Settings(format!(
+                "{} pixels is more than one dispatch can hold; split the grid",
+                pixels.len()
+            )));
         }
         let mut params = plan.params;
         params.n_pixels = pixels.len() as u32;
@@ -607,39 +801,94 @@ impl Das {
         let mut wv = plan.waves.clone();
         wv.resize(MAX_WAVES, GpuWave::zeroed());
         let uniform = ctx.uniform_from("sonoguide.das.params", &params);
-        let elements = uniform_table(&ctx.device, "sonoguide.das.elements", bytemuck::cast_slice(&el));
-        let waves = uniform_table(&ctx.device, "sonoguide.das.waves", bytemuck::cast_slice(&wv));
+        let elements = uniform_table(
+            &ctx.device,
+            "sonoguide.das.elements",
+            bytemuck::cast_slice(&el),
+        );
+        let waves = uniform_table(
+            &ctx.device,
+            "sonoguide.das.waves",
+            bytemuck::cast_slice(&wv),
+        );
         let (padded, index) = pad_runs(pixels, tiling.pixels_per_invocation as usize);
         let pix = ctx.storage_from("sonoguide.das.pixels", &padded)?;
         let out_index = ctx.storage_from("sonoguide.das.out_index", &index)?;
-        let table = ctx.storage_from("sonoguide.das.tx_table", if plan.tx_table.is_empty() { &[[0f32; 4]] } else { &plan.tx_table[..] })?;
+        let table = ctx.storage_from(
+            "sonoguide.das.tx_table",
+            if plan.tx_table.is_empty() {
+                &[[0f32; 4]]
+            } else {
+                &plan.tx_table[..]
+            },
+        )?;
         let tx = ctx.storage("sonoguide.das.tx", (n_w * padded.len() * 16) as u64)?;
         let transmit_bg = bind(
             &ctx.device,
             "sonoguide.das.transmit",
             &self.layouts[Entry::Transmit as usize].0,
-            &[(0, &uniform), (3, &elements), (4, &waves), (5, &pix), (6, &table), (7, &tx)],
+            &[
+                (0, &uniform),
+                (3, &elements),
+                (4, &waves),
+                (5, &pix),
+                (6, &table),
+                (7, &tx),
+            ],
         );
         let pipeline = self.pipeline(&ctx.device, Entry::Transmit, &params, tiling)?;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das.transmit"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.das.transmit"),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &transmit_bg, &[]);
         pass.dispatch_workgroups((padded.len() as u32).div_ceil(WORKGROUP), n_w as u32, 1);
         drop(pass);
-        Ok(DasGeometry { params, tiling, n_pixels: pixels.len(), n_padded: padded.len(), samples, frames, iq, uniform, elements, waves, pixels: pix, out_index, tx })
+        Ok(DasGeometry {
+            params,
+            tiling,
+            n_pixels: pixels.len(),
+            n_padded: padded.len(),
+            samples,
+            frames,
+            iq,
+            uniform,
+            elements,
+            waves,
+            pixels: pix,
+            out_index,
+            tx,
+        })
     }
 
     /// The buffers and bind groups that beamform `channels` with `geom`.
-    pub fn target(&self, ctx: &GpuContext, geom: &DasGeometry, channels: &GpuChannels) -> Result<DasTarget, PipelineError> {
+    pub fn target(
+        &self,
+        ctx: &GpuContext,
+        geom: &DasGeometry,
+        channels: &GpuChannels,
+    ) -> Result<DasTarget, PipelineError> {
         Self::check_shape(geom, channels)?;
         let padded = geom.tiling.frames_padded(geom.frames);
-        let rows = ctx.storage("sonoguide.das.rows", (channels.waves * channels.channels * channels.samples * padded * 8) as u64)?;
-        let image = ctx.storage("sonoguide.das.image", (geom.n_pixels * geom.frames * 8) as u64)?;
+        let rows = ctx.storage(
+            "sonoguide.das.rows",
+            (channels.waves * channels.channels * channels.samples * padded * 8) as u64,
+        )?;
+        let image = ctx.storage(
+            "sonoguide.das.image",
+            (geom.n_pixels * geom.frames * 8) as u64,
+        )?;
         Ok(self.bind_target(ctx, geom, channels, rows, image))
     }
 
     fn check_shape(geom: &DasGeometry, channels: &GpuChannels) -> Result<(), PipelineError> {
-        if channels.samples != geom.samples || channels.frames != geom.frames || channels.iq != geom.iq || channels.waves != geom.params.n_waves as usize || channels.channels != geom.params.n_elements as usize {
+        if channels.samples != geom.samples
+            || channels.frames != geom.frames
+            || channels.iq != geom.iq
+            || channels.waves != geom.params.n_waves as usize
+            || channels.channels != geom.params.n_elements as usize
+        {
             return Err(PipelineError::Settings(format!(
                 "das: channel data ({} frames × {} waves × {} channels × {} samples, {}) do not match the prepared geometry ({} × {} × {} × {}, {})",
                 channels.frames,
@@ -657,37 +906,84 @@ impl Das {
         Ok(())
     }
 
-    fn bind_target(&self, ctx: &GpuContext, geom: &DasGeometry, channels: &GpuChannels, rows: wgpu::Buffer, image: wgpu::Buffer) -> DasTarget {
-        let layout_bg = bind(&ctx.device, "sonoguide.das.layout", &self.layouts[Entry::Layout as usize].0, &[(0, &geom.uniform), (1, &channels.buffer), (2, &rows)]);
+    fn bind_target(
+        &self,
+        ctx: &GpuContext,
+        geom: &DasGeometry,
+        channels: &GpuChannels,
+        rows: wgpu::Buffer,
+        image: wgpu::Buffer,
+    ) -> DasTarget {
+        let layout_bg = bind(
+            &ctx.device,
+            "sonoguide.das.layout",
+            &self.layouts[Entry::Layout as usize].0,
+            &[(0, &geom.uniform), (1, &channels.buffer), (2, &rows)],
+        );
         let das_bg = bind(
             &ctx.device,
             "sonoguide.das",
             &self.layouts[Entry::Das as usize].0,
-            &[(0, &geom.uniform), (3, &geom.elements), (4, &geom.waves), (5, &geom.pixels), (8, &geom.tx), (9, &rows), (10, &image), (11, &geom.out_index)],
+            &[
+                (0, &geom.uniform),
+                (3, &geom.elements),
+                (4, &geom.waves),
+                (5, &geom.pixels),
+                (8, &geom.tx),
+                (9, &rows),
+                (10, &image),
+                (11, &geom.out_index),
+            ],
         );
-        DasTarget { image, rows, layout_bg, das_bg }
+        DasTarget {
+            image,
+            rows,
+            layout_bg,
+            das_bg,
+        }
     }
 
     /// Rebind `old`'s buffers to new channel data of the same shape
     /// (streaming: no allocation, so no zero-fill, per batch).
-    pub fn retarget(&self, ctx: &GpuContext, geom: &DasGeometry, channels: &GpuChannels, old: DasTarget) -> Result<DasTarget, PipelineError> {
+    pub fn retarget(
+        &self,
+        ctx: &GpuContext,
+        geom: &DasGeometry,
+        channels: &GpuChannels,
+        old: DasTarget,
+    ) -> Result<DasTarget, PipelineError> {
         Self::check_shape(geom, channels)?;
         let DasTarget { image, rows, .. } = old;
         Ok(self.bind_target(ctx, geom, channels, rows, image))
     }
 
     /// Record the layout and beamforming passes of one batch.
-    pub fn record(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, geom: &DasGeometry, target: &DasTarget) -> Result<(), PipelineError> {
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        geom: &DasGeometry,
+        target: &DasTarget,
+    ) -> Result<(), PipelineError> {
         self.record_layout(ctx, enc, geom, target)?;
         self.record_beamform(ctx, enc, geom, target)
     }
 
     /// Record `das_layout`: the channel data into frame-contiguous rows.
-    pub fn record_layout(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, geom: &DasGeometry, target: &DasTarget) -> Result<(), PipelineError> {
+    pub fn record_layout(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        geom: &DasGeometry,
+        target: &DasTarget,
+    ) -> Result<(), PipelineError> {
         let layout = self.pipeline(&ctx.device, Entry::Layout, &geom.params, geom.tiling)?;
         let traces = geom.params.n_waves * geom.params.n_elements * geom.params.n_samples;
         let (lx, ly) = dispatch_size(traces, WORKGROUP);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das.layout"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.das.layout"),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&layout);
         pass.set_bind_group(0, &target.layout_bg, &[]);
         pass.dispatch_workgroups(lx, ly, 1);
@@ -695,12 +991,21 @@ impl Das {
     }
 
     /// Record `das`: the beamforming proper (the kernel benchmarks time).
-    pub fn record_beamform(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, geom: &DasGeometry, target: &DasTarget) -> Result<(), PipelineError> {
+    pub fn record_beamform(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        geom: &DasGeometry,
+        target: &DasTarget,
+    ) -> Result<(), PipelineError> {
         let t = geom.tiling;
         let das = self.pipeline(&ctx.device, Entry::Das, &geom.params, t)?;
         let invocations = (geom.n_padded as u32).div_ceil(t.pixels_per_invocation);
         let blocks = geom.frames.div_ceil(t.frames_per_block()) as u32;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.das"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.das"),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&das);
         pass.set_bind_group(0, &target.das_bg, &[]);
         pass.dispatch_workgroups(invocations.div_ceil(WORKGROUP), blocks, 1);
@@ -717,7 +1022,15 @@ impl Das {
         plan: &DasPlan,
         pixels: &[[f32; 2]],
     ) -> Result<wgpu::Buffer, PipelineError> {
-        let geom = self.prepare(ctx, enc, plan, pixels, channels.samples, channels.frames, channels.iq)?;
+        let geom = self.prepare(
+            ctx,
+            enc,
+            plan,
+            pixels,
+            channels.samples,
+            channels.frames,
+            channels.iq,
+        )?;
         let target = self.target(ctx, &geom, channels)?;
         self.record(ctx, enc, &geom, &target)?;
         Ok(target.image)
@@ -731,7 +1044,9 @@ mod tests {
     #[test]
     fn pad_runs_pads_each_grid_row_to_whole_invocations() {
         // 3 rows of 15 pixels, 0.1 mm apart; rows 1 mm apart.
-        let pixels: Vec<[f32; 2]> = (0..3).flat_map(|r| (0..15).map(move |c| [c as f32 * 1e-4, r as f32 * 1e-3])).collect();
+        let pixels: Vec<[f32; 2]> = (0..3)
+            .flat_map(|r| (0..15).map(move |c| [c as f32 * 1e-4, r as f32 * 1e-3]))
+            .collect();
         let (p, idx) = pad_runs(&pixels, 4);
         assert_eq!(p.len(), 3 * 16);
         assert_eq!(idx.iter().filter(|i| **i != u32::MAX).count(), 45);
@@ -749,7 +1064,9 @@ mod tests {
     #[test]
     fn pad_runs_leaves_lists_without_rows_alone() {
         let mut rng = crate::sim::Rng::new(1);
-        let pixels: Vec<[f32; 2]> = (0..101).map(|_| [rng.next_f64() as f32 * 0.02, rng.next_f64() as f32 * 0.03]).collect();
+        let pixels: Vec<[f32; 2]> = (0..101)
+            .map(|_| [rng.next_f64() as f32 * 0.02, rng.next_f64() as f32 * 0.03])
+            .collect();
         let (p, idx) = pad_runs(&pixels, 8);
         assert_eq!(p.len(), 104, "only padded at the end");
         assert_eq!(&idx[..101], &(0..101).collect::<Vec<u32>>()[..]);
@@ -774,7 +1091,10 @@ mod tests {
         let c = 1540.0;
         let acq = Acquisition {
             probe,
-            waves: vec![crate::acquisition::Wave { wavefront: Wavefront::Plane { azimuth: 0.1 }, delay: -(15.5 * 0.3e-3 * 0.1f64.sin()) / c }],
+            waves: vec![crate::acquisition::Wave {
+                wavefront: Wavefront::Plane { azimuth: 0.1 },
+                delay: -(15.5 * 0.3e-3 * 0.1f64.sin()) / c,
+            }],
             sampling_frequency: 20e6,
             initial_time: 0.0,
             modulation_frequency: 0.0,
@@ -783,24 +1103,51 @@ mod tests {
             sound_speed: c,
             prf: 0.0,
         };
-        let scat = [crate::sim::Scatterer { position: glam::DVec3::new(0.001, 0.0, 0.012), amplitude: 1.0 }];
+        let scat = [crate::sim::Scatterer {
+            position: glam::DVec3::new(0.001, 0.0, 0.012),
+            amplitude: 1.0,
+        }];
         let data = crate::sim::point_echoes(&acq, &scat, 600, 3);
         let mut rng = crate::sim::Rng::new(9);
-        let pixels: Vec<[f32; 2]> = (0..500).map(|_| [(rng.next_f64() * 0.01 - 0.005) as f32, (0.006 + rng.next_f64() * 0.012) as f32]).collect();
-        let s = DasSettings { fnumber: FNumber::Fixed(1.0), transmit: Transmit::Analytic, ..Default::default() };
+        let pixels: Vec<[f32; 2]> = (0..500)
+            .map(|_| {
+                [
+                    (rng.next_f64() * 0.01 - 0.005) as f32,
+                    (0.006 + rng.next_f64() * 0.012) as f32,
+                ]
+            })
+            .collect();
+        let s = DasSettings {
+            fnumber: FNumber::Fixed(1.0),
+            transmit: Transmit::Analytic,
+            ..Default::default()
+        };
         let plan = DasPlan::new(&acq, &s, 0.0, pixels.len(), data.frames).unwrap();
         let das = Das::new(&ctx.device);
-        das.set_tiling(Some(DasTiling { pixels_per_invocation: 8, row_vec4: 1, window_span: 2 })).unwrap();
+        das.set_tiling(Some(DasTiling {
+            pixels_per_invocation: 8,
+            row_vec4: 1,
+            window_span: 2,
+        }))
+        .unwrap();
         let up = GpuChannels::upload(&ctx, &data).unwrap();
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         let img = das.encode(&ctx, &mut enc, &up, &plan, &pixels).unwrap();
         ctx.queue.submit([enc.finish()]);
         let gpu: Vec<[f32; 2]> = ctx.read_buffer(&img, pixels.len() * data.frames).unwrap();
-        let crate::acquisition::Samples::Rf(rf) = &data.data else { unreachable!() };
-        let cpu = crate::reference::das::das(&plan, rf, false, data.samples, data.frames, &pixels, None);
+        let crate::acquisition::Samples::Rf(rf) = &data.data else {
+            unreachable!()
+        };
+        let cpu =
+            crate::reference::das::das(&plan, rf, false, data.samples, data.frames, &pixels, None);
         let peak = cpu.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f64::max);
         assert!(peak > 0.0);
-        let err = gpu.iter().zip(&cpu).map(|(g, c)| (g[0] as f64 - c[0]).hypot(g[1] as f64 - c[1])).fold(0.0, f64::max) / peak;
+        let err = gpu
+            .iter()
+            .zip(&cpu)
+            .map(|(g, c)| (g[0] as f64 - c[0]).hypot(g[1] as f64 - c[1]))
+            .fold(0.0, f64::max)
+            / peak;
         assert!(err < 2e-4, "scattered pixels: relative error {err:e}");
     }
 }

@@ -28,7 +28,11 @@ pub struct DemodSettings {
 
 impl Default for DemodSettings {
     fn default() -> Self {
-        DemodSettings { fc: None, bandwidth_pct: None, convention: FiltfiltConvention::Scipy }
+        DemodSettings {
+            fc: None,
+            bandwidth_pct: None,
+            convention: FiltfiltConvention::Scipy,
+        }
     }
 }
 
@@ -84,7 +88,11 @@ impl DemodPlan {
                 a: [c[4] as f32, c[5] as f32, z[0] as f32, z[1] as f32],
             })
             .collect();
-        Ok(DemodPlan { params, fc, sections })
+        Ok(DemodPlan {
+            params,
+            fc,
+            sections,
+        })
     }
 
     pub fn uniform(&self, traces: usize, samples: usize) -> DemodulateParams {
@@ -111,13 +119,24 @@ impl Demodulate {
         let module = shaders::module(device, STAGE);
         use Binding::*;
         let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, ReadWrite, ReadWrite]);
-        Demodulate { pipeline: compute_pipeline(device, STAGE, &module, &pl, "demodulate"), layout: bgl }
+        Demodulate {
+            pipeline: compute_pipeline(device, STAGE, &module, &pl, "demodulate"),
+            layout: bgl,
+        }
     }
 
     /// Record RF → IQ for every trace; returns the IQ channel data.
-    pub fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, rf: &GpuChannels, plan: &DemodPlan) -> Result<GpuChannels, PipelineError> {
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        rf: &GpuChannels,
+        plan: &DemodPlan,
+    ) -> Result<GpuChannels, PipelineError> {
         if rf.iq {
-            return Err(PipelineError::Settings("demodulate takes RF; these channel data are already IQ".into()));
+            return Err(PipelineError::Settings(
+                "demodulate takes RF; these channel data are already IQ".into(),
+            ));
         }
         if rf.samples <= plan.params.padlen + 1 {
             return Err(PipelineError::Settings(format!(
@@ -130,15 +149,33 @@ impl Demodulate {
         let params = plan.uniform(traces, rf.samples);
         let uniform = ctx.uniform_from("sonoguide.demodulate.params", &params);
         let sections = ctx.storage_from("sonoguide.demodulate.sections", &plan.sections)?;
-        let scratch = ctx.storage("sonoguide.demodulate.scratch", (traces * (rf.samples + 2 * plan.params.padlen) * 8) as u64)?;
+        let scratch = ctx.storage(
+            "sonoguide.demodulate.scratch",
+            (traces * (rf.samples + 2 * plan.params.padlen) * 8) as u64,
+        )?;
         let iq = ctx.storage("sonoguide.demodulate.iq", (traces * rf.samples * 8) as u64)?;
-        let bg = bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &sections, &rf.buffer, &scratch, &iq]);
+        let bg = bind_group(
+            &ctx.device,
+            STAGE,
+            &self.layout,
+            &[&uniform, &sections, &rf.buffer, &scratch, &iq],
+        );
         let (gx, gy) = dispatch_size(traces as u32, WORKGROUP);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.demodulate"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.demodulate"),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &bg, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
         drop(pass);
-        Ok(GpuChannels { buffer: iq, iq: true, frames: rf.frames, waves: rf.waves, channels: rf.channels, samples: rf.samples })
+        Ok(GpuChannels {
+            buffer: iq,
+            iq: true,
+            frames: rf.frames,
+            waves: rf.waves,
+            channels: rf.channels,
+            samples: rf.samples,
+        })
     }
 }

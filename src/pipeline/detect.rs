@@ -19,17 +19,27 @@ pub struct DetectSettings {
 
 impl Default for DetectSettings {
     fn default() -> Self {
-        DetectSettings { gain_db: 0.0, dynamic_range_db: 40.0, reference: None }
+        DetectSettings {
+            gain_db: 0.0,
+            dynamic_range_db: 40.0,
+            reference: None,
+        }
     }
 }
 
 impl DetectSettings {
     pub fn params(&self, n: usize) -> Result<DetectParams, PipelineError> {
         if !(self.dynamic_range_db.is_finite() && self.dynamic_range_db > 0.0) {
-            return Err(PipelineError::Settings(format!("--dynamic-range {}: expected a positive number of dB", self.dynamic_range_db)));
+            return Err(PipelineError::Settings(format!(
+                "--dynamic-range {}: expected a positive number of dB",
+                self.dynamic_range_db
+            )));
         }
         if !self.gain_db.is_finite() {
-            return Err(PipelineError::Settings(format!("--gain {}: expected a finite number of dB", self.gain_db)));
+            return Err(PipelineError::Settings(format!(
+                "--gain {}: expected a finite number of dB",
+                self.gain_db
+            )));
         }
         Ok(DetectParams {
             n: n as u32,
@@ -77,7 +87,11 @@ impl Detect {
     pub fn new(device: &wgpu::Device) -> Detect {
         let module = shaders::module(device, STAGE);
         use Binding::*;
-        let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite]);
+        let (bgl, pl) = layout(
+            device,
+            STAGE,
+            &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
+        );
         Detect {
             envelope: compute_pipeline(device, STAGE, &module, &pl, "envelope"),
             reduce_max: compute_pipeline(device, STAGE, &module, &pl, "reduce_max"),
@@ -87,21 +101,40 @@ impl Detect {
     }
 
     /// Record envelope → reduce_max → compress over `n` complex samples.
-    pub fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, iq: &wgpu::Buffer, n: usize, s: &DetectSettings) -> Result<Detected, PipelineError> {
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        iq: &wgpu::Buffer,
+        n: usize,
+        s: &DetectSettings,
+    ) -> Result<Detected, PipelineError> {
         let params = s.params(n)?;
         let uniform = ctx.uniform_from("sonoguide.detect.params", &params);
         let envelope = ctx.storage("sonoguide.detect.envelope", (n * 4) as u64)?;
         let grey = ctx.storage("sonoguide.detect.grey", (n * 4) as u64)?;
         let max_bits = ctx.storage_from("sonoguide.detect.max", &[0u32])?;
-        let bg = bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, iq, &envelope, &max_bits, &grey]);
+        let bg = bind_group(
+            &ctx.device,
+            STAGE,
+            &self.layout,
+            &[&uniform, iq, &envelope, &max_bits, &grey],
+        );
         let (gx, gy) = dispatch_size(n as u32, WORKGROUP);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.detect"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.detect"),
+            timestamp_writes: None,
+        });
         pass.set_bind_group(0, &bg, &[]);
         for p in [&self.envelope, &self.reduce_max, &self.compress] {
             pass.set_pipeline(p);
             pass.dispatch_workgroups(gx, gy, 1);
         }
         drop(pass);
-        Ok(Detected { envelope, grey, max_bits })
+        Ok(Detected {
+            envelope,
+            grey,
+            max_bits,
+        })
     }
 }

@@ -38,7 +38,11 @@ pub(crate) enum Binding {
 }
 
 /// A bind group layout and pipeline layout for `bindings` (binding i = slot i).
-pub(crate) fn layout(device: &wgpu::Device, stage: &str, bindings: &[Binding]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+pub(crate) fn layout(
+    device: &wgpu::Device,
+    stage: &str,
+    bindings: &[Binding],
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
         .iter()
         .enumerate()
@@ -58,7 +62,10 @@ pub(crate) fn layout(device: &wgpu::Device, stage: &str, bindings: &[Binding]) -
         })
         .collect();
     let label = format!("sonoguide.{stage}");
-    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(&label),
+        entries: &entries,
+    });
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some(&label),
         bind_group_layouts: &[Some(&bgl)],
@@ -84,13 +91,25 @@ pub(crate) fn compute_pipeline(
     })
 }
 
-pub(crate) fn bind_group(device: &wgpu::Device, stage: &str, layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+pub(crate) fn bind_group(
+    device: &wgpu::Device,
+    stage: &str,
+    layout: &wgpu::BindGroupLayout,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
         .collect();
-    device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&format!("sonoguide.{stage}")), layout, entries: &entries })
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&format!("sonoguide.{stage}")),
+        layout,
+        entries: &entries,
+    })
 }
 
 /// Channel data resident on the GPU.
@@ -223,7 +242,11 @@ impl Beamformer {
                 (iq, plan.fc)
             }
             _ => {
-                let f = if raw.iq { acq.modulation_frequency } else { 0.0 };
+                let f = if raw.iq {
+                    acq.modulation_frequency
+                } else {
+                    0.0
+                };
                 (raw, f)
             }
         };
@@ -235,23 +258,62 @@ impl Beamformer {
         let mut display = None;
         if let Some((polar, dg)) = &req.display {
             if polar.len() != grid.len() {
-                return Err(PipelineError::Settings(format!("scan conversion: polar layout has {} pixels, the image {}", polar.len(), grid.len())));
+                return Err(PipelineError::Settings(format!(
+                    "scan conversion: polar layout has {} pixels, the image {}",
+                    polar.len(),
+                    grid.len()
+                )));
             }
-            display = Some((self.scan_convert.encode(ctx, enc, &detected.grey, polar, dg, 0)?, dg.width, dg.height));
+            display = Some((
+                self.scan_convert
+                    .encode(ctx, enc, &detected.grey, polar, dg, 0)?,
+                dg.width,
+                dg.height,
+            ));
         }
-        Ok(Encoded { image, detected, display, n, frames: channels.frames, fnumber: plan.fnumber })
+        Ok(Encoded {
+            image,
+            detected,
+            display,
+            n,
+            frames: channels.frames,
+            fnumber: plan.fnumber,
+        })
     }
 
     /// Channel data → (demodulate) → das → detect → (scan convert), in one
     /// submission; reads back what `req` asks for.
-    pub fn run(&self, ctx: &GpuContext, data: &ChannelData, grid: &PixelGrid, req: &BeamformRequest) -> Result<BeamformOutput, PipelineError> {
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        data: &ChannelData,
+        grid: &PixelGrid,
+        req: &BeamformRequest,
+    ) -> Result<BeamformOutput, PipelineError> {
         data.validate()?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.frame") });
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.frame"),
+            });
         let raw = GpuChannels::upload(ctx, data)?;
-        let Encoded { image, detected, display, n, frames, fnumber } = self.encode(ctx, &mut enc, raw, &data.acquisition, grid, req)?;
+        let Encoded {
+            image,
+            detected,
+            display,
+            n,
+            frames,
+            fnumber,
+        } = self.encode(ctx, &mut enc, raw, &data.acquisition, grid, req)?;
         ctx.queue.submit([enc.finish()]);
         ctx.take_error("beamform")?;
-        let mut out = BeamformOutput { frames, rows: grid.rows(), cols: grid.cols(), fnumber, ..Default::default() };
+        let mut out = BeamformOutput {
+            frames,
+            rows: grid.rows(),
+            cols: grid.cols(),
+            fnumber,
+            ..Default::default()
+        };
         if req.read_iq {
             out.iq = Some(ctx.read_buffer(&image, n)?);
         }

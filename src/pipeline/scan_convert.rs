@@ -24,9 +24,16 @@ impl DisplayGrid {
     /// The bounding box of a polar grid, sampled at square pixels with
     /// `height` rows.
     pub fn covering(polar: &PixelGrid, height: usize) -> Option<DisplayGrid> {
-        let PixelGrid::Polar { .. } = polar else { return None };
+        let PixelGrid::Polar { .. } = polar else {
+            return None;
+        };
         let pts = polar.positions();
-        let (mut x0, mut x1, mut z0, mut z1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut x0, mut x1, mut z0, mut z1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for p in &pts {
             x0 = x0.min(p[0]);
             x1 = x1.max(p[0]);
@@ -39,7 +46,14 @@ impl DisplayGrid {
             return None;
         }
         let width = (((x1 - x0) / d).round() as usize + 1).max(2);
-        Some(DisplayGrid { width, height, x0, z0, dx: d, dz: d })
+        Some(DisplayGrid {
+            width,
+            height,
+            x0,
+            z0,
+            dx: d,
+            dz: d,
+        })
     }
 }
 
@@ -70,15 +84,32 @@ const _: () = assert!(std::mem::size_of::<ScanConvertParams>() == 64);
 impl ScanConvertParams {
     /// Parameters converting `input` (a polar grid, or a Cartesian one for
     /// linear probes) onto `out`.
-    pub fn new(input: &PixelGrid, out: &DisplayGrid, frame: usize) -> Result<ScanConvertParams, PipelineError> {
+    pub fn new(
+        input: &PixelGrid,
+        out: &DisplayGrid,
+        frame: usize,
+    ) -> Result<ScanConvertParams, PipelineError> {
         // (rows, cols, origin, row axis, column axis, cartesian)
         let (nr, na, origin, rows, cols, cartesian) = match input {
-            PixelGrid::Polar { origin, radius, angle, nr, na } => (*nr, *na, *origin, *radius, *angle, 0),
+            PixelGrid::Polar {
+                origin,
+                radius,
+                angle,
+                nr,
+                na,
+            } => (*nr, *na, *origin, *radius, *angle, 0),
             PixelGrid::Cartesian { x, z, nx, nz } => (*nz, *nx, [0.0, 0.0], *z, *x, 1),
-            PixelGrid::List { .. } => return Err(PipelineError::Settings("scan conversion needs a polar or Cartesian pixel grid, not a pixel list".into())),
+            PixelGrid::List { .. } => {
+                return Err(PipelineError::Settings(
+                    "scan conversion needs a polar or Cartesian pixel grid, not a pixel list"
+                        .into(),
+                ))
+            }
         };
         if nr < 2 || na < 2 || out.width == 0 || out.height == 0 {
-            return Err(PipelineError::Settings("scan conversion needs at least 2 × 2 input pixels and a non-empty display".into()));
+            return Err(PipelineError::Settings(
+                "scan conversion needs at least 2 × 2 input pixels and a non-empty display".into(),
+            ));
         }
         Ok(ScanConvertParams {
             n_radius: nr as u32,
@@ -110,7 +141,10 @@ impl ScanConvert {
         let module = shaders::module(device, STAGE);
         use Binding::*;
         let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, ReadWrite]);
-        ScanConvert { pipeline: compute_pipeline(device, STAGE, &module, &pl, "scan_convert"), layout: bgl }
+        ScanConvert {
+            pipeline: compute_pipeline(device, STAGE, &module, &pl, "scan_convert"),
+            layout: bgl,
+        }
     }
 
     /// Record the conversion of frame `frame` of the grey-level buffer
@@ -126,12 +160,27 @@ impl ScanConvert {
     ) -> Result<wgpu::Buffer, PipelineError> {
         let params = ScanConvertParams::new(polar, out, frame)?;
         let uniform = ctx.uniform_from("sonoguide.scan_convert.params", &params);
-        let display = ctx.storage("sonoguide.scan_convert.display", (out.width * out.height * 4) as u64)?;
-        let bg = bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, grey, &display]);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.scan_convert"), timestamp_writes: None });
+        let display = ctx.storage(
+            "sonoguide.scan_convert.display",
+            (out.width * out.height * 4) as u64,
+        )?;
+        let bg = bind_group(
+            &ctx.device,
+            STAGE,
+            &self.layout,
+            &[&uniform, grey, &display],
+        );
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.scan_convert"),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups((out.width as u32).div_ceil(8), (out.height as u32).div_ceil(8), 1);
+        pass.dispatch_workgroups(
+            (out.width as u32).div_ceil(8),
+            (out.height as u32).div_ceil(8),
+            1,
+        );
         drop(pass);
         Ok(display)
     }

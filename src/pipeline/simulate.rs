@@ -128,7 +128,12 @@ pub struct Spectra<'a> {
 
 impl<'a> Spectra<'a> {
     pub fn new(s: &'a SimSettings) -> Spectra<'a> {
-        let mut sp = Spectra { fc: s.center_frequency, bandwidth: s.bandwidth, pulse: &s.pulse, waveform_fc: [1.0, 0.0] };
+        let mut sp = Spectra {
+            fc: s.center_frequency,
+            bandwidth: s.bandwidth,
+            pulse: &s.pulse,
+            waveform_fc: [1.0, 0.0],
+        };
         if let Pulse::Waveform { .. } = s.pulse {
             sp.waveform_fc = sp.waveform_ft(s.center_frequency);
         }
@@ -136,7 +141,14 @@ impl<'a> Spectra<'a> {
     }
 
     fn waveform_ft(&self, f: f64) -> [f64; 2] {
-        let Pulse::Waveform { sampling_frequency, origin, samples } = self.pulse else { return [0.0, 0.0] };
+        let Pulse::Waveform {
+            sampling_frequency,
+            origin,
+            samples,
+        } = self.pulse
+        else {
+            return [0.0, 0.0];
+        };
         let (mut re, mut im) = (0.0, 0.0);
         for (k, v) in samples.iter().enumerate() {
             let t = (k as f64 - origin) / sampling_frequency;
@@ -199,10 +211,16 @@ impl<'a> Spectra<'a> {
             .collect();
         let max = one_way.iter().copied().fold(0.0, f64::max);
         let keep: Vec<usize> = (0..=n).filter(|&i| one_way[i] > 1e-3 * max).collect();
-        let (a, b) = (keep.first().copied().unwrap_or(0), keep.last().copied().unwrap_or(n));
+        let (a, b) = (
+            keep.first().copied().unwrap_or(0),
+            keep.last().copied().unwrap_or(n),
+        );
         // One grid step of slack on each side.
         let df = 2.0 * self.fc / n as f64;
-        ((a as f64 * 2.0 * self.fc / n as f64 - df).max(0.0), (b as f64 * 2.0 * self.fc / n as f64 + df).min(2.0 * self.fc))
+        (
+            (a as f64 * 2.0 * self.fc / n as f64 - df).max(0.0),
+            (b as f64 * 2.0 * self.fc / n as f64 + df).min(2.0 * self.fc),
+        )
     }
 
     /// Where the envelope of the pulse-echo pulse stays above
@@ -235,7 +253,9 @@ impl<'a> Spectra<'a> {
             })
             .collect();
         let max = env.iter().copied().fold(0.0, f64::max);
-        let above: Vec<usize> = (0..env.len()).filter(|&i| env[i] >= PULSE_THRESHOLD * max).collect();
+        let above: Vec<usize> = (0..env.len())
+            .filter(|&i| env[i] >= PULSE_THRESHOLD * max)
+            .collect();
         let first = above.first().copied().unwrap_or(n_u) as f64 - n_u as f64;
         let last = above.last().copied().unwrap_or(n_u) as f64 - n_u as f64;
         ((first - 1.0) * step, (last + 1.0) * step)
@@ -249,7 +269,11 @@ fn settings_error(e: impl std::fmt::Display) -> PipelineError {
 impl SimPlan {
     /// Resolve `acq` (probe, waves, sampling, sound speed) and the physics
     /// in `s` for `samples` samples per trace.
-    pub fn new(acq: &Acquisition, samples: usize, s: &SimSettings) -> Result<SimPlan, PipelineError> {
+    pub fn new(
+        acq: &Acquisition,
+        samples: usize,
+        s: &SimSettings,
+    ) -> Result<SimPlan, PipelineError> {
         let mut check = acq.clone();
         // The simulator writes RF; the input may have been IQ.
         check.modulation_frequency = 0.0;
@@ -257,7 +281,9 @@ impl SimPlan {
         check.validate()?;
         s.validate(acq.probe.len()).map_err(settings_error)?;
         if samples < 2 {
-            return Err(settings_error(format!("`samples` is {samples}, expected at least 2")));
+            return Err(settings_error(format!(
+                "`samples` is {samples}, expected at least 2"
+            )));
         }
         let n_el = acq.probe.len();
         let n_w = acq.waves.len();
@@ -265,8 +291,14 @@ impl SimPlan {
         let fc = s.center_frequency;
         let lambda_min = s.lambda_min(c);
         let width = acq.probe.element_width();
-        let segments = s.segments.unwrap_or_else(|| ((width / lambda_min).ceil() as usize).clamp(1, MAX_SEGMENTS));
-        let seg_len = if segments > 0 { width / segments as f64 } else { 0.0 };
+        let segments = s
+            .segments
+            .unwrap_or_else(|| ((width / lambda_min).ceil() as usize).clamp(1, MAX_SEGMENTS));
+        let seg_len = if segments > 0 {
+            width / segments as f64
+        } else {
+            0.0
+        };
 
         let spectra = Spectra::new(s);
         let pulse_extent = spectra.extent();
@@ -276,15 +308,31 @@ impl SimPlan {
         } else {
             // Every arrival: an element fires at most `spread` after another
             // and is at most the array's extent farther from any point.
-            let fires: Vec<f64> = acq.waves.iter().flat_map(|w| transmit::must_delays(&acq.probe, w, c)).collect();
-            let spread = fires.iter().copied().fold(f64::NEG_INFINITY, f64::max) - fires.iter().copied().fold(f64::INFINITY, f64::min);
+            let fires: Vec<f64> = acq
+                .waves
+                .iter()
+                .flat_map(|w| transmit::must_delays(&acq.probe, w, c))
+                .collect();
+            let spread = fires.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                - fires.iter().copied().fold(f64::INFINITY, f64::min);
             let el = &acq.probe.elements;
-            let extent = el.iter().flat_map(|a| el.iter().map(move |b| (a.position - b.position).length())).fold(0.0, f64::max);
+            let extent = el
+                .iter()
+                .flat_map(|a| el.iter().map(move |b| (a.position - b.position).length()))
+                .fold(0.0, f64::max);
             spread + extent / c + 2.0 * period
         };
         let taper = (0.5 * window).min(MAX_TAPER * period);
-        let wave_kinds: Vec<u32> = acq.waves.iter().map(|w| matches!(w.wavefront, Wavefront::Focused { .. }) as u32).collect();
-        let lo = if wave_kinds.contains(&1) { -window } else { 0.0 };
+        let wave_kinds: Vec<u32> = acq
+            .waves
+            .iter()
+            .map(|w| matches!(w.wavefront, Wavefront::Focused { .. }) as u32)
+            .collect();
+        let lo = if wave_kinds.contains(&1) {
+            -window
+        } else {
+            0.0
+        };
         let hi = window;
         let tap_step = period / TAPS_PER_PERIOD;
         let tap0 = lo + pulse_extent.0 - tap_step;
@@ -314,27 +362,46 @@ impl SimPlan {
                 // Linear interpolation of the taps attenuates by sinc² of
                 // the baseband frequency on average; undo it here.
                 let x = (f - fc) / fs_taps;
-                let sinc = if x.abs() < 1e-12 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
+                let sinc = if x.abs() < 1e-12 {
+                    1.0
+                } else {
+                    (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+                };
                 let g = 2.0 * f_step / (sinc * sinc);
                 [(h[0] * g) as f32, (-h[1] * g) as f32, 0.0, 0.0]
             })
             .collect();
 
         // Tables: elements, waves, firing times, spectrum.
-        let mut tables: Vec<[f32; 4]> = Vec::with_capacity(2 * n_el + 3 * n_w + n_w * n_el + n_freq);
+        let mut tables: Vec<[f32; 4]> =
+            Vec::with_capacity(2 * n_el + 3 * n_w + n_w * n_el + n_freq);
         for e in &acq.probe.elements {
             let (sa, ca) = e.azimuth.sin_cos();
-            tables.push([e.position.x as f32, e.position.y as f32, e.position.z as f32, e.azimuth as f32]);
+            tables.push([
+                e.position.x as f32,
+                e.position.y as f32,
+                e.position.z as f32,
+                e.azimuth as f32,
+            ]);
             tables.push([ca as f32, 0.0, -sa as f32, e.width as f32]);
         }
         let off_waves = tables.len();
         for (w, kind) in acq.waves.iter().zip(&wave_kinds) {
             let focus = match w.wavefront {
-                Wavefront::Focused { focus } => [focus.x as f32, focus.y as f32, focus.z as f32, focus.length() as f32],
+                Wavefront::Focused { focus } => [
+                    focus.x as f32,
+                    focus.y as f32,
+                    focus.z as f32,
+                    focus.length() as f32,
+                ],
                 _ => [0.0; 4],
             };
             tables.push(focus);
-            let (wlo, tlo) = if *kind == 1 { (-window, taper) } else { (0.0, 0.0) };
+            let (wlo, tlo) = if *kind == 1 {
+                (-window, taper)
+            } else {
+                (0.0, 0.0)
+            };
             tables.push([*kind as f32, w.delay as f32, wlo as f32, hi as f32]);
             tables.push([tlo as f32, taper as f32, 0.0, 0.0]);
         }
@@ -353,7 +420,10 @@ impl SimPlan {
         let (inv_height2, inv_focus) = match s.elevation {
             Some(el) => {
                 flags |= FLAG_ELEVATION;
-                (1.0 / (el.height * el.height), el.focus.map(|f| 1.0 / f).unwrap_or(0.0))
+                (
+                    1.0 / (el.height * el.height),
+                    el.focus.map(|f| 1.0 / f).unwrap_or(0.0),
+                )
             }
             None => (0.0, 0.0),
         };
@@ -369,9 +439,17 @@ impl SimPlan {
             Baffle::Rigid => (1, 0.0),
             Baffle::Impedance(b) => (2, b),
         };
-        let z_min = acq.probe.elements.iter().map(|e| e.position.z).fold(f64::INFINITY, f64::min);
+        let z_min = acq
+            .probe
+            .elements
+            .iter()
+            .map(|e| e.position.z)
+            .fold(f64::INFINITY, f64::min);
         let (noise_level, noise_seed) = match s.noise {
-            Some(n) => (10f64.powf(n.level_db / 20.0), (n.seed ^ (n.seed >> 32)) as u32),
+            Some(n) => (
+                10f64.powf(n.level_db / 20.0),
+                (n.seed ^ (n.seed >> 32)) as u32,
+            ),
             None => (0.0, 0),
         };
         let params = SimulateParams {
@@ -420,7 +498,15 @@ impl SimPlan {
         out.modulation_frequency = 0.0;
         out.center_frequency = fc;
         out.bandwidth = s.bandwidth;
-        Ok(SimPlan { params, tables, acquisition: out, samples, frames: s.frames, wave_kinds, pulse_extent })
+        Ok(SimPlan {
+            params,
+            tables,
+            acquisition: out,
+            samples,
+            frames: s.frames,
+            wave_kinds,
+            pulse_extent,
+        })
     }
 
     pub fn n_waves(&self) -> usize {
@@ -441,7 +527,10 @@ impl SimPlan {
         let wg = crate::reference::simulate::WG;
         let (nf, nt) = (self.params.n_freq as usize, self.params.n_taps as usize);
         let arrivals = (self.params.n_elements * self.params.n_segments) as usize;
-        nt.div_ceil(wg) * (nf + 1) + arrivals * (nf.div_ceil(wg) + 1) + 4 * arrivals.div_ceil(wg) + 1000
+        nt.div_ceil(wg) * (nf + 1)
+            + arrivals * (nf.div_ceil(wg) + 1)
+            + 4 * arrivals.div_ceil(wg)
+            + 1000
     }
 
     /// The transmit window, periods of fc.
@@ -452,8 +541,12 @@ impl SimPlan {
 
     /// Waves per receive dispatch (see `RECEIVE_ITERATIONS`).
     pub fn wave_group(&self) -> usize {
-        let samples = (self.params.n_taps as f64 * self.params.fs as f64 / self.params.fs_taps as f64).ceil() as usize + 2;
-        (RECEIVE_ITERATIONS / (samples * (self.params.n_segments as usize + 1) + 8)).clamp(1, self.n_waves().max(1))
+        let samples = (self.params.n_taps as f64 * self.params.fs as f64
+            / self.params.fs_taps as f64)
+            .ceil() as usize
+            + 2;
+        (RECEIVE_ITERATIONS / (samples * (self.params.n_segments as usize + 1) + 8))
+            .clamp(1, self.n_waves().max(1))
     }
 
     /// Samples of one frame: waves × channels × samples.
@@ -482,9 +575,15 @@ pub struct GpuScatterers {
 
 impl GpuScatterers {
     /// Check (finite positions and amplitudes) and upload.
-    pub fn upload(ctx: &GpuContext, scatterers: &[Scatterer]) -> Result<GpuScatterers, PipelineError> {
+    pub fn upload(
+        ctx: &GpuContext,
+        scatterers: &[Scatterer],
+    ) -> Result<GpuScatterers, PipelineError> {
         crate::sim::validate_scatterers(scatterers).map_err(settings_error)?;
-        Ok(GpuScatterers { buffer: ctx.storage_from("sonoguide.simulate.scatterers", &to_rows(scatterers))?, count: scatterers.len() })
+        Ok(GpuScatterers {
+            buffer: ctx.storage_from("sonoguide.simulate.scatterers", &to_rows(scatterers))?,
+            count: scatterers.len(),
+        })
     }
 }
 
@@ -492,7 +591,14 @@ impl GpuScatterers {
 pub fn to_rows(scatterers: &[Scatterer]) -> Vec<[f32; 4]> {
     scatterers
         .iter()
-        .map(|s| [s.position.x as f32, s.position.y as f32, s.position.z as f32, s.amplitude as f32])
+        .map(|s| {
+            [
+                s.position.x as f32,
+                s.position.y as f32,
+                s.position.z as f32,
+                s.amplitude as f32,
+            ]
+        })
         .collect()
 }
 
@@ -531,7 +637,13 @@ impl Simulate {
     pub fn new(device: &wgpu::Device) -> Simulate {
         let module = shaders::module(device, STAGE);
         use Binding::*;
-        let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite]);
+        let (bgl, pl) = layout(
+            device,
+            STAGE,
+            &[
+                Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+            ],
+        );
         // transmit writes every word of workgroup memory before reading it;
         // zeroing its 12 KB per workgroup (the WebGPU default) would cost
         // more than the rest of transmit on lavapipe.
@@ -540,7 +652,10 @@ impl Simulate {
             layout: Some(&pl),
             module: &module,
             entry_point: Some("transmit"),
-            compilation_options: wgpu::PipelineCompilationOptions { zero_initialize_workgroup_memory: false, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
             cache: None,
         });
         Simulate {
@@ -580,10 +695,18 @@ impl Simulate {
     /// the composite is not stuck behind seconds of simulation. `batch`
     /// caps the scatterers per batch (`None`: as many as a binding holds).
     /// The fixed-point sums make the result identical to [`Simulate::encode`].
-    pub fn begin(&self, ctx: &GpuContext, plan: &SimPlan, scatterers: &GpuScatterers, batch: Option<usize>) -> Result<SimJob, PipelineError> {
+    pub fn begin(
+        &self,
+        ctx: &GpuContext,
+        plan: &SimPlan,
+        scatterers: &GpuScatterers,
+        batch: Option<usize>,
+    ) -> Result<SimJob, PipelineError> {
         let n = scatterers.count;
         let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
-        if ctx.info.device_type == wgpu::DeviceType::Cpu && plan.transmit_iterations() > SOFTWARE_LOOP_LIMIT {
+        if ctx.info.device_type == wgpu::DeviceType::Cpu
+            && plan.transmit_iterations() > SOFTWARE_LOOP_LIMIT
+        {
             return Err(PipelineError::Settings(format!(
                 "simulation: a transmit window of {:.0} periods needs {} loop iterations per invocation; software Vulkan (lavapipe) stops an invocation after 65 535. Lower `tx_window`.",
                 plan.window_periods(),
@@ -593,14 +716,24 @@ impl Simulate {
         let traces = nw * ne;
         let batch = Self::batch_size(ctx, plan, n).min(batch.unwrap_or(usize::MAX).max(1));
         // An empty scatterer list still needs a buffer to bind.
-        let scatterers = if n == 0 { ctx.storage("sonoguide.simulate.scatterers", 16)? } else { scatterers.buffer.clone() };
+        let scatterers = if n == 0 {
+            ctx.storage("sonoguide.simulate.scatterers", 16)?
+        } else {
+            scatterers.buffer.clone()
+        };
         Ok(SimJob {
             tables: ctx.storage_from("sonoguide.simulate.tables", &plan.tables)?,
             heads: ctx.storage("sonoguide.simulate.heads", ((nw + 2) * batch * 16) as u64)?,
-            taps: ctx.storage("sonoguide.simulate.taps", (nw * batch * plan.n_taps() * 8) as u64)?,
+            taps: ctx.storage(
+                "sonoguide.simulate.taps",
+                (nw * batch * plan.n_taps() * 8) as u64,
+            )?,
             state: ctx.storage("sonoguide.simulate.state", 16)?,
             acc: ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 16) as u64)?,
-            rf: ctx.storage("sonoguide.simulate.rf", (plan.frames * traces * ns * 4) as u64)?,
+            rf: ctx.storage(
+                "sonoguide.simulate.rf",
+                (plan.frames * traces * ns * 4) as u64,
+            )?,
             scatterers,
             n,
             batch,
@@ -611,7 +744,21 @@ impl Simulate {
 
     fn group(&self, ctx: &GpuContext, job: &SimJob, p: SimulateParams) -> wgpu::BindGroup {
         let uniform = ctx.uniform_from("sonoguide.simulate.params", &p);
-        bind_group(&ctx.device, STAGE, &self.layout, &[&uniform, &job.tables, &job.scatterers, &job.heads, &job.taps, &job.state, &job.acc, &job.rf])
+        bind_group(
+            &ctx.device,
+            STAGE,
+            &self.layout,
+            &[
+                &uniform,
+                &job.tables,
+                &job.scatterers,
+                &job.heads,
+                &job.taps,
+                &job.state,
+                &job.acc,
+                &job.rf,
+            ],
+        )
     }
 
     /// Record up to `batches` more batches of `job`; true once every batch
@@ -619,7 +766,14 @@ impl Simulate {
     /// there are several batches, records the bound-only transmit pass over
     /// all of them: every contribution bound must be known before the first
     /// receive.
-    pub fn step(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, plan: &SimPlan, job: &mut SimJob, batches: usize) -> bool {
+    pub fn step(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &SimPlan,
+        job: &mut SimJob,
+        batches: usize,
+    ) -> bool {
         let (n, batch, n_batches) = (job.n, job.batch, job.n_batches);
         let batch_params = |b: usize, write: bool| {
             let mut p = plan.params;
@@ -635,7 +789,10 @@ impl Simulate {
             enc.clear_buffer(&job.state, 0, None);
             enc.clear_buffer(&job.acc, 0, None);
         }
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.simulate"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.simulate"),
+            timestamp_writes: None,
+        });
         if n == 0 {
             job.next = n_batches;
             return true;
@@ -675,10 +832,22 @@ impl Simulate {
 
     /// Record the end of `job` (noise, then the accumulators to RF) once
     /// every batch is recorded; returns its channel data.
-    pub fn finish(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, plan: &SimPlan, job: SimJob) -> GpuChannels {
-        debug_assert_eq!(job.next, job.n_batches, "finish before every batch was recorded");
+    pub fn finish(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        plan: &SimPlan,
+        job: SimJob,
+    ) -> GpuChannels {
+        debug_assert_eq!(
+            job.next, job.n_batches,
+            "finish before every batch was recorded"
+        );
         let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sonoguide.simulate.resolve"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("sonoguide.simulate.resolve"),
+            timestamp_writes: None,
+        });
         pass.set_bind_group(0, &self.group(ctx, &job, plan.params), &[]);
         let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
         if plan.params.noise_level > 0.0 {
@@ -688,13 +857,29 @@ impl Simulate {
         pass.set_pipeline(&self.resolve);
         pass.dispatch_workgroups(gx, gy, 1);
         drop(pass);
-        GpuChannels { buffer: job.rf, iq: false, frames: plan.frames, waves: nw, channels: ne, samples: ns }
+        GpuChannels {
+            buffer: job.rf,
+            iq: false,
+            frames: plan.frames,
+            waves: nw,
+            channels: ne,
+            samples: ns,
+        }
     }
 
     /// Simulate on the GPU and read the channel data back.
-    pub fn run(&self, ctx: &GpuContext, plan: &SimPlan, scatterers: &[Scatterer]) -> Result<ChannelData, PipelineError> {
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        plan: &SimPlan,
+        scatterers: &[Scatterer],
+    ) -> Result<ChannelData, PipelineError> {
         let gpu = GpuScatterers::upload(ctx, scatterers)?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.simulate") });
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.simulate"),
+            });
         let channels = self.encode(ctx, &mut enc, plan, &gpu)?;
         ctx.queue.submit([enc.finish()]);
         ctx.take_error(STAGE)?;

@@ -32,7 +32,11 @@ fn receive_weight(plan: &DasPlan, d: [f64; 3], normal: [f64; 3], e: usize) -> f6
     let p = &plan.params;
     if p.aperture > 0.0 {
         let along = d[0] * normal[0] + d[1] * normal[1] + d[2] * normal[2];
-        let a = [d[0] - along * normal[0], d[1] - along * normal[1], d[2] - along * normal[2]];
+        let a = [
+            d[0] - along * normal[0],
+            d[1] - along * normal[1],
+            d[2] - along * normal[2],
+        ];
         let across = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
         let ap = p.aperture as f64;
         if along <= 0.0 || across > along * ap {
@@ -41,7 +45,11 @@ fn receive_weight(plan: &DasPlan, d: [f64; 3], normal: [f64; 3], e: usize) -> f6
         return window(p.apodization, p.tukey as f64, across / (along * ap));
     }
     let n = (p.n_elements as f64 - 1.0).max(1.0);
-    window(p.apodization, p.tukey as f64, (2.0 * e as f64 / n - 1.0).abs())
+    window(
+        p.apodization,
+        p.tukey as f64,
+        (2.0 * e as f64 / n - 1.0).abs(),
+    )
 }
 
 /// The transmit distance (metres) of wave `w` at `pos` and the delay to
@@ -50,14 +58,21 @@ fn receive_weight(plan: &DasPlan, d: [f64; 3], normal: [f64; 3], e: usize) -> f6
 pub fn transmit(plan: &DasPlan, w: usize, pos: [f64; 3]) -> (f64, f64) {
     let wave = &plan.waves[w];
     if plan.params.transmit == 1 {
-        let rows = &plan.tx_table[wave.table_start as usize..(wave.table_start + wave.table_len) as usize];
+        let rows =
+            &plan.tx_table[wave.table_start as usize..(wave.table_start + wave.table_len) as usize];
         let best = rows.iter().fold(f64::INFINITY, |b, v| {
-            let d = ((pos[0] - v[0] as f64).powi(2) + (pos[1] - v[1] as f64).powi(2) + (pos[2] - v[2] as f64).powi(2)).sqrt();
+            let d = ((pos[0] - v[0] as f64).powi(2)
+                + (pos[1] - v[1] as f64).powi(2)
+                + (pos[2] - v[2] as f64).powi(2))
+            .sqrt();
             b.min(v[3] as f64 + d)
         });
         (best, 0.0)
     } else {
-        (transmit_distance(wave.kind, wave.geometry.map(|v| v as f64), pos), wave.delay as f64)
+        (
+            transmit_distance(wave.kind, wave.geometry.map(|v| v as f64), pos),
+            wave.delay as f64,
+        )
     }
 }
 
@@ -65,11 +80,26 @@ pub fn transmit(plan: &DasPlan, w: usize, pos: [f64; 3]) -> (f64, f64) {
 /// at `pos` with transmit distance `t_tx`, or `None` when the element does
 /// not contribute (outside the receive aperture or the record): the
 /// kernel's `tap` without the weights.
-pub fn first_tap(plan: &DasPlan, n_samples: usize, pos: [f64; 3], t_tx: f64, wave_delay: f64, e: usize) -> Option<i64> {
+pub fn first_tap(
+    plan: &DasPlan,
+    n_samples: usize,
+    pos: [f64; 3],
+    t_tx: f64,
+    wave_delay: f64,
+    e: usize,
+) -> Option<i64> {
     let p = &plan.params;
     let el = &plan.elements[e];
-    let d = [pos[0] - el.position[0] as f64, pos[1] - el.position[1] as f64, pos[2] - el.position[2] as f64];
-    let normal = [el.normal[0] as f64, el.normal[1] as f64, el.normal[2] as f64];
+    let d = [
+        pos[0] - el.position[0] as f64,
+        pos[1] - el.position[1] as f64,
+        pos[2] - el.position[2] as f64,
+    ];
+    let normal = [
+        el.normal[0] as f64,
+        el.normal[1] as f64,
+        el.normal[2] as f64,
+    ];
     if receive_weight(plan, d, normal, e) <= 0.0 {
         return None;
     }
@@ -109,7 +139,15 @@ pub fn transmit_distance(kind: u32, g: [f64; 4], p: [f64; 3]) -> f64 {
 /// complex when `iq`) onto `pixels`; returns `[frame][pixel]` complex.
 /// `pixel_subset` limits the work to some pixels (others stay zero) so
 /// tests can check a large image at a sample of points.
-pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frames: usize, pixels: &[[f32; 2]], pixel_subset: Option<&[usize]>) -> Vec<[f64; 2]> {
+pub fn das(
+    plan: &DasPlan,
+    channels: &[f32],
+    iq: bool,
+    n_samples: usize,
+    n_frames: usize,
+    pixels: &[[f32; 2]],
+    pixel_subset: Option<&[usize]>,
+) -> Vec<[f64; 2]> {
     let p = &plan.params;
     let mut flags = p.flags;
     if iq {
@@ -145,8 +183,16 @@ pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frame
             let mut weight_sum = 0.0;
             for e in 0..ne {
                 let el = &plan.elements[e];
-                let d = [pos[0] - el.position[0] as f64, pos[1] - el.position[1] as f64, pos[2] - el.position[2] as f64];
-                let normal = [el.normal[0] as f64, el.normal[1] as f64, el.normal[2] as f64];
+                let d = [
+                    pos[0] - el.position[0] as f64,
+                    pos[1] - el.position[1] as f64,
+                    pos[2] - el.position[2] as f64,
+                ];
+                let normal = [
+                    el.normal[0] as f64,
+                    el.normal[1] as f64,
+                    el.normal[2] as f64,
+                ];
                 let weight = receive_weight(plan, d, normal, e);
                 if weight <= 0.0 {
                     continue;
@@ -179,7 +225,12 @@ pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frame
                         let (f2, f3) = (f * f, f * f * f);
                         (
                             fl as i64 - 1,
-                            [-0.5 * f3 + f2 - 0.5 * f, 1.5 * f3 - 2.5 * f2 + 1.0, -1.5 * f3 + 2.0 * f2 + 0.5 * f, 0.5 * f3 - 0.5 * f2],
+                            [
+                                -0.5 * f3 + f2 - 0.5 * f,
+                                1.5 * f3 - 2.5 * f2 + 1.0,
+                                -1.5 * f3 + 2.0 * f2 + 0.5 * f,
+                                0.5 * f3 - 0.5 * f2,
+                            ],
                             4,
                         )
                     }
@@ -204,7 +255,11 @@ pub fn das(plan: &DasPlan, channels: &[f32], iq: bool, n_samples: usize, n_frame
                     wa[1] += v[0] * rot[1] + v[1] * rot[0];
                 }
             }
-            let scale = if flags & FLAG_NORMALIZE != 0 && weight_sum > 0.0 { 1.0 / weight_sum } else { 1.0 };
+            let scale = if flags & FLAG_NORMALIZE != 0 && weight_sum > 0.0 {
+                1.0 / weight_sum
+            } else {
+                1.0
+            };
             for (a, wa) in acc.iter_mut().zip(&wave_acc) {
                 a[0] += scale * wa[0];
                 a[1] += scale * wa[1];

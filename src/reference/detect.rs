@@ -4,7 +4,10 @@ use crate::pipeline::detect::DetectParams;
 
 /// Envelope (with gain) and grey levels of `iq`, normalised like the shader.
 pub fn detect(params: &DetectParams, iq: &[[f32; 2]]) -> (Vec<f32>, Vec<f32>) {
-    let env: Vec<f32> = iq.iter().map(|v| params.gain * (v[0] * v[0] + v[1] * v[1]).sqrt()).collect();
+    let env: Vec<f32> = iq
+        .iter()
+        .map(|v| params.gain * (v[0] * v[0] + v[1] * v[1]).sqrt())
+        .collect();
     let reference = if params.fixed_reference != 0 {
         params.reference
     } else {

@@ -830,8 +830,8 @@ impl DemodParams {
 
 #[cfg(test)]
 mod tests {
-    use crate::reference::demodulate::{demodulate, demodulate_trace_f32, ext_sample_f32};
     use super::*;
+    use crate::reference::demodulate::{demodulate, demodulate_trace_f32, ext_sample_f32};
 
     /// Largest |got − want| divided by the largest |want| of the vector.
     fn rel_err(got: &[f64], want: &[f64]) -> f64 {

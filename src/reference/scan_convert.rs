@@ -14,9 +14,15 @@ pub fn scan_convert(p: &ScanConvertParams, polar: &[f32]) -> Vec<u32> {
             let z = p.z0 as f64 + row as f64 * p.dz as f64;
             let (dx, dz) = (x - p.origin[0] as f64, z - p.origin[1] as f64);
             let (fr, fa) = if p.cartesian == 1 {
-                ((z - p.radius0 as f64) / p.radius_step as f64, (x - p.angle0 as f64) / p.angle_step as f64)
+                (
+                    (z - p.radius0 as f64) / p.radius_step as f64,
+                    (x - p.angle0 as f64) / p.angle_step as f64,
+                )
             } else {
-                (((dx * dx + dz * dz).sqrt() - p.radius0 as f64) / p.radius_step as f64, (dx.atan2(dz) - p.angle0 as f64) / p.angle_step as f64)
+                (
+                    ((dx * dx + dz * dz).sqrt() - p.radius0 as f64) / p.radius_step as f64,
+                    (dx.atan2(dz) - p.angle0 as f64) / p.angle_step as f64,
+                )
             };
             if !(fr >= 0.0 && fr <= (nr - 1) as f64 && fa >= 0.0 && fa <= (na - 1) as f64) {
                 continue;

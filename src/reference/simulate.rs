@@ -24,7 +24,10 @@ fn conj(a: C) -> C {
 }
 fn cdiv(a: C, b: C) -> C {
     let d = b[0] * b[0] + b[1] * b[1];
-    [(a[0] * b[0] + a[1] * b[1]) / d, (a[1] * b[0] - a[0] * b[1]) / d]
+    [
+        (a[0] * b[0] + a[1] * b[1]) / d,
+        (a[1] * b[0] - a[0] * b[1]) / d,
+    ]
 }
 fn csqrt(a: C) -> C {
     let m = a[0].hypot(a[1]);
@@ -67,8 +70,18 @@ fn sinc(x: f32) -> f32 {
     }
 }
 
-const MGBM_A: [C; 4] = [[0.187, 0.275], [0.288, -1.954], [0.187, -0.275], [0.288, 1.954]];
-const MGBM_B: [C; 4] = [[4.558, -25.59], [8.598, -7.924], [4.558, 25.59], [8.598, 7.924]];
+const MGBM_A: [C; 4] = [
+    [0.187, 0.275],
+    [0.288, -1.954],
+    [0.187, -0.275],
+    [0.288, 1.954],
+];
+const MGBM_B: [C; 4] = [
+    [4.558, -25.59],
+    [8.598, -7.924],
+    [4.558, 25.59],
+    [8.598, 7.924],
+];
 
 struct Twin<'a> {
     p: &'a SimulateParams,
@@ -117,11 +130,19 @@ impl Twin<'_> {
         let el = self.tables[2 * e as usize];
         let tg = self.tables[2 * e as usize + 1];
         let offset = (m as f32 + 0.5 - 0.5 * p.n_segments as f32) * p.seg_len;
-        let sp = [el[0] + offset * tg[0], el[1] + offset * tg[1], el[2] + offset * tg[2]];
+        let sp = [
+            el[0] + offset * tg[0],
+            el[1] + offset * tg[1],
+            el[2] + offset * tg[2],
+        ];
         let dx = s[0] - sp[0];
         let dz = s[2] - sp[2];
         let d2 = dx * dx + dz * dz;
-        let mut r = if self.elevation() { (d2 + s[1] * s[1]).sqrt() } else { d2.sqrt() };
+        let mut r = if self.elevation() {
+            (d2 + s[1] * s[1]).sqrt()
+        } else {
+            d2.sqrt()
+        };
         r = r.max(p.small_d);
         let theta = ((dx + EPS) / (d2.sqrt() + EPS)).clamp(-1.0, 1.0).asin() - el[3];
         let ct = theta.cos();
@@ -205,8 +226,15 @@ pub struct RxReference {
 /// The transmit pass for one (wave, scatterer): returns the echo (if any),
 /// the receive reference (written by wave 0 in the shader) and the
 /// contribution bound that the shader `atomicMax`es.
-pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, Option<RxReference>, f32) {
-    let t = Twin { p: &plan.params, tables: &plan.tables };
+pub fn transmit(
+    plan: &SimPlan,
+    w: u32,
+    sc: [f32; 4],
+) -> (Option<TransmitEcho>, Option<RxReference>, f32) {
+    let t = Twin {
+        p: &plan.params,
+        tables: &plan.tables,
+    };
     let p = t.p;
     let elevation = t.elevation();
     let finite = sc.iter().all(|v| v.abs() < 1e30);
@@ -253,16 +281,23 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
             r3[i as usize] = scale(dot(s0, s0), conj(mr));
             den += dot(s0, s0) * dot(mr, mr);
         }
-        RxReference { weighted_conj: r3, inv_den: 1.0 / den.max(1e-30) }
+        RxReference {
+            weighted_conj: r3,
+            inv_den: 1.0 / den.max(1e-30),
+        }
     } else {
-        RxReference { weighted_conj: [[0.0; 2]; 3], inv_den: 0.0 }
+        RxReference {
+            weighted_conj: [[0.0; 2]; 3],
+            inv_den: 0.0,
+        }
     };
 
     let (wa, wb, wc) = (t.wave(w, 0), t.wave(w, 1), t.wave(w, 2));
     let mut tc = t_first;
     if wb[0] as u32 == 1 {
         let sign = if sc[2] >= wa[2] { 1.0 } else { -1.0 };
-        let dist = ((sc[0] - wa[0]).powi(2) + (sc[1] - wa[1]).powi(2) + (sc[2] - wa[2]).powi(2)).sqrt();
+        let dist =
+            ((sc[0] - wa[0]).powi(2) + (sc[1] - wa[1]).powi(2) + (sc[2] - wa[2]).powi(2)).sqrt();
         let t_wave = (wa[3] + sign * dist) * p.inv_c - wb[1];
         tc = t_wave.clamp(t_first, t_last);
     }
@@ -306,7 +341,16 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
             rm /= ns as f32;
             let mut num = [0.0f32; 2];
             for i in 0..3 {
-                num = add(num, scale(ls_w[i as usize], cmul(t.mgbm(t.wavenumber(t.ls_index(i)), rm, sc[1]), conj(ref_tx[i as usize]))));
+                num = add(
+                    num,
+                    scale(
+                        ls_w[i as usize],
+                        cmul(
+                            t.mgbm(t.wavenumber(t.ls_index(i)), rm, sc[1]),
+                            conj(ref_tx[i as usize]),
+                        ),
+                    ),
+                );
             }
             ratio = scale(1.0 / ref_den.max(1e-30), num);
             let mag = cabs(ratio);
@@ -344,7 +388,10 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
             if k[0] != 0.0 || k[1] != 0.0 {
                 if elevation {
                     let kw = t.wavenumber(n as u32);
-                    k = cmul(k, conj(cmul(t.mgbm(kw, rm_tx, sc[1]), t.mgbm(kw, rm_rx, sc[1]))));
+                    k = cmul(
+                        k,
+                        conj(cmul(t.mgbm(kw, rm_tx, sc[1]), t.mgbm(kw, rm_rx, sc[1]))),
+                    );
                 }
                 k = scale((-p.alpha * (n as f32 * p.f_step - p.fc) * rm_rx).exp(), k);
                 v = cmul(q[n - f_lo], k);
@@ -358,14 +405,22 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
     for p in &partial[1..] {
         bound += p;
     }
-    let reach = if elevation { p.rx_cap / p.small_d } else { p.width_2d / p.small_d.sqrt() };
+    let reach = if elevation {
+        p.rx_cap / p.small_d
+    } else {
+        p.width_2d / p.small_d.sqrt()
+    };
     let bound = sc[3].abs() * bound * reach;
     if d_last < d_first {
         return (None, Some(rx), bound);
     }
     let last = (p.n_taps - 1) as f32;
-    let j_lo = ((d_first + p.pulse_lo - p.tap0) * p.fs_taps).floor().clamp(0.0, last) as u32;
-    let j_hi = ((d_last + p.pulse_hi - p.tap0) * p.fs_taps).ceil().clamp(j_lo as f32, last) as u32;
+    let j_lo = ((d_first + p.pulse_lo - p.tap0) * p.fs_taps)
+        .floor()
+        .clamp(0.0, last) as u32;
+    let j_hi = ((d_last + p.pulse_hi - p.tap0) * p.fs_taps)
+        .ceil()
+        .clamp(j_lo as f32, last) as u32;
 
     let mut taps = vec![[0.0f32; 2]; p.n_taps as usize];
     for j in j_lo..=j_hi {
@@ -379,7 +434,16 @@ pub fn transmit(plan: &SimPlan, w: u32, sc: [f32; 4]) -> (Option<TransmitEcho>, 
         }
         taps[j as usize] = s;
     }
-    (Some(TransmitEcho { tc, j_lo, j_hi, taps }), Some(rx), bound)
+    (
+        Some(TransmitEcho {
+            tc,
+            j_lo,
+            j_hi,
+            taps,
+        }),
+        Some(rx),
+        bound,
+    )
 }
 
 /// The fixed-point scale: `2^shift` units per RF unit for a largest
@@ -438,12 +502,25 @@ pub struct Receiver {
 }
 
 /// The shader's `receiver`: `None` when the scatterer contributes nothing.
-pub fn receiver(plan: &SimPlan, sc: [f32; 4], e: u32, rx: &Option<RxReference>) -> Option<Receiver> {
+pub fn receiver(
+    plan: &SimPlan,
+    sc: [f32; 4],
+    e: u32,
+    rx: &Option<RxReference>,
+) -> Option<Receiver> {
     let rx = rx.as_ref()?;
-    let t = Twin { p: &plan.params, tables: &plan.tables };
+    let t = Twin {
+        p: &plan.params,
+        tables: &plan.tables,
+    };
     let p = t.p;
     let ns = (p.n_segments as usize).min(MAX_SEGMENTS);
-    let mut out = Receiver { r: [0.0; MAX_SEGMENTS], c: [[0.0; 2]; MAX_SEGMENTS], r_lo: 1e30, r_hi: 0.0 };
+    let mut out = Receiver {
+        r: [0.0; MAX_SEGMENTS],
+        c: [[0.0; 2]; MAX_SEGMENTS],
+        r_lo: 1e30,
+        r_hi: 0.0,
+    };
     let mut rm = 0.0f32;
     for m in 0..ns {
         let pa = t.path(sc, e, m as u32);
@@ -458,10 +535,19 @@ pub fn receiver(plan: &SimPlan, sc: [f32; 4], e: u32, rx: &Option<RxReference>) 
     if t.elevation() {
         let num = add(
             add(
-                cmul(t.mgbm(t.wavenumber(t.ls_index(0)), rm, sc[1]), rx.weighted_conj[0]),
-                cmul(t.mgbm(t.wavenumber(t.ls_index(1)), rm, sc[1]), rx.weighted_conj[1]),
+                cmul(
+                    t.mgbm(t.wavenumber(t.ls_index(0)), rm, sc[1]),
+                    rx.weighted_conj[0],
+                ),
+                cmul(
+                    t.mgbm(t.wavenumber(t.ls_index(1)), rm, sc[1]),
+                    rx.weighted_conj[1],
+                ),
             ),
-            cmul(t.mgbm(t.wavenumber(t.ls_index(2)), rm, sc[1]), rx.weighted_conj[2]),
+            cmul(
+                t.mgbm(t.wavenumber(t.ls_index(2)), rm, sc[1]),
+                rx.weighted_conj[2],
+            ),
         );
         ratio = scale(rx.inv_den, num);
         let mag = cabs(ratio);
@@ -488,7 +574,14 @@ fn sample_range(p: &SimulateParams, rx: &Receiver, echo: &TransmitEcho) -> (i32,
 
 /// The shader's `echo`: one scatterer's samples k0..=k1 on one trace,
 /// handed to `sink(k, v)` in order.
-fn echo_samples(p: &SimulateParams, rx: &Receiver, echo: &TransmitEcho, k0: u32, k1: u32, mut sink: impl FnMut(u32, f32)) {
+fn echo_samples(
+    p: &SimulateParams,
+    rx: &Receiver,
+    echo: &TransmitEcho,
+    k0: u32,
+    k1: u32,
+    mut sink: impl FnMut(u32, f32),
+) {
     let ns = (p.n_segments as usize).min(MAX_SEGMENTS);
     let (j_lo, j_hi) = (echo.j_lo as f32, echo.j_hi as f32);
     let rot = expj(TAU * fract(p.fc / p.fs));
@@ -524,10 +617,19 @@ fn echo_samples(p: &SimulateParams, rx: &Receiver, echo: &TransmitEcho, k0: u32,
 /// The receive pass for one scatterer (its transmit echoes per wave and
 /// receive reference) on element `e`, all waves, adding into `acc`
 /// (`[wave][element][sample]`), as one invocation of the shader.
-pub fn receive(plan: &SimPlan, sc: [f32; 4], tx: &(Vec<Option<TransmitEcho>>, Option<RxReference>), e: u32, shift: i32, acc: &mut [i64]) {
+pub fn receive(
+    plan: &SimPlan,
+    sc: [f32; 4],
+    tx: &(Vec<Option<TransmitEcho>>, Option<RxReference>),
+    e: u32,
+    shift: i32,
+    acc: &mut [i64],
+) {
     let p = &plan.params;
     let (ne, ns) = (p.n_elements as usize, p.n_samples as usize);
-    let Some(rx) = receiver(plan, sc, e, &tx.1) else { return };
+    let Some(rx) = receiver(plan, sc, e, &tx.1) else {
+        return;
+    };
     for (w, echo) in tx.0.iter().enumerate() {
         let Some(echo) = echo else { continue };
         let (k0, k1) = sample_range(p, &rx, echo);
@@ -566,7 +668,8 @@ pub fn simulate(plan: &SimPlan, scatterers: &[[f32; 4]], threads: usize) -> Vec<
     let n = plan.frame_len();
     // Transmit for every (wave, scatterer) first: receive needs the global bound.
     let mut bound = 0.0f32;
-    let mut tx: Vec<(Vec<Option<TransmitEcho>>, Option<RxReference>)> = Vec::with_capacity(scatterers.len());
+    let mut tx: Vec<(Vec<Option<TransmitEcho>>, Option<RxReference>)> =
+        Vec::with_capacity(scatterers.len());
     for sc in scatterers {
         let mut echoes = Vec::with_capacity(nw);
         let mut rx_ref = None;
@@ -581,7 +684,13 @@ pub fn simulate(plan: &SimPlan, scatterers: &[[f32; 4]], threads: usize) -> Vec<
         tx.push((echoes, rx_ref));
     }
     let shift = shift_of_bound(bound);
-    let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+    let threads = if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    };
     let chunk = scatterers.len().div_ceil(threads.max(1)).max(1);
     let mut acc = vec![0i64; n];
     std::thread::scope(|scope| {

@@ -23,7 +23,16 @@ impl OrbitCamera {
         let up = DVec3::NEG_Z;
         let front = (front - up * front.dot(up)).normalize_or(DVec3::X);
         let (yaw, pitch) = (0.35, 0.35);
-        OrbitCamera { target, front, up, distance, yaw, pitch, fov_y: 40f64.to_radians(), home: (distance, yaw, pitch) }
+        OrbitCamera {
+            target,
+            front,
+            up,
+            distance,
+            yaw,
+            pitch,
+            fov_y: 40f64.to_radians(),
+            home: (distance, yaw, pitch),
+        }
     }
 
     pub fn eye(&self) -> DVec3 {
@@ -35,7 +44,12 @@ impl OrbitCamera {
     /// Clip from world (reference frame, metres) for a viewport of `aspect`.
     pub fn view_proj(&self, aspect: f64) -> Mat4 {
         let view = glam::DMat4::look_at_rh(self.eye(), self.target, self.up);
-        let proj = glam::DMat4::perspective_rh(self.fov_y, aspect.max(0.01), self.distance * 0.05, self.distance * 4.0);
+        let proj = glam::DMat4::perspective_rh(
+            self.fov_y,
+            aspect.max(0.01),
+            self.distance * 0.05,
+            self.distance * 4.0,
+        );
         (proj * view).as_mat4()
     }
 

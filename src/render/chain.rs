@@ -29,8 +29,17 @@ pub struct ImageChain {
 }
 
 impl ImageChain {
-    pub fn new(ctx: &GpuContext, scene: &Scene, height_px: usize, range_db: f64) -> Result<ImageChain, String> {
-        Ok(ImageChain { renderer: Renderer::try_new(ctx, scene, height_px, range_db)?, height_px, range_db })
+    pub fn new(
+        ctx: &GpuContext,
+        scene: &Scene,
+        height_px: usize,
+        range_db: f64,
+    ) -> Result<ImageChain, String> {
+        Ok(ImageChain {
+            renderer: Renderer::try_new(ctx, scene, height_px, range_db)?,
+            height_px,
+            range_db,
+        })
     }
 
     pub fn view(&self) -> &View {
@@ -50,7 +59,12 @@ impl ImageChain {
         let t = std::time::Instant::now();
         let view = View::new(&scene, height_px);
         let (scatterers, info) = scatterers_at(&scene, &view, &poses, frame);
-        Prepared { scatterers, info, poses, seconds: t.elapsed().as_secs_f64() }
+        Prepared {
+            scatterers,
+            info,
+            poses,
+            seconds: t.elapsed().as_secs_f64(),
+        }
     }
 
     pub fn height_px(&self) -> usize {

@@ -106,7 +106,16 @@ pub struct Compositor {
 }
 
 fn uniform_entry(binding: u32, visibility: wgpu::ShaderStages) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry { binding, visibility, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None }
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
 }
 
 impl Compositor {
@@ -115,7 +124,10 @@ impl Compositor {
         let device = &ctx.device;
         let module = shaders::module(device, STAGE);
         let vf = wgpu::ShaderStages::VERTEX | wgpu::ShaderStages::FRAGMENT;
-        let frame_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("sonoguide.composite.frame"), entries: &[uniform_entry(0, vf)] });
+        let frame_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("sonoguide.composite.frame"),
+            entries: &[uniform_entry(0, vf)],
+        });
         let image_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("sonoguide.composite.image"),
             entries: &[
@@ -123,29 +135,66 @@ impl Compositor {
                 wgpu::BindGroupLayoutEntry {
                     binding: 1,
                     visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: None },
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
                     count: None,
                 },
             ],
         });
-        let layout = |groups: &[Option<&wgpu::BindGroupLayout>]| device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("sonoguide.composite"), bind_group_layouts: groups, immediate_size: 0 });
+        let layout = |groups: &[Option<&wgpu::BindGroupLayout>]| {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("sonoguide.composite"),
+                bind_group_layouts: groups,
+                immediate_size: 0,
+            })
+        };
         let frame_only = layout(&[Some(&frame_layout)]);
         let with_image = layout(&[Some(&frame_layout), Some(&image_layout)]);
         let mesh_attrs = wgpu::vertex_attr_array![0 => Float32x3, 1 => Float32x3, 2 => Float32x4];
         let overlay_attrs = wgpu::vertex_attr_array![0 => Float32x2, 1 => Float32x4];
-        let mesh_buffers = [Some(wgpu::VertexBufferLayout { array_stride: std::mem::size_of::<MeshVertex>() as u64, step_mode: wgpu::VertexStepMode::Vertex, attributes: &mesh_attrs })];
-        let overlay_buffers = [Some(wgpu::VertexBufferLayout { array_stride: std::mem::size_of::<OverlayVertex>() as u64, step_mode: wgpu::VertexStepMode::Vertex, attributes: &overlay_attrs })];
+        let mesh_buffers = [Some(wgpu::VertexBufferLayout {
+            array_stride: std::mem::size_of::<MeshVertex>() as u64,
+            step_mode: wgpu::VertexStepMode::Vertex,
+            attributes: &mesh_attrs,
+        })];
+        let overlay_buffers = [Some(wgpu::VertexBufferLayout {
+            array_stride: std::mem::size_of::<OverlayVertex>() as u64,
+            step_mode: wgpu::VertexStepMode::Vertex,
+            attributes: &overlay_attrs,
+        })];
         // (label, layout, entry, vertex buffers, depth test, depth write, blend)
-        let pipeline = |label: &str, pl: &wgpu::PipelineLayout, entry: &str, buffers: &[Option<wgpu::VertexBufferLayout>], test: bool, write: bool, blend: bool| {
+        let pipeline = |label: &str,
+                        pl: &wgpu::PipelineLayout,
+                        entry: &str,
+                        buffers: &[Option<wgpu::VertexBufferLayout>],
+                        test: bool,
+                        write: bool,
+                        blend: bool| {
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some(&format!("sonoguide.composite.{label}")),
                 layout: Some(pl),
-                vertex: wgpu::VertexState { module: &module, entry_point: Some(&format!("vs_{entry}")), compilation_options: Default::default(), buffers },
-                primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleList, cull_mode: None, ..Default::default() },
+                vertex: wgpu::VertexState {
+                    module: &module,
+                    entry_point: Some(&format!("vs_{entry}")),
+                    compilation_options: Default::default(),
+                    buffers,
+                },
+                primitive: wgpu::PrimitiveState {
+                    topology: wgpu::PrimitiveTopology::TriangleList,
+                    cull_mode: None,
+                    ..Default::default()
+                },
                 depth_stencil: Some(wgpu::DepthStencilState {
                     format: DEPTH_FORMAT,
                     depth_write_enabled: Some(write),
-                    depth_compare: Some(if test { wgpu::CompareFunction::Less } else { wgpu::CompareFunction::Always }),
+                    depth_compare: Some(if test {
+                        wgpu::CompareFunction::Less
+                    } else {
+                        wgpu::CompareFunction::Always
+                    }),
                     stencil: Default::default(),
                     bias: Default::default(),
                 }),
@@ -154,7 +203,11 @@ impl Compositor {
                     module: &module,
                     entry_point: Some(&format!("fs_{entry}")),
                     compilation_options: Default::default(),
-                    targets: &[Some(wgpu::ColorTargetState { format, blend: blend.then_some(wgpu::BlendState::ALPHA_BLENDING), write_mask: wgpu::ColorWrites::ALL })],
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format,
+                        blend: blend.then_some(wgpu::BlendState::ALPHA_BLENDING),
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
                 }),
                 multiview_mask: None,
                 cache: None,
@@ -164,25 +217,62 @@ impl Compositor {
         let frame_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("sonoguide.composite.frame"),
             layout: &frame_layout,
-            entries: &[wgpu::BindGroupEntry { binding: 0, resource: frame_uniform.as_entire_binding() }],
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: frame_uniform.as_entire_binding(),
+            }],
         });
         let vertex = wgpu::BufferUsages::VERTEX;
         Compositor {
             format,
-            mesh_opaque: pipeline("mesh", &frame_only, "mesh", &mesh_buffers, true, true, false),
+            mesh_opaque: pipeline(
+                "mesh",
+                &frame_only,
+                "mesh",
+                &mesh_buffers,
+                true,
+                true,
+                false,
+            ),
             // Translucent surfaces are tested against, but do not write,
             // depth, so the image plane shows through them.
-            mesh_translucent: pipeline("mesh_translucent", &frame_only, "mesh", &mesh_buffers, true, false, true),
+            mesh_translucent: pipeline(
+                "mesh_translucent",
+                &frame_only,
+                "mesh",
+                &mesh_buffers,
+                true,
+                false,
+                true,
+            ),
             image_3d: pipeline("image_3d", &with_image, "image", &[], true, true, true),
             image_2d: pipeline("image_2d", &with_image, "image", &[], false, false, true),
-            overlay: pipeline("overlay", &frame_only, "overlay", &overlay_buffers, false, false, true),
+            overlay: pipeline(
+                "overlay",
+                &frame_only,
+                "overlay",
+                &overlay_buffers,
+                false,
+                false,
+                true,
+            ),
             frame_uniform,
             frame_group,
-            image_uniforms: [0, 1].map(|_| ctx.uniform_from("sonoguide.composite.image", &ImageUniform::zeroed())),
+            image_uniforms: [0, 1]
+                .map(|_| ctx.uniform_from("sonoguide.composite.image", &ImageUniform::zeroed())),
             image_layout,
             image: None,
-            vertices: [("sonoguide.composite.opaque", vertex), ("sonoguide.composite.translucent", vertex), ("sonoguide.composite.under", vertex), ("sonoguide.composite.over", vertex)]
-                .map(|(label, usage)| Growable { label, usage, buffer: None }),
+            vertices: [
+                ("sonoguide.composite.opaque", vertex),
+                ("sonoguide.composite.translucent", vertex),
+                ("sonoguide.composite.under", vertex),
+                ("sonoguide.composite.over", vertex),
+            ]
+            .map(|(label, usage)| Growable {
+                label,
+                usage,
+                buffer: None,
+            }),
             depth: None,
         }
     }
@@ -197,10 +287,22 @@ impl Compositor {
             ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("sonoguide.composite.image"),
                 layout: &self.image_layout,
-                entries: &[wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() }, wgpu::BindGroupEntry { binding: 1, resource: pixels.as_entire_binding() }],
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: u.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: pixels.as_entire_binding(),
+                    },
+                ],
             })
         };
-        let groups = [group(&self.image_uniforms[0]), group(&self.image_uniforms[1])];
+        let groups = [
+            group(&self.image_uniforms[0]),
+            group(&self.image_uniforms[1]),
+        ];
         self.image = Some((pixels.clone(), groups));
     }
 
@@ -212,7 +314,11 @@ impl Compositor {
         }
         let tex = ctx.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("sonoguide.composite.depth"),
-            size: wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+            size: wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: 1,
+            },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
@@ -227,21 +333,46 @@ impl Compositor {
 
     /// Record `list` into `target` (`size` pixels): uniforms and vertices go
     /// up by queue writes, then one render pass.
-    pub fn encode(&mut self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, target: &wgpu::TextureView, size: (u32, u32), list: &DrawList) {
+    pub fn encode(
+        &mut self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        target: &wgpu::TextureView,
+        size: (u32, u32),
+        list: &DrawList,
+    ) {
         let (w, h) = (size.0.max(1), size.1.max(1));
         let light = glam::Vec3::new(0.3, -0.5, -0.8).normalize();
-        let fu = FrameUniform { view_proj: list.view_proj.to_cols_array_2d(), light: [light.x, light.y, light.z, 0.35], target_size: [w as f32, h as f32], _pad0: 0.0, _pad1: 0.0 };
-        ctx.queue.write_buffer(&self.frame_uniform, 0, bytemuck::bytes_of(&fu));
-        for (u, img) in self.image_uniforms.iter().zip([&list.image_3d, &list.image_2d]) {
+        let fu = FrameUniform {
+            view_proj: list.view_proj.to_cols_array_2d(),
+            light: [light.x, light.y, light.z, 0.35],
+            target_size: [w as f32, h as f32],
+            _pad0: 0.0,
+            _pad1: 0.0,
+        };
+        ctx.queue
+            .write_buffer(&self.frame_uniform, 0, bytemuck::bytes_of(&fu));
+        for (u, img) in self
+            .image_uniforms
+            .iter()
+            .zip([&list.image_3d, &list.image_2d])
+        {
             if let Some(img) = img {
                 ctx.queue.write_buffer(u, 0, bytemuck::bytes_of(img));
             }
         }
-        let counts = [list.opaque.len(), list.translucent.len(), list.under.len(), list.over.len()].map(|n| n as u32);
+        let counts = [
+            list.opaque.len(),
+            list.translucent.len(),
+            list.under.len(),
+            list.over.len(),
+        ]
+        .map(|n| n as u32);
         let [a, b, c, d] = &mut self.vertices;
         let buffers = [
             a.write(ctx, bytemuck::cast_slice(&list.opaque)).cloned(),
-            b.write(ctx, bytemuck::cast_slice(&list.translucent)).cloned(),
+            b.write(ctx, bytemuck::cast_slice(&list.translucent))
+                .cloned(),
             c.write(ctx, bytemuck::cast_slice(&list.under)).cloned(),
             d.write(ctx, bytemuck::cast_slice(&list.over)).cloned(),
         ];
@@ -252,11 +383,22 @@ impl Compositor {
                 view: target,
                 depth_slice: None,
                 resolve_target: None,
-                ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color { r: 0.07, g: 0.08, b: 0.1, a: 1.0 }), store: wgpu::StoreOp::Store },
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color {
+                        r: 0.07,
+                        g: 0.08,
+                        b: 0.1,
+                        a: 1.0,
+                    }),
+                    store: wgpu::StoreOp::Store,
+                },
             })],
             depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
                 view: &depth,
-                depth_ops: Some(wgpu::Operations { load: wgpu::LoadOp::Clear(1.0), store: wgpu::StoreOp::Discard }),
+                depth_ops: Some(wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(1.0),
+                    store: wgpu::StoreOp::Discard,
+                }),
                 stencil_ops: None,
             }),
             timestamp_writes: None,
@@ -272,7 +414,8 @@ impl Compositor {
             }
         };
         let image = |pass: &mut wgpu::RenderPass, pipeline: &wgpu::RenderPipeline, i: usize| {
-            if let (Some(_), Some((_, groups))) = ([&list.image_3d, &list.image_2d][i], &self.image) {
+            if let (Some(_), Some((_, groups))) = ([&list.image_3d, &list.image_2d][i], &self.image)
+            {
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(1, &groups[i], &[]);
                 pass.draw(0..6, 0..1);

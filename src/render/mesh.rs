@@ -41,7 +41,11 @@ impl Mesh {
             let p = t.map(|v| pose.apply(v));
             let n = (p[1] - p[0]).cross(p[2] - p[0]).normalize_or_zero();
             for v in p {
-                out.push(MeshVertex { position: v.as_vec3().to_array(), normal: n.as_vec3().to_array(), color });
+                out.push(MeshVertex {
+                    position: v.as_vec3().to_array(),
+                    normal: n.as_vec3().to_array(),
+                    color,
+                });
             }
         }
     }
@@ -63,7 +67,12 @@ impl Mesh {
     fn tube(&mut self, z0: f64, z1: f64, r0: f64, r1: f64, n: usize) {
         for i in 0..n {
             let (a, b) = (ring(i, n), ring(i + 1, n));
-            let (p0, p1, q0, q1) = (a * r0 + DVec3::Z * z0, b * r0 + DVec3::Z * z0, a * r1 + DVec3::Z * z1, b * r1 + DVec3::Z * z1);
+            let (p0, p1, q0, q1) = (
+                a * r0 + DVec3::Z * z0,
+                b * r0 + DVec3::Z * z0,
+                a * r1 + DVec3::Z * z1,
+                b * r1 + DVec3::Z * z1,
+            );
             self.quad(p0, p1, q1, q0);
             self.tri(DVec3::Z * z0, p1, p0);
             self.tri(DVec3::Z * z1, q0, q1);
@@ -102,7 +111,14 @@ pub fn probe(probe: &Probe) -> Mesh {
     }
     let shoulder = -0.012;
     let handle = (0.4 * half).max(0.012);
-    profile.extend([(-half, shoulder), (-handle, shoulder - 0.02), (-handle, -0.11), (handle, -0.11), (handle, shoulder - 0.02), (half, shoulder)]);
+    profile.extend([
+        (-half, shoulder),
+        (-handle, shoulder - 0.02),
+        (-handle, -0.11),
+        (handle, -0.11),
+        (handle, shoulder - 0.02),
+        (half, shoulder),
+    ]);
     let mut m = Mesh::default();
     m.extrude(&profile, (0.0, shoulder - 0.01), 0.5 * height + 0.004);
     m
@@ -145,7 +161,8 @@ pub fn sphere(r: f64, rings: usize) -> Mesh {
             m.quad(at(i, j), at(i + 1, j), at(i + 1, j + 1), at(i, j + 1));
         }
     }
-    m.triangles.retain(|t| (t[1] - t[0]).cross(t[2] - t[0]).length() > 0.0);
+    m.triangles
+        .retain(|t| (t[1] - t[0]).cross(t[2] - t[0]).length() > 0.0);
     m
 }
 

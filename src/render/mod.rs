@@ -44,7 +44,10 @@ use mesh::{Mesh, MeshVertex};
 use overlay::{Overlay, Rgba};
 
 /// The scenes `sonoguide view` switches between (Tab), first the default.
-pub const SCENES: [&str; 2] = ["scenes/hip-anterior-longitudinal.toml", "scenes/hip-anterolateral.toml"];
+pub const SCENES: [&str; 2] = [
+    "scenes/hip-anterior-longitudinal.toml",
+    "scenes/hip-anterolateral.toml",
+];
 
 /// A quality preset: how much of the scene the image chain simulates and
 /// how often it runs. All the presets are here, in one place.
@@ -93,14 +96,25 @@ pub const FAST: Preset = Preset {
 };
 
 /// What a real GPU runs every frame (the 128 channels × 3 waves).
-pub const QUALITY: Preset = Preset { name: "quality", density_per_mm3: 1.0, waves: 3, image_height: 480, pose_threshold: 0.0, refresh: Duration::ZERO, min_interval: Duration::ZERO, sim_batch: None };
+pub const QUALITY: Preset = Preset {
+    name: "quality",
+    density_per_mm3: 1.0,
+    waves: 3,
+    image_height: 480,
+    pose_threshold: 0.0,
+    refresh: Duration::ZERO,
+    min_interval: Duration::ZERO,
+    sim_batch: None,
+};
 
 impl Preset {
     pub fn parse(s: &str) -> Result<Preset, String> {
         match s {
             "fast" => Ok(FAST),
             "quality" => Ok(QUALITY),
-            other => Err(format!("--preset {other}: expected `fast` (interactive on software Vulkan) or `quality`")),
+            other => Err(format!(
+                "--preset {other}: expected `fast` (interactive on software Vulkan) or `quality`"
+            )),
         }
     }
 
@@ -109,7 +123,13 @@ impl Preset {
         scene.scatterer_density = self.density_per_mm3 * 1e9;
         let all = std::mem::take(&mut scene.acquisition.waves);
         let n = self.waves.clamp(1, all.len());
-        scene.acquisition.waves = if n == 1 { vec![all[all.len() / 2].clone()] } else { (0..n).map(|i| all[i * (all.len() - 1) / (n - 1)].clone()).collect() };
+        scene.acquisition.waves = if n == 1 {
+            vec![all[all.len() / 2].clone()]
+        } else {
+            (0..n)
+                .map(|i| all[i * (all.len() - 1) / (n - 1)].clone())
+                .collect()
+        };
     }
 }
 
@@ -134,7 +154,11 @@ pub struct Scripted;
 
 impl PoseSource for Scripted {
     fn poses(&mut self, scene: &Scene, time: f64) -> ToolPoses {
-        ToolPoses { poses: scene.scripted(time), probe_tracked: true, needle_tracked: true }
+        ToolPoses {
+            poses: scene.scripted(time),
+            probe_tracked: true,
+            needle_tracked: true,
+        }
     }
 }
 
@@ -147,7 +171,11 @@ impl PoseSource for Tracked {
     fn poses(&mut self, scene: &Scene, _time: f64) -> ToolPoses {
         use crate::tracking::ToolState;
         let p = self.0.poses_at(self.0.now());
-        ToolPoses { poses: crate::tracking::frame_poses(scene, &p), probe_tracked: p.probe.state == ToolState::Tracked, needle_tracked: p.needle.state == ToolState::Tracked }
+        ToolPoses {
+            poses: crate::tracking::frame_poses(scene, &p),
+            probe_tracked: p.probe.state == ToolState::Tracked,
+            needle_tracked: p.needle.state == ToolState::Tracked,
+        }
     }
 }
 
@@ -170,7 +198,17 @@ pub struct Controls {
 
 impl Default for Controls {
     fn default() -> Self {
-        Controls { gain_db: 0.0, range_db: 60.0, tgc: [0.0; 4], tgc_band: 0, frozen: false, paused: false, help: false, anatomy: true, hide_timings: false }
+        Controls {
+            gain_db: 0.0,
+            range_db: 60.0,
+            tgc: [0.0; 4],
+            tgc_band: 0,
+            frozen: false,
+            paused: false,
+            help: false,
+            anatomy: true,
+            hide_timings: false,
+        }
     }
 }
 
@@ -249,14 +287,28 @@ impl Layout {
         let panel = [half, top, w - half, (h - top - bottom).max(1.0)];
         let (left, right, above, below) = (5.0 * ts, 0.5 * ts, 0.5 * ts, 4.0 * ts + 10.0);
         let (iw, ih) = ((image.0.max(2) - 1) as f32, (image.1.max(2) - 1) as f32);
-        let scale = ((panel[2] - left - right) / iw).min((panel[3] - above - below) / ih).max(0.01);
-        let origin = [(panel[0] + left + (panel[2] - left - right - iw * scale) * 0.5).round(), (panel[1] + above).round()];
-        Layout { size, view_3d, panel, origin, scale }
+        let scale = ((panel[2] - left - right) / iw)
+            .min((panel[3] - above - below) / ih)
+            .max(0.01);
+        let origin = [
+            (panel[0] + left + (panel[2] - left - right - iw * scale) * 0.5).round(),
+            (panel[1] + above).round(),
+        ];
+        Layout {
+            size,
+            view_3d,
+            panel,
+            origin,
+            scale,
+        }
     }
 
     /// Target pixel (centre) of a display-image pixel position.
     pub fn image_px_to_target(&self, px: [f64; 2]) -> [f32; 2] {
-        [self.origin[0] + px[0] as f32 * self.scale, self.origin[1] + px[1] as f32 * self.scale]
+        [
+            self.origin[0] + px[0] as f32 * self.scale,
+            self.origin[1] + px[1] as f32 * self.scale,
+        ]
     }
 
     /// Target pixel of an image-frame point (x, z), metres.
@@ -271,21 +323,33 @@ impl Layout {
 pub fn image_plane_corners(scene: &Scene, view: &View, probe: &Pose) -> [DVec3; 4] {
     let d = &view.display;
     let image_to_ref = probe.then(&scene.image_to_probe);
-    let (x1, z1) = (d.x0 + (d.width - 1) as f64 * d.dx, d.z0 + (d.height - 1) as f64 * d.dz);
-    [(d.x0, d.z0), (x1, d.z0), (d.x0, z1), (x1, z1)].map(|(x, z)| image_to_ref.apply(DVec3::new(x, 0.0, z)))
+    let (x1, z1) = (
+        d.x0 + (d.width - 1) as f64 * d.dx,
+        d.z0 + (d.height - 1) as f64 * d.dz,
+    );
+    [(d.x0, d.z0), (x1, d.z0), (d.x0, z1), (x1, z1)]
+        .map(|(x, z)| image_to_ref.apply(DVec3::new(x, 0.0, z)))
 }
 
 /// The map from the image quad's unit square (u along the columns, v
 /// along the rows) to world coordinates, given the plane's corners.
 pub fn plane_matrix(c: &[DVec3; 4]) -> DMat4 {
-    DMat4::from_cols((c[1] - c[0]).extend(0.0), (c[2] - c[0]).extend(0.0), DVec3::ZERO.extend(0.0), c[0].extend(1.0))
+    DMat4::from_cols(
+        (c[1] - c[0]).extend(0.0),
+        (c[2] - c[0]).extend(0.0),
+        DVec3::ZERO.extend(0.0),
+        c[0].extend(1.0),
+    )
 }
 
 /// Clip space of the 3D viewport → target pixel.
 pub fn clip_to_target(layout: &Layout, view_proj: Mat4, p: DVec3) -> [f32; 2] {
     let c = view_proj * p.as_vec3().extend(1.0);
     let [x, y, w, h] = layout.view_3d;
-    [x + (c.x / c.w * 0.5 + 0.5) * w, y + (0.5 - c.y / c.w * 0.5) * h]
+    [
+        x + (c.x / c.w * 0.5 + 0.5) * w,
+        y + (0.5 - c.y / c.w * 0.5) * h,
+    ]
 }
 
 struct Latest {
@@ -360,10 +424,24 @@ fn anatomy_meshes(scene: &Scene) -> Vec<MeshVertex> {
     let mut out = Vec::new();
     let bone = [0.93, 0.88, 0.75, 0.35];
     mesh::sphere(hip.head_radius, 16).emit(&Pose::IDENTITY, bone, &mut out);
-    mesh::cylinder(0.0, hip.neck_length, hip.neck_radius).emit(&mesh::along(DVec3::ZERO, hip.neck_axis), bone, &mut out);
+    mesh::cylinder(0.0, hip.neck_length, hip.neck_radius).emit(
+        &mesh::along(DVec3::ZERO, hip.neck_axis),
+        bone,
+        &mut out,
+    );
     for t in &hip.tubes {
-        let color = if t.nerve { [1.0, 0.9, 0.2, 0.45] } else if t.name.contains("artery") { [0.9, 0.15, 0.1, 0.45] } else { [0.25, 0.35, 0.95, 0.45] };
-        mesh::cylinder(-0.05, 0.05, t.radius).emit(&mesh::along(t.point, t.direction), color, &mut out);
+        let color = if t.nerve {
+            [1.0, 0.9, 0.2, 0.45]
+        } else if t.name.contains("artery") {
+            [0.9, 0.15, 0.1, 0.45]
+        } else {
+            [0.25, 0.35, 0.95, 0.45]
+        };
+        mesh::cylinder(-0.05, 0.05, t.radius).emit(
+            &mesh::along(t.point, t.direction),
+            color,
+            &mut out,
+        );
     }
     out
 }
@@ -379,12 +457,21 @@ fn default_camera(scene: &Scene) -> OrbitCamera {
 
 impl Display {
     /// A display of `scene_path` drawing into `format` targets.
-    pub fn new(ctx: &GpuContext, scene_path: &Path, preset: Preset, format: wgpu::TextureFormat, source: Box<dyn PoseSource>) -> Result<Display, String> {
+    pub fn new(
+        ctx: &GpuContext,
+        scene_path: &Path,
+        preset: Preset,
+        format: wgpu::TextureFormat,
+        source: Box<dyn PoseSource>,
+    ) -> Result<Display, String> {
         let scene = load_scene(scene_path, &preset)?;
         let chain = ImageChain::new(ctx, &scene, preset.image_height, 80.0)?;
         let fallback = Fallback::Skip;
         let timer = GpuTimer::new(ctx, fallback);
-        let time_source = timer.source().map(|s| s.name()).unwrap_or("no GPU timestamps on this adapter");
+        let time_source = timer
+            .source()
+            .map(|s| s.name())
+            .unwrap_or("no GPU timestamps on this adapter");
         Ok(Display {
             camera: default_camera(&scene),
             probe_mesh: mesh::probe(&scene.acquisition.probe),
@@ -447,7 +534,8 @@ impl Display {
     /// Show `pixels` (a display-sized RGBA8 buffer) as the current image
     /// for `poses`, without running the chain (tests).
     pub fn show_image(&mut self, ctx: &GpuContext, pixels: wgpu::Buffer, poses: FramePoses) {
-        let (_, info) = crate::scene::render::scatterers_at(&self.scene, self.chain.view(), &poses, 0);
+        let (_, info) =
+            crate::scene::render::scatterers_at(&self.scene, self.chain.view(), &poses, 0);
         self.compositor.set_image(ctx, &pixels);
         self.latest = Some(Latest { info, poses });
         self.controls.frozen = true;
@@ -483,8 +571,17 @@ impl Display {
                 }
             }
             Action::SwitchApproach => {
-                let i = SCENES.iter().position(|s| self.scene_path.ends_with(s)).map(|i| (i + 1) % SCENES.len()).unwrap_or(0);
-                let path = self.scene_path.ancestors().nth(2).unwrap_or(Path::new(".")).join(SCENES[i]);
+                let i = SCENES
+                    .iter()
+                    .position(|s| self.scene_path.ends_with(s))
+                    .map(|i| (i + 1) % SCENES.len())
+                    .unwrap_or(0);
+                let path = self
+                    .scene_path
+                    .ancestors()
+                    .nth(2)
+                    .unwrap_or(Path::new("."))
+                    .join(SCENES[i]);
                 self.switch_scene(ctx, &path)?;
             }
         }
@@ -510,7 +607,11 @@ impl Display {
     }
 
     fn chain_due(&self, now: Instant, tools: &ToolPoses) -> bool {
-        if self.preparing.is_some() || self.simulating.is_some() || self.chain_busy.load(Ordering::SeqCst) || !tools.probe_tracked {
+        if self.preparing.is_some()
+            || self.simulating.is_some()
+            || self.chain_busy.load(Ordering::SeqCst)
+            || !tools.probe_tracked
+        {
             return false;
         }
         if self.force_chain || self.latest.is_none() {
@@ -519,25 +620,40 @@ impl Display {
         if self.controls.frozen {
             return false;
         }
-        let Some((_, last)) = &self.chain_at else { return true };
+        let Some((_, last)) = &self.chain_at else {
+            return true;
+        };
         let at = self.chain_done.lock().ok().and_then(|d| *d).unwrap_or(now);
         if now.duration_since(at) < self.preset.min_interval {
             return false;
         }
-        let moved = |a: &Pose, b: &Pose| (a.translation - b.translation).length() + 0.05 * a.rotation.angle_between(b.rotation);
+        let moved = |a: &Pose, b: &Pose| {
+            (a.translation - b.translation).length() + 0.05 * a.rotation.angle_between(b.rotation)
+        };
         let p = &tools.poses;
-        let delta = moved(&p.probe, &last.probe).max(moved(&p.needle, &last.needle)).max((p.inserted - last.inserted).abs());
+        let delta = moved(&p.probe, &last.probe)
+            .max(moved(&p.needle, &last.needle))
+            .max((p.inserted - last.inserted).abs());
         delta > self.preset.pose_threshold || now.duration_since(at) >= self.preset.refresh
     }
 
     /// Record one frame into `target` (`size` pixels): the image chain when
     /// it is due, then the composite. Nothing here waits for the GPU. Submit
     /// the returned commands, then call [`Display::submitted`].
-    pub fn frame(&mut self, ctx: &GpuContext, target: &wgpu::TextureView, size: (u32, u32)) -> Result<wgpu::CommandBuffer, String> {
+    pub fn frame(
+        &mut self,
+        ctx: &GpuContext,
+        target: &wgpu::TextureView,
+        size: (u32, u32),
+    ) -> Result<wgpu::CommandBuffer, String> {
         let now = Instant::now();
         if let Some(last) = self.last_frame {
             let dt = now.duration_since(last).as_secs_f64();
-            self.frame_interval = if self.frame_interval == 0.0 { dt } else { 0.9 * self.frame_interval + 0.1 * dt };
+            self.frame_interval = if self.frame_interval == 0.0 {
+                dt
+            } else {
+                0.9 * self.frame_interval + 0.1 * dt
+            };
             if !self.controls.paused && !self.controls.frozen {
                 // Play the insertion, hold a second at the target, start over.
                 self.time += dt.min(0.1);
@@ -547,14 +663,25 @@ impl Display {
             }
         }
         self.last_frame = Some(now);
-        let tools = self.source.poses(&self.scene, self.time.min(self.scene.duration));
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.display") });
+        let tools = self
+            .source
+            .poses(&self.scene, self.time.min(self.scene.duration));
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.display"),
+            });
         self.timer.begin_frame(self.frames);
         if self.chain_due(now, &tools) {
             // The scatterers are built off the frame thread; the GPU half
             // is recorded by the first frame after they arrive.
             let (tx, rx) = std::sync::mpsc::channel();
-            let (scene, height, poses, n) = (self.scene.clone(), self.chain.height_px(), tools.poses, self.chain_frames);
+            let (scene, height, poses, n) = (
+                self.scene.clone(),
+                self.chain.height_px(),
+                tools.poses,
+                self.chain_frames,
+            );
             std::thread::spawn(move || {
                 let _ = tx.send(ImageChain::prepare(scene, height, poses, n));
             });
@@ -571,7 +698,11 @@ impl Display {
         if let Some(prepared) = ready {
             self.preparing = None;
             self.prepare_s = prepared.seconds;
-            self.sim_job = Some(self.chain.renderer.start(ctx, &prepared.scatterers, self.preset.sim_batch)?);
+            self.sim_job = Some(self.chain.renderer.start(
+                ctx,
+                &prepared.scatterers,
+                self.preset.sim_batch,
+            )?);
             self.simulating = Some(prepared);
         }
         if self.simulating.is_some() {
@@ -579,18 +710,30 @@ impl Display {
             // rest of the chain follows the last batch in the same frame.
             let t = Instant::now();
             let batches = if self.wait_prepared { usize::MAX } else { 1 };
-            if let Some(rf) = self.chain.renderer.step(ctx, &mut enc, &mut self.timer, &mut self.sim_job, batches) {
+            if let Some(rf) =
+                self.chain
+                    .renderer
+                    .step(ctx, &mut enc, &mut self.timer, &mut self.sim_job, batches)
+            {
                 let prepared = self.simulating.take().expect("a frame is being simulated");
-                let buffer = self.chain.renderer.finish(ctx, &mut enc, &mut self.timer, rf)?;
+                let buffer = self
+                    .chain
+                    .renderer
+                    .finish(ctx, &mut enc, &mut self.timer, rf)?;
                 self.compositor.set_image(ctx, &buffer);
-                self.latest = Some(Latest { info: prepared.info, poses: prepared.poses });
+                self.latest = Some(Latest {
+                    info: prepared.info,
+                    poses: prepared.poses,
+                });
                 self.chain_pending = true;
             }
             self.record_s = t.elapsed().as_secs_f64();
         }
         let list = self.draw_list(size, &tools);
         let compositor = &mut self.compositor;
-        self.timer.scope(ctx, &mut enc, compositor::STAGE, |enc| compositor.encode(ctx, enc, target, size, &list));
+        self.timer.scope(ctx, &mut enc, compositor::STAGE, |enc| {
+            compositor.encode(ctx, enc, target, size, &list)
+        });
         self.timer.finish(ctx, &mut enc);
         self.frames += 1;
         Ok(enc.finish())
@@ -620,7 +763,11 @@ impl Display {
                     if ran_chain || self.stage_times.is_empty() {
                         self.stage_times = t.scopes;
                     } else if let Some(c) = t.get(compositor::STAGE) {
-                        match self.stage_times.iter_mut().find(|(l, _)| l == compositor::STAGE) {
+                        match self
+                            .stage_times
+                            .iter_mut()
+                            .find(|(l, _)| l == compositor::STAGE)
+                        {
                             Some(s) => s.1 = c,
                             None => self.stage_times.push((compositor::STAGE.into(), c)),
                         }
@@ -645,18 +792,48 @@ impl Display {
         let layout = Layout::new(size, (d.width, d.height));
         let [_, _, vw, vh] = layout.view_3d;
         let view_proj = self.camera.view_proj(vw as f64 / vh.max(1.0) as f64);
-        let mut list = DrawList { view_proj, viewport_3d: layout.view_3d, ..Default::default() };
+        let mut list = DrawList {
+            view_proj,
+            viewport_3d: layout.view_3d,
+            ..Default::default()
+        };
         let p = &tools.poses;
         let grey = [0.45, 0.45, 0.45, 1.0];
-        self.probe_mesh.emit(&p.probe, if tools.probe_tracked { [0.22, 0.3, 0.45, 1.0] } else { grey }, &mut list.opaque);
-        self.needle_mesh.emit(&p.needle, if tools.needle_tracked { [0.85, 0.85, 0.9, 1.0] } else { grey }, &mut list.opaque);
-        mesh::sphere(0.0025, 8).emit(&mesh::along(self.scene.target, DVec3::Z), [0.2, 1.0, 0.3, 1.0], &mut list.opaque);
+        self.probe_mesh.emit(
+            &p.probe,
+            if tools.probe_tracked {
+                [0.22, 0.3, 0.45, 1.0]
+            } else {
+                grey
+            },
+            &mut list.opaque,
+        );
+        self.needle_mesh.emit(
+            &p.needle,
+            if tools.needle_tracked {
+                [0.85, 0.85, 0.9, 1.0]
+            } else {
+                grey
+            },
+            &mut list.opaque,
+        );
+        mesh::sphere(0.0025, 8).emit(
+            &mesh::along(self.scene.target, DVec3::Z),
+            [0.2, 1.0, 0.3, 1.0],
+            &mut list.opaque,
+        );
         if self.controls.anatomy {
             list.translucent.extend_from_slice(&self.anatomy);
         }
         let mut under = Overlay::default();
         let mut over = Overlay::default();
-        under.rect(layout.panel[0], 0.0, 1.0, size.1 as f32, [0.3, 0.3, 0.35, 1.0]);
+        under.rect(
+            layout.panel[0],
+            0.0,
+            1.0,
+            size.1 as f32,
+            [0.3, 0.3, 0.35, 1.0],
+        );
         if let Some(latest) = &self.latest {
             let image = |clip_from_uv: Mat4, opacity: f32| ImageUniform {
                 clip_from_uv: clip_from_uv.to_cols_array_2d(),
@@ -675,18 +852,32 @@ impl Display {
             let c = image_plane_corners(&self.scene, view, &latest.poses.probe);
             list.image_3d = Some(image(view_proj * plane_matrix(&c).as_mat4(), 1.0));
             let (w, h) = (size.0 as f32, size.1 as f32);
-            let (iw, ih) = ((d.width - 1) as f32 * layout.scale, (d.height - 1) as f32 * layout.scale);
+            let (iw, ih) = (
+                (d.width - 1) as f32 * layout.scale,
+                (d.height - 1) as f32 * layout.scale,
+            );
             let screen = Mat4::from_cols(
                 glam::Vec4::new(2.0 * iw / w, 0.0, 0.0, 0.0),
                 glam::Vec4::new(0.0, -2.0 * ih / h, 0.0, 0.0),
                 glam::Vec4::new(0.0, 0.0, 1.0, 0.0),
-                glam::Vec4::new(2.0 * layout.origin[0] / w - 1.0, 1.0 - 2.0 * layout.origin[1] / h, 0.0, 1.0),
+                glam::Vec4::new(
+                    2.0 * layout.origin[0] / w - 1.0,
+                    1.0 - 2.0 * layout.origin[1] / h,
+                    0.0,
+                    1.0,
+                ),
             );
             list.image_2d = Some(image(screen, 1.0));
             self.guidance(&layout, &latest.info, &latest.poses, &mut over);
         } else {
             let ts = text_scale(size.1);
-            over.label(layout.panel[0] + 10.0 * ts, layout.panel[1] + layout.panel[3] * 0.5, ts, "no image yet: the first frame is being simulated", [1.0, 0.8, 0.3, 1.0]);
+            over.label(
+                layout.panel[0] + 10.0 * ts,
+                layout.panel[1] + layout.panel[3] * 0.5,
+                ts,
+                "no image yet: the first frame is being simulated",
+                [1.0, 0.8, 0.3, 1.0],
+            );
         }
         self.texts(&layout, tools, &mut over);
         list.under = under.vertices;
@@ -703,19 +894,47 @@ impl Display {
         let ts = text_scale(layout.size.1);
         let to = |x: f64, z: f64| layout.image_to_target(view, x, z);
         // Depth scale: a tick per cm from the probe face, numbered.
-        let apex = scene.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+        let apex = scene
+            .acquisition
+            .probe
+            .elements
+            .iter()
+            .map(|e| e.position.z)
+            .fold(0.0, f64::max);
         let axis_x = layout.origin[0] - 6.0 * ts;
         let z_end = d.z0 + (d.height - 1) as f64 * d.dz;
-        o.line([axis_x, to(0.0, apex)[1]], [axis_x, to(0.0, z_end)[1]], 1.0, [0.8, 0.8, 0.8, 1.0]);
+        o.line(
+            [axis_x, to(0.0, apex)[1]],
+            [axis_x, to(0.0, z_end)[1]],
+            1.0,
+            [0.8, 0.8, 0.8, 1.0],
+        );
         for cm in 0..=((z_end - apex) * 100.0) as usize {
             let y = to(0.0, apex + cm as f64 * 0.01)[1];
             let long = cm % 5 == 0;
-            o.line([axis_x - if long { 8.0 } else { 4.0 } * ts, y], [axis_x, y], 1.0, [0.8, 0.8, 0.8, 1.0]);
+            o.line(
+                [axis_x - if long { 8.0 } else { 4.0 } * ts, y],
+                [axis_x, y],
+                1.0,
+                [0.8, 0.8, 0.8, 1.0],
+            );
             if long || layout.scale * (0.01 / d.dz) as f32 > 30.0 * ts {
-                o.text(axis_x - 8.0 * ts - 8.0 * ts * (cm.to_string().len() as f32 + 0.5), y - 4.0 * ts, ts, &cm.to_string(), [0.8, 0.8, 0.8, 1.0]);
+                o.text(
+                    axis_x - 8.0 * ts - 8.0 * ts * (cm.to_string().len() as f32 + 0.5),
+                    y - 4.0 * ts,
+                    ts,
+                    &cm.to_string(),
+                    [0.8, 0.8, 0.8, 1.0],
+                );
             }
         }
-        o.text(axis_x - 20.0 * ts, layout.origin[1] - 0.0, ts, "cm", [0.8, 0.8, 0.8, 1.0]);
+        o.text(
+            axis_x - 20.0 * ts,
+            layout.origin[1] - 0.0,
+            ts,
+            "cm",
+            [0.8, 0.8, 0.8, 1.0],
+        );
 
         let image_to_ref = poses.probe.then(&scene.image_to_probe);
         let ref_to_image = image_to_ref.inverse();
@@ -731,10 +950,17 @@ impl Display {
                 continue;
             }
             let c = p - a * (p.y / a.y);
-            if !(view.contains(c.x, c.z) || view.contains(c.x, c.z + 0.01) || view.contains(c.x, c.z - 0.01)) {
+            if !(view.contains(c.x, c.z)
+                || view.contains(c.x, c.z + 0.01)
+                || view.contains(c.x, c.z - 0.01))
+            {
                 continue;
             }
-            let color: Rgba = if t.nerve { [1.0, 0.9, 0.2, 1.0] } else { [1.0, 0.3, 0.25, 1.0] };
+            let color: Rgba = if t.nerve {
+                [1.0, 0.9, 0.2, 1.0]
+            } else {
+                [1.0, 0.3, 0.25, 1.0]
+            };
             for (r, dashed) in [(t.radius, false), (t.radius + margin, true)] {
                 let pts: Vec<[f32; 2]> = (0..=48)
                     .map(|i| {
@@ -756,7 +982,9 @@ impl Display {
             let (w, h) = (8.0 * ts * name.len() as f32, 8.0 * ts + 4.0);
             let [cx, cy] = to(c.x, c.z);
             let (x, mut y) = (cx - 0.5 * w, cy - 0.5 * h);
-            while labels.iter().any(|&(lx, ly, lw): &(f32, f32, f32)| x < lx + lw && lx < x + w && y < ly + h && ly < y + h) {
+            while labels.iter().any(|&(lx, ly, lw): &(f32, f32, f32)| {
+                x < lx + lw && lx < x + w && y < ly + h && ly < y + h
+            }) {
                 y += h;
             }
             labels.push((x, y, w));
@@ -796,17 +1024,51 @@ impl Display {
         let mm = |v: f64| format!("{:.1} mm", v * 1e3);
         let angle = dir.y.abs().asin().to_degrees();
         let lines = [
-            format!("tip to target {}, inserted {}", mm((scene.tip_of(&poses.needle) - scene.target).length()), mm(poses.inserted)),
-            format!("tip to plane {}, {:.1} deg: {}", mm(tip.y.abs()), angle, if info.needle_in_plane { "in plane" } else { "OUT of plane" }),
-            format!("depth {:.1} cm  gain {:+.0} dB  DR {:.0} dB", (z_end - apex) * 100.0, self.controls.gain_db, self.controls.range_db),
+            format!(
+                "tip to target {}, inserted {}",
+                mm((scene.tip_of(&poses.needle) - scene.target).length()),
+                mm(poses.inserted)
+            ),
+            format!(
+                "tip to plane {}, {:.1} deg: {}",
+                mm(tip.y.abs()),
+                angle,
+                if info.needle_in_plane {
+                    "in plane"
+                } else {
+                    "OUT of plane"
+                }
+            ),
+            format!(
+                "depth {:.1} cm  gain {:+.0} dB  DR {:.0} dB",
+                (z_end - apex) * 100.0,
+                self.controls.gain_db,
+                self.controls.range_db
+            ),
             format!(
                 "TGC {} dB",
-                self.controls.tgc.iter().enumerate().map(|(i, t)| if i == self.controls.tgc_band { format!("[{t:+.0}]") } else { format!("{t:+.0}") }).collect::<Vec<_>>().join(" ")
+                self.controls
+                    .tgc
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| if i == self.controls.tgc_band {
+                        format!("[{t:+.0}]")
+                    } else {
+                        format!("{t:+.0}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
         ];
         let y0 = layout.panel[1] + layout.panel[3] - lines.len() as f32 * (8.0 * ts + 1.0) - 2.0;
         for (i, l) in lines.iter().enumerate() {
-            o.text(layout.panel[0] + 4.0 * ts, y0 + i as f32 * (8.0 * ts + 1.0), ts, l, [0.9, 0.95, 1.0, 1.0]);
+            o.text(
+                layout.panel[0] + 4.0 * ts,
+                y0 + i as f32 * (8.0 * ts + 1.0),
+                ts,
+                l,
+                [0.9, 0.95, 1.0, 1.0],
+            );
         }
     }
 
@@ -819,34 +1081,98 @@ impl Display {
             Approach::AnteriorLongitudinal => "anterior longitudinal",
             Approach::Anterolateral => "anterolateral",
         };
-        o.text(4.0, 4.0, ts, &format!("3D  hip, {approach} approach"), white);
-        o.text(layout.panel[0] + 4.0, 4.0, ts, &format!("B-mode  {}  {} ({} preset)", self.scene.acquisition.probe.len(), "channels", self.preset.name), white);
+        o.text(
+            4.0,
+            4.0,
+            ts,
+            &format!("3D  hip, {approach} approach"),
+            white,
+        );
+        o.text(
+            layout.panel[0] + 4.0,
+            4.0,
+            ts,
+            &format!(
+                "B-mode  {}  {} ({} preset)",
+                self.scene.acquisition.probe.len(),
+                "channels",
+                self.preset.name
+            ),
+            white,
+        );
         // State first, timings last: a narrow window cuts the end.
         let mut status = Vec::new();
         if self.controls.hide_timings {
             status.push("fps --".to_string());
         } else {
             // Headless renders wait for each frame: no frame rate to show.
-            status.push(if self.wait_prepared { "headless".to_string() } else { format!("{:.1} fps", if self.frame_interval > 0.0 { 1.0 / self.frame_interval } else { 0.0 }) });
+            status.push(if self.wait_prepared {
+                "headless".to_string()
+            } else {
+                format!(
+                    "{:.1} fps",
+                    if self.frame_interval > 0.0 {
+                        1.0 / self.frame_interval
+                    } else {
+                        0.0
+                    }
+                )
+            });
         }
         status.push(format!("t {:.2} s", self.time.min(self.scene.duration)));
-        for (on, what) in [(self.controls.frozen, "FROZEN"), (self.controls.paused, "paused")] {
+        for (on, what) in [
+            (self.controls.frozen, "FROZEN"),
+            (self.controls.paused, "paused"),
+        ] {
             if on {
                 status.push(what.into());
             }
         }
         if !self.controls.hide_timings {
-            let ms = |t: f64| if t < 0.01 { format!("{:.2}", t * 1e3) } else { format!("{:.0}", t * 1e3) };
-            status.push(format!("CPU ms: scatterers {} record {}", ms(self.prepare_s), ms(self.record_s)));
-            let gpu: Vec<String> = self.stage_times.iter().map(|(l, t)| format!("{l} {}", ms(*t))).collect();
-            status.push(if gpu.is_empty() { self.time_source.to_string() } else { format!("GPU ms: {}", gpu.join(" ")) });
+            let ms = |t: f64| {
+                if t < 0.01 {
+                    format!("{:.2}", t * 1e3)
+                } else {
+                    format!("{:.0}", t * 1e3)
+                }
+            };
+            status.push(format!(
+                "CPU ms: scatterers {} record {}",
+                ms(self.prepare_s),
+                ms(self.record_s)
+            ));
+            let gpu: Vec<String> = self
+                .stage_times
+                .iter()
+                .map(|(l, t)| format!("{l} {}", ms(*t)))
+                .collect();
+            status.push(if gpu.is_empty() {
+                self.time_source.to_string()
+            } else {
+                format!("GPU ms: {}", gpu.join(" "))
+            });
         }
-        o.text(4.0, h - 2.0 * 8.0 * ts - 6.0, ts, &status.join(" | "), [0.75, 0.85, 0.75, 1.0]);
+        o.text(
+            4.0,
+            h - 2.0 * 8.0 * ts - 6.0,
+            ts,
+            &status.join(" | "),
+            [0.75, 0.85, 0.75, 1.0],
+        );
         let hint = self.notice.clone().unwrap_or_else(|| "H: help".into());
         o.text(4.0, h - 8.0 * ts - 3.0, ts, &hint, [0.75, 0.75, 0.75, 1.0]);
         let red = [1.0, 0.25, 0.2, 1.0];
         let mut y = layout.view_3d[1] + 4.0;
-        for (tracked, what) in [(tools.probe_tracked, "PROBE TRACKING LOST (last pose shown grey)"), (tools.needle_tracked, "NEEDLE TRACKING LOST (last pose shown grey)")] {
+        for (tracked, what) in [
+            (
+                tools.probe_tracked,
+                "PROBE TRACKING LOST (last pose shown grey)",
+            ),
+            (
+                tools.needle_tracked,
+                "NEEDLE TRACKING LOST (last pose shown grey)",
+            ),
+        ] {
             if !tracked {
                 o.label(8.0, y, ts, what, red);
                 y += 10.0 * ts;
@@ -878,11 +1204,21 @@ pub struct NeedleProjection {
 }
 
 impl NeedleProjection {
-    pub fn new(scene: &Scene, view: &View, tip: DVec3, dir: DVec3, inserted: f64, lambda: f64) -> NeedleProjection {
+    pub fn new(
+        scene: &Scene,
+        view: &View,
+        tip: DVec3,
+        dir: DVec3,
+        inserted: f64,
+        lambda: f64,
+    ) -> NeedleProjection {
         let n = 80;
         let mut runs: Vec<(DVec3, DVec3, bool)> = Vec::new();
         for i in 0..n {
-            let (s0, s1) = (inserted * i as f64 / n as f64, inserted * (i + 1) as f64 / n as f64);
+            let (s0, s1) = (
+                inserted * i as f64 / n as f64,
+                inserted * (i + 1) as f64 / n as f64,
+            );
             let (a, b) = (tip - dir * s1, tip - dir * s0);
             let m = (a + b) * 0.5;
             if !view.contains(m.x, m.z) {
@@ -913,7 +1249,11 @@ impl Offscreen {
     pub fn new(ctx: &GpuContext, size: (u32, u32), format: wgpu::TextureFormat) -> Offscreen {
         let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("sonoguide.composite.offscreen"),
-            size: wgpu::Extent3d { width: size.0, height: size.1, depth_or_array_layers: 1 },
+            size: wgpu::Extent3d {
+                width: size.0,
+                height: size.1,
+                depth_or_array_layers: 1,
+            },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
@@ -922,7 +1262,11 @@ impl Offscreen {
             view_formats: &[],
         });
         let view = texture.create_view(&Default::default());
-        Offscreen { texture, view, size }
+        Offscreen {
+            texture,
+            view,
+            size,
+        }
     }
 
     /// The pixels as RGBA8 (`u32` per pixel, r in the low byte). Waits for
@@ -931,20 +1275,46 @@ impl Offscreen {
         let (w, h) = self.size;
         // Rows of a texture copy are padded to 256 bytes.
         let row = (w * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
-        let buffer = ctx.storage("sonoguide.composite.readback", (row * h) as u64).map_err(|e| e.to_string())?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.composite.readback") });
+        let buffer = ctx
+            .storage("sonoguide.composite.readback", (row * h) as u64)
+            .map_err(|e| e.to_string())?;
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.composite.readback"),
+            });
         enc.copy_texture_to_buffer(
             self.texture.as_image_copy(),
-            wgpu::TexelCopyBufferInfo { buffer: &buffer, layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: Some(h) } },
-            wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(row),
+                    rows_per_image: Some(h),
+                },
+            },
+            wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: 1,
+            },
         );
         ctx.queue.submit([enc.finish()]);
-        let padded: Vec<u32> = ctx.read_buffer(&buffer, (row / 4 * h) as usize).map_err(|e| e.to_string())?;
-        let bgra = matches!(self.texture.format(), wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb);
+        let padded: Vec<u32> = ctx
+            .read_buffer(&buffer, (row / 4 * h) as usize)
+            .map_err(|e| e.to_string())?;
+        let bgra = matches!(
+            self.texture.format(),
+            wgpu::TextureFormat::Bgra8Unorm | wgpu::TextureFormat::Bgra8UnormSrgb
+        );
         let mut out = Vec::with_capacity((w * h) as usize);
         for r in 0..h as usize {
             for &p in &padded[r * (row / 4) as usize..][..w as usize] {
-                out.push(if bgra { (p & 0xff00ff00) | ((p >> 16) & 0xff) | ((p & 0xff) << 16) } else { p });
+                out.push(if bgra {
+                    (p & 0xff00ff00) | ((p >> 16) & 0xff) | ((p & 0xff) << 16)
+                } else {
+                    p
+                });
             }
         }
         Ok(out)
@@ -954,7 +1324,11 @@ impl Offscreen {
 /// Render `display` once into an offscreen target of `size` with a fresh
 /// image from the chain, and return its pixels. Runs two frames: the first
 /// records the chain, the second composites with the timings of the first.
-pub fn render_frame(ctx: &GpuContext, display: &mut Display, size: (u32, u32)) -> Result<Vec<u32>, String> {
+pub fn render_frame(
+    ctx: &GpuContext,
+    display: &mut Display,
+    size: (u32, u32),
+) -> Result<Vec<u32>, String> {
     let target = Offscreen::new(ctx, size, display.format());
     display.wait_prepared = true;
     for _ in 0..2 {
@@ -968,7 +1342,14 @@ pub fn render_frame(ctx: &GpuContext, display: &mut Display, size: (u32, u32)) -
 
 /// `sonoguide view --headless`: the composite of `scene` at its default
 /// time written to `png`.
-pub fn render_headless(ctx: &GpuContext, scene: &Path, preset: Preset, size: (u32, u32), png: &Path, wall_clock: bool) -> Result<Display, String> {
+pub fn render_headless(
+    ctx: &GpuContext,
+    scene: &Path,
+    preset: Preset,
+    size: (u32, u32),
+    png: &Path,
+    wall_clock: bool,
+) -> Result<Display, String> {
     let mut display = Display::new(ctx, scene, preset, HEADLESS_FORMAT, Box::new(Scripted))?;
     display.controls.paused = true;
     if wall_clock {
@@ -978,6 +1359,7 @@ pub fn render_headless(ctx: &GpuContext, scene: &Path, preset: Preset, size: (u3
         display.force_chain = true;
     }
     let pixels = render_frame(ctx, &mut display, size)?;
-    crate::io::png::write_rgba(png, size.0 as usize, size.1 as usize, &pixels).map_err(|e| e.to_string())?;
+    crate::io::png::write_rgba(png, size.0 as usize, size.1 as usize, &pixels)
+        .map_err(|e| e.to_string())?;
     Ok(display)
 }

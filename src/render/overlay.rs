@@ -39,7 +39,12 @@ impl Overlay {
             return;
         }
         let (nx, ny) = (-dy / len * width * 0.5, dx / len * width * 0.5);
-        let (p0, p1, p2, p3) = ([a[0] + nx, a[1] + ny], [b[0] + nx, b[1] + ny], [b[0] - nx, b[1] - ny], [a[0] - nx, a[1] - ny]);
+        let (p0, p1, p2, p3) = (
+            [a[0] + nx, a[1] + ny],
+            [b[0] + nx, b[1] + ny],
+            [b[0] - nx, b[1] - ny],
+            [a[0] - nx, a[1] - ny],
+        );
         self.tri(p0, p1, p2, color);
         self.tri(p0, p2, p3, color);
     }
@@ -52,7 +57,12 @@ impl Overlay {
         for i in (0..n).step_by(2) {
             let t0 = i as f32 * dash / len;
             let t1 = ((i + 1) as f32 * dash / len).min(1.0);
-            self.line([a[0] + dx * t0, a[1] + dy * t0], [a[0] + dx * t1, a[1] + dy * t1], width, color);
+            self.line(
+                [a[0] + dx * t0, a[1] + dy * t0],
+                [a[0] + dx * t1, a[1] + dy * t1],
+                width,
+                color,
+            );
         }
     }
 
@@ -75,7 +85,12 @@ impl Overlay {
         for i in 0..n {
             let a0 = std::f32::consts::TAU * i as f32 / n as f32;
             let a1 = std::f32::consts::TAU * (i + 1) as f32 / n as f32;
-            self.tri(c, [c[0] + r * a0.cos(), c[1] + r * a0.sin()], [c[0] + r * a1.cos(), c[1] + r * a1.sin()], color);
+            self.tri(
+                c,
+                [c[0] + r * a0.cos(), c[1] + r * a0.sin()],
+                [c[0] + r * a1.cos(), c[1] + r * a1.sin()],
+                color,
+            );
         }
     }
 
@@ -84,7 +99,11 @@ impl Overlay {
     pub fn text(&mut self, x: f32, y: f32, scale: f32, s: &str, color: Rgba) -> f32 {
         let mut cx = x;
         for ch in s.chars() {
-            let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() { ch as usize } else { '?' as usize }];
+            let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() {
+                ch as usize
+            } else {
+                '?' as usize
+            }];
             for (row, bits) in glyph.iter().enumerate() {
                 let mut col = 0;
                 while col < 8 {
@@ -96,7 +115,13 @@ impl Overlay {
                     while col < 8 && bits & (1 << col) != 0 {
                         col += 1;
                     }
-                    self.rect(cx + start as f32 * scale, y + row as f32 * scale, (col - start) as f32 * scale, scale, color);
+                    self.rect(
+                        cx + start as f32 * scale,
+                        y + row as f32 * scale,
+                        (col - start) as f32 * scale,
+                        scale,
+                        color,
+                    );
                 }
             }
             cx += 8.0 * scale;
@@ -107,7 +132,13 @@ impl Overlay {
     /// Text on a dark backing box, for legibility over the image.
     pub fn label(&mut self, x: f32, y: f32, scale: f32, s: &str, color: Rgba) -> f32 {
         let w = 8.0 * scale * s.chars().count() as f32;
-        self.rect(x - 2.0, y - 2.0, w + 4.0, 8.0 * scale + 4.0, [0.0, 0.0, 0.0, 0.6]);
+        self.rect(
+            x - 2.0,
+            y - 2.0,
+            w + 4.0,
+            8.0 * scale + 4.0,
+            [0.0, 0.0, 0.0, 0.6],
+        );
         self.text(x, y, scale, s, color)
     }
 }

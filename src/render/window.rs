@@ -83,10 +83,24 @@ struct App {
 /// the driver has it (no tearing through the needle, and the newest frame
 /// shown without waiting for vblank), else Fifo (always there, paced by
 /// the display). Immediate, which lavapipe lists first, tears.
-fn surface_config(surface: &wgpu::Surface, adapter: &wgpu::Adapter, size: (u32, u32)) -> Result<wgpu::SurfaceConfiguration, String> {
+fn surface_config(
+    surface: &wgpu::Surface,
+    adapter: &wgpu::Adapter,
+    size: (u32, u32),
+) -> Result<wgpu::SurfaceConfiguration, String> {
     let caps = surface.get_capabilities(adapter);
-    let format = caps.formats.iter().copied().find(|f| !f.is_srgb()).or_else(|| caps.formats.first().copied()).ok_or("the window surface offers no colour format")?;
-    let present_mode = if caps.present_modes.contains(&wgpu::PresentMode::Mailbox) { wgpu::PresentMode::Mailbox } else { wgpu::PresentMode::Fifo };
+    let format = caps
+        .formats
+        .iter()
+        .copied()
+        .find(|f| !f.is_srgb())
+        .or_else(|| caps.formats.first().copied())
+        .ok_or("the window surface offers no colour format")?;
+    let present_mode = if caps.present_modes.contains(&wgpu::PresentMode::Mailbox) {
+        wgpu::PresentMode::Mailbox
+    } else {
+        wgpu::PresentMode::Fifo
+    };
     Ok(wgpu::SurfaceConfiguration {
         usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
         format,
@@ -94,7 +108,11 @@ fn surface_config(surface: &wgpu::Surface, adapter: &wgpu::Adapter, size: (u32, 
         height: size.1.max(1),
         present_mode,
         desired_maximum_frame_latency: 2,
-        alpha_mode: caps.alpha_modes.first().copied().unwrap_or(wgpu::CompositeAlphaMode::Auto),
+        alpha_mode: caps
+            .alpha_modes
+            .first()
+            .copied()
+            .unwrap_or(wgpu::CompositeAlphaMode::Auto),
         view_formats: vec![],
         color_space: wgpu::SurfaceColorSpace::Auto,
     })
@@ -131,14 +149,27 @@ fn key_action(key: &Key) -> Option<Action> {
 
 impl App {
     fn start(&mut self, event_loop: &ActiveEventLoop) -> Result<State, String> {
-        let attrs = Window::default_attributes().with_title("sonoguide").with_inner_size(winit::dpi::PhysicalSize::new(self.opts.size.0, self.opts.size.1));
-        let window = Arc::new(event_loop.create_window(attrs).map_err(|e| format!("cannot open a window: {e}"))?);
-        let (ctx, surface) = GpuContext::with_surface(self.opts.backend.as_deref(), window.clone()).map_err(|e| e.to_string())?;
+        let attrs = Window::default_attributes()
+            .with_title("sonoguide")
+            .with_inner_size(winit::dpi::PhysicalSize::new(
+                self.opts.size.0,
+                self.opts.size.1,
+            ));
+        let window = Arc::new(
+            event_loop
+                .create_window(attrs)
+                .map_err(|e| format!("cannot open a window: {e}"))?,
+        );
+        let (ctx, surface) = GpuContext::with_surface(self.opts.backend.as_deref(), window.clone())
+            .map_err(|e| e.to_string())?;
         eprintln!("sonoguide: {}", ctx.describe());
         let size = window.inner_size();
         let config = surface_config(&surface, &ctx.adapter, (size.width, size.height))?;
         surface.configure(&ctx.device, &config);
-        eprintln!("sonoguide: surface {:?}, {:?}", config.format, config.present_mode);
+        eprintln!(
+            "sonoguide: surface {:?}, {:?}",
+            config.format, config.present_mode
+        );
         let lost = Arc::new(Mutex::new(None));
         let sink = lost.clone();
         ctx.device.set_device_lost_callback(move |reason, message| {
@@ -147,9 +178,27 @@ impl App {
             }
         });
         let (source, tracking) = pose_source(&self.opts)?;
-        let mut display = Display::new(&ctx, &self.opts.scene, self.opts.preset, config.format, source)?;
+        let mut display = Display::new(
+            &ctx,
+            &self.opts.scene,
+            self.opts.preset,
+            config.format,
+            source,
+        )?;
         display.controls.frozen = self.opts.frozen;
-        Ok(State { window, ctx, surface, config, display, cursor: (0.0, 0.0), dragging: false, minimized: size.width == 0 || size.height == 0, occluded: false, lost, _tracking: tracking })
+        Ok(State {
+            window,
+            ctx,
+            surface,
+            config,
+            display,
+            cursor: (0.0, 0.0),
+            dragging: false,
+            minimized: size.width == 0 || size.height == 0,
+            occluded: false,
+            lost,
+            _tracking: tracking,
+        })
     }
 
     fn fail(&mut self, event_loop: &ActiveEventLoop, message: String) {
@@ -187,7 +236,12 @@ impl App {
                         s.surface = surface;
                         s.display.notice = Some("surface lost: recreated".into());
                     }
-                    Err(e) => return self.fail(event_loop, format!("the window surface was lost and cannot be recreated: {e}")),
+                    Err(e) => {
+                        return self.fail(
+                            event_loop,
+                            format!("the window surface was lost and cannot be recreated: {e}"),
+                        )
+                    }
                 }
                 return;
             }
@@ -221,7 +275,8 @@ impl App {
                 s.ctx.queue.submit([cmd]);
                 s.display.submitted(&s.ctx);
                 let px = shot.read(&s.ctx)?;
-                crate::io::png::write_rgba(&path, size.0 as usize, size.1 as usize, &px).map_err(|e| e.to_string())
+                crate::io::png::write_rgba(&path, size.0 as usize, size.1 as usize, &px)
+                    .map_err(|e| e.to_string())
             });
             s.display.notice = Some(match r {
                 Ok(()) => format!("screenshot saved to {}", path.display()),
@@ -235,11 +290,28 @@ impl App {
         }
         let started = *self.started.get_or_insert_with(Instant::now);
         if self.opts.progress_every > 0 && self.frames.is_multiple_of(self.opts.progress_every) {
-            let stages: Vec<String> = s.display.stage_times.iter().map(|(l, t)| format!("{l}={:.2}ms", t * 1e3)).collect();
+            let stages: Vec<String> = s
+                .display
+                .stage_times
+                .iter()
+                .map(|(l, t)| format!("{l}={:.2}ms", t * 1e3))
+                .collect();
             let d = &s.display;
-            println!("frame {} {:.1} fps longest={:.0}ms scatterers={:.0}ms record={:.0}ms {}", self.frames, 1.0 / d.frame_interval.max(1e-9), std::mem::take(&mut self.longest) * 1e3, d.prepare_s * 1e3, d.record_s * 1e3, stages.join(" "));
+            println!(
+                "frame {} {:.1} fps longest={:.0}ms scatterers={:.0}ms record={:.0}ms {}",
+                self.frames,
+                1.0 / d.frame_interval.max(1e-9),
+                std::mem::take(&mut self.longest) * 1e3,
+                d.prepare_s * 1e3,
+                d.record_s * 1e3,
+                stages.join(" ")
+            );
         }
-        self.summary = RunSummary { frames: self.frames, seconds: started.elapsed().as_secs_f64(), stage_times: s.display.stage_times.clone() };
+        self.summary = RunSummary {
+            frames: self.frames,
+            seconds: started.elapsed().as_secs_f64(),
+            stage_times: s.display.stage_times.clone(),
+        };
         if s.display.quit || self.opts.frames.is_some_and(|n| self.frames >= n) {
             event_loop.exit();
         }
@@ -287,7 +359,11 @@ impl ApplicationHandler for App {
                     }
                 }
             }
-            WindowEvent::MouseInput { state, button: MouseButton::Left, .. } => {
+            WindowEvent::MouseInput {
+                state,
+                button: MouseButton::Left,
+                ..
+            } => {
                 if let Some(s) = self.state.as_mut() {
                     s.dragging = state == ElementState::Pressed;
                 }
@@ -329,20 +405,37 @@ impl ApplicationHandler for App {
 
 /// Whether this process can reach a display server at all.
 pub fn have_display() -> bool {
-    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
 /// Open the window and run until it is closed (or `opts.frames`).
 pub fn run(opts: WindowOptions) -> Result<RunSummary, WindowError> {
     if !have_display() {
-        return Err(WindowError::NoDisplay("no DISPLAY or WAYLAND_DISPLAY is set".into()));
+        return Err(WindowError::NoDisplay(
+            "no DISPLAY or WAYLAND_DISPLAY is set".into(),
+        ));
     }
     let event_loop = EventLoop::new().map_err(|e| WindowError::NoDisplay(e.to_string()))?;
     event_loop.set_control_flow(ControlFlow::Poll);
-    let mut app = App { opts, state: None, error: None, frames: 0, started: None, summary: RunSummary::default(), last: None, longest: 0.0 };
-    event_loop.run_app(&mut app).map_err(|e| WindowError::Failed(e.to_string()))?;
+    let mut app = App {
+        opts,
+        state: None,
+        error: None,
+        frames: 0,
+        started: None,
+        summary: RunSummary::default(),
+        last: None,
+        longest: 0.0,
+    };
+    event_loop
+        .run_app(&mut app)
+        .map_err(|e| WindowError::Failed(e.to_string()))?;
     match app.error {
-        Some(e) if app.frames == 0 && e.starts_with("cannot open a window") => Err(WindowError::NoDisplay(e)),
+        Some(e) if app.frames == 0 && e.starts_with("cannot open a window") => {
+            Err(WindowError::NoDisplay(e))
+        }
         Some(e) => Err(WindowError::Failed(e)),
         None => Ok(app.summary),
     }
@@ -351,13 +444,30 @@ pub fn run(opts: WindowOptions) -> Result<RunSummary, WindowError> {
 /// The display's pose source: the scene's scripted insertion, or an
 /// OpenIGTLink endpoint (started here, before the first frame, so that a
 /// port already in use is an error, not a silent scripted run).
-fn pose_source(opts: &WindowOptions) -> Result<(Box<dyn super::PoseSource>, Option<crate::tracking::endpoint::Endpoint>), String> {
+fn pose_source(
+    opts: &WindowOptions,
+) -> Result<
+    (
+        Box<dyn super::PoseSource>,
+        Option<crate::tracking::endpoint::Endpoint>,
+    ),
+    String,
+> {
     use crate::tracking::endpoint::{Endpoint, EndpointConfig, Mode};
-    let Some(url) = &opts.tracking else { return Ok((Box::new(Scripted), None)) };
+    let Some(url) = &opts.tracking else {
+        return Ok((Box::new(Scripted), None));
+    };
     let mode = Mode::parse(url).ok_or_else(|| format!("--tracking {url}: expected igtl://HOST:PORT (a PLUS Server) or igtl-server://HOST:PORT (listen)"))?;
     let scene = crate::scene::Scene::load(&opts.scene).map_err(|e| e.to_string())?;
-    let config = EndpointConfig { timeout: opts.tracking_timeout, ..Default::default() };
-    let endpoint = Endpoint::start(mode, config, scene.probe_to_reference).map_err(|e| e.to_string())?;
+    let config = EndpointConfig {
+        timeout: opts.tracking_timeout,
+        ..Default::default()
+    };
+    let endpoint =
+        Endpoint::start(mode, config, scene.probe_to_reference).map_err(|e| e.to_string())?;
     eprintln!("sonoguide: poses from {url}");
-    Ok((Box::new(super::Tracked(Box::new(endpoint.source()))), Some(endpoint)))
+    Ok((
+        Box::new(super::Tracked(Box::new(endpoint.source()))),
+        Some(endpoint),
+    ))
 }

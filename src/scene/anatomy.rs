@@ -109,9 +109,27 @@ impl Hip {
             tubes: vec![
                 // Femoral nerve, artery, vein from lateral to medial, anterior
                 // to the joint, running inferiorly (and slightly laterally).
-                Tube { name: "femoral_nerve", point: DVec3::new(-0.006, 0.0, -0.036), direction: along_y, radius: 0.004, nerve: true },
-                Tube { name: "femoral_artery", point: DVec3::new(-0.016, 0.0, -0.034), direction: along_y, radius: 0.004, nerve: false },
-                Tube { name: "femoral_vein", point: DVec3::new(-0.028, 0.0, -0.032), direction: along_y, radius: 0.0055, nerve: false },
+                Tube {
+                    name: "femoral_nerve",
+                    point: DVec3::new(-0.006, 0.0, -0.036),
+                    direction: along_y,
+                    radius: 0.004,
+                    nerve: true,
+                },
+                Tube {
+                    name: "femoral_artery",
+                    point: DVec3::new(-0.016, 0.0, -0.034),
+                    direction: along_y,
+                    radius: 0.004,
+                    nerve: false,
+                },
+                Tube {
+                    name: "femoral_vein",
+                    point: DVec3::new(-0.028, 0.0, -0.032),
+                    direction: along_y,
+                    radius: 0.0055,
+                    nerve: false,
+                },
             ],
             shadow_db: 35.0,
             surface: (DVec3::new(0.0, 0.0, -skin_depth), DVec3::Z),
@@ -129,7 +147,10 @@ impl Hip {
         // outside the head (the cartilage and labrum between are soft).
         let r = p.length();
         let dir = p / r.max(1e-12);
-        r > self.head_radius + 0.0015 && r < self.head_radius + 0.009 && dir.y > 0.45 && dir.x < 0.35
+        r > self.head_radius + 0.0015
+            && r < self.head_radius + 0.009
+            && dir.y > 0.45
+            && dir.x < 0.35
     }
 
     pub fn is_bone(&self, p: DVec3) -> bool {
@@ -145,7 +166,11 @@ impl Hip {
     fn femur_distance(&self, p: DVec3) -> (f64, bool) {
         let head = p.length() - self.head_radius;
         let (s, rho) = self.neck_coords(p);
-        let neck = if s > 0.0 && s < self.neck_length { rho - self.neck_radius } else { f64::INFINITY };
+        let neck = if s > 0.0 && s < self.neck_length {
+            rho - self.neck_radius
+        } else {
+            f64::INFINITY
+        };
         if neck < head {
             (neck, true)
         } else {
@@ -156,7 +181,10 @@ impl Hip {
     /// This hip with the skin flattened under a probe face at `point`
     /// looking along `normal`.
     pub fn under_probe(&self, point: DVec3, normal: DVec3) -> Hip {
-        Hip { surface: (point, normal.normalize()), ..self.clone() }
+        Hip {
+            surface: (point, normal.normalize()),
+            ..self.clone()
+        }
     }
 
     pub fn tissue(&self, p: DVec3) -> Tissue {
@@ -170,7 +198,11 @@ impl Hip {
         for t in &self.tubes {
             let d = t.distance(p);
             if d < t.radius {
-                return if t.nerve { Tissue::Nerve } else { Tissue::VesselLumen };
+                return if t.nerve {
+                    Tissue::Nerve
+                } else {
+                    Tissue::VesselLumen
+                };
             }
             if !t.nerve && d < t.radius + 0.0007 {
                 return Tissue::VesselWall;
@@ -183,7 +215,11 @@ impl Hip {
         if anterior && db > 0.0 {
             // Over the head the capsule hugs the cartilage; over the neck,
             // beyond the junction, it stands off by the recess depth.
-            let gap = if on_neck && s > self.junction { self.recess_depth } else { 0.0015 };
+            let gap = if on_neck && s > self.junction {
+                self.recess_depth
+            } else {
+                0.0015
+            };
             if db < gap {
                 return Tissue::Recess;
             }
@@ -304,7 +340,13 @@ pub const BONE_DIFFUSE: f64 = 0.3;
 /// Speckle amplitudes scale as 1/sqrt(density), so that tissue keeps its
 /// mean brightness against bone and needle at any density: a sparse
 /// (fast) phantom is grainier, not darker.
-pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, seed: u64) -> Vec<Scatterer> {
+pub fn hip_scatterers(
+    hip: &Hip,
+    slab: &Slab,
+    beams: BeamOrigin,
+    density: f64,
+    seed: u64,
+) -> Vec<Scatterer> {
     let mut rng = Rng::new(seed);
     let volume = (slab.x.1 - slab.x.0) * (slab.z.1 - slab.z.0) * 2.0 * slab.half_y;
     let n = (volume * density).round() as usize;
@@ -340,13 +382,21 @@ pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, s
             // Fibre texture: brightness modulated along bands across the
             // fibre direction, so the speckle lines up with the fibres.
             let across = (p - fibre_dir * p.dot(fibre_dir)).length();
-            a *= 0.55 + 0.45 * (across * 2.0 * std::f64::consts::PI / 0.0011 + 7.0 * (p.dot(fibre_dir) * 40.0).sin()).sin().abs();
+            a *= 0.55
+                + 0.45
+                    * (across * 2.0 * std::f64::consts::PI / 0.0011
+                        + 7.0 * (p.dot(fibre_dir) * 40.0).sin())
+                    .sin()
+                    .abs();
         }
         if hip.effusion && tissue == Tissue::Recess {
             continue;
         }
         a *= shadow_factor(p);
-        out.push(Scatterer { position: q, amplitude: a * rng.normal() });
+        out.push(Scatterer {
+            position: q,
+            amplitude: a * rng.normal(),
+        });
     }
     // Bone cortex: a dense sheet on the visible femur and acetabulum
     // surfaces, specular (∝ cos^4 of the incidence angle) over a diffuse
@@ -369,10 +419,17 @@ pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, s
                     let normal = bone_normal(hip, p);
                     let beam = beams.direction_to(p);
                     let cos = (-normal.dot(beam)).max(0.0);
-                    let facing = if cos > 0.0 { BONE_DIFFUSE + (1.0 - BONE_DIFFUSE) * cos.powi(4) } else { 0.0 };
+                    let facing = if cos > 0.0 {
+                        BONE_DIFFUSE + (1.0 - BONE_DIFFUSE) * cos.powi(4)
+                    } else {
+                        0.0
+                    };
                     let a = 0.8 * facing * shadow_factor(p - normal * 0.0003).max(0.0);
                     if a > 1e-3 {
-                        out.push(Scatterer { position: q, amplitude: a * (0.7 + 0.3 * rng.normal().abs()) });
+                        out.push(Scatterer {
+                            position: q,
+                            amplitude: a * (0.7 + 0.3 * rng.normal().abs()),
+                        });
                     }
                     break;
                 }
@@ -386,7 +443,9 @@ pub fn hip_scatterers(hip: &Hip, slab: &Slab, beams: BeamOrigin, density: f64, s
 fn bone_normal(hip: &Hip, p: DVec3) -> DVec3 {
     let (db, on_neck) = hip.femur_distance(p);
     let r = p.length();
-    if hip.in_acetabulum(p) || r > hip.head_radius + 0.001 && db > 0.001 && !on_neck && r > hip.head_radius + 0.0015 {
+    if hip.in_acetabulum(p)
+        || r > hip.head_radius + 0.001 && db > 0.001 && !on_neck && r > hip.head_radius + 0.0015
+    {
         return p / r; // acetabular rim: outward from the head centre
     }
     if on_neck {
@@ -411,19 +470,30 @@ mod tests {
         // Over the neck beyond the junction, 3 mm off the anterior cortex: recess.
         let s = 0.035;
         let on_axis = hip.neck_axis * s;
-        let anterior = (DVec3::new(0.0, 0.0, -1.0) - hip.neck_axis * (-hip.neck_axis.z)).normalize();
+        let anterior =
+            (DVec3::new(0.0, 0.0, -1.0) - hip.neck_axis * (-hip.neck_axis.z)).normalize();
         let p = on_axis + anterior * (hip.neck_radius + 0.003);
         assert_eq!(hip.tissue(p), Tissue::Recess);
-        assert_eq!(hip.tissue(on_axis + anterior * (hip.neck_radius + 0.007)), Tissue::Capsule);
+        assert_eq!(
+            hip.tissue(on_axis + anterior * (hip.neck_radius + 0.007)),
+            Tissue::Capsule
+        );
         let wet = Hip::new(true);
-        assert_eq!(wet.tissue(on_axis + anterior * (hip.neck_radius + 0.008)), Tissue::Recess);
+        assert_eq!(
+            wet.tissue(on_axis + anterior * (hip.neck_radius + 0.008)),
+            Tissue::Recess
+        );
     }
 
     #[test]
     fn rays_hit_the_head_at_its_anterior_cortex() {
         let hip = Hip::new(false);
-        let t = hip.first_bone_hit(DVec3::new(0.0, 0.0, -0.1), DVec3::Z, 1.0).unwrap();
+        let t = hip
+            .first_bone_hit(DVec3::new(0.0, 0.0, -0.1), DVec3::Z, 1.0)
+            .unwrap();
         assert!((t - (0.1 - hip.head_radius)).abs() < 1e-9);
-        assert!(hip.first_bone_hit(DVec3::new(0.08, 0.08, -0.1), DVec3::Z, 1.0).is_none());
+        assert!(hip
+            .first_bone_hit(DVec3::new(0.08, 0.08, -0.1), DVec3::Z, 1.0)
+            .is_none());
     }
 }

@@ -161,7 +161,11 @@ pub struct TrajectorySection {
 
 impl Default for TrajectorySection {
     fn default() -> Self {
-        TrajectorySection { duration: default_duration(), tremor: default_tremor(), tremor_angle: default_tremor_angle() }
+        TrajectorySection {
+            duration: default_duration(),
+            tremor: default_tremor(),
+            tremor_angle: default_tremor_angle(),
+        }
     }
 }
 
@@ -224,7 +228,9 @@ impl Scene {
 
     pub fn parse(text: &str, path: &Path) -> Result<Scene, SceneError> {
         let file: SceneFile = crate::io::toml_file::parse(text, path)?;
-        let bad = |span: Range<usize>, message: String| crate::io::toml_file::invalid(path, text, span, message);
+        let bad = |span: Range<usize>, message: String| {
+            crate::io::toml_file::invalid(path, text, span, message)
+        };
         let s = &file.scene;
         if s.units.get_ref() != "mm" {
             return Err(bad(s.units.span(), format!("units = \"{}\": expected \"mm\" (lengths in mm, angles in degrees, times in s, frequencies in MHz)", s.units.get_ref())));
@@ -235,7 +241,10 @@ impl Scene {
             if x.is_finite() && x > 0.0 {
                 Ok(x)
             } else {
-                Err(bad(v.span(), format!("{what} is {x}: expected a positive number")))
+                Err(bad(
+                    v.span(),
+                    format!("{what} is {x}: expected a positive number"),
+                ))
             }
         };
         let c = positive(&p.sound_speed, "probe.sound_speed (m/s)")?;
@@ -244,24 +253,43 @@ impl Scene {
         let depth = positive(&p.depth, "probe.depth (mm)")? * 1e-3;
         let n = *p.elements.get_ref();
         if !(2..=4096).contains(&n) {
-            return Err(bad(p.elements.span(), format!("probe.elements is {n}: expected 2 to 4096 elements")));
+            return Err(bad(
+                p.elements.span(),
+                format!("probe.elements is {n}: expected 2 to 4096 elements"),
+            ));
         }
         if !(p.bandwidth > 0.0 && p.bandwidth < 200.0) {
-            return Err(bad(p.kind.span(), format!("probe.bandwidth {} %: expected 0 < bandwidth < 200", p.bandwidth)));
+            return Err(bad(
+                p.kind.span(),
+                format!(
+                    "probe.bandwidth {} %: expected 0 < bandwidth < 200",
+                    p.bandwidth
+                ),
+            ));
         }
         if p.waves == 0 || p.waves > 64 {
-            return Err(bad(p.kind.span(), format!("probe.waves is {}: expected 1 to 64", p.waves)));
+            return Err(bad(
+                p.kind.span(),
+                format!("probe.waves is {}: expected 1 to 64", p.waves),
+            ));
         }
         let width = p.element_width * 1e-3;
         let height = p.element_height * 1e-3;
         let probe = match p.kind.get_ref().as_str() {
             "convex" => {
-                let r = p.radius.as_ref().ok_or_else(|| bad(p.kind.span(), "a convex probe needs `radius` (mm)".into()))?;
+                let r = p.radius.as_ref().ok_or_else(|| {
+                    bad(p.kind.span(), "a convex probe needs `radius` (mm)".into())
+                })?;
                 let radius = positive(r, "probe.radius (mm)")? * 1e-3;
                 Probe::convex_must(n, pitch, radius, width, height)
             }
             "linear" => Probe::linear(n, pitch, width, height),
-            k => return Err(bad(p.kind.span(), format!("probe.kind = \"{k}\": expected \"convex\" or \"linear\""))),
+            k => {
+                return Err(bad(
+                    p.kind.span(),
+                    format!("probe.kind = \"{k}\": expected \"convex\" or \"linear\""),
+                ))
+            }
         };
         let waves = scene_waves(&probe, p.waves, p.wave_spread.to_radians(), c);
         let acquisition = Acquisition {
@@ -277,8 +305,12 @@ impl Scene {
         };
 
         let gauge = *file.needle.gauge.get_ref();
-        let needle = Needle::new(gauge, positive(&file.needle.length, "needle.length (mm)")? * 1e-3, file.needle.bevel)
-            .map_err(|m| bad(file.needle.gauge.span(), format!("needle.{m}")))?;
+        let needle = Needle::new(
+            gauge,
+            positive(&file.needle.length, "needle.length (mm)")? * 1e-3,
+            file.needle.bevel,
+        )
+        .map_err(|m| bad(file.needle.gauge.span(), format!("needle.{m}")))?;
 
         let ap = file.approach.get_ref();
         let approach = match ap.kind.get_ref().as_str() {
@@ -287,17 +319,33 @@ impl Scene {
             k => return Err(bad(ap.kind.span(), format!("approach.kind = \"{k}\": expected \"anterior-longitudinal\" or \"anterolateral\""))),
         };
         let hip = Hip::new(file.anatomy.effusion);
-        let (probe_to_reference, default_entry, default_target) = place(&hip, approach, &acquisition.probe);
+        let (probe_to_reference, default_entry, default_target) =
+            place(&hip, approach, &acquisition.probe);
         let mm = |v: &Spanned<[f64; 3]>| DVec3::from_array(*v.get_ref()) * 1e-3;
         let entry = ap.entry.as_ref().map(mm).unwrap_or(default_entry);
         let target = ap.target.as_ref().map(mm).unwrap_or(default_target);
-        let target_span = ap.target.as_ref().map(|t| t.span()).unwrap_or(ap.kind.span());
-        let entry_span = ap.entry.as_ref().map(|t| t.span()).unwrap_or(ap.kind.span());
+        let target_span = ap
+            .target
+            .as_ref()
+            .map(|t| t.span())
+            .unwrap_or(ap.kind.span());
+        let entry_span = ap
+            .entry
+            .as_ref()
+            .map(|t| t.span())
+            .unwrap_or(ap.kind.span());
         if target.z < -hip.skin_depth + 0.002 || hip.is_bone(target) {
             return Err(bad(target_span, format!("approach.target {:?} mm is outside the body or inside bone: it must lie in soft tissue below the skin (skin at z = {} mm)", (target * 1e3).to_array(), -hip.skin_depth * 1e3)));
         }
         if (entry.z + hip.skin_depth).abs() > 0.003 {
-            return Err(bad(entry_span, format!("approach.entry z = {:.1} mm: the needle enters at the skin, z = {} mm", entry.z * 1e3, -hip.skin_depth * 1e3)));
+            return Err(bad(
+                entry_span,
+                format!(
+                    "approach.entry z = {:.1} mm: the needle enters at the skin, z = {} mm",
+                    entry.z * 1e3,
+                    -hip.skin_depth * 1e3
+                ),
+            ));
         }
         let path = (target - entry).length();
         if path > needle.length - 0.005 {
@@ -309,16 +357,34 @@ impl Scene {
         let margin = ap.avoid_margin * 1e-3;
         for name in &ap.avoid {
             let tube = hip.tubes.iter().find(|t| t.name == name).ok_or_else(|| {
-                bad(file.approach.span(), format!("approach.avoid: unknown structure `{name}`; known: {}", hip.tubes.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")))
+                bad(
+                    file.approach.span(),
+                    format!(
+                        "approach.avoid: unknown structure `{name}`; known: {}",
+                        hip.tubes
+                            .iter()
+                            .map(|t| t.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
             })?;
-            let closest = (0..=100).map(|i| tube.distance(entry.lerp(target, i as f64 / 100.0)) - tube.radius).fold(f64::INFINITY, f64::min);
+            let closest = (0..=100)
+                .map(|i| tube.distance(entry.lerp(target, i as f64 / 100.0)) - tube.radius)
+                .fold(f64::INFINITY, f64::min);
             if closest < margin {
                 return Err(bad(file.approach.span(), format!("the needle path passes {:.1} mm from the {name}, closer than avoid_margin = {} mm", closest * 1e3, ap.avoid_margin)));
             }
         }
         let t = &file.trajectory;
         if !(t.duration > 0.0 && t.duration.is_finite()) {
-            return Err(bad(file.approach.span(), format!("trajectory.duration {}: expected a positive number of seconds", t.duration)));
+            return Err(bad(
+                file.approach.span(),
+                format!(
+                    "trajectory.duration {}: expected a positive number of seconds",
+                    t.duration
+                ),
+            ));
         }
         Ok(Scene {
             name: s.name.clone(),
@@ -331,7 +397,10 @@ impl Scene {
             needle,
             probe_to_reference,
             image_to_probe: Pose::IDENTITY,
-            needle_tip_to_needle: Pose { translation: DVec3::new(0.0, 0.0, 0.0), rotation: glam::DQuat::IDENTITY },
+            needle_tip_to_needle: Pose {
+                translation: DVec3::new(0.0, 0.0, 0.0),
+                rotation: glam::DQuat::IDENTITY,
+            },
             entry,
             target,
             duration: t.duration,
@@ -350,11 +419,19 @@ impl Scene {
         let tip = self.entry + dir * (path * s);
         let hub = tip - dir * self.needle.length;
         // Needle frame: z along the shaft toward the tip, origin at the hub.
-        let any = if dir.y.abs() < 0.9 { DVec3::Y } else { DVec3::X };
+        let any = if dir.y.abs() < 0.9 {
+            DVec3::Y
+        } else {
+            DVec3::X
+        };
         let x = any.cross(dir).normalize();
         let y = dir.cross(x);
         let needle = Pose::from_axes(hub, x, y, dir);
-        let probe_tremor = Tremor::new(self.tremor.0 * 0.5, self.tremor.1 * 0.5, self.seed ^ 0x70726f62);
+        let probe_tremor = Tremor::new(
+            self.tremor.0 * 0.5,
+            self.tremor.1 * 0.5,
+            self.seed ^ 0x70726f62,
+        );
         let needle_tremor = Tremor::new(self.tremor.0, self.tremor.1, self.seed ^ 0x6e656564);
         let probe = self.probe_to_reference.then(&probe_tremor.at(t));
         let needle = needle.then(&needle_tremor.at(t));
@@ -364,7 +441,12 @@ impl Scene {
     /// The scripted insertion at time `t`, as a frame's poses.
     pub fn scripted(&self, t: f64) -> FramePoses {
         let (probe, needle, inserted) = self.poses_at(t);
-        FramePoses { time: t, probe, needle, inserted }
+        FramePoses {
+            time: t,
+            probe,
+            needle,
+            inserted,
+        }
     }
 
     /// Poses from a tracker at time `t`. How much of the shaft is in the
@@ -376,8 +458,17 @@ impl Scene {
         let dir = needle.rotate(DVec3::Z);
         let depth = tip.z + self.hip.skin_depth;
         let along = dir.dot(inward);
-        let inserted = if depth <= 0.0 || along <= 1e-6 { 0.0 } else { (depth / along).min(self.needle.length) };
-        FramePoses { time: t, probe, needle, inserted }
+        let inserted = if depth <= 0.0 || along <= 1e-6 {
+            0.0
+        } else {
+            (depth / along).min(self.needle.length)
+        };
+        FramePoses {
+            time: t,
+            probe,
+            needle,
+            inserted,
+        }
     }
 
     /// The recordable pose stream of a run of `frames` frames.
@@ -386,8 +477,16 @@ impl Scene {
         for f in 0..frames {
             let t = self.frame_time(f, frames);
             let (p, n, _) = self.poses_at(t);
-            out.push(PoseSample { time: t, tool: "ProbeToReference".into(), pose: p });
-            out.push(PoseSample { time: t, tool: "NeedleToReference".into(), pose: n });
+            out.push(PoseSample {
+                time: t,
+                tool: "ProbeToReference".into(),
+                pose: p,
+            });
+            out.push(PoseSample {
+                time: t,
+                tool: "NeedleToReference".into(),
+                pose: n,
+            });
         }
         out
     }
@@ -408,7 +507,9 @@ impl Scene {
 
     pub fn beam_origin(&self, probe: &Pose) -> BeamOrigin {
         match self.acquisition.probe.kind {
-            ProbeKind::Convex { center, .. } => BeamOrigin::Point(probe.apply(DVec3::new(center[0], 0.0, center[1]))),
+            ProbeKind::Convex { center, .. } => {
+                BeamOrigin::Point(probe.apply(DVec3::new(center[0], 0.0, center[1])))
+            }
             _ => BeamOrigin::Parallel(probe.rotate(DVec3::Z)),
         }
     }
@@ -417,21 +518,33 @@ impl Scene {
 /// Waves for a scene: diverging waves from virtual sources on an arc behind
 /// a convex array (as the C5-2v reference data), plane waves on a linear one.
 fn scene_waves(probe: &Probe, n: usize, spread: f64, c: f64) -> Vec<Wave> {
-    let tilts: Vec<f64> = (0..n).map(|i| if n == 1 { 0.0 } else { -spread / 2.0 + spread * i as f64 / (n - 1) as f64 }).collect();
+    let tilts: Vec<f64> = (0..n)
+        .map(|i| {
+            if n == 1 {
+                0.0
+            } else {
+                -spread / 2.0 + spread * i as f64 / (n - 1) as f64
+            }
+        })
+        .collect();
     match probe.kind {
         ProbeKind::Convex { radius, center } => tilts
             .iter()
             .map(|t| {
                 let h = -center[1];
                 let vs = DVec3::new(-radius * t.sin(), 0.0, (radius - h) - radius * t.cos());
-                Wave::from_must_delays(probe, &vec![0.0; probe.len()], c, Some(vs)).expect("virtual source wave")
+                Wave::from_must_delays(probe, &vec![0.0; probe.len()], c, Some(vs))
+                    .expect("virtual source wave")
             })
             .collect(),
         _ => {
             let half = probe.elements.last().map(|e| e.position.x).unwrap_or(0.0);
             tilts
                 .iter()
-                .map(|a| Wave { wavefront: crate::acquisition::Wavefront::Plane { azimuth: *a }, delay: -(half * a.sin().abs()) / c })
+                .map(|a| Wave {
+                    wavefront: crate::acquisition::Wavefront::Plane { azimuth: *a },
+                    delay: -(half * a.sin().abs()) / c,
+                })
                 .collect()
         }
     }
@@ -441,7 +554,11 @@ fn scene_waves(probe: &Probe, n: usize, spread: f64, c: f64) -> Vec<Wave> {
 /// needle entry and target.
 fn place(hip: &Hip, approach: Approach, probe: &Probe) -> (Pose, DVec3, DVec3) {
     let skin = -hip.skin_depth;
-    let apex_z = probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+    let apex_z = probe
+        .elements
+        .iter()
+        .map(|e| e.position.z)
+        .fold(0.0, f64::max);
     let half_len = probe.elements.last().map(|e| e.position.x).unwrap_or(0.0);
     match approach {
         Approach::AnteriorLongitudinal => {
@@ -477,7 +594,9 @@ fn place(hip: &Hip, approach: Approach, probe: &Probe) -> (Pose, DVec3, DVec3) {
             let entry = DVec3::new(over.x + half_len * tilt.cos() + 0.030, 0.0, skin);
             // Resting on the anterolateral head, where the needle meets it.
             let dir = (DVec3::ZERO - entry).normalize();
-            let t = hip.first_bone_hit(entry, dir, 1.0).unwrap_or(entry.length() - hip.head_radius);
+            let t = hip
+                .first_bone_hit(entry, dir, 1.0)
+                .unwrap_or(entry.length() - hip.head_radius);
             let target = entry + dir * (t - 0.0006);
             (probe_pose, entry, target)
         }

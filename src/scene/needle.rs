@@ -28,16 +28,33 @@ impl Needle {
             23 => 0.64,
             25 => 0.51,
             27 => 0.41,
-            g => return Err(format!("gauge {g}: expected one of 18, 19, 20, 21, 22, 23, 25, 27")),
+            g => {
+                return Err(format!(
+                    "gauge {g}: expected one of 18, 19, 20, 21, 22, 23, 25, 27"
+                ))
+            }
         };
-        Ok(Needle { gauge, outer_diameter: od_mm * 1e-3, length, bevel_deg })
+        Ok(Needle {
+            gauge,
+            outer_diameter: od_mm * 1e-3,
+            length,
+            bevel_deg,
+        })
     }
 }
 
 /// Scatterers of the part of the needle inside the slab, in the image
 /// frame. `tip` and `direction` (unit, pointing to the tip) are in the
 /// image frame; `inserted` is the length inside the body.
-pub fn needle_scatterers(needle: &Needle, tip: DVec3, direction: DVec3, inserted: f64, beams: BeamOrigin, half_y: f64, seed: u64) -> Vec<Scatterer> {
+pub fn needle_scatterers(
+    needle: &Needle,
+    tip: DVec3,
+    direction: DVec3,
+    inserted: f64,
+    beams: BeamOrigin,
+    half_y: f64,
+    seed: u64,
+) -> Vec<Scatterer> {
     let mut rng = Rng::new(seed ^ 0x6e65_6564);
     let mut out = Vec::new();
     let step = 0.00008;
@@ -71,14 +88,20 @@ pub fn needle_scatterers(needle: &Needle, tip: DVec3, direction: DVec3, inserted
         }
         for (wall, gain) in [(-1.0, 1.0), (1.0, 0.6)] {
             let p = c + side * (wall * r);
-            out.push(Scatterer { position: p, amplitude: a * gain * (0.85 + 0.15 * rng.next_f64()) });
+            out.push(Scatterer {
+                position: p,
+                amplitude: a * gain * (0.85 + 0.15 * rng.next_f64()),
+            });
         }
         // Reverberation: echoes ringing inside the lumen arrive later, as
         // fainter copies spaced by the wall-to-wall path along the beam.
         if i % 3 == 0 {
             for k in 1..=6 {
                 let p = c + beam * (k as f64 * 2.0 * r);
-                out.push(Scatterer { position: p, amplitude: a * 0.55f64.powi(k) * (0.8 + 0.4 * rng.next_f64()) });
+                out.push(Scatterer {
+                    position: p,
+                    amplitude: a * 0.55f64.powi(k) * (0.8 + 0.4 * rng.next_f64()),
+                });
             }
         }
     }
@@ -86,7 +109,10 @@ pub fn needle_scatterers(needle: &Needle, tip: DVec3, direction: DVec3, inserted
     for k in 0..12 {
         let p = tip - direction * (k as f64 * 0.00006) + side * ((rng.next_f64() - 0.5) * r);
         if p.y.abs() <= half_y + r {
-            out.push(Scatterer { position: p, amplitude: 1.0 });
+            out.push(Scatterer {
+                position: p,
+                amplitude: 1.0,
+            });
         }
     }
     out

@@ -20,13 +20,19 @@ pub struct Pose {
 }
 
 impl Pose {
-    pub const IDENTITY: Pose = Pose { translation: DVec3::ZERO, rotation: DQuat::IDENTITY };
+    pub const IDENTITY: Pose = Pose {
+        translation: DVec3::ZERO,
+        rotation: DQuat::IDENTITY,
+    };
 
     /// The pose whose frame has axes `x`, `y`, `z` (columns, orthonormal,
     /// right-handed) and origin `origin`, in the parent frame.
     pub fn from_axes(origin: DVec3, x: DVec3, y: DVec3, z: DVec3) -> Pose {
         let m = glam::DMat3::from_cols(x, y, z);
-        Pose { translation: origin, rotation: DQuat::from_mat3(&m).normalize() }
+        Pose {
+            translation: origin,
+            rotation: DQuat::from_mat3(&m).normalize(),
+        }
     }
 
     pub fn apply(&self, p: DVec3) -> DVec3 {
@@ -39,17 +45,26 @@ impl Pose {
 
     pub fn inverse(&self) -> Pose {
         let r = self.rotation.inverse();
-        Pose { translation: -(r * self.translation), rotation: r }
+        Pose {
+            translation: -(r * self.translation),
+            rotation: r,
+        }
     }
 
     /// `self ∘ inner`: first `inner`, then `self`.
     pub fn then(&self, inner: &Pose) -> Pose {
-        Pose { translation: self.apply(inner.translation), rotation: (self.rotation * inner.rotation).normalize() }
+        Pose {
+            translation: self.apply(inner.translation),
+            rotation: (self.rotation * inner.rotation).normalize(),
+        }
     }
 
     /// Interpolation between two poses (linear position, slerp rotation).
     pub fn lerp(&self, other: &Pose, t: f64) -> Pose {
-        Pose { translation: self.translation.lerp(other.translation, t), rotation: self.rotation.slerp(other.rotation, t).normalize() }
+        Pose {
+            translation: self.translation.lerp(other.translation, t),
+            rotation: self.rotation.slerp(other.rotation, t).normalize(),
+        }
     }
 
     /// The 4×4 homogeneous matrix, row-major, translation in millimetres:
@@ -80,11 +95,16 @@ impl Pose {
         let col = |j: usize| DVec3::new(m[0][j], m[1][j], m[2][j]);
         let r = glam::DMat3::from_cols(col(0), col(1), col(2));
         let det = r.determinant();
-        let worst = (0..3).map(|j| (col(j).length() - 1.0).abs()).fold(0.0, f64::max);
+        let worst = (0..3)
+            .map(|j| (col(j).length() - 1.0).abs())
+            .fold(0.0, f64::max);
         if worst > 1e-3 || (det - 1.0).abs() > 3e-3 {
             return Err(format!("the rotation part is not a rotation (column lengths off by up to {worst:.2e}, determinant {det:.4}); expected a rigid transform without scaling"));
         }
-        Ok(Pose { translation: col(3) * 1e-3, rotation: DQuat::from_mat3(&r).normalize() })
+        Ok(Pose {
+            translation: col(3) * 1e-3,
+            rotation: DQuat::from_mat3(&r).normalize(),
+        })
     }
 }
 
@@ -104,16 +124,27 @@ impl Tremor {
         for p in &mut phases {
             *p = rng.next_f64() * std::f64::consts::TAU;
         }
-        Tremor { amplitude_m, amplitude_rad, phases }
+        Tremor {
+            amplitude_m,
+            amplitude_rad,
+            phases,
+        }
     }
 
     /// The small pose perturbation at time `t` (seconds), about the tool's
     /// own frame.
     pub fn at(&self, t: f64) -> Pose {
         let w = |f: f64, i: usize| (std::f64::consts::TAU * f * t + self.phases[i]).sin();
-        let d = DVec3::new(w(7.3, 0) + 0.4 * w(2.1, 3), w(8.9, 1) + 0.4 * w(1.3, 4), w(10.7, 2) + 0.3 * w(3.7, 5)) * (self.amplitude_m / 1.4);
+        let d = DVec3::new(
+            w(7.3, 0) + 0.4 * w(2.1, 3),
+            w(8.9, 1) + 0.4 * w(1.3, 4),
+            w(10.7, 2) + 0.3 * w(3.7, 5),
+        ) * (self.amplitude_m / 1.4);
         let r = DVec3::new(w(9.1, 3), w(6.7, 4), w(11.3, 5)) * self.amplitude_rad;
-        Pose { translation: d, rotation: DQuat::from_scaled_axis(r) }
+        Pose {
+            translation: d,
+            rotation: DQuat::from_scaled_axis(r),
+        }
     }
 }
 
@@ -131,7 +162,11 @@ pub fn write_poses(samples: &[PoseSample]) -> String {
     let mut s = String::from("# sonoguide poses: time_s tool x_mm y_mm z_mm qw qx qy qz (PLUS naming: ToolToReference)\n");
     for p in samples {
         let (t, q) = (p.pose.translation * 1e3, p.pose.rotation);
-        let _ = writeln!(s, "{:.6} {} {:.4} {:.4} {:.4} {:.8} {:.8} {:.8} {:.8}", p.time, p.tool, t.x, t.y, t.z, q.w, q.x, q.y, q.z);
+        let _ = writeln!(
+            s,
+            "{:.6} {} {:.4} {:.4} {:.4} {:.8} {:.8} {:.8} {:.8}",
+            p.time, p.tool, t.x, t.y, t.z, q.w, q.x, q.y, q.z
+        );
     }
     s
 }
@@ -146,19 +181,40 @@ pub fn read_poses(text: &str) -> Result<Vec<PoseSample>, String> {
         }
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() != 9 {
-            return Err(format!("line {}: {} fields, expected 9: time_s tool x_mm y_mm z_mm qw qx qy qz", i + 1, f.len()));
+            return Err(format!(
+                "line {}: {} fields, expected 9: time_s tool x_mm y_mm z_mm qw qx qy qz",
+                i + 1,
+                f.len()
+            ));
         }
         let num = |k: usize| -> Result<f64, String> {
-            f[k].parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("line {}: field {} `{}` is not a finite number", i + 1, k + 1, f[k]))
+            f[k].parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    format!(
+                        "line {}: field {} `{}` is not a finite number",
+                        i + 1,
+                        k + 1,
+                        f[k]
+                    )
+                })
         };
         let q = DQuat::from_xyzw(num(6)?, num(7)?, num(8)?, num(5)?);
         if (q.length() - 1.0).abs() > 1e-3 {
-            return Err(format!("line {}: quaternion has length {:.4}, expected a unit quaternion", i + 1, q.length()));
+            return Err(format!(
+                "line {}: quaternion has length {:.4}, expected a unit quaternion",
+                i + 1,
+                q.length()
+            ));
         }
         out.push(PoseSample {
             time: num(0)?,
             tool: f[1].to_string(),
-            pose: Pose { translation: DVec3::new(num(2)?, num(3)?, num(4)?) * 1e-3, rotation: q.normalize() },
+            pose: Pose {
+                translation: DVec3::new(num(2)?, num(3)?, num(4)?) * 1e-3,
+                rotation: q.normalize(),
+            },
         });
     }
     Ok(out)
@@ -175,12 +231,20 @@ mod tests {
         assert!((a.inverse().apply(a.apply(p)) - p).length() < 1e-15);
         let b = Tremor::new(3e-4, 0.01, 4).at(0.37);
         assert!((a.then(&b).apply(p) - a.apply(b.apply(p))).length() < 1e-15);
-        let samples = vec![PoseSample { time: 0.5, tool: "NeedleToReference".into(), pose: a }];
+        let samples = vec![PoseSample {
+            time: 0.5,
+            tool: "NeedleToReference".into(),
+            pose: a,
+        }];
         let back = read_poses(&write_poses(&samples)).unwrap();
         assert!((back[0].pose.translation - a.translation).length() < 1e-9);
         assert!(back[0].pose.rotation.dot(a.rotation).abs() > 1.0 - 1e-12);
-        assert!(read_poses("0 x 1 2 3 1 0 0").unwrap_err().contains("line 1"));
-        assert!(read_poses("# c\n0 x 1 2 3 2 0 0 0").unwrap_err().contains("unit quaternion"));
+        assert!(read_poses("0 x 1 2 3 1 0 0")
+            .unwrap_err()
+            .contains("line 1"));
+        assert!(read_poses("# c\n0 x 1 2 3 2 0 0 0")
+            .unwrap_err()
+            .contains("unit quaternion"));
     }
 
     #[test]

@@ -13,12 +13,15 @@ use super::needle::needle_scatterers;
 use super::pose::Pose;
 use super::{FramePoses, Scene};
 use crate::acquisition::{PixelGrid, ProbeKind};
-use crate::gpu::GpuContext;
 use crate::gpu::timing::GpuTimer;
+use crate::gpu::GpuContext;
 use crate::pipeline::das::{DasGeometry, DasPlan};
 use crate::pipeline::demodulate::DemodPlan;
-use crate::pipeline::{Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, GpuChannels, PipelineError, Transmit};
 use crate::pipeline::simulate::{GpuScatterers, SimJob, SimPlan, Simulate};
+use crate::pipeline::{
+    Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, GpuChannels,
+    PipelineError, Transmit,
+};
 use crate::sim::{Elevation, Scatterer, SimSettings};
 
 /// Half thickness of the slab of tissue simulated around the image plane:
@@ -54,7 +57,15 @@ pub struct FrameInfo {
 
 fn pose_array(p: &Pose) -> [f64; 7] {
     let t = p.translation * 1e3;
-    [t.x, t.y, t.z, p.rotation.w, p.rotation.x, p.rotation.y, p.rotation.z]
+    [
+        t.x,
+        t.y,
+        t.z,
+        p.rotation.w,
+        p.rotation.x,
+        p.rotation.y,
+        p.rotation.z,
+    ]
 }
 
 /// The imaging geometry of a scene: the polar grid, its display, and the
@@ -72,7 +83,13 @@ impl View {
                 let a = probe.elements[probe.len() - 1].azimuth;
                 let lambda = scene.acquisition.sound_speed / scene.acquisition.center_frequency;
                 let nr = ((scene.depth / (lambda / 2.0)) as usize).clamp(128, 1024);
-                PixelGrid::Polar { origin: center, radius: (radius, radius + scene.depth), angle: (-a, a), nr, na: 2 * probe.len() }
+                PixelGrid::Polar {
+                    origin: center,
+                    radius: (radius, radius + scene.depth),
+                    angle: (-a, a),
+                    nr,
+                    na: 2 * probe.len(),
+                }
             }
             _ => {
                 let half = probe.elements[probe.len() - 1].position.x;
@@ -80,12 +97,24 @@ impl View {
                 let nz = ((scene.depth / (lambda / 2.0)) as usize).clamp(128, 1024);
                 // A rectangle under the array, as a polar grid is needed for
                 // scan conversion only on curved probes.
-                PixelGrid::Cartesian { x: (-half, half), z: (0.0, scene.depth), nx: 2 * probe.len(), nz }
+                PixelGrid::Cartesian {
+                    x: (-half, half),
+                    z: (0.0, scene.depth),
+                    nx: 2 * probe.len(),
+                    nz,
+                }
             }
         };
         let display = match &grid {
             PixelGrid::Polar { .. } => DisplayGrid::covering(&grid, height_px).expect("polar grid"),
-            PixelGrid::Cartesian { x, z, nx, nz } => DisplayGrid { width: *nx, height: *nz, x0: x.0, z0: z.0, dx: (x.1 - x.0) / (*nx - 1) as f64, dz: (z.1 - z.0) / (*nz - 1) as f64 },
+            PixelGrid::Cartesian { x, z, nx, nz } => DisplayGrid {
+                width: *nx,
+                height: *nz,
+                x0: x.0,
+                z0: z.0,
+                dx: (x.1 - x.0) / (*nx - 1) as f64,
+                dz: (z.1 - z.0) / (*nz - 1) as f64,
+            },
             PixelGrid::List { .. } => unreachable!(),
         };
         View { grid, display }
@@ -93,19 +122,32 @@ impl View {
 
     /// Image-frame (x, z) → PNG pixel [column, row].
     pub fn to_px(&self, x: f64, z: f64) -> [f64; 2] {
-        [(x - self.display.x0) / self.display.dx, (z - self.display.z0) / self.display.dz]
+        [
+            (x - self.display.x0) / self.display.dx,
+            (z - self.display.z0) / self.display.dz,
+        ]
     }
 
     /// Whether the image point is inside the imaged region.
     pub fn contains(&self, x: f64, z: f64) -> bool {
         match &self.grid {
-            PixelGrid::Polar { origin, radius, angle, .. } => {
+            PixelGrid::Polar {
+                origin,
+                radius,
+                angle,
+                ..
+            } => {
                 let (dx, dz) = (x - origin[0], z - origin[1]);
                 let r = (dx * dx + dz * dz).sqrt();
                 let a = dx.atan2(dz);
-                r >= radius.0 && r <= radius.1 && a >= angle.0.min(angle.1) && a <= angle.0.max(angle.1)
+                r >= radius.0
+                    && r <= radius.1
+                    && a >= angle.0.min(angle.1)
+                    && a <= angle.0.max(angle.1)
             }
-            PixelGrid::Cartesian { x: xs, z: zs, .. } => x >= xs.0 && x <= xs.1 && z >= zs.0 && z <= zs.1,
+            PixelGrid::Cartesian { x: xs, z: zs, .. } => {
+                x >= xs.0 && x <= xs.1 && z >= zs.0 && z <= zs.1
+            }
             PixelGrid::List { .. } => false,
         }
     }
@@ -113,24 +155,57 @@ impl View {
 
 /// Everything frame `frame` of a scripted run of `frames` needs:
 /// scatterers in the image frame and the info.
-pub fn frame_scatterers(scene: &Scene, view: &View, frame: usize, frames: usize) -> (Vec<Scatterer>, FrameInfo) {
-    scatterers_at(scene, view, &scene.scripted(scene.frame_time(frame, frames)), frame)
+pub fn frame_scatterers(
+    scene: &Scene,
+    view: &View,
+    frame: usize,
+    frames: usize,
+) -> (Vec<Scatterer>, FrameInfo) {
+    scatterers_at(
+        scene,
+        view,
+        &scene.scripted(scene.frame_time(frame, frames)),
+        frame,
+    )
 }
 
 /// Scatterers (image frame) and landmarks for the tools at `poses`;
 /// `frame` numbers the frame and reseeds its speckle.
-pub fn scatterers_at(scene: &Scene, view: &View, poses: &FramePoses, frame: usize) -> (Vec<Scatterer>, FrameInfo) {
-    let FramePoses { time: t, probe, needle: needle_pose, inserted } = *poses;
+pub fn scatterers_at(
+    scene: &Scene,
+    view: &View,
+    poses: &FramePoses,
+    frame: usize,
+) -> (Vec<Scatterer>, FrameInfo) {
+    let FramePoses {
+        time: t,
+        probe,
+        needle: needle_pose,
+        inserted,
+    } = *poses;
     let image_to_ref = probe.then(&scene.image_to_probe);
     let ref_to_image = image_to_ref.inverse();
     let beams_ref = scene.beam_origin(&probe);
     let (x0, x1, z0, z1) = bounds(&view.grid);
-    let slab = Slab { image_to_patient: image_to_ref, x: (x0, x1), z: (z0, z1), half_y: HALF_SLAB };
+    let slab = Slab {
+        image_to_patient: image_to_ref,
+        x: (x0, x1),
+        z: (z0, z1),
+        half_y: HALF_SLAB,
+    };
     let hip = hip_under_probe(scene, &image_to_ref);
-    let mut scat = hip_scatterers(&hip, &slab, beams_ref, scene.scatterer_density, scene.seed.wrapping_add(frame as u64 * 7919));
+    let mut scat = hip_scatterers(
+        &hip,
+        &slab,
+        beams_ref,
+        scene.scatterer_density,
+        scene.seed.wrapping_add(frame as u64 * 7919),
+    );
     // Keep only what lies in the imaged region (plus a margin for pulses
     // arriving from just outside).
-    scat.retain(|s| view.contains(s.position.x, s.position.z) || near(view, s.position.x, s.position.z));
+    scat.retain(|s| {
+        view.contains(s.position.x, s.position.z) || near(view, s.position.x, s.position.z)
+    });
     let tip_ref = scene.tip_of(&needle_pose);
     let dir_ref = needle_pose.rotate(DVec3::Z);
     let tip = ref_to_image.apply(tip_ref);
@@ -139,14 +214,28 @@ pub fn scatterers_at(scene: &Scene, view: &View, poses: &FramePoses, frame: usiz
         BeamOrigin::Point(o) => BeamOrigin::Point(ref_to_image.apply(o)),
         BeamOrigin::Parallel(d) => BeamOrigin::Parallel(ref_to_image.rotate(d)),
     };
-    scat.extend(needle_scatterers(&scene.needle, tip, dir, inserted, beams_img, NEEDLE_SLAB, scene.seed + frame as u64));
+    scat.extend(needle_scatterers(
+        &scene.needle,
+        tip,
+        dir,
+        inserted,
+        beams_img,
+        NEEDLE_SLAB,
+        scene.seed + frame as u64,
+    ));
 
     // Landmarks in pixels.
     let px = |p: DVec3| view.contains(p.x, p.z).then(|| view.to_px(p.x, p.z));
     let target = ref_to_image.apply(scene.target);
     // Where the shaft enters the image: its first point inside the imaged
     // region, walking from the skin toward the tip.
-    let entry = if inserted > 0.0 { (0..=2000).map(|i| tip - dir * (inserted * (1.0 - i as f64 / 2000.0))).find(|p| view.contains(p.x, p.z)) } else { None };
+    let entry = if inserted > 0.0 {
+        (0..=2000)
+            .map(|i| tip - dir * (inserted * (1.0 - i as f64 / 2000.0)))
+            .find(|p| view.contains(p.x, p.z))
+    } else {
+        None
+    };
     let cortex = cortex_under_centre(scene, view, &image_to_ref);
     let lambda = scene.acquisition.sound_speed / scene.acquisition.center_frequency;
     let half_beam = 0.5 * elevation_beam_width(scene, tip.z, lambda);
@@ -182,19 +271,35 @@ pub fn elevation_beam_width(scene: &Scene, z: f64, lambda: f64) -> f64 {
 
 fn near(view: &View, x: f64, z: f64) -> bool {
     let m = 0.002;
-    [(-m, 0.0), (m, 0.0), (0.0, -m), (0.0, m)].iter().any(|(a, b)| view.contains(x + a, z + b))
+    [(-m, 0.0), (m, 0.0), (0.0, -m), (0.0, m)]
+        .iter()
+        .any(|(a, b)| view.contains(x + a, z + b))
 }
 
 fn bounds(grid: &PixelGrid) -> (f64, f64, f64, f64) {
     let pts = grid.positions();
-    pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), p| (a.min(p[0]), b.max(p[0]), c.min(p[1]), d.max(p[1])))
+    pts.iter().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), p| (a.min(p[0]), b.max(p[0]), c.min(p[1]), d.max(p[1])),
+    )
 }
 
 /// The first cortex point on the probe's centre line: the femoral head's,
 /// or at the head–neck junction (where the longitudinal approach centres
 /// the probe) the neck's, whichever bone the beam meets first.
 pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> Option<DVec3> {
-    let apex = scene.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
+    let apex = scene
+        .acquisition
+        .probe
+        .elements
+        .iter()
+        .map(|e| e.position.z)
+        .fold(0.0, f64::max);
     let mut z = apex;
     while z < apex + scene.depth {
         let p = image_to_ref.apply(DVec3::new(0.0, 0.0, z));
@@ -208,8 +313,17 @@ pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> O
 
 /// The scene's hip with the skin flattened under this probe pose.
 fn hip_under_probe(scene: &Scene, image_to_ref: &Pose) -> super::anatomy::Hip {
-    let apex = scene.acquisition.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max);
-    scene.hip.under_probe(image_to_ref.apply(DVec3::new(0.0, 0.0, apex)), image_to_ref.rotate(DVec3::Z))
+    let apex = scene
+        .acquisition
+        .probe
+        .elements
+        .iter()
+        .map(|e| e.position.z)
+        .fold(0.0, f64::max);
+    scene.hip.under_probe(
+        image_to_ref.apply(DVec3::new(0.0, 0.0, apex)),
+        image_to_ref.rotate(DVec3::Z),
+    )
 }
 
 /// The tissue under every display pixel of a frame (RGBA8), for checking
@@ -253,7 +367,10 @@ pub fn label_image(scene: &Scene, view: &View, frame: usize, frames: usize) -> V
 pub fn sim_settings(scene: &Scene) -> SimSettings {
     let mut s = SimSettings::for_acquisition(&scene.acquisition);
     let height = scene.acquisition.probe.elements[0].height;
-    s.elevation = Some(Elevation { height, focus: Some(ELEVATION_FOCUS) });
+    s.elevation = Some(Elevation {
+        height,
+        focus: Some(ELEVATION_FOCUS),
+    });
     s.attenuation = 0.5;
     s.tx_window = crate::sim::FAST_TX_WINDOW;
     s
@@ -265,7 +382,14 @@ pub const ELEVATION_FOCUS: f64 = 0.06;
 /// Samples per trace covering the scene's depth.
 pub fn samples(scene: &Scene) -> usize {
     let acq = &scene.acquisition;
-    let r_max = scene.depth + acq.probe.elements.iter().map(|e| e.position.z).fold(0.0, f64::max) + 0.01;
+    let r_max = scene.depth
+        + acq
+            .probe
+            .elements
+            .iter()
+            .map(|e| e.position.z)
+            .fold(0.0, f64::max)
+        + 0.01;
     ((2.0 * r_max / acq.sound_speed + 2e-6) * acq.sampling_frequency) as usize
 }
 
@@ -301,13 +425,32 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(ctx: &GpuContext, scene: &Scene, height_px: usize, dynamic_range: f64) -> Renderer {
-        Renderer::try_new(ctx, scene, height_px, dynamic_range).expect("scene acquisition validated on load")
+        Renderer::try_new(ctx, scene, height_px, dynamic_range)
+            .expect("scene acquisition validated on load")
     }
 
-    pub fn try_new(ctx: &GpuContext, scene: &Scene, height_px: usize, dynamic_range: f64) -> Result<Renderer, String> {
+    pub fn try_new(
+        ctx: &GpuContext,
+        scene: &Scene,
+        height_px: usize,
+        dynamic_range: f64,
+    ) -> Result<Renderer, String> {
         let (view, plan, demod, das, pixels) = Self::plans(scene, height_px)?;
-        let detect = DetectSettings { dynamic_range_db: dynamic_range, ..Default::default() };
-        Ok(Renderer { view, beamformer: Beamformer::new(ctx), simulator: Simulate::new(&ctx.device), plan, demod, das, pixels, das_geometry: OnceLock::new(), detect })
+        let detect = DetectSettings {
+            dynamic_range_db: dynamic_range,
+            ..Default::default()
+        };
+        Ok(Renderer {
+            view,
+            beamformer: Beamformer::new(ctx),
+            simulator: Simulate::new(&ctx.device),
+            plan,
+            demod,
+            das,
+            pixels,
+            das_geometry: OnceLock::new(),
+            detect,
+        })
     }
 
     /// The scene's geometry changed (depth): new plans, same pipelines.
@@ -317,16 +460,26 @@ impl Renderer {
         Ok(())
     }
 
-    fn plans(scene: &Scene, height_px: usize) -> Result<(View, SimPlan, DemodPlan, DasPlan, Vec<[f32; 2]>), String> {
+    fn plans(
+        scene: &Scene,
+        height_px: usize,
+    ) -> Result<(View, SimPlan, DemodPlan, DasPlan, Vec<[f32; 2]>), String> {
         let view = View::new(scene, height_px);
-        let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene)).map_err(|e| e.to_string())?;
-        let demod = DemodPlan::new(&plan.acquisition, &DemodSettings::default()).map_err(|e| e.to_string())?;
+        let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene))
+            .map_err(|e| e.to_string())?;
+        let demod = DemodPlan::new(&plan.acquisition, &DemodSettings::default())
+            .map_err(|e| e.to_string())?;
         let pixels = view.grid.positions_f32();
         // Hann across the receive aperture: a boxcar's −13 dB sidelobes
         // fill bone shadows and cysts with clutter when the transmit is
         // unfocused (diverging waves), as on scanners without it.
-        let settings = DasSettings { apodization: Apodization::Hann, transmit: Transmit::Analytic, ..Default::default() };
-        let das = DasPlan::new(&plan.acquisition, &settings, demod.fc, pixels.len(), 1).map_err(|e| e.to_string())?;
+        let settings = DasSettings {
+            apodization: Apodization::Hann,
+            transmit: Transmit::Analytic,
+            ..Default::default()
+        };
+        let das = DasPlan::new(&plan.acquisition, &settings, demod.fc, pixels.len(), 1)
+            .map_err(|e| e.to_string())?;
         Ok((view, plan, demod, das, pixels))
     }
 
@@ -335,31 +488,67 @@ impl Renderer {
     /// scan convert run without a trip back to the CPU. The display RGBA8
     /// (`u32` per pixel, row-major, `view.display` sized, alpha 0 outside
     /// the sector) is left in the returned buffer.
-    pub fn encode_frame(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, scene: &Scene, f: usize, frames: usize) -> Result<(wgpu::Buffer, FrameInfo), String> {
-        self.encode(ctx, enc, scene, &scene.scripted(scene.frame_time(f, frames)), f)
+    pub fn encode_frame(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        scene: &Scene,
+        f: usize,
+        frames: usize,
+    ) -> Result<(wgpu::Buffer, FrameInfo), String> {
+        self.encode(
+            ctx,
+            enc,
+            scene,
+            &scene.scripted(scene.frame_time(f, frames)),
+            f,
+        )
     }
 
     /// As [`Renderer::encode_frame`], for the tools at `poses` (tracked or
     /// scripted); `frame` numbers the frame and reseeds its speckle.
-    pub fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, scene: &Scene, poses: &FramePoses, frame: usize) -> Result<(wgpu::Buffer, FrameInfo), String> {
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        scene: &Scene,
+        poses: &FramePoses,
+        frame: usize,
+    ) -> Result<(wgpu::Buffer, FrameInfo), String> {
         let (scat, info) = scatterers_at(scene, &self.view, poses, frame);
         let timer = &mut GpuTimer::off();
         let mut job = Some(self.start(ctx, &scat, None)?);
-        let rf = self.step(ctx, enc, timer, &mut job, usize::MAX).ok_or("render: the simulation has batches left")?;
+        let rf = self
+            .step(ctx, enc, timer, &mut job, usize::MAX)
+            .ok_or("render: the simulation has batches left")?;
         Ok((self.finish(ctx, enc, timer, rf)?, info))
     }
 
     /// Upload a frame's scatterers and allocate its simulation, to be
     /// recorded `batch` scatterers at a time by [`Renderer::step`].
-    pub fn start(&self, ctx: &GpuContext, scatterers: &[Scatterer], batch: Option<usize>) -> Result<SimJob, String> {
+    pub fn start(
+        &self,
+        ctx: &GpuContext,
+        scatterers: &[Scatterer],
+        batch: Option<usize>,
+    ) -> Result<SimJob, String> {
         let gpu = GpuScatterers::upload(ctx, scatterers).map_err(|e| e.to_string())?;
-        self.simulator.begin(ctx, &self.plan, &gpu, batch).map_err(|e| e.to_string())
+        self.simulator
+            .begin(ctx, &self.plan, &gpu, batch)
+            .map_err(|e| e.to_string())
     }
 
     /// Record up to `batches` more batches of the simulation in `job`;
     /// once the last is recorded, also its resolve, and hand back the RF
     /// (taking the job).
-    pub fn step(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, job: &mut Option<SimJob>, batches: usize) -> Option<GpuChannels> {
+    pub fn step(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        timer: &mut GpuTimer,
+        job: &mut Option<SimJob>,
+        batches: usize,
+    ) -> Option<GpuChannels> {
         let sim = &self.plan;
         timer.scope(ctx, enc, STAGES[0], |enc| {
             let j = job.as_mut()?;
@@ -372,65 +561,143 @@ impl Renderer {
 
     /// Record the rest of the frame on simulated RF: demodulate, das,
     /// detect, scan convert. Returns the display buffer.
-    pub fn finish(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, timer: &mut GpuTimer, rf: GpuChannels) -> Result<wgpu::Buffer, String> {
+    pub fn finish(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        timer: &mut GpuTimer,
+        rf: GpuChannels,
+    ) -> Result<wgpu::Buffer, String> {
         let bf = &self.beamformer;
-        let iq = timer.scope(ctx, enc, STAGES[1], |enc| bf.demodulate.encode(ctx, enc, &rf, &self.demod)).map_err(|e| e.to_string())?;
-        let image = timer
-            .scope(ctx, enc, STAGES[2], |enc| -> Result<wgpu::Buffer, PipelineError> {
-                let geom = match self.das_geometry.get() {
-                    Some(g) => g,
-                    None => {
-                        let g = bf.das.prepare(ctx, enc, &self.das, &self.pixels, iq.samples, iq.frames, iq.iq)?;
-                        self.das_geometry.get_or_init(|| g)
-                    }
-                };
-                let target = bf.das.target(ctx, geom, &iq)?;
-                bf.das.record(ctx, enc, geom, &target)?;
-                Ok(target.image)
+        let iq = timer
+            .scope(ctx, enc, STAGES[1], |enc| {
+                bf.demodulate.encode(ctx, enc, &rf, &self.demod)
             })
             .map_err(|e| e.to_string())?;
-        let detected = timer.scope(ctx, enc, STAGES[3], |enc| bf.detect.encode(ctx, enc, &image, self.pixels.len(), &self.detect)).map_err(|e| e.to_string())?;
-        timer.scope(ctx, enc, STAGES[4], |enc| bf.scan_convert.encode(ctx, enc, &detected.grey, &self.view.grid, &self.view.display, 0)).map_err(|e| e.to_string())
+        let image = timer
+            .scope(
+                ctx,
+                enc,
+                STAGES[2],
+                |enc| -> Result<wgpu::Buffer, PipelineError> {
+                    let geom = match self.das_geometry.get() {
+                        Some(g) => g,
+                        None => {
+                            let g = bf.das.prepare(
+                                ctx,
+                                enc,
+                                &self.das,
+                                &self.pixels,
+                                iq.samples,
+                                iq.frames,
+                                iq.iq,
+                            )?;
+                            self.das_geometry.get_or_init(|| g)
+                        }
+                    };
+                    let target = bf.das.target(ctx, geom, &iq)?;
+                    bf.das.record(ctx, enc, geom, &target)?;
+                    Ok(target.image)
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let detected = timer
+            .scope(ctx, enc, STAGES[3], |enc| {
+                bf.detect
+                    .encode(ctx, enc, &image, self.pixels.len(), &self.detect)
+            })
+            .map_err(|e| e.to_string())?;
+        timer
+            .scope(ctx, enc, STAGES[4], |enc| {
+                bf.scan_convert.encode(
+                    ctx,
+                    enc,
+                    &detected.grey,
+                    &self.view.grid,
+                    &self.view.display,
+                    0,
+                )
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// One frame, read back: what `sonoguide render` writes.
-    pub fn frame(&self, ctx: &GpuContext, scene: &Scene, f: usize, frames: usize) -> Result<Rendered, String> {
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sonoguide.render") });
+    pub fn frame(
+        &self,
+        ctx: &GpuContext,
+        scene: &Scene,
+        f: usize,
+        frames: usize,
+    ) -> Result<Rendered, String> {
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.render"),
+            });
         let (buffer, info) = self.encode_frame(ctx, &mut enc, scene, f, frames)?;
         ctx.queue.submit([enc.finish()]);
         ctx.take_error("render").map_err(|e| e.to_string())?;
         let n = self.view.display.width * self.view.display.height;
         let rgba: Vec<u32> = ctx.read_buffer(&buffer, n).map_err(|e| e.to_string())?;
-        let grey = rgba.iter().map(|p| if p >> 24 == 0 { f32::NAN } else { (p & 255) as f32 }).collect();
+        let grey = rgba
+            .iter()
+            .map(|p| {
+                if p >> 24 == 0 {
+                    f32::NAN
+                } else {
+                    (p & 255) as f32
+                }
+            })
+            .collect();
         Ok(Rendered { info, grey, rgba })
     }
 }
 
 /// Render `frames` frames of `scene` into `out_dir` (PNG + JSON each, and
 /// the recorded poses). Returns the frame infos.
-pub fn render(ctx: &GpuContext, scene: &Scene, frames: usize, out_dir: &Path, height_px: usize, dynamic_range: f64, labels: bool) -> Result<Vec<FrameInfo>, String> {
+pub fn render(
+    ctx: &GpuContext,
+    scene: &Scene,
+    frames: usize,
+    out_dir: &Path,
+    height_px: usize,
+    dynamic_range: f64,
+    labels: bool,
+) -> Result<Vec<FrameInfo>, String> {
     let r = Renderer::new(ctx, scene, height_px, dynamic_range);
     let (w, h) = (r.view.display.width, r.view.display.height);
     let mut infos = Vec::new();
     for f in 0..frames {
         let frame = r.frame(ctx, scene, f, frames)?;
-        crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}.png")), w, h, &frame.rgba).map_err(|e| e.to_string())?;
+        crate::io::png::write_rgba(
+            &out_dir.join(format!("frame_{f:04}.png")),
+            w,
+            h,
+            &frame.rgba,
+        )
+        .map_err(|e| e.to_string())?;
         if labels {
             let l = label_image(scene, &r.view, f, frames);
-            crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}_labels.png")), w, h, &l).map_err(|e| e.to_string())?;
+            crate::io::png::write_rgba(&out_dir.join(format!("frame_{f:04}_labels.png")), w, h, &l)
+                .map_err(|e| e.to_string())?;
         }
         let json = serde_json::to_string_pretty(&frame.info).map_err(|e| e.to_string())?;
         write_atomic(&out_dir.join(format!("frame_{f:04}.json")), json.as_bytes())?;
         infos.push(frame.info);
     }
-    write_atomic(&out_dir.join("poses.txt"), super::pose::write_poses(&scene.pose_samples(frames)).as_bytes())?;
+    write_atomic(
+        &out_dir.join("poses.txt"),
+        super::pose::write_poses(&scene.pose_samples(frames)).as_bytes(),
+    )?;
     Ok(infos)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: {e}", path.display())
-    })
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: {e}", path.display())
+        })
 }

@@ -17,7 +17,10 @@ use crate::pipeline::simulate::{to_rows, SimPlan, Simulate};
 #[derive(Args, Debug, Clone)]
 pub struct SimulateArgs {
     /// Phantom scene (TOML), e.g. scenes/phantom-picmus.toml.
-    #[arg(required_unless_present = "acquisition", conflicts_with = "acquisition")]
+    #[arg(
+        required_unless_present = "acquisition",
+        conflicts_with = "acquisition"
+    )]
     pub scene: Option<PathBuf>,
     /// Simulate exactly the acquisition of this UFF (or MUST .mat) file: its probe, waves,
     /// sampling frequency, initial time, sound speed and number of samples.
@@ -86,15 +89,30 @@ fn fail(msg: impl Into<String>) -> CliError {
 
 /// Read scatterers: `.npy` [n, 4] of float32/float64, else raw float32 LE [n, 4].
 pub fn read_scatterers(path: &Path) -> Result<Vec<Scatterer>, CliError> {
-    let is_npy = path.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("npy")).unwrap_or(false);
+    let is_npy = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("npy"))
+        .unwrap_or(false);
     let values: Vec<f64> = if is_npy {
-        let arr = io::npy::read_npy(path).map_err(|e| fail(format!("--scatterers {}: {e}", path.display())))?;
+        let arr = io::npy::read_npy(path)
+            .map_err(|e| fail(format!("--scatterers {}: {e}", path.display())))?;
         if arr.shape.len() != 2 || arr.shape[1] != 4 {
-            return Err(fail(format!("--scatterers {}: shape {:?}, expected [n, 4] = x, y, z, amplitude", path.display(), arr.shape)));
+            return Err(fail(format!(
+                "--scatterers {}: shape {:?}, expected [n, 4] = x, y, z, amplitude",
+                path.display(),
+                arr.shape
+            )));
         }
-        arr.to_f64().map_err(|e| fail(format!("--scatterers {}: {e}; expected float32 or float64", path.display())))?
+        arr.to_f64().map_err(|e| {
+            fail(format!(
+                "--scatterers {}: {e}; expected float32 or float64",
+                path.display()
+            ))
+        })?
     } else {
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("--scatterers {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| fail(format!("--scatterers {}: {e}", path.display())))?;
         if bytes.len() % 16 != 0 {
             return Err(fail(format!(
                 "--scatterers {}: {} bytes is not a whole number of rows of 4 float32 (16 bytes); expected float32 LE [n, 4]",
@@ -102,18 +120,35 @@ pub fn read_scatterers(path: &Path) -> Result<Vec<Scatterer>, CliError> {
                 bytes.len()
             )));
         }
-        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+            .collect()
     };
     if values.is_empty() {
-        return Err(fail(format!("--scatterers {}: no scatterers in the file", path.display())));
+        return Err(fail(format!(
+            "--scatterers {}: no scatterers in the file",
+            path.display()
+        )));
     }
-    let scatterers: Vec<Scatterer> = values.chunks_exact(4).map(|v| Scatterer { position: DVec3::new(v[0], v[1], v[2]), amplitude: v[3] }).collect();
-    super::validate_scatterers(&scatterers).map_err(|e| fail(format!("--scatterers {}: {e}", path.display())))?;
+    let scatterers: Vec<Scatterer> = values
+        .chunks_exact(4)
+        .map(|v| Scatterer {
+            position: DVec3::new(v[0], v[1], v[2]),
+            amplitude: v[3],
+        })
+        .collect();
+    super::validate_scatterers(&scatterers)
+        .map_err(|e| fail(format!("--scatterers {}: {e}", path.display())))?;
     Ok(scatterers)
 }
 
 pub fn write_scatterers(path: &Path, scatterers: &[Scatterer]) -> Result<(), CliError> {
-    let bytes: Vec<u8> = to_rows(scatterers).iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes: Vec<u8> = to_rows(scatterers)
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(path, bytes).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
@@ -121,29 +156,44 @@ pub fn write_scatterers(path: &Path, scatterers: &[Scatterer]) -> Result<(), Cli
 fn apply_options(a: &SimulateArgs, s: &mut SimSettings) -> Result<(), CliError> {
     if let Some(b) = a.bandwidth {
         if !(b.is_finite() && b > 0.0 && b < 200.0) {
-            return Err(fail(format!("--bandwidth {b}: expected a percentage between 0 and 200")));
+            return Err(fail(format!(
+                "--bandwidth {b}: expected a percentage between 0 and 200"
+            )));
         }
         s.bandwidth = b / 100.0;
     }
     if let Some(f) = a.center_frequency {
         if !(f.is_finite() && f > 0.0) {
-            return Err(fail(format!("--center-frequency {f}: expected a positive frequency in Hz")));
+            return Err(fail(format!(
+                "--center-frequency {f}: expected a positive frequency in Hz"
+            )));
         }
         s.center_frequency = f;
     }
     if let Some(h) = a.element_height {
         if !(h.is_finite() && h > 0.0) {
-            return Err(fail(format!("--element-height {h}: expected a positive height in metres")));
+            return Err(fail(format!(
+                "--element-height {h}: expected a positive height in metres"
+            )));
         }
-        s.elevation = Some(Elevation { height: h, focus: s.elevation.and_then(|e| e.focus) });
+        s.elevation = Some(Elevation {
+            height: h,
+            focus: s.elevation.and_then(|e| e.focus),
+        });
     }
     if let Some(f) = a.elevation_focus {
         if !(f.is_finite() && f > 0.0) {
-            return Err(fail(format!("--elevation-focus {f}: expected a positive distance in metres")));
+            return Err(fail(format!(
+                "--elevation-focus {f}: expected a positive distance in metres"
+            )));
         }
         match &mut s.elevation {
             Some(e) => e.focus = Some(f),
-            None => return Err(fail("--elevation-focus needs an element height (--element-height)")),
+            None => {
+                return Err(fail(
+                    "--elevation-focus needs an element height (--element-height)",
+                ))
+            }
         }
     }
     if let Some(v) = a.attenuation {
@@ -158,13 +208,19 @@ fn apply_options(a: &SimulateArgs, s: &mut SimSettings) -> Result<(), CliError> 
             "rigid" => Baffle::Rigid,
             other => match other.parse::<f64>() {
                 Ok(v) if v.is_finite() && v > 0.0 => Baffle::Impedance(v),
-                _ => return Err(fail(format!("--baffle `{other}`: expected soft, rigid or a positive impedance ratio"))),
+                _ => {
+                    return Err(fail(format!(
+                        "--baffle `{other}`: expected soft, rigid or a positive impedance ratio"
+                    )))
+                }
             },
         };
     }
     if let Some(c) = a.cycles {
         if !(c.is_finite() && c > 0.0) {
-            return Err(fail(format!("--cycles {c}: expected a positive number of cycles")));
+            return Err(fail(format!(
+                "--cycles {c}: expected a positive number of cycles"
+            )));
         }
         s.pulse = Pulse::Cycles(c);
     }
@@ -176,12 +232,19 @@ fn apply_options(a: &SimulateArgs, s: &mut SimSettings) -> Result<(), CliError> 
             "all" => f64::INFINITY,
             v => match v.parse::<f64>() {
                 Ok(x) if x > 0.0 && x.is_finite() => x,
-                _ => return Err(fail(format!("--tx-window `{v}`: expected a positive number of periods or `all`"))),
+                _ => {
+                    return Err(fail(format!(
+                        "--tx-window `{v}`: expected a positive number of periods or `all`"
+                    )))
+                }
             },
         };
     }
     if let Some(level) = a.noise {
-        s.noise = Some(Noise { level_db: level, seed: a.seed.unwrap_or(0) });
+        s.noise = Some(Noise {
+            level_db: level,
+            seed: a.seed.unwrap_or(0),
+        });
     } else if let (Some(seed), Some(n)) = (a.seed, s.noise.as_mut()) {
         n.seed = seed;
     }
@@ -192,9 +255,17 @@ fn apply_options(a: &SimulateArgs, s: &mut SimSettings) -> Result<(), CliError> 
 }
 
 pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
-    let out_dir = a.out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out_dir = a
+        .out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !out_dir.is_dir() {
-        return Err(fail(format!("--out {}: the directory {} does not exist", a.out.display(), out_dir.display())));
+        return Err(fail(format!(
+            "--out {}: the directory {} does not exist",
+            a.out.display(),
+            out_dir.display()
+        )));
     }
     let (acq, samples, mut settings, scatterers) = match (&a.scene, &a.acquisition, &a.scatterers) {
         (Some(scene), _, _) => {
@@ -203,7 +274,13 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
             if scat.is_empty() {
                 return Err(fail(format!("{}: the phantom produced no scatterers (every speckle scatterer is inside an anechoic inclusion?)", scene.display())));
             }
-            eprintln!("scene {}: {} scatterers, {} waves, {} samples", s.name, scat.len(), s.acquisition.waves.len(), s.samples);
+            eprintln!(
+                "scene {}: {} scatterers, {} waves, {} samples",
+                s.name,
+                scat.len(),
+                s.acquisition.waves.len(),
+                s.samples
+            );
             (s.acquisition, s.samples, s.settings, scat)
         }
         (None, Some(acq_path), Some(scat_path)) => {
@@ -212,7 +289,11 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
             let settings = SimSettings::for_acquisition(&data.acquisition);
             (data.acquisition, data.samples, settings, scat)
         }
-        _ => return Err(fail("give a scene file, or --acquisition FILE with --scatterers FILE")),
+        _ => {
+            return Err(fail(
+                "give a scene file, or --acquisition FILE with --scatterers FILE",
+            ))
+        }
     };
     apply_options(a, &mut settings)?;
     if let Some(p) = &a.save_scatterers {
@@ -230,7 +311,12 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
             data = Some(plan.channel_data(crate::reference::simulate::simulate(&plan, &rows, 0)));
             times.push(t.elapsed().as_secs_f64());
         }
-        eprintln!("device: CPU twin ({} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        eprintln!(
+            "device: CPU twin ({} threads)",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        );
     } else {
         let ctx = GpuContext::new(backend)?;
         eprintln!("adapter: {}", ctx.describe());

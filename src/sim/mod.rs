@@ -29,7 +29,12 @@ pub struct Scatterer {
 /// fractional bandwidth `acq.bandwidth` centred on the UFF two-way time,
 /// scaled by 1/r on receive. The same time convention as the beamformer,
 /// so a point scatterer focuses where it is.
-pub fn point_echoes(acq: &Acquisition, scatterers: &[Scatterer], samples: usize, frames: usize) -> ChannelData {
+pub fn point_echoes(
+    acq: &Acquisition,
+    scatterers: &[Scatterer],
+    samples: usize,
+    frames: usize,
+) -> ChannelData {
     let fc = acq.center_frequency;
     // Gaussian envelope whose spectrum has the requested -6 dB fractional
     // bandwidth: sigma_f = B·fc / (2·sqrt(2 ln 2)), sigma_t = 1/(2π sigma_f).
@@ -43,14 +48,17 @@ pub fn point_echoes(acq: &Acquisition, scatterers: &[Scatterer], samples: usize,
             let trace = &mut rf[(w * n_el + e) * samples..(w * n_el + e + 1) * samples];
             for s in scatterers {
                 let r = (s.position - el.position).length();
-                let tau = (wave.wavefront.transmit_distance(s.position) + r) / acq.sound_speed - wave.delay;
+                let tau = (wave.wavefront.transmit_distance(s.position) + r) / acq.sound_speed
+                    - wave.delay;
                 let centre = (tau - acq.initial_time) * acq.sampling_frequency;
                 let half = (4.0 * sigma_t * acq.sampling_frequency).ceil() as i64;
                 let k0 = (centre.floor() as i64 - half).max(0);
                 let k1 = (centre.ceil() as i64 + half).min(samples as i64 - 1);
                 for k in k0..=k1 {
                     let dt = (k as f64 - centre) / acq.sampling_frequency;
-                    let v = s.amplitude / r.max(1e-4) * (-0.5 * (dt / sigma_t).powi(2)).exp() * (2.0 * std::f64::consts::PI * fc * dt).cos();
+                    let v = s.amplitude / r.max(1e-4)
+                        * (-0.5 * (dt / sigma_t).powi(2)).exp()
+                        * (2.0 * std::f64::consts::PI * fc * dt).cos();
                     trace[k as usize] += v as f32;
                 }
             }
@@ -60,7 +68,14 @@ pub fn point_echoes(acq: &Acquisition, scatterers: &[Scatterer], samples: usize,
     for f in 1..frames {
         rf.copy_within(0..one, f * one);
     }
-    ChannelData { acquisition: acq.clone(), frames, waves: n_w, channels: n_el, samples, data: Samples::Rf(rf) }
+    ChannelData {
+        acquisition: acq.clone(),
+        frames,
+        waves: n_w,
+        channels: n_el,
+        samples,
+        data: Samples::Rf(rf),
+    }
 }
 
 /// A small xorshift generator: deterministic speckle without a dependency.
@@ -87,19 +102,33 @@ impl Rng {
 /// bright points.
 pub fn demo_phantom(seed: u64, x: (f64, f64), z: (f64, f64), n_speckle: usize) -> Vec<Scatterer> {
     let mut rng = Rng::new(seed);
-    let cyst = DVec3::new(0.5 * (x.0 + x.1) - 0.25 * (x.1 - x.0), 0.0, 0.5 * (z.0 + z.1));
+    let cyst = DVec3::new(
+        0.5 * (x.0 + x.1) - 0.25 * (x.1 - x.0),
+        0.0,
+        0.5 * (z.0 + z.1),
+    );
     let cyst_r = 0.12 * (z.1 - z.0);
     let mut out = Vec::with_capacity(n_speckle + 8);
     while out.len() < n_speckle {
-        let p = DVec3::new(x.0 + (x.1 - x.0) * rng.next_f64(), 0.0, z.0 + (z.1 - z.0) * rng.next_f64());
+        let p = DVec3::new(
+            x.0 + (x.1 - x.0) * rng.next_f64(),
+            0.0,
+            z.0 + (z.1 - z.0) * rng.next_f64(),
+        );
         if (p - cyst).length() < cyst_r {
             continue;
         }
-        out.push(Scatterer { position: p, amplitude: rng.normal() });
+        out.push(Scatterer {
+            position: p,
+            amplitude: rng.normal(),
+        });
     }
     let xc = 0.5 * (x.0 + x.1) + 0.2 * (x.1 - x.0);
     for i in 1..=5 {
-        out.push(Scatterer { position: DVec3::new(xc, 0.0, z.0 + (z.1 - z.0) * i as f64 / 6.0), amplitude: 30.0 });
+        out.push(Scatterer {
+            position: DVec3::new(xc, 0.0, z.0 + (z.1 - z.0) * i as f64 / 6.0),
+            amplitude: 30.0,
+        });
     }
     out
 }
@@ -114,7 +143,11 @@ pub enum Pulse {
     /// is sample `origin` (a fractional index). Its spectrum is scaled so
     /// that a one-cycle sine of unit amplitude gives the same echoes as
     /// `Cycles(1.0)`.
-    Waveform { sampling_frequency: f64, origin: f64, samples: Vec<f64> },
+    Waveform {
+        sampling_frequency: f64,
+        origin: f64,
+        samples: Vec<f64>,
+    },
 }
 
 /// The elevation (y) model of the elements.
@@ -192,7 +225,11 @@ impl SimSettings {
     /// simus's defaults for an acquisition: its centre frequency, and its
     /// bandwidth when the file has a usable one.
     pub fn for_acquisition(acq: &Acquisition) -> SimSettings {
-        let bw = if acq.bandwidth > 0.0 && acq.bandwidth < 2.0 { acq.bandwidth } else { DEFAULT_BANDWIDTH };
+        let bw = if acq.bandwidth > 0.0 && acq.bandwidth < 2.0 {
+            acq.bandwidth
+        } else {
+            DEFAULT_BANDWIDTH
+        };
         SimSettings {
             center_frequency: acq.center_frequency,
             bandwidth: bw,
@@ -214,22 +251,44 @@ impl SimSettings {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(SimError::invalid(field, format!("is {v}, expected a positive finite number")))
+                Err(SimError::invalid(
+                    field,
+                    format!("is {v}, expected a positive finite number"),
+                ))
             }
         };
         positive("center_frequency", self.center_frequency)?;
         if !(self.bandwidth.is_finite() && self.bandwidth > 0.0 && self.bandwidth < 2.0) {
-            return Err(SimError::invalid("bandwidth", format!("is {} %, expected between 0 and 200 %", self.bandwidth * 100.0)));
+            return Err(SimError::invalid(
+                "bandwidth",
+                format!(
+                    "is {} %, expected between 0 and 200 %",
+                    self.bandwidth * 100.0
+                ),
+            ));
         }
         match &self.pulse {
             Pulse::Cycles(n) => positive("pulse.cycles", *n)?,
-            Pulse::Waveform { sampling_frequency, origin, samples } => {
+            Pulse::Waveform {
+                sampling_frequency,
+                origin,
+                samples,
+            } => {
                 positive("pulse.waveform_rate", *sampling_frequency)?;
-                if samples.is_empty() || samples.iter().any(|v| !v.is_finite()) || samples.iter().all(|v| *v == 0.0) {
-                    return Err(SimError::invalid("pulse.waveform", "expected a non-empty list of finite samples, not all zero"));
+                if samples.is_empty()
+                    || samples.iter().any(|v| !v.is_finite())
+                    || samples.iter().all(|v| *v == 0.0)
+                {
+                    return Err(SimError::invalid(
+                        "pulse.waveform",
+                        "expected a non-empty list of finite samples, not all zero",
+                    ));
                 }
                 if !origin.is_finite() {
-                    return Err(SimError::invalid("pulse.waveform_origin", format!("is {origin}, expected a sample index")));
+                    return Err(SimError::invalid(
+                        "pulse.waveform_origin",
+                        format!("is {origin}, expected a sample index"),
+                    ));
                 }
             }
         }
@@ -243,28 +302,52 @@ impl SimSettings {
             positive("baffle", b)?;
         }
         if !(self.attenuation.is_finite() && self.attenuation >= 0.0) {
-            return Err(SimError::invalid("attenuation", format!("is {} dB/cm/MHz, expected >= 0", self.attenuation)));
+            return Err(SimError::invalid(
+                "attenuation",
+                format!("is {} dB/cm/MHz, expected >= 0", self.attenuation),
+            ));
         }
         if let Some(m) = self.segments {
             if m == 0 || m > MAX_SEGMENTS {
-                return Err(SimError::invalid("segments", format!("is {m}, expected 1 to {MAX_SEGMENTS}")));
+                return Err(SimError::invalid(
+                    "segments",
+                    format!("is {m}, expected 1 to {MAX_SEGMENTS}"),
+                ));
             }
         }
         if let Some(a) = &self.tx_apodization {
             if a.len() != n_elements {
-                return Err(SimError::invalid("tx_apodization", format!("has {} values, the probe has {n_elements} elements", a.len())));
+                return Err(SimError::invalid(
+                    "tx_apodization",
+                    format!(
+                        "has {} values, the probe has {n_elements} elements",
+                        a.len()
+                    ),
+                ));
             }
             if a.iter().any(|v| !v.is_finite()) {
-                return Err(SimError::invalid("tx_apodization", "contains NaN or infinite weights"));
+                return Err(SimError::invalid(
+                    "tx_apodization",
+                    "contains NaN or infinite weights",
+                ));
             }
         }
         // NaN fails `> 0`; infinity is allowed.
         if self.tx_window.is_nan() || self.tx_window <= 0.0 {
-            return Err(SimError::invalid("tx_window", format!("is {} periods, expected a positive number (or infinity: every arrival)", self.tx_window)));
+            return Err(SimError::invalid(
+                "tx_window",
+                format!(
+                    "is {} periods, expected a positive number (or infinity: every arrival)",
+                    self.tx_window
+                ),
+            ));
         }
         if let Some(n) = &self.noise {
             if !n.level_db.is_finite() {
-                return Err(SimError::invalid("noise.level", format!("is {} dB, expected a finite level", n.level_db)));
+                return Err(SimError::invalid(
+                    "noise.level",
+                    format!("is {} dB, expected a finite level", n.level_db),
+                ));
             }
         }
         if self.frames == 0 {
@@ -291,7 +374,10 @@ pub enum SimError {
 
 impl SimError {
     pub fn invalid(field: &str, problem: impl Into<String>) -> SimError {
-        SimError::Invalid { field: field.to_string(), problem: problem.into() }
+        SimError::Invalid {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -303,7 +389,10 @@ pub fn validate_scatterers(scatterers: &[Scatterer]) -> Result<(), SimError> {
         if v.iter().any(|x| !x.is_finite() || x.abs() > 1e30) {
             return Err(SimError::invalid(
                 &format!("scatterers[{i}]"),
-                format!("is (x {}, y {}, z {}, amplitude {}): expected finite numbers", v[0], v[1], v[2], v[3]),
+                format!(
+                    "is (x {}, y {}, z {}, amplitude {}): expected finite numbers",
+                    v[0], v[1], v[2], v[3]
+                ),
             ));
         }
     }

@@ -194,9 +194,18 @@ struct PointSection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Region {
     /// x, z, y ranges (m).
-    Box { x: (f64, f64), z: (f64, f64), y: (f64, f64) },
+    Box {
+        x: (f64, f64),
+        z: (f64, f64),
+        y: (f64, f64),
+    },
     /// Radius and angle (rad, from +z toward +x) about `origin` (x, z), y range.
-    Sector { origin: [f64; 2], radius: (f64, f64), angle: (f64, f64), y: (f64, f64) },
+    Sector {
+        origin: [f64; 2],
+        radius: (f64, f64),
+        angle: (f64, f64),
+        y: (f64, f64),
+    },
 }
 
 impl Region {
@@ -204,19 +213,36 @@ impl Region {
     pub fn area(&self) -> f64 {
         match *self {
             Region::Box { x, z, .. } => (x.1 - x.0) * (z.1 - z.0),
-            Region::Sector { radius, angle, .. } => 0.5 * (angle.1 - angle.0) * (radius.1 * radius.1 - radius.0 * radius.0),
+            Region::Sector { radius, angle, .. } => {
+                0.5 * (angle.1 - angle.0) * (radius.1 * radius.1 - radius.0 * radius.0)
+            }
         }
     }
 
     fn sample(&self, rng: &mut Rng) -> DVec3 {
         let lerp = |r: (f64, f64), u: f64| r.0 + (r.1 - r.0) * u;
         match *self {
-            Region::Box { x, z, y } => DVec3::new(lerp(x, rng.next_f64()), lerp(y, rng.next_f64()), lerp(z, rng.next_f64())),
-            Region::Sector { origin, radius, angle, y } => {
+            Region::Box { x, z, y } => DVec3::new(
+                lerp(x, rng.next_f64()),
+                lerp(y, rng.next_f64()),
+                lerp(z, rng.next_f64()),
+            ),
+            Region::Sector {
+                origin,
+                radius,
+                angle,
+                y,
+            } => {
                 // Uniform in area: r² uniform.
-                let r = (radius.0 * radius.0 + (radius.1 * radius.1 - radius.0 * radius.0) * rng.next_f64()).sqrt();
+                let r = (radius.0 * radius.0
+                    + (radius.1 * radius.1 - radius.0 * radius.0) * rng.next_f64())
+                .sqrt();
                 let a = lerp(angle, rng.next_f64());
-                DVec3::new(origin[0] + r * a.sin(), lerp(y, rng.next_f64()), origin[1] + r * a.cos())
+                DVec3::new(
+                    origin[0] + r * a.sin(),
+                    lerp(y, rng.next_f64()),
+                    origin[1] + r * a.cos(),
+                )
             }
         }
     }
@@ -225,10 +251,21 @@ impl Region {
 /// What the scene holds, in engine units (m, s, Hz).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
-    Speckle { region: Region, count: usize, amplitude: f64 },
+    Speckle {
+        region: Region,
+        count: usize,
+        amplitude: f64,
+    },
     /// A cylinder along y through (x, z).
-    Inclusion { center: [f64; 2], radius: f64, gain: f64 },
-    Points { positions: Vec<DVec3>, amplitude: f64 },
+    Inclusion {
+        center: [f64; 2],
+        radius: f64,
+        gain: f64,
+    },
+    Points {
+        positions: Vec<DVec3>,
+        amplitude: f64,
+    },
 }
 
 /// A phantom: objects drawn in order from one seed.
@@ -246,19 +283,33 @@ impl Phantom {
         let mut rng = Rng::new(self.seed);
         let mut speckle: Vec<Scatterer> = Vec::new();
         for o in &self.objects {
-            if let Object::Speckle { region, count, amplitude } = o {
+            if let Object::Speckle {
+                region,
+                count,
+                amplitude,
+            } = o
+            {
                 speckle.reserve(*count);
                 for _ in 0..*count {
                     let position = region.sample(&mut rng);
                     // Rayleigh of mean `amplitude`: sigma = mean / sqrt(π/2).
                     let u = rng.next_f64().max(1e-300);
-                    let a = amplitude / (std::f64::consts::PI / 2.0).sqrt() * (-2.0 * u.ln()).sqrt();
-                    speckle.push(Scatterer { position, amplitude: a });
+                    let a =
+                        amplitude / (std::f64::consts::PI / 2.0).sqrt() * (-2.0 * u.ln()).sqrt();
+                    speckle.push(Scatterer {
+                        position,
+                        amplitude: a,
+                    });
                 }
             }
         }
         for o in &self.objects {
-            if let Object::Inclusion { center, radius, gain } = o {
+            if let Object::Inclusion {
+                center,
+                radius,
+                gain,
+            } = o
+            {
                 for s in speckle.iter_mut() {
                     let (dx, dz) = (s.position.x - center[0], s.position.z - center[1]);
                     if dx * dx + dz * dz <= radius * radius {
@@ -269,8 +320,15 @@ impl Phantom {
         }
         let mut out: Vec<Scatterer> = speckle.into_iter().filter(|s| s.amplitude != 0.0).collect();
         for o in &self.objects {
-            if let Object::Points { positions, amplitude } = o {
-                out.extend(positions.iter().map(|p| Scatterer { position: *p, amplitude: *amplitude }));
+            if let Object::Points {
+                positions,
+                amplitude,
+            } = o
+            {
+                out.extend(positions.iter().map(|p| Scatterer {
+                    position: *p,
+                    amplitude: *amplitude,
+                }));
             }
         }
         out
@@ -291,7 +349,11 @@ impl Phantom {
         self.objects
             .iter()
             .filter_map(|o| match o {
-                Object::Inclusion { center, radius, gain } => Some((*center, *radius, *gain)),
+                Object::Inclusion {
+                    center,
+                    radius,
+                    gain,
+                } => Some((*center, *radius, *gain)),
                 _ => None,
             })
             .collect()
@@ -325,12 +387,30 @@ struct Preset {
 }
 
 fn preset(name: &str) -> Option<Preset> {
-    let p = |kind, elements, pitch, width, height, focus, radius, fc, bandwidth| Preset { kind, elements, pitch, width, height, focus, radius, fc, bandwidth };
+    let p = |kind, elements, pitch, width, height, focus, radius, fc, bandwidth| Preset {
+        kind,
+        elements,
+        pitch,
+        width,
+        height,
+        focus,
+        radius,
+        fc,
+        bandwidth,
+    };
     Some(match name.to_uppercase().as_str() {
-        "L11-5V" => p("linear", 128, 0.3e-3, 0.27e-3, 5e-3, 18e-3, 0.0, 7.6e6, 77.0),
-        "L12-3V" => p("linear", 192, 0.2e-3, 0.17e-3, 5e-3, 20e-3, 0.0, 7.54e6, 93.0),
-        "C5-2V" => p("convex", 128, 0.508e-3, 0.46e-3, 13.5e-3, 60e-3, 49.57e-3, 3.57e6, 79.0),
-        "P4-2V" => p("phased", 64, 0.3e-3, 0.25e-3, 14e-3, 60e-3, 0.0, 2.72e6, 74.0),
+        "L11-5V" => p(
+            "linear", 128, 0.3e-3, 0.27e-3, 5e-3, 18e-3, 0.0, 7.6e6, 77.0,
+        ),
+        "L12-3V" => p(
+            "linear", 192, 0.2e-3, 0.17e-3, 5e-3, 20e-3, 0.0, 7.54e6, 93.0,
+        ),
+        "C5-2V" => p(
+            "convex", 128, 0.508e-3, 0.46e-3, 13.5e-3, 60e-3, 49.57e-3, 3.57e6, 79.0,
+        ),
+        "P4-2V" => p(
+            "phased", 64, 0.3e-3, 0.25e-3, 14e-3, 60e-3, 0.0, 2.72e6, 74.0,
+        ),
         _ => return None,
     })
 }
@@ -348,13 +428,18 @@ impl PhantomScene {
 
     pub fn parse(text: &str, path: &Path) -> Result<PhantomScene, PhantomError> {
         let file: File = crate::io::toml_file::parse(text, path)?;
-        let bad = |span: Range<usize>, message: String| crate::io::toml_file::invalid(path, text, span, message);
+        let bad = |span: Range<usize>, message: String| {
+            crate::io::toml_file::invalid(path, text, span, message)
+        };
         let positive = |v: &Spanned<f64>, what: &str| -> Result<f64, PhantomError> {
             let x = *v.get_ref();
             if x.is_finite() && x > 0.0 {
                 Ok(x)
             } else {
-                Err(bad(v.span(), format!("{what} is {x}: expected a positive number")))
+                Err(bad(
+                    v.span(),
+                    format!("{what} is {x}: expected a positive number"),
+                ))
             }
         };
         let finite = |v: &Spanned<f64>, what: &str| -> Result<f64, PhantomError> {
@@ -362,7 +447,10 @@ impl PhantomScene {
             if x.is_finite() {
                 Ok(x)
             } else {
-                Err(bad(v.span(), format!("{what} is {x}: expected a finite number")))
+                Err(bad(
+                    v.span(),
+                    format!("{what} is {x}: expected a finite number"),
+                ))
             }
         };
         let range = |v: &Spanned<[f64; 2]>, what: &str| -> Result<(f64, f64), PhantomError> {
@@ -370,7 +458,10 @@ impl PhantomScene {
             if a.is_finite() && b.is_finite() && a < b {
                 Ok((a * 1e-3, b * 1e-3))
             } else {
-                Err(bad(v.span(), format!("{what} is [{a}, {b}]: expected [low, high] with low < high (mm)")))
+                Err(bad(
+                    v.span(),
+                    format!("{what} is [{a}, {b}]: expected [low, high] with low < high (mm)"),
+                ))
             }
         };
         let degrees = |v: &Spanned<[f64; 2]>, what: &str| -> Result<(f64, f64), PhantomError> {
@@ -395,7 +486,10 @@ impl PhantomScene {
             if let Some(v) = &m.get_ref().attenuation {
                 attenuation = *v.get_ref();
                 if !(attenuation.is_finite() && attenuation >= 0.0) {
-                    return Err(bad(v.span(), format!("medium.attenuation is {attenuation}: expected >= 0 dB/cm/MHz")));
+                    return Err(bad(
+                        v.span(),
+                        format!("medium.attenuation is {attenuation}: expected >= 0 dB/cm/MHz"),
+                    ));
                 }
             }
         }
@@ -404,38 +498,102 @@ impl PhantomScene {
         let ps = file.probe.get_ref();
         let probe_span = file.probe.span();
         let pre = match &ps.preset {
-            Some(name) => Some(preset(name.get_ref()).ok_or_else(|| bad(name.span(), format!("probe.preset = \"{}\": expected one of L11-5v, L12-3v, C5-2v, P4-2v", name.get_ref())))?),
+            Some(name) => Some(preset(name.get_ref()).ok_or_else(|| {
+                bad(
+                    name.span(),
+                    format!(
+                        "probe.preset = \"{}\": expected one of L11-5v, L12-3v, C5-2v, P4-2v",
+                        name.get_ref()
+                    ),
+                )
+            })?),
             None => None,
         };
-        let need = |v: &Option<Spanned<f64>>, from: Option<f64>, what: &str, unit: f64| -> Result<f64, PhantomError> {
+        let need = |v: &Option<Spanned<f64>>,
+                    from: Option<f64>,
+                    what: &str,
+                    unit: f64|
+         -> Result<f64, PhantomError> {
             match v {
                 Some(v) => Ok(positive(v, what)? * unit),
-                None => from.ok_or_else(|| bad(probe_span.clone(), format!("{what} is missing (or give a probe.preset)"))),
+                None => from.ok_or_else(|| {
+                    bad(
+                        probe_span.clone(),
+                        format!("{what} is missing (or give a probe.preset)"),
+                    )
+                }),
             }
         };
         let kind = match &ps.kind {
             Some(k) => k.get_ref().clone(),
-            None => pre.as_ref().map(|p| p.kind.to_string()).ok_or_else(|| bad(probe_span.clone(), "probe.kind is missing: linear, convex or phased".into()))?,
+            None => pre.as_ref().map(|p| p.kind.to_string()).ok_or_else(|| {
+                bad(
+                    probe_span.clone(),
+                    "probe.kind is missing: linear, convex or phased".into(),
+                )
+            })?,
         };
         let n = match &ps.elements {
             Some(v) => {
                 let n = *v.get_ref();
                 if !(1..=4096).contains(&n) {
-                    return Err(bad(v.span(), format!("probe.elements is {n}: expected 1 to 4096 elements")));
+                    return Err(bad(
+                        v.span(),
+                        format!("probe.elements is {n}: expected 1 to 4096 elements"),
+                    ));
                 }
                 n as usize
             }
-            None => pre.as_ref().map(|p| p.elements).ok_or_else(|| bad(probe_span.clone(), "probe.elements is missing".into()))?,
+            None => pre
+                .as_ref()
+                .map(|p| p.elements)
+                .ok_or_else(|| bad(probe_span.clone(), "probe.elements is missing".into()))?,
         };
-        let pitch = need(&ps.pitch, pre.as_ref().map(|p| p.pitch), "probe.pitch (mm)", 1e-3)?;
-        let width = need(&ps.element_width, pre.as_ref().map(|p| p.width), "probe.element_width (mm)", 1e-3)?;
+        let pitch = need(
+            &ps.pitch,
+            pre.as_ref().map(|p| p.pitch),
+            "probe.pitch (mm)",
+            1e-3,
+        )?;
+        let width = need(
+            &ps.element_width,
+            pre.as_ref().map(|p| p.width),
+            "probe.element_width (mm)",
+            1e-3,
+        )?;
         if width > pitch * 1.0001 {
-            return Err(bad(ps.element_width.as_ref().map(|v| v.span()).unwrap_or(probe_span.clone()), format!("probe.element_width {} mm is wider than the pitch {} mm", width * 1e3, pitch * 1e3)));
+            return Err(bad(
+                ps.element_width
+                    .as_ref()
+                    .map(|v| v.span())
+                    .unwrap_or(probe_span.clone()),
+                format!(
+                    "probe.element_width {} mm is wider than the pitch {} mm",
+                    width * 1e3,
+                    pitch * 1e3
+                ),
+            ));
         }
-        let fc = need(&ps.center_frequency, pre.as_ref().map(|p| p.fc), "probe.center_frequency (MHz)", 1e6)?;
-        let bandwidth_pct = need(&ps.bandwidth, pre.as_ref().map(|p| p.bandwidth), "probe.bandwidth (%)", 1.0)?;
+        let fc = need(
+            &ps.center_frequency,
+            pre.as_ref().map(|p| p.fc),
+            "probe.center_frequency (MHz)",
+            1e6,
+        )?;
+        let bandwidth_pct = need(
+            &ps.bandwidth,
+            pre.as_ref().map(|p| p.bandwidth),
+            "probe.bandwidth (%)",
+            1.0,
+        )?;
         if bandwidth_pct >= 200.0 {
-            return Err(bad(ps.bandwidth.as_ref().map(|v| v.span()).unwrap_or(probe_span.clone()), format!("probe.bandwidth is {bandwidth_pct} %: expected below 200 %")));
+            return Err(bad(
+                ps.bandwidth
+                    .as_ref()
+                    .map(|v| v.span())
+                    .unwrap_or(probe_span.clone()),
+                format!("probe.bandwidth is {bandwidth_pct} %: expected below 200 %"),
+            ));
         }
         let height = match &ps.element_height {
             Some(v) => Some(positive(v, "probe.element_height (mm)")? * 1e-3),
@@ -453,13 +611,36 @@ impl PhantomScene {
             "linear" => Probe::linear(n, pitch, width, height.unwrap_or(0.0)),
             "phased" => Probe::phased(n, pitch, width, height.unwrap_or(0.0)),
             "convex" => {
-                let radius = need(&ps.radius, pre.as_ref().map(|p| p.radius).filter(|r| *r > 0.0), "probe.radius (mm)", 1e-3)?;
-                if pitch >= 2.0 * radius || (n as f64 - 1.0) * 2.0 * (pitch / (2.0 * radius)).asin() >= std::f64::consts::PI {
-                    return Err(bad(probe_span.clone(), format!("probe.radius {} mm is too small for {n} elements at pitch {} mm", radius * 1e3, pitch * 1e3)));
+                let radius = need(
+                    &ps.radius,
+                    pre.as_ref().map(|p| p.radius).filter(|r| *r > 0.0),
+                    "probe.radius (mm)",
+                    1e-3,
+                )?;
+                if pitch >= 2.0 * radius
+                    || (n as f64 - 1.0) * 2.0 * (pitch / (2.0 * radius)).asin()
+                        >= std::f64::consts::PI
+                {
+                    return Err(bad(
+                        probe_span.clone(),
+                        format!(
+                            "probe.radius {} mm is too small for {n} elements at pitch {} mm",
+                            radius * 1e3,
+                            pitch * 1e3
+                        ),
+                    ));
                 }
                 Probe::convex_must(n, pitch, radius, width, height.unwrap_or(0.0))
             }
-            k => return Err(bad(ps.kind.as_ref().map(|v| v.span()).unwrap_or(probe_span.clone()), format!("probe.kind = \"{k}\": expected \"linear\", \"convex\" or \"phased\""))),
+            k => {
+                return Err(bad(
+                    ps.kind
+                        .as_ref()
+                        .map(|v| v.span())
+                        .unwrap_or(probe_span.clone()),
+                    format!("probe.kind = \"{k}\": expected \"linear\", \"convex\" or \"phased\""),
+                ))
+            }
         };
         let baffle = match &ps.baffle {
             None => Baffle::Soft,
@@ -475,7 +656,13 @@ impl PhantomScene {
             Some(v) => {
                 let m = *v.get_ref();
                 if !(1..=super::MAX_SEGMENTS as i64).contains(&m) {
-                    return Err(bad(v.span(), format!("probe.segments is {m}: expected 1 to {}", super::MAX_SEGMENTS)));
+                    return Err(bad(
+                        v.span(),
+                        format!(
+                            "probe.segments is {m}: expected 1 to {}",
+                            super::MAX_SEGMENTS
+                        ),
+                    ));
                 }
                 Some(m as usize)
             }
@@ -483,38 +670,78 @@ impl PhantomScene {
         };
 
         // ---- pulse
-        let pulse = match &file.pulse {
-            None => Pulse::Cycles(1.0),
-            Some(p) => {
-                let pp = p.get_ref();
-                match (&pp.cycles, &pp.waveform) {
-                    (Some(c), None) => Pulse::Cycles(positive(c, "pulse.cycles")?),
-                    (None, Some(w)) => {
-                        let rate = pp.waveform_rate.as_ref().ok_or_else(|| bad(w.span(), "pulse.waveform needs pulse.waveform_rate (MHz)".into()))?;
-                        let rate = positive(rate, "pulse.waveform_rate (MHz)")? * 1e6;
-                        let samples = w.get_ref().clone();
-                        if samples.is_empty() || samples.iter().any(|v| !v.is_finite()) || samples.iter().all(|v| *v == 0.0) {
-                            return Err(bad(w.span(), "pulse.waveform: expected a list of finite samples, not all zero".into()));
+        let pulse =
+            match &file.pulse {
+                None => Pulse::Cycles(1.0),
+                Some(p) => {
+                    let pp = p.get_ref();
+                    match (&pp.cycles, &pp.waveform) {
+                        (Some(c), None) => Pulse::Cycles(positive(c, "pulse.cycles")?),
+                        (None, Some(w)) => {
+                            let rate = pp.waveform_rate.as_ref().ok_or_else(|| {
+                                bad(
+                                    w.span(),
+                                    "pulse.waveform needs pulse.waveform_rate (MHz)".into(),
+                                )
+                            })?;
+                            let rate = positive(rate, "pulse.waveform_rate (MHz)")? * 1e6;
+                            let samples = w.get_ref().clone();
+                            if samples.is_empty()
+                                || samples.iter().any(|v| !v.is_finite())
+                                || samples.iter().all(|v| *v == 0.0)
+                            {
+                                return Err(bad(
+                                w.span(),
+                                "pulse.waveform: expected a list of finite samples, not all zero"
+                                    .into(),
+                            ));
+                            }
+                            let origin = pp
+                                .waveform_origin
+                                .unwrap_or((samples.len() as f64 - 1.0) / 2.0);
+                            Pulse::Waveform {
+                                sampling_frequency: rate,
+                                origin,
+                                samples,
+                            }
                         }
-                        let origin = pp.waveform_origin.unwrap_or((samples.len() as f64 - 1.0) / 2.0);
-                        Pulse::Waveform { sampling_frequency: rate, origin, samples }
+                        _ => return Err(bad(
+                            p.span(),
+                            "[pulse]: give either `cycles` or `waveform` (with `waveform_rate`)"
+                                .into(),
+                        )),
                     }
-                    _ => return Err(bad(p.span(), "[pulse]: give either `cycles` or `waveform` (with `waveform_rate`)".into())),
                 }
-            }
-        };
+            };
 
         // ---- transmit
         let ts = file.transmit.get_ref();
         let angles = ts.angles.get_ref();
-        if angles.is_empty() || angles.len() > 256 || angles.iter().any(|a| !a.is_finite() || a.abs() >= 90.0) {
-            return Err(bad(ts.angles.span(), "transmit.angles: expected 1 to 256 angles in degrees, each between -90 and 90".into()));
+        if angles.is_empty()
+            || angles.len() > 256
+            || angles.iter().any(|a| !a.is_finite() || a.abs() >= 90.0)
+        {
+            return Err(bad(
+                ts.angles.span(),
+                "transmit.angles: expected 1 to 256 angles in degrees, each between -90 and 90"
+                    .into(),
+            ));
         }
-        let apex_z = probe.elements.iter().map(|e| e.position.z).fold(f64::NEG_INFINITY, f64::max);
-        let aperture = probe.elements.last().map(|e| e.position.x).unwrap_or(0.0) - probe.elements.first().map(|e| e.position.x).unwrap_or(0.0);
+        let apex_z = probe
+            .elements
+            .iter()
+            .map(|e| e.position.z)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let aperture = probe.elements.last().map(|e| e.position.x).unwrap_or(0.0)
+            - probe.elements.first().map(|e| e.position.x).unwrap_or(0.0);
         let apex = DVec3::new(0.0, 0.0, apex_z);
         let wavefronts: Vec<Wavefront> = match ts.kind.get_ref().as_str() {
-            "plane" => angles.iter().map(|a| Wavefront::Plane { azimuth: a.to_radians() }).collect(),
+            "plane" => angles
+                .iter()
+                .map(|a| Wavefront::Plane {
+                    azimuth: a.to_radians(),
+                })
+                .collect(),
             "diverging" => {
                 let d = match (&ts.source_distance, &probe.kind) {
                     (Some(v), _) => positive(v, "transmit.source_distance (mm)")? * 1e-3,
@@ -525,29 +752,52 @@ impl PhantomScene {
                     .iter()
                     .map(|a| {
                         let t = a.to_radians();
-                        Wavefront::Diverging { source: apex - d * DVec3::new(t.sin(), 0.0, t.cos()) }
+                        Wavefront::Diverging {
+                            source: apex - d * DVec3::new(t.sin(), 0.0, t.cos()),
+                        }
                     })
                     .collect()
             }
             "focused" => {
-                let v = ts.focus_depth.as_ref().ok_or_else(|| bad(ts.kind.span(), "transmit.kind = \"focused\" needs transmit.focus_depth (mm)".into()))?;
+                let v = ts.focus_depth.as_ref().ok_or_else(|| {
+                    bad(
+                        ts.kind.span(),
+                        "transmit.kind = \"focused\" needs transmit.focus_depth (mm)".into(),
+                    )
+                })?;
                 let d = positive(v, "transmit.focus_depth (mm)")? * 1e-3;
                 angles
                     .iter()
                     .map(|a| {
                         let t = a.to_radians();
-                        Wavefront::Focused { focus: apex + d * DVec3::new(t.sin(), 0.0, t.cos()) }
+                        Wavefront::Focused {
+                            focus: apex + d * DVec3::new(t.sin(), 0.0, t.cos()),
+                        }
                     })
                     .collect()
             }
-            k => return Err(bad(ts.kind.span(), format!("transmit.kind = \"{k}\": expected \"plane\", \"diverging\" or \"focused\""))),
+            k => {
+                return Err(bad(
+                    ts.kind.span(),
+                    format!(
+                        "transmit.kind = \"{k}\": expected \"plane\", \"diverging\" or \"focused\""
+                    ),
+                ))
+            }
         };
         // MUST's time zero: the first element fires at t = 0.
         let waves: Vec<Wave> = wavefronts
             .into_iter()
             .map(|wf| {
-                let first = probe.elements.iter().map(|e| wf.transmit_distance(e.position)).fold(f64::INFINITY, f64::min);
-                Wave { wavefront: wf, delay: first / c }
+                let first = probe
+                    .elements
+                    .iter()
+                    .map(|e| wf.transmit_distance(e.position))
+                    .fold(f64::INFINITY, f64::min);
+                Wave {
+                    wavefront: wf,
+                    delay: first / c,
+                }
             })
             .collect();
         let tx_window = match &ts.window {
@@ -569,7 +819,10 @@ impl PhantomScene {
             Some(v) => {
                 let f = *v.get_ref();
                 if !(1..=1024).contains(&f) {
-                    return Err(bad(v.span(), format!("acquisition.frames is {f}: expected 1 to 1024")));
+                    return Err(bad(
+                        v.span(),
+                        format!("acquisition.frames is {f}: expected 1 to 1024"),
+                    ));
                 }
                 f as usize
             }
@@ -586,22 +839,42 @@ impl PhantomScene {
             sound_speed: c,
             prf: 0.0,
         };
-        acquisition.probe.name = pre.as_ref().and(ps.preset.as_ref()).map(|p| p.get_ref().clone()).unwrap_or(kind.clone());
-        let samples = match (acq_s.and_then(|a| a.samples.as_ref()), acq_s.and_then(|a| a.depth.as_ref())) {
+        acquisition.probe.name = pre
+            .as_ref()
+            .and(ps.preset.as_ref())
+            .map(|p| p.get_ref().clone())
+            .unwrap_or(kind.clone());
+        let samples = match (
+            acq_s.and_then(|a| a.samples.as_ref()),
+            acq_s.and_then(|a| a.depth.as_ref()),
+        ) {
             (Some(v), _) => {
                 let n = *v.get_ref();
                 if !(2..=1 << 20).contains(&n) {
-                    return Err(bad(v.span(), format!("acquisition.samples is {n}: expected 2 to 1048576")));
+                    return Err(bad(
+                        v.span(),
+                        format!("acquisition.samples is {n}: expected 2 to 1048576"),
+                    ));
                 }
                 n as usize
             }
-            (None, Some(v)) => samples_for_depth(&acquisition, positive(v, "acquisition.depth (mm)")? * 1e-3),
-            (None, None) => return Err(bad(file.transmit.span(), "[acquisition] needs `depth` (mm) or `samples`".into())),
+            (None, Some(v)) => {
+                samples_for_depth(&acquisition, positive(v, "acquisition.depth (mm)")? * 1e-3)
+            }
+            (None, None) => {
+                return Err(bad(
+                    file.transmit.span(),
+                    "[acquisition] needs `depth` (mm) or `samples`".into(),
+                ))
+            }
         };
 
         // ---- noise
         let noise = match &file.noise {
-            Some(n) => Some(Noise { level_db: finite(&n.get_ref().level, "noise.level (dB)")?, seed: n.get_ref().seed }),
+            Some(n) => Some(Noise {
+                level_db: finite(&n.get_ref().level, "noise.level (dB)")?,
+                seed: n.get_ref().seed,
+            }),
             None => None,
         };
 
@@ -618,7 +891,9 @@ impl PhantomScene {
             noise,
             frames,
         };
-        settings.validate(acquisition.probe.len()).map_err(|e| bad(probe_span.clone(), e.to_string()))?;
+        settings
+            .validate(acquisition.probe.len())
+            .map_err(|e| bad(probe_span.clone(), e.to_string()))?;
 
         // ---- objects
         let centre = match acquisition.probe.kind {
@@ -648,7 +923,10 @@ impl PhantomScene {
                 (Some(v), None) => {
                     let n = *v.get_ref();
                     if !(1..=50_000_000).contains(&n) {
-                        return Err(bad(v.span(), format!("speckle.count is {n}: expected 1 to 50 000 000")));
+                        return Err(bad(
+                            v.span(),
+                            format!("speckle.count is {n}: expected 1 to 50 000 000"),
+                        ));
                     }
                     n as usize
                 }
@@ -663,25 +941,46 @@ impl PhantomScene {
                     }
                     n as usize
                 }
-                (Some(v), Some(_)) => return Err(bad(v.span(), "[[speckle]]: give `count` or `density`, not both".into())),
+                (Some(v), Some(_)) => {
+                    return Err(bad(
+                        v.span(),
+                        "[[speckle]]: give `count` or `density`, not both".into(),
+                    ))
+                }
             };
             let amplitude = match &s.amplitude {
                 Some(v) => positive(v, "speckle.amplitude")?,
                 None => 1.0,
             };
-            objects.push(Object::Speckle { region, count, amplitude });
+            objects.push(Object::Speckle {
+                region,
+                count,
+                amplitude,
+            });
         }
         for inc in &file.inclusion {
             let i = inc.get_ref();
             let [x, z] = *i.center.get_ref();
             if !x.is_finite() || !z.is_finite() {
-                return Err(bad(i.center.span(), "inclusion.center: expected finite [x, z] (mm)".into()));
+                return Err(bad(
+                    i.center.span(),
+                    "inclusion.center: expected finite [x, z] (mm)".into(),
+                ));
             }
             let gain = *i.gain.get_ref();
             if !(gain.is_finite() && gain >= 0.0) {
-                return Err(bad(i.gain.span(), format!("inclusion.gain is {gain}: expected >= 0 (0 anechoic, > 1 hyperechoic)")));
+                return Err(bad(
+                    i.gain.span(),
+                    format!(
+                        "inclusion.gain is {gain}: expected >= 0 (0 anechoic, > 1 hyperechoic)"
+                    ),
+                ));
             }
-            objects.push(Object::Inclusion { center: [x * 1e-3, z * 1e-3], radius: positive(&i.radius, "inclusion.radius (mm)")? * 1e-3, gain });
+            objects.push(Object::Inclusion {
+                center: [x * 1e-3, z * 1e-3],
+                radius: positive(&i.radius, "inclusion.radius (mm)")? * 1e-3,
+                gain,
+            });
         }
         for pt in &file.point {
             let p = pt.get_ref();
@@ -690,10 +989,18 @@ impl PhantomScene {
                 let q = match v.as_slice() {
                     [x, z] => DVec3::new(*x, 0.0, *z),
                     [x, y, z] => DVec3::new(*x, *y, *z),
-                    _ => return Err(bad(p.positions.span(), format!("point.positions: {v:?} is not [x, z] or [x, y, z] (mm)"))),
+                    _ => {
+                        return Err(bad(
+                            p.positions.span(),
+                            format!("point.positions: {v:?} is not [x, z] or [x, y, z] (mm)"),
+                        ))
+                    }
                 };
                 if !q.is_finite() {
-                    return Err(bad(p.positions.span(), format!("point.positions: {v:?} is not finite")));
+                    return Err(bad(
+                        p.positions.span(),
+                        format!("point.positions: {v:?} is not finite"),
+                    ));
                 }
                 positions.push(q * 1e-3);
             }
@@ -701,16 +1008,25 @@ impl PhantomScene {
                 Some(v) => finite(v, "point.amplitude")?,
                 None => 1.0,
             };
-            objects.push(Object::Points { positions, amplitude });
+            objects.push(Object::Points {
+                positions,
+                amplitude,
+            });
         }
-        let phantom = Phantom { seed: s.seed, objects };
+        let phantom = Phantom {
+            seed: s.seed,
+            objects,
+        };
         let has_scatterers = phantom.objects.iter().any(|o| match o {
             Object::Speckle { count, .. } => *count > 0,
             Object::Points { positions, .. } => !positions.is_empty(),
             Object::Inclusion { .. } => false,
         });
         if !has_scatterers {
-            return Err(bad(0..0, "the phantom is empty: add [[speckle]] or [[point]] objects".into()));
+            return Err(bad(
+                0..0,
+                "the phantom is empty: add [[speckle]] or [[point]] objects".into(),
+            ));
         }
 
         // ---- image
@@ -731,7 +1047,15 @@ impl PhantomScene {
                 })
             }
         };
-        Ok(PhantomScene { name: s.name.clone(), description: s.description.clone(), acquisition, samples, settings, phantom, image })
+        Ok(PhantomScene {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            acquisition,
+            samples,
+            settings,
+            phantom,
+            image,
+        })
     }
 }
 
@@ -740,7 +1064,12 @@ impl PhantomScene {
 /// path to that depth and back, plus 8 periods.
 pub fn samples_for_depth(acq: &Acquisition, depth: f64) -> usize {
     let c = acq.sound_speed;
-    let apex = acq.probe.elements.iter().map(|e| e.position.z).fold(f64::NEG_INFINITY, f64::max);
+    let apex = acq
+        .probe
+        .elements
+        .iter()
+        .map(|e| e.position.z)
+        .fold(f64::NEG_INFINITY, f64::max);
     let xs = acq.probe.elements.iter().map(|e| e.position.x);
     let half = xs.clone().fold(0.0f64, |m, x| m.max(x.abs()));
     let deep = apex + depth;
@@ -751,5 +1080,7 @@ pub fn samples_for_depth(acq: &Acquisition, depth: f64) -> usize {
         .flat_map(|w| crate::acquisition::transmit::must_delays(&acq.probe, w, c))
         .fold(0.0f64, f64::max);
     let t_end = last_fire + path / c + 8.0 / acq.center_frequency;
-    (((t_end - acq.initial_time) * acq.sampling_frequency).ceil().max(2.0)) as usize
+    (((t_end - acq.initial_time) * acq.sampling_frequency)
+        .ceil()
+        .max(2.0)) as usize
 }

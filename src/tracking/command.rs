@@ -136,27 +136,47 @@ fn outputs(a: &FrameArgs) -> Outputs {
         record_images: a.record_images,
         image_device: a.image_device.clone(),
         tip_device: a.tip_device.clone(),
-        names: ToolNames { probe: a.probe_transform.clone(), needle: a.needle_transform.clone() },
+        names: ToolNames {
+            probe: a.probe_transform.clone(),
+            needle: a.needle_transform.clone(),
+        },
     }
 }
 
 fn check(a: &FrameArgs) -> Result<(), CliError> {
     if !(16..=2048).contains(&a.height) {
-        return Err(fail(format!("--height {}: expected 16 to 2048 pixels", a.height)));
+        return Err(fail(format!(
+            "--height {}: expected 16 to 2048 pixels",
+            a.height
+        )));
     }
     if !(a.density.is_finite() && a.density > 0.0 && a.density <= 50.0) {
-        return Err(fail(format!("--density {}: expected 0 < scatterers/mm³ <= 50", a.density)));
+        return Err(fail(format!(
+            "--density {}: expected 0 < scatterers/mm³ <= 50",
+            a.density
+        )));
     }
     if !(1..=64).contains(&a.waves) {
         return Err(fail(format!("--waves {}: expected 1 to 64", a.waves)));
     }
     if !(a.fps.is_finite() && a.fps >= 0.0) {
-        return Err(fail(format!("--fps {}: expected a non-negative number (0: as fast as possible)", a.fps)));
+        return Err(fail(format!(
+            "--fps {}: expected a non-negative number (0: as fast as possible)",
+            a.fps
+        )));
     }
     if !(1..=2).contains(&a.igtl_version) {
-        return Err(fail(format!("--igtl-version {}: expected 1 or 2", a.igtl_version)));
+        return Err(fail(format!(
+            "--igtl-version {}: expected 1 or 2",
+            a.igtl_version
+        )));
     }
-    for (flag, v) in [("--image-device", &a.image_device), ("--tip-device", &a.tip_device), ("--probe-transform", &a.probe_transform), ("--needle-transform", &a.needle_transform)] {
+    for (flag, v) in [
+        ("--image-device", &a.image_device),
+        ("--tip-device", &a.tip_device),
+        ("--probe-transform", &a.probe_transform),
+        ("--needle-transform", &a.needle_transform),
+    ] {
         if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(fail(format!("{flag} `{v}`: expected 1 to 20 printable ASCII characters without spaces (an OpenIGTLink device name)")));
         }
@@ -166,20 +186,42 @@ fn check(a: &FrameArgs) -> Result<(), CliError> {
 }
 
 fn endpoint_config(a: &FrameArgs, timeout: f64) -> EndpointConfig {
-    EndpointConfig { names: ToolNames { probe: a.probe_transform.clone(), needle: a.needle_transform.clone() }, timeout, send_version: a.igtl_version, ..Default::default() }
+    EndpointConfig {
+        names: ToolNames {
+            probe: a.probe_transform.clone(),
+            needle: a.needle_transform.clone(),
+        },
+        timeout,
+        send_version: a.igtl_version,
+        ..Default::default()
+    }
 }
 
 fn headless(a: &FrameArgs, backend: Option<&str>) -> Result<(Headless, Scene), CliError> {
     let scene = Scene::load(&a.scene)?;
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());
-    let h = Headless::new(ctx, scene.clone(), a.height, a.dynamic_range, Some(a.density), Some(a.waves));
+    let h = Headless::new(
+        ctx,
+        scene.clone(),
+        a.height,
+        a.dynamic_range,
+        Some(a.density),
+        Some(a.waves),
+    );
     Ok((h, scene))
 }
 
 fn server(a: &FrameArgs, port: u16, timeout: f64, fallback: Pose) -> Result<Endpoint, CliError> {
-    let e = Endpoint::start(Mode::Server(format!("{}:{port}", a.bind)), endpoint_config(a, timeout), fallback)?;
-    eprintln!("serving OpenIGTLink images on {}", e.local_addr.map(|x| x.to_string()).unwrap_or_default());
+    let e = Endpoint::start(
+        Mode::Server(format!("{}:{port}", a.bind)),
+        endpoint_config(a, timeout),
+        fallback,
+    )?;
+    eprintln!(
+        "serving OpenIGTLink images on {}",
+        e.local_addr.map(|x| x.to_string()).unwrap_or_default()
+    );
     Ok(e)
 }
 
@@ -187,10 +229,16 @@ fn server(a: &FrameArgs, port: u16, timeout: f64, fallback: Pose) -> Result<Endp
 pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        return Err(fail(format!("--timeout {}: expected a positive number of seconds", a.timeout)));
+        return Err(fail(format!(
+            "--timeout {}: expected a positive number of seconds",
+            a.timeout
+        )));
     }
     // Everything the user typed is checked before the GPU starts.
-    let names = ToolNames { probe: a.frame.probe_transform.clone(), needle: a.frame.needle_transform.clone() };
+    let names = ToolNames {
+        probe: a.frame.probe_transform.clone(),
+        needle: a.frame.needle_transform.clone(),
+    };
     let scene = Scene::load(&a.frame.scene)?;
     let fallback = scene.probe_to_reference;
     let mut live_endpoint: Option<Endpoint> = None;
@@ -199,7 +247,11 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
         "scripted" => other = Some(Box::new(ScriptedSource::new(scene.clone()))),
         url if url.contains("://") => {
             let mode = Mode::parse(url).ok_or_else(|| TrackingError::BadUrl(url.into()))?;
-            live_endpoint = Some(Endpoint::start(mode, endpoint_config(&a.frame, a.timeout), fallback)?);
+            live_endpoint = Some(Endpoint::start(
+                mode,
+                endpoint_config(&a.frame, a.timeout),
+                fallback,
+            )?);
         }
         file => {
             let path = std::path::Path::new(file);
@@ -207,14 +259,26 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
                 return Err(TrackingError::BadUrl(file.into()).into());
             }
             let rec = Recording::read(path)?;
-            other = Some(Box::new(RecordedSource::new(&rec, &names, Pose::IDENTITY, fallback, a.timeout)?));
+            other = Some(Box::new(RecordedSource::new(
+                &rec,
+                &names,
+                Pose::IDENTITY,
+                fallback,
+                a.timeout,
+            )?));
         }
     }
     let port = serve_port.or(a.frame.serve_port);
-    let image_server = port.map(|p| server(&a.frame, p, a.timeout, fallback)).transpose()?;
+    let image_server = port
+        .map(|p| server(&a.frame, p, a.timeout, fallback))
+        .transpose()?;
     let (h, scene) = headless(&a.frame, backend)?;
     let mut endpoints: Vec<&Endpoint> = Vec::new();
-    endpoints.extend(live_endpoint.as_ref().filter(|e| !(a.no_images_to_tracker && matches!(e.mode, Mode::Client(_)))));
+    endpoints.extend(
+        live_endpoint
+            .as_ref()
+            .filter(|e| !(a.no_images_to_tracker && matches!(e.mode, Mode::Client(_)))),
+    );
     endpoints.extend(image_server.as_ref());
     let mut sink = Sink::new(outputs(&a.frame), endpoints, &h);
     let stop = a.stdin_control.then(|| {
@@ -222,14 +286,24 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
         let f = flag.clone();
         std::thread::spawn(move || {
             let mut line = String::new();
-            while std::io::stdin().read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line.trim() != "q" {
+            while std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+                && line.trim() != "q"
+            {
                 line.clear();
             }
             f.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         flag
     });
-    let limits = Limits { frames: a.frames, duration: a.duration, fps: a.frame.fps, stop };
+    let limits = Limits {
+        frames: a.frames,
+        duration: a.duration,
+        fps: a.frame.fps,
+        stop,
+    };
     let mut igtl_source = live_endpoint.as_ref().map(|e| e.source());
     let source: &mut dyn PoseSource = match (&mut igtl_source, &mut other) {
         (Some(e), _) => e,
@@ -256,9 +330,17 @@ pub fn serve(a: &ServeArgs, backend: Option<&str>) -> Result<(), CliError> {
 }
 
 fn parse_matrix(s: &str) -> Result<Pose, CliError> {
-    let v: Vec<f64> = s.split(|c: char| c.is_whitespace() || c == ',').filter(|x| !x.is_empty()).map(|x| x.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| fail(format!("--reference-to-scene `{s}`: expected 16 numbers")))?;
+    let v: Vec<f64> = s
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| fail(format!("--reference-to-scene `{s}`: expected 16 numbers")))?;
     if v.len() != 16 {
-        return Err(fail(format!("--reference-to-scene: {} numbers, expected 16 (a row-major 4×4 rigid transform in mm)", v.len())));
+        return Err(fail(format!(
+            "--reference-to-scene: {} numbers, expected 16 (a row-major 4×4 rigid transform in mm)",
+            v.len()
+        )));
     }
     let mut m = [[0.0; 4]; 4];
     for (i, x) in v.iter().enumerate() {
@@ -270,27 +352,61 @@ fn parse_matrix(s: &str) -> Result<Pose, CliError> {
 /// `sonoguide replay`.
 pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
-    let reference_to_scene = a.reference_to_scene.as_deref().map(parse_matrix).transpose()?;
+    let reference_to_scene = a
+        .reference_to_scene
+        .as_deref()
+        .map(parse_matrix)
+        .transpose()?;
     let mut rec = Recording::read(&a.file)?;
     if a.skip >= rec.frames.len() {
-        return Err(fail(format!("--skip {}: {} has {} frames", a.skip, a.file.display(), rec.frames.len())));
+        return Err(fail(format!(
+            "--skip {}: {} has {} frames",
+            a.skip,
+            a.file.display(),
+            rec.frames.len()
+        )));
     }
     rec.frames.drain(..a.skip);
     rec.frames.truncate(a.frames.unwrap_or(usize::MAX));
-    let names = ToolNames { probe: a.frame.probe_transform.clone(), needle: a.frame.needle_transform.clone() };
+    let names = ToolNames {
+        probe: a.frame.probe_transform.clone(),
+        needle: a.frame.needle_transform.clone(),
+    };
     super::check_tools(&rec, &names)?;
     if a.check && !rec.has_images() {
-        return Err(fail(format!("--check: {} holds poses only; record with --record-images to compare frames", a.file.display())));
+        return Err(fail(format!(
+            "--check: {} holds poses only; record with --record-images to compare frames",
+            a.file.display()
+        )));
     }
     let (h, scene) = headless(&a.frame, backend)?;
-    let image_server = a.frame.serve_port.map(|p| server(&a.frame, p, 0.5, scene.probe_to_reference)).transpose()?;
+    let image_server = a
+        .frame
+        .serve_port
+        .map(|p| server(&a.frame, p, 0.5, scene.probe_to_reference))
+        .transpose()?;
     let mut sink = Sink::new(outputs(&a.frame), image_server.iter().collect(), &h);
-    let cmp = run::replay(&h, &rec, &names, reference_to_scene.as_ref(), &mut sink, a.frame.fps)?;
+    let cmp = run::replay(
+        &h,
+        &rec,
+        &names,
+        reference_to_scene.as_ref(),
+        &mut sink,
+        a.frame.fps,
+    )?;
     std::thread::sleep(Duration::from_millis(200));
     sink.finish()?;
-    eprintln!("replayed {} frames of {} from {}", rec.frames.len(), scene.name, a.file.display());
+    eprintln!(
+        "replayed {} frames of {} from {}",
+        rec.frames.len(),
+        scene.name,
+        a.file.display()
+    );
     if cmp.compared > 0 {
-        eprintln!("{} of {} recorded frames reproduced bit-exactly (largest grey-level difference {})", cmp.identical, cmp.compared, cmp.max_abs_diff);
+        eprintln!(
+            "{} of {} recorded frames reproduced bit-exactly (largest grey-level difference {})",
+            cmp.identical, cmp.compared, cmp.max_abs_diff
+        );
     }
     if a.check && (cmp.compared == 0 || cmp.identical != cmp.compared) {
         return Err(fail(format!(

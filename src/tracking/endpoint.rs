@@ -51,7 +51,15 @@ pub struct EndpointConfig {
 
 impl Default for EndpointConfig {
     fn default() -> Self {
-        EndpointConfig { names: ToolNames::default(), timeout: 0.5, stall: Duration::from_secs(2), max_clients: 8, max_pending: 8, send_version: 2, history: 256 }
+        EndpointConfig {
+            names: ToolNames::default(),
+            timeout: 0.5,
+            stall: Duration::from_secs(2),
+            max_clients: 8,
+            max_pending: 8,
+            send_version: 2,
+            history: 256,
+        }
     }
 }
 
@@ -65,7 +73,8 @@ pub enum Mode {
 impl Mode {
     /// `igtl://HOST:PORT` (client) or `igtl-server://HOST:PORT` (server).
     pub fn parse(url: &str) -> Option<Mode> {
-        let (mode, rest): (fn(String) -> Mode, &str) = if let Some(r) = url.strip_prefix("igtl://") {
+        let (mode, rest): (fn(String) -> Mode, &str) = if let Some(r) = url.strip_prefix("igtl://")
+        {
             (Mode::Client, r)
         } else if let Some(r) = url.strip_prefix("igtl-server://") {
             (Mode::Server, r)
@@ -143,7 +152,10 @@ pub struct Endpoint {
 }
 
 fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl Endpoint {
@@ -151,9 +163,17 @@ impl Endpoint {
     /// cannot); a client connects in the background and keeps trying.
     /// `fallback_probe` is the probe pose used while the tracker has not
     /// sent one (the scene's default placement).
-    pub fn start(mode: Mode, config: EndpointConfig, fallback_probe: Pose) -> Result<Endpoint, TrackingError> {
+    pub fn start(
+        mode: Mode,
+        config: EndpointConfig,
+        fallback_probe: Pose,
+    ) -> Result<Endpoint, TrackingError> {
         let shared = Arc::new(Shared {
-            tools: Mutex::new(Tools { probe: ToolTrack::new(config.history), needle: ToolTrack::new(config.history), ignored: HashSet::new() }),
+            tools: Mutex::new(Tools {
+                probe: ToolTrack::new(config.history),
+                needle: ToolTrack::new(config.history),
+                ignored: HashSet::new(),
+            }),
             config,
             stop: AtomicBool::new(false),
             peers: Mutex::new(Vec::new()),
@@ -163,20 +183,44 @@ impl Endpoint {
         let mut local_addr = None;
         let thread = match &mode {
             Mode::Server(addr) => {
-                let listener = TcpListener::bind(addr.as_str()).map_err(|source| TrackingError::Bind { addr: addr.clone(), source })?;
-                listener.set_nonblocking(true).map_err(|source| TrackingError::Bind { addr: addr.clone(), source })?;
+                let listener =
+                    TcpListener::bind(addr.as_str()).map_err(|source| TrackingError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|source| TrackingError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 local_addr = listener.local_addr().ok();
-                info!("OpenIGTLink server listening on {}", local_addr.map(|a| a.to_string()).unwrap_or_else(|| addr.clone()));
+                info!(
+                    "OpenIGTLink server listening on {}",
+                    local_addr
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| addr.clone())
+                );
                 let s = shared.clone();
-                std::thread::Builder::new().name("igtl-accept".into()).spawn(move || accept_loop(s, listener))
+                std::thread::Builder::new()
+                    .name("igtl-accept".into())
+                    .spawn(move || accept_loop(s, listener))
             }
             Mode::Client(addr) => {
                 let (s, a) = (shared.clone(), addr.clone());
-                std::thread::Builder::new().name("igtl-client".into()).spawn(move || client_loop(s, a))
+                std::thread::Builder::new()
+                    .name("igtl-client".into())
+                    .spawn(move || client_loop(s, a))
             }
         }
         .map_err(|e| TrackingError::Invalid(format!("cannot start the OpenIGTLink thread: {e}")))?;
-        Ok(Endpoint { shared, threads: vec![thread], local_addr, mode, fallback_probe })
+        Ok(Endpoint {
+            shared,
+            threads: vec![thread],
+            local_addr,
+            mode,
+            fallback_probe,
+        })
     }
 
     /// Queue a message for every connected peer. Never blocks: a peer
@@ -220,13 +264,22 @@ impl Endpoint {
     /// The endpoint's tracked tools as a [`PoseSource`]; the handle shares
     /// the tracks, so a display can own it while the frame loop publishes.
     pub fn source(&self) -> EndpointSource {
-        EndpointSource { shared: self.shared.clone(), fallback_probe: self.fallback_probe, name: self.describe() }
+        EndpointSource {
+            shared: self.shared.clone(),
+            fallback_probe: self.fallback_probe,
+            name: self.describe(),
+        }
     }
 
     fn describe(&self) -> String {
         match &self.mode {
             Mode::Client(a) => format!("OpenIGTLink client of {a}"),
-            Mode::Server(a) => format!("OpenIGTLink server on {}", self.local_addr.map(|a| a.to_string()).unwrap_or_else(|| a.clone())),
+            Mode::Server(a) => format!(
+                "OpenIGTLink server on {}",
+                self.local_addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| a.clone())
+            ),
         }
     }
 }
@@ -247,12 +300,22 @@ impl PoseSource for EndpointSource {
             // The sender's clock may differ from ours: the least delayed
             // sample bounds the offset (sender − local), and the query
             // moves onto the sender's clock by it.
-            let offset = tr.samples().map(|s| s.time - s.received).fold(f64::NEG_INFINITY, f64::max);
+            let offset = tr
+                .samples()
+                .map(|s| s.time - s.received)
+                .fold(f64::NEG_INFINITY, f64::max);
             let offset = if offset.is_finite() { offset } else { 0.0 };
-            let age = tr.last_valid().map(|s| now - s.received).unwrap_or(f64::INFINITY);
+            let age = tr
+                .last_valid()
+                .map(|s| now - s.received)
+                .unwrap_or(f64::INFINITY);
             tr.at(t + offset, age, timeout, fallback)
         };
-        TrackedPoses { time: t, probe: tool(&tools.probe, self.fallback_probe), needle: tool(&tools.needle, Pose::IDENTITY) }
+        TrackedPoses {
+            time: t,
+            probe: tool(&tools.probe, self.fallback_probe),
+            needle: tool(&tools.needle, Pose::IDENTITY),
+        }
     }
 
     fn now(&self) -> f64 {
@@ -294,11 +357,16 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 }
                 info!("OpenIGTLink client {addr} connected");
                 let s = shared.clone();
-                if let Ok(h) = std::thread::Builder::new().name("igtl-conn".into()).spawn(move || connection(s, stream, addr)) {
+                if let Ok(h) = std::thread::Builder::new()
+                    .name("igtl-conn".into())
+                    .spawn(move || connection(s, stream, addr))
+                {
                     handlers.push(h);
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Err(e) => {
                 warn!("OpenIGTLink server: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -349,32 +417,53 @@ fn client_loop(shared: Arc<Shared>, addr: String) {
 
 enum ReadEnd {
     /// The peer closed the connection (at a message boundary when `clean`).
-    Closed { clean: bool },
-    Stalled { got: usize, want: usize },
+    Closed {
+        clean: bool,
+    },
+    Stalled {
+        got: usize,
+        want: usize,
+    },
     Stopped,
     Failed(std::io::Error),
 }
 
 /// Fill `buf`, waiting as long as needed while nothing of the message has
 /// arrived (`started: None`), and at most `stall` after it started.
-fn read_full(shared: &Shared, stream: &mut TcpStream, buf: &mut [u8], started: &mut Option<Instant>) -> Result<(), ReadEnd> {
+fn read_full(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    started: &mut Option<Instant>,
+) -> Result<(), ReadEnd> {
     let mut got = 0;
     while got < buf.len() {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(ReadEnd::Stopped);
         }
         match stream.read(&mut buf[got..]) {
-            Ok(0) => return Err(ReadEnd::Closed { clean: got == 0 && started.is_none() }),
+            Ok(0) => {
+                return Err(ReadEnd::Closed {
+                    clean: got == 0 && started.is_none(),
+                })
+            }
             Ok(n) => {
                 got += n;
                 started.get_or_insert_with(Instant::now);
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(ReadEnd::Failed(e)),
         }
         if let Some(t) = started {
             if t.elapsed() > shared.config.stall && got < buf.len() {
-                return Err(ReadEnd::Stalled { got, want: buf.len() });
+                return Err(ReadEnd::Stalled {
+                    got,
+                    want: buf.len(),
+                });
             }
         }
     }
@@ -386,11 +475,24 @@ fn connection(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    let peer = Arc::new(Peer { addr, queue: Mutex::new(VecDeque::new()), ready: Condvar::new(), version: AtomicU16::new(0), closed: AtomicBool::new(false) });
-    shared.peers.lock().unwrap_or_else(|e| e.into_inner()).push(peer.clone());
+    let peer = Arc::new(Peer {
+        addr,
+        queue: Mutex::new(VecDeque::new()),
+        ready: Condvar::new(),
+        version: AtomicU16::new(0),
+        closed: AtomicBool::new(false),
+    });
+    shared
+        .peers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(peer.clone());
     let writer = stream.try_clone().ok().and_then(|w| {
         let (s, p) = (shared.clone(), peer.clone());
-        std::thread::Builder::new().name("igtl-write".into()).spawn(move || write_loop(s, p, w)).ok()
+        std::thread::Builder::new()
+            .name("igtl-write".into())
+            .spawn(move || write_loop(s, p, w))
+            .ok()
     });
     let mut warnings = 0u64;
     let mut warn_peer = |msg: String| {
@@ -399,7 +501,14 @@ fn connection(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
         // A flood of bad messages gets a handful of lines, then one per
         // power of two, not one each.
         if warnings <= 5 || warnings.is_power_of_two() {
-            warn!("OpenIGTLink peer {addr}: {msg}{}", if warnings > 5 { format!(" ({warnings} rejections from this peer)") } else { String::new() });
+            warn!(
+                "OpenIGTLink peer {addr}: {msg}{}",
+                if warnings > 5 {
+                    format!(" ({warnings} rejections from this peer)")
+                } else {
+                    String::new()
+                }
+            );
         }
     };
     let mut skip = vec![0u8; 64 << 10];
@@ -441,14 +550,25 @@ fn connection(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
                 report_end(e, addr, &mut warn_peer);
                 break;
             }
-            debug!("OpenIGTLink peer {addr}: skipped {} `{}` ({} bytes)", header.kind, header.device, header.body_size);
+            debug!(
+                "OpenIGTLink peer {addr}: skipped {} `{}` ({} bytes)",
+                header.kind, header.device, header.body_size
+            );
             None
         };
         peer.version.store(header.version, Ordering::Relaxed);
         let Some(body) = body else { continue };
         let crc = igtl::crc64(&body);
         if crc != header.crc {
-            warn_peer(format!("{}", igtl::IgtlError::Crc { kind: header.kind.clone(), device: header.device.clone(), got: crc, want: header.crc }));
+            warn_peer(format!(
+                "{}",
+                igtl::IgtlError::Crc {
+                    kind: header.kind.clone(),
+                    device: header.device.clone(),
+                    got: crc,
+                    want: header.crc
+                }
+            ));
             continue;
         }
         match Message::decode(&header, &body) {
@@ -465,7 +585,11 @@ fn connection(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
     if let Some(w) = writer {
         let _ = w.join();
     }
-    shared.peers.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| !Arc::ptr_eq(p, &peer));
+    shared
+        .peers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| !Arc::ptr_eq(p, &peer));
     info!("OpenIGTLink peer {addr} disconnected");
 }
 
@@ -484,20 +608,28 @@ fn report_end(end: ReadEnd, addr: SocketAddr, warn_peer: &mut impl FnMut(String)
 fn reported_invalid(msg: &Message) -> bool {
     msg.metadata.iter().any(|(k, v)| {
         let v = v.trim().to_ascii_lowercase();
-        (k == "TransformValid" && (v == "false" || v == "0")) || (k.ends_with("Status") && (v == "invalid" || v == "missing"))
+        (k == "TransformValid" && (v == "false" || v == "0"))
+            || (k.ends_with("Status") && (v == "invalid" || v == "missing"))
     })
 }
 
 fn handle(shared: &Shared, peer: &Peer, msg: Message) {
     let now = unix_now();
-    let time = if msg.timestamp > 0.0 { msg.timestamp } else { now };
+    let time = if msg.timestamp > 0.0 {
+        msg.timestamp
+    } else {
+        now
+    };
     let names = &shared.config.names;
     // A tracker that keeps sending a bad pose gets a few lines, not one a
     // message.
     let bad_pose = |what: String| {
         let n = shared.stats.bad_poses.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= 5 || n.is_power_of_two() {
-            warn!("OpenIGTLink peer {}: {} `{}`: {what}; sample marked invalid ({n} so far)", peer.addr, msg.kind, msg.device);
+            warn!(
+                "OpenIGTLink peer {}: {} `{}`: {what}; sample marked invalid ({n} so far)",
+                peer.addr, msg.kind, msg.device
+            );
         }
     };
     let pose = match &msg.content {
@@ -509,7 +641,10 @@ fn handle(shared: &Shared, peer: &Peer, msg: Message) {
                 Some(None)
             }
         },
-        Content::Position { position, quaternion } => {
+        Content::Position {
+            position,
+            quaternion,
+        } => {
             let q = quaternion.map(|q| glam::DQuat::from_xyzw(q[0], q[1], q[2], q[3]));
             match q.map(|q| q.length()) {
                 Some(l) if !(l.is_finite() && (l - 1.0).abs() < 1e-2) => {
@@ -517,7 +652,10 @@ fn handle(shared: &Shared, peer: &Peer, msg: Message) {
                     Some(None)
                 }
                 _ if position.iter().any(|v| !v.is_finite()) => Some(None),
-                _ => Some(Some(Pose { translation: glam::DVec3::from_array(*position) * 1e-3, rotation: q.map(|q| q.normalize()).unwrap_or(glam::DQuat::IDENTITY) })),
+                _ => Some(Some(Pose {
+                    translation: glam::DVec3::from_array(*position) * 1e-3,
+                    rotation: q.map(|q| q.normalize()).unwrap_or(glam::DQuat::IDENTITY),
+                })),
             }
         }
         Content::Status { code, .. } => {
@@ -526,7 +664,18 @@ fn handle(shared: &Shared, peer: &Peer, msg: Message) {
             (*code != igtl::STATUS_OK).then_some(None)
         }
         Content::Other if msg.kind == "GET_STATUS" => {
-            let reply = Message { kind: "STATUS".into(), device: msg.device.clone(), timestamp: now, metadata: Vec::new(), content: Content::Status { code: igtl::STATUS_OK, subcode: 0, error_name: String::new(), message: "sonoguide running".into() } };
+            let reply = Message {
+                kind: "STATUS".into(),
+                device: msg.device.clone(),
+                timestamp: now,
+                metadata: Vec::new(),
+                content: Content::Status {
+                    code: igtl::STATUS_OK,
+                    subcode: 0,
+                    error_name: String::new(),
+                    message: "sonoguide running".into(),
+                },
+            };
             let mut q = peer.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.push_back(Arc::new(reply));
             peer.ready.notify_one();
@@ -536,19 +685,29 @@ fn handle(shared: &Shared, peer: &Peer, msg: Message) {
     };
     let Some(pose) = pose else { return };
     let mut tools = shared.tools.lock().unwrap_or_else(|e| e.into_inner());
-    let sample = Sample { time, received: now, pose };
+    let sample = Sample {
+        time,
+        received: now,
+        pose,
+    };
     let track = if msg.device == names.probe {
         &mut tools.probe
     } else if msg.device == names.needle {
         &mut tools.needle
     } else {
         if tools.ignored.len() < 64 && tools.ignored.insert(msg.device.clone()) {
-            info!("OpenIGTLink: ignoring {} `{}`: not a configured tool (probe `{}`, needle `{}`)", msg.kind, msg.device, names.probe, names.needle);
+            info!(
+                "OpenIGTLink: ignoring {} `{}`: not a configured tool (probe `{}`, needle `{}`)",
+                msg.kind, msg.device, names.probe, names.needle
+            );
         }
         return;
     };
     if !track.push(sample) {
-        debug!("OpenIGTLink: {} `{}` stamped {time:.6} is older than the newest sample; dropped", msg.kind, msg.device);
+        debug!(
+            "OpenIGTLink: {} `{}` stamped {time:.6} is older than the newest sample; dropped",
+            msg.kind, msg.device
+        );
     }
 }
 
@@ -566,7 +725,11 @@ fn write_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut stream: TcpStream) {
                 if let Some(m) = q.pop_front() {
                     break m;
                 }
-                q = peer.ready.wait_timeout(q, Duration::from_millis(100)).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                q = peer
+                    .ready
+                    .wait_timeout(q, Duration::from_millis(100))
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
         };
         let version = match peer.version.load(Ordering::Relaxed) {
@@ -575,7 +738,10 @@ fn write_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut stream: TcpStream) {
         };
         let id = shared.message_id.fetch_add(1, Ordering::Relaxed) as u32;
         if let Err(e) = stream.write_all(&msg.encode(version, id)) {
-            warn!("OpenIGTLink peer {}: write failed ({e}); closing the connection", peer.addr);
+            warn!(
+                "OpenIGTLink peer {}: write failed ({e}); closing the connection",
+                peer.addr
+            );
             peer.closed.store(true, Ordering::SeqCst);
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -590,8 +756,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(Mode::parse("igtl://127.0.0.1:18944"), Some(Mode::Client("127.0.0.1:18944".into())));
-        assert_eq!(Mode::parse("igtl-server://0.0.0.0:18944/"), Some(Mode::Server("0.0.0.0:18944".into())));
+        assert_eq!(
+            Mode::parse("igtl://127.0.0.1:18944"),
+            Some(Mode::Client("127.0.0.1:18944".into()))
+        );
+        assert_eq!(
+            Mode::parse("igtl-server://0.0.0.0:18944/"),
+            Some(Mode::Server("0.0.0.0:18944".into()))
+        );
         assert_eq!(Mode::parse("igtl://localhost"), None);
         assert_eq!(Mode::parse("http://x:1"), None);
     }

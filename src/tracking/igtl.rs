@@ -37,11 +37,25 @@ pub enum IgtlError {
     #[error("header {field} field {text:?} is not NUL-padded printable ASCII; the stream is probably not OpenIGTLink or is out of step")]
     Field { field: &'static str, text: String },
     #[error("{kind} `{device}` declares a body of {size} bytes, over the {limit}-byte limit for {kind}; closing the connection (the stream cannot be resynchronised without reading it)")]
-    TooLarge { kind: String, device: String, size: u64, limit: u64 },
+    TooLarge {
+        kind: String,
+        device: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("{kind} `{device}`: body CRC {got:#018x} differs from the header's {want:#018x}; message dropped (the sender's data were corrupted)")]
-    Crc { kind: String, device: String, got: u64, want: u64 },
+    Crc {
+        kind: String,
+        device: String,
+        got: u64,
+        want: u64,
+    },
     #[error("{kind} `{device}`: {what}")]
-    Body { kind: String, device: String, what: String },
+    Body {
+        kind: String,
+        device: String,
+        what: String,
+    },
 }
 
 /// The ECMA-182 CRC-64 (polynomial 0x42F0E1EBA9EA3693, MSB first, no
@@ -53,13 +67,19 @@ pub fn crc64(data: &[u8]) -> u64 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = (i as u64) << 56;
             for _ in 0..8 {
-                c = if c & (1 << 63) != 0 { (c << 1) ^ 0x42F0_E1EB_A9EA_3693 } else { c << 1 };
+                c = if c & (1 << 63) != 0 {
+                    (c << 1) ^ 0x42F0_E1EB_A9EA_3693
+                } else {
+                    c << 1
+                };
             }
             *e = c;
         }
         t
     });
-    data.iter().fold(0u64, |crc, b| table[((crc >> 56) as u8 ^ b) as usize] ^ (crc << 8))
+    data.iter().fold(0u64, |crc, b| {
+        table[((crc >> 56) as u8 ^ b) as usize] ^ (crc << 8)
+    })
 }
 
 /// A decoded message header.
@@ -81,7 +101,10 @@ fn text_field(bytes: &[u8], field: &'static str) -> Result<String, IgtlError> {
     // Printable ASCII then NUL padding; anything else means we are not
     // looking at a header.
     if text.iter().any(|b| !(0x20..0x7f).contains(b)) || pad.iter().any(|b| *b != 0) {
-        return Err(IgtlError::Field { field, text: String::from_utf8_lossy(bytes).into_owned() });
+        return Err(IgtlError::Field {
+            field,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(text).trim_end().to_string())
 }
@@ -117,18 +140,33 @@ impl Header {
         }
         let kind = text_field(&b[2..14], "type")?;
         if kind.is_empty() {
-            return Err(IgtlError::Field { field: "type", text: String::new() });
+            return Err(IgtlError::Field {
+                field: "type",
+                text: String::new(),
+            });
         }
         let device = text_field(&b[14..34], "device name")?;
         let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Ok(Header { version, kind, device, timestamp: timestamp_from_u64(u64_at(34)), body_size: u64_at(42), crc: u64_at(50) })
+        Ok(Header {
+            version,
+            kind,
+            device,
+            timestamp: timestamp_from_u64(u64_at(34)),
+            body_size: u64_at(42),
+            crc: u64_at(50),
+        })
     }
 
     /// Refuse bodies over the limit for this type, before allocating.
     pub fn check_size(&self) -> Result<(), IgtlError> {
         let limit = body_limit(&self.kind);
         if self.body_size > limit {
-            return Err(IgtlError::TooLarge { kind: self.kind.clone(), device: self.device.clone(), size: self.body_size, limit });
+            return Err(IgtlError::TooLarge {
+                kind: self.kind.clone(),
+                device: self.device.clone(),
+                size: self.body_size,
+                limit,
+            });
         }
         Ok(())
     }
@@ -145,7 +183,16 @@ pub fn body_limit(kind: &str) -> u64 {
 
 /// Types whose bodies sonoguide decodes; the rest are skipped.
 pub fn is_read(kind: &str) -> bool {
-    matches!(kind, "TRANSFORM" | "POSITION" | "STATUS" | "GET_STATUS" | "STT_TDATA" | "STP_TDATA" | "GET_CAPABIL")
+    matches!(
+        kind,
+        "TRANSFORM"
+            | "POSITION"
+            | "STATUS"
+            | "GET_STATUS"
+            | "STT_TDATA"
+            | "STP_TDATA"
+            | "GET_CAPABIL"
+    )
 }
 
 /// STATUS codes (OpenIGTLink's `IGTL_STATUS_*`) that matter here.
@@ -158,8 +205,16 @@ pub enum Content {
     /// the caller with [`Pose::from_matrix_mm`].
     Transform([[f64; 4]; 4]),
     /// POSITION: a point (mm) and, when sent, an orientation quaternion.
-    Position { position: [f64; 3], quaternion: Option<[f64; 4]> },
-    Status { code: u16, subcode: i64, error_name: String, message: String },
+    Position {
+        position: [f64; 3],
+        quaternion: Option<[f64; 4]>,
+    },
+    Status {
+        code: u16,
+        subcode: i64,
+        error_name: String,
+        message: String,
+    },
     Image(Image),
     /// A type we do not read (or a query such as GET_STATUS): nothing to do.
     Other,
@@ -194,8 +249,14 @@ impl Image {
         }
         let m = &self.ijk_to_world;
         // The wire's translation is the centre of the image.
-        let half = [(self.size[0] as f64 - 1.0) / 2.0, (self.size[1] as f64 - 1.0) / 2.0, (self.size[2] as f64 - 1.0) / 2.0];
-        let centre: Vec<f64> = (0..3).map(|r| m[r][3] + (0..3).map(|c| m[r][c] * half[c]).sum::<f64>()).collect();
+        let half = [
+            (self.size[0] as f64 - 1.0) / 2.0,
+            (self.size[1] as f64 - 1.0) / 2.0,
+            (self.size[2] as f64 - 1.0) / 2.0,
+        ];
+        let centre: Vec<f64> = (0..3)
+            .map(|r| m[r][3] + (0..3).map(|c| m[r][c] * half[c]).sum::<f64>())
+            .collect();
         for c in 0..3 {
             for r in 0..3 {
                 b.extend_from_slice(&(m[r][c] as f32).to_be_bytes());
@@ -216,20 +277,34 @@ impl Image {
 
     fn decode(c: &[u8]) -> Result<Image, String> {
         if c.len() < IMAGE_HEADER_SIZE {
-            return Err(format!("{} bytes, shorter than the {IMAGE_HEADER_SIZE}-byte image header", c.len()));
+            return Err(format!(
+                "{} bytes, shorter than the {IMAGE_HEADER_SIZE}-byte image header",
+                c.len()
+            ));
         }
         if c[2] != 1 || c[3] != 3 {
-            return Err(format!("{} components of scalar type {}: only 1-component uint8 (type 3) is read", c[2], c[3]));
+            return Err(format!(
+                "{} components of scalar type {}: only 1-component uint8 (type 3) is read",
+                c[2], c[3]
+            ));
         }
         let u16_at = |i: usize| u16::from_be_bytes([c[i], c[i + 1]]);
         let f_at = |i: usize| f32::from_be_bytes(c[i..i + 4].try_into().expect("4 bytes")) as f64;
         let size = [u16_at(6), u16_at(8), u16_at(10)];
         let n = size.iter().map(|s| *s as usize).product::<usize>();
-        if [u16_at(60), u16_at(62), u16_at(64)] != [0, 0, 0] || [u16_at(66), u16_at(68), u16_at(70)] != size {
+        if [u16_at(60), u16_at(62), u16_at(64)] != [0, 0, 0]
+            || [u16_at(66), u16_at(68), u16_at(70)] != size
+        {
             return Err("a sub-volume update: only whole images are read".into());
         }
         if c.len() != IMAGE_HEADER_SIZE + n {
-            return Err(format!("{} pixel bytes for a {}×{}×{} image", c.len() - IMAGE_HEADER_SIZE, size[0], size[1], size[2]));
+            return Err(format!(
+                "{} pixel bytes for a {}×{}×{} image",
+                c.len() - IMAGE_HEADER_SIZE,
+                size[0],
+                size[1],
+                size[2]
+            ));
         }
         let mut m = [[0.0; 4]; 4];
         for col in 0..3 {
@@ -237,12 +312,20 @@ impl Image {
                 m[r][col] = f_at(12 + (col * 3 + r) * 4);
             }
         }
-        let half = [(size[0] as f64 - 1.0) / 2.0, (size[1] as f64 - 1.0) / 2.0, (size[2] as f64 - 1.0) / 2.0];
+        let half = [
+            (size[0] as f64 - 1.0) / 2.0,
+            (size[1] as f64 - 1.0) / 2.0,
+            (size[2] as f64 - 1.0) / 2.0,
+        ];
         for r in 0..3 {
             m[r][3] = f_at(48 + r * 4) - (0..3).map(|col| m[r][col] * half[col]).sum::<f64>();
         }
         m[3][3] = 1.0;
-        Ok(Image { size, ijk_to_world: m, pixels: c[IMAGE_HEADER_SIZE..].to_vec() })
+        Ok(Image {
+            size,
+            ijk_to_world: m,
+            pixels: c[IMAGE_HEADER_SIZE..].to_vec(),
+        })
     }
 }
 
@@ -258,17 +341,29 @@ pub struct Message {
 }
 
 fn be_f32s(c: &[u8]) -> Vec<f64> {
-    c.chunks_exact(4).map(|w| f32::from_be_bytes(w.try_into().expect("4 bytes")) as f64).collect()
+    c.chunks_exact(4)
+        .map(|w| f32::from_be_bytes(w.try_into().expect("4 bytes")) as f64)
+        .collect()
 }
 
 impl Message {
     pub fn transform(device: &str, timestamp: f64, pose: &Pose) -> Message {
-        Message { kind: "TRANSFORM".into(), device: device.into(), timestamp, metadata: Vec::new(), content: Content::Transform(pose.to_matrix_mm()) }
+        Message {
+            kind: "TRANSFORM".into(),
+            device: device.into(),
+            timestamp,
+            metadata: Vec::new(),
+            content: Content::Transform(pose.to_matrix_mm()),
+        }
     }
 
     /// Decode a body whose header has been read, checked and CRC-verified.
     pub fn decode(h: &Header, body: &[u8]) -> Result<Message, IgtlError> {
-        let bad = |what: String| IgtlError::Body { kind: h.kind.clone(), device: h.device.clone(), what };
+        let bad = |what: String| IgtlError::Body {
+            kind: h.kind.clone(),
+            device: h.device.clone(),
+            what,
+        };
         let (content, metadata) = if h.version >= 2 {
             split_v2(body).map_err(bad)?
         } else {
@@ -297,11 +392,17 @@ impl Message {
                     28 => Some([v[3], v[4], v[5], v[6]]),
                     n => return Err(bad(format!("{n} content bytes, expected 12, 24 or 28 (position, then a 3- or 4-component quaternion)"))),
                 };
-                Content::Position { position: [v[0], v[1], v[2]], quaternion }
+                Content::Position {
+                    position: [v[0], v[1], v[2]],
+                    quaternion,
+                }
             }
             "STATUS" => {
                 if c.len() < 30 {
-                    return Err(bad(format!("{} content bytes, shorter than the 30-byte status header", c.len())));
+                    return Err(bad(format!(
+                        "{} content bytes, shorter than the 30-byte status header",
+                        c.len()
+                    )));
                 }
                 let code = u16::from_be_bytes([c[0], c[1]]);
                 let subcode = i64::from_be_bytes(c[2..10].try_into().expect("8 bytes"));
@@ -309,12 +410,23 @@ impl Message {
                 let error_name = String::from_utf8_lossy(&c[10..10 + name_end]).into_owned();
                 let msg = &c[30..];
                 let msg_end = msg.iter().position(|b| *b == 0).unwrap_or(msg.len());
-                Content::Status { code, subcode, error_name, message: String::from_utf8_lossy(&msg[..msg_end]).into_owned() }
+                Content::Status {
+                    code,
+                    subcode,
+                    error_name,
+                    message: String::from_utf8_lossy(&msg[..msg_end]).into_owned(),
+                }
             }
             "IMAGE" => Content::Image(Image::decode(c).map_err(bad)?),
             _ => Content::Other,
         };
-        Ok(Message { kind: h.kind.clone(), device: h.device.clone(), timestamp: h.timestamp, metadata, content })
+        Ok(Message {
+            kind: h.kind.clone(),
+            device: h.device.clone(),
+            timestamp: h.timestamp,
+            metadata,
+            content,
+        })
     }
 
     fn content_bytes(&self) -> Vec<u8> {
@@ -328,14 +440,22 @@ impl Message {
                 }
                 b
             }
-            Content::Position { position, quaternion } => {
+            Content::Position {
+                position,
+                quaternion,
+            } => {
                 let mut b = Vec::with_capacity(28);
                 for v in position.iter().chain(quaternion.iter().flatten()) {
                     b.extend_from_slice(&(*v as f32).to_be_bytes());
                 }
                 b
             }
-            Content::Status { code, subcode, error_name, message } => {
+            Content::Status {
+                code,
+                subcode,
+                error_name,
+                message,
+            } => {
                 let mut b = Vec::with_capacity(31 + message.len());
                 b.extend_from_slice(&code.to_be_bytes());
                 b.extend_from_slice(&subcode.to_be_bytes());
@@ -387,13 +507,22 @@ impl Message {
     }
 
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A one-line description for logs.
     pub fn describe(&self) -> String {
         let mut s = format!("{} `{}`", self.kind, self.device);
-        if let Content::Status { code, error_name, message, .. } = &self.content {
+        if let Content::Status {
+            code,
+            error_name,
+            message,
+            ..
+        } = &self.content
+        {
             let _ = write!(s, " code {code} {error_name} {message:?}");
         }
         s
@@ -421,7 +550,10 @@ fn split_v2(body: &[u8]) -> Result<(&[u8], Metadata), String> {
     if meta_header >= 2 {
         let count = u16::from_be_bytes([mh[0], mh[1]]) as usize;
         if 2 + count * 8 > mh.len() {
-            return Err(format!("metadata header of {} bytes cannot index {count} entries", mh.len()));
+            return Err(format!(
+                "metadata header of {} bytes cannot index {count} entries",
+                mh.len()
+            ));
         }
         let mut at = 0usize;
         for i in 0..count {
@@ -429,7 +561,10 @@ fn split_v2(body: &[u8]) -> Result<(&[u8], Metadata), String> {
             let k = u16::from_be_bytes([e[0], e[1]]) as usize;
             let v = u32::from_be_bytes(e[4..8].try_into().expect("4 bytes")) as usize;
             if at + k + v > mb.len() {
-                return Err(format!("metadata entry {i} runs past the {}-byte metadata", mb.len()));
+                return Err(format!(
+                    "metadata entry {i} runs past the {}-byte metadata",
+                    mb.len()
+                ));
             }
             let key = String::from_utf8_lossy(&mb[at..at + k]).into_owned();
             let value = String::from_utf8_lossy(&mb[at + k..at + k + v]).into_owned();
@@ -454,30 +589,70 @@ mod tests {
 
     #[test]
     fn transform_status_position_round_trip_in_both_versions() {
-        let pose = Pose { translation: DVec3::new(0.01, -0.02, 0.03), rotation: DQuat::from_rotation_y(0.4) * DQuat::from_rotation_x(-0.2) };
+        let pose = Pose {
+            translation: DVec3::new(0.01, -0.02, 0.03),
+            rotation: DQuat::from_rotation_y(0.4) * DQuat::from_rotation_x(-0.2),
+        };
         for version in [1u16, 2] {
             let mut m = Message::transform("NeedleToReference", 1_700_000_000.25, &pose);
             m.metadata.push(("TransformValid".into(), "true".into()));
             let bytes = m.encode(version, 7);
             let h = Header::decode(bytes[..HEADER_SIZE].try_into().unwrap()).unwrap();
-            assert_eq!((h.version, h.kind.as_str(), h.device.as_str()), (version, "TRANSFORM", "NeedleToReference"));
+            assert_eq!(
+                (h.version, h.kind.as_str(), h.device.as_str()),
+                (version, "TRANSFORM", "NeedleToReference")
+            );
             assert_eq!(h.body_size as usize, bytes.len() - HEADER_SIZE);
             assert_eq!(h.crc, crc64(&bytes[HEADER_SIZE..]));
             assert!((h.timestamp - 1_700_000_000.25).abs() < 1e-6);
             let back = Message::decode(&h, &bytes[HEADER_SIZE..]).unwrap();
-            assert_eq!(back.meta("TransformValid"), if version == 2 { Some("true") } else { None });
-            let Content::Transform(t) = back.content else { panic!() };
+            assert_eq!(
+                back.meta("TransformValid"),
+                if version == 2 { Some("true") } else { None }
+            );
+            let Content::Transform(t) = back.content else {
+                panic!()
+            };
             let p = Pose::from_matrix_mm(&t).unwrap();
-            assert!((p.translation - pose.translation).length() < 1e-8 && p.rotation.dot(pose.rotation).abs() > 1.0 - 1e-12);
+            assert!(
+                (p.translation - pose.translation).length() < 1e-8
+                    && p.rotation.dot(pose.rotation).abs() > 1.0 - 1e-12
+            );
         }
-        let s = Message { kind: "STATUS".into(), device: "Tracker".into(), timestamp: 0.0, metadata: vec![], content: Content::Status { code: 7, subcode: -3, error_name: "TIMEOUT".into(), message: "lost".into() } };
+        let s = Message {
+            kind: "STATUS".into(),
+            device: "Tracker".into(),
+            timestamp: 0.0,
+            metadata: vec![],
+            content: Content::Status {
+                code: 7,
+                subcode: -3,
+                error_name: "TIMEOUT".into(),
+                message: "lost".into(),
+            },
+        };
         let b = s.encode(2, 0);
         let h = Header::decode(b[..HEADER_SIZE].try_into().unwrap()).unwrap();
-        assert_eq!(Message::decode(&h, &b[HEADER_SIZE..]).unwrap().content, s.content);
-        let p = Message { kind: "POSITION".into(), device: "Stylus".into(), timestamp: 0.0, metadata: vec![], content: Content::Position { position: [1.0, 2.0, 3.0], quaternion: Some([0.0, 0.0, 0.0, 1.0]) } };
+        assert_eq!(
+            Message::decode(&h, &b[HEADER_SIZE..]).unwrap().content,
+            s.content
+        );
+        let p = Message {
+            kind: "POSITION".into(),
+            device: "Stylus".into(),
+            timestamp: 0.0,
+            metadata: vec![],
+            content: Content::Position {
+                position: [1.0, 2.0, 3.0],
+                quaternion: Some([0.0, 0.0, 0.0, 1.0]),
+            },
+        };
         let b = p.encode(1, 0);
         let h = Header::decode(b[..HEADER_SIZE].try_into().unwrap()).unwrap();
-        assert_eq!(Message::decode(&h, &b[HEADER_SIZE..]).unwrap().content, p.content);
+        assert_eq!(
+            Message::decode(&h, &b[HEADER_SIZE..]).unwrap().content,
+            p.content
+        );
     }
 
     #[test]
@@ -487,11 +662,23 @@ mod tests {
         m[1] = [0.0, 0.0, -1.0, 5.0];
         m[2] = [0.0, 0.3, 0.0, 20.0];
         m[3][3] = 1.0;
-        let img = Image { size: [4, 3, 1], ijk_to_world: m, pixels: (0..12).collect() };
-        let msg = Message { kind: "IMAGE".into(), device: "Image_Reference".into(), timestamp: 1.0, metadata: vec![], content: Content::Image(img.clone()) };
+        let img = Image {
+            size: [4, 3, 1],
+            ijk_to_world: m,
+            pixels: (0..12).collect(),
+        };
+        let msg = Message {
+            kind: "IMAGE".into(),
+            device: "Image_Reference".into(),
+            timestamp: 1.0,
+            metadata: vec![],
+            content: Content::Image(img.clone()),
+        };
         let b = msg.encode(2, 1);
         let h = Header::decode(b[..HEADER_SIZE].try_into().unwrap()).unwrap();
-        let Content::Image(back) = Message::decode(&h, &b[HEADER_SIZE..]).unwrap().content else { panic!() };
+        let Content::Image(back) = Message::decode(&h, &b[HEADER_SIZE..]).unwrap().content else {
+            panic!()
+        };
         assert_eq!(back.size, img.size);
         assert_eq!(back.pixels, img.pixels);
         for r in 0..4 {
@@ -500,7 +687,13 @@ mod tests {
             }
         }
         // The wire carries the centre: column 1.5, row 1 of the image.
-        let f = |i: usize| f32::from_be_bytes(b[HEADER_SIZE + EXT_HEADER_SIZE + i..HEADER_SIZE + EXT_HEADER_SIZE + i + 4].try_into().unwrap());
+        let f = |i: usize| {
+            f32::from_be_bytes(
+                b[HEADER_SIZE + EXT_HEADER_SIZE + i..HEADER_SIZE + EXT_HEADER_SIZE + i + 4]
+                    .try_into()
+                    .unwrap(),
+            )
+        };
         assert!((f(48) - (-10.0 + 0.45)).abs() < 1e-5 && (f(56) - (20.0 + 0.3)).abs() < 1e-5);
     }
 
@@ -512,12 +705,22 @@ mod tests {
         assert!(matches!(Header::decode(&h), Err(IgtlError::Version(9))));
         let mut h: [u8; HEADER_SIZE] = good[..HEADER_SIZE].try_into().unwrap();
         h[5] = 0xff;
-        assert!(Header::decode(&h).unwrap_err().to_string().contains("type field"));
+        assert!(Header::decode(&h)
+            .unwrap_err()
+            .to_string()
+            .contains("type field"));
         let mut h: [u8; HEADER_SIZE] = good[..HEADER_SIZE].try_into().unwrap();
         h[42..50].copy_from_slice(&(4u64 << 30).to_be_bytes());
-        let e = Header::decode(&h).unwrap().check_size().unwrap_err().to_string();
+        let e = Header::decode(&h)
+            .unwrap()
+            .check_size()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("4294967296") && e.contains("limit"), "{e}");
         let hd = Header::decode(good[..HEADER_SIZE].try_into().unwrap()).unwrap();
-        assert!(Message::decode(&hd, &good[HEADER_SIZE..HEADER_SIZE + 40]).unwrap_err().to_string().contains("expected 48"));
+        assert!(Message::decode(&hd, &good[HEADER_SIZE..HEADER_SIZE + 40])
+            .unwrap_err()
+            .to_string()
+            .contains("expected 48"));
     }
 }

@@ -40,7 +40,10 @@ pub enum TrackingError {
     #[error("--tracking `{0}`: expected igtl://HOST:PORT (connect to a PLUS Server or other OpenIGTLink server), igtl-server://HOST:PORT (listen for OpenIGTLink clients), scripted, or a recording FILE.mha / FILE.nrrd")]
     BadUrl(String),
     #[error("{addr}: cannot listen for OpenIGTLink clients: {source}; is another server on that port? choose another with --port")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Recording(#[from] crate::io::metafile::MetafileError),
     #[error("{path}: {what}")]
@@ -65,7 +68,10 @@ pub struct ToolNames {
 
 impl Default for ToolNames {
     fn default() -> Self {
-        ToolNames { probe: "ProbeToReference".into(), needle: "NeedleToReference".into() }
+        ToolNames {
+            probe: "ProbeToReference".into(),
+            needle: "NeedleToReference".into(),
+        }
     }
 }
 
@@ -141,7 +147,10 @@ pub struct ToolTrack {
 
 impl ToolTrack {
     pub fn new(capacity: usize) -> ToolTrack {
-        ToolTrack { samples: VecDeque::new(), capacity: capacity.max(2) }
+        ToolTrack {
+            samples: VecDeque::new(),
+            capacity: capacity.max(2),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -191,12 +200,29 @@ impl ToolTrack {
         let i = self.samples.partition_point(|s| s.time <= t);
         // What a lost tool holds: the newest valid sample at or before t
         // (the first valid one when t precedes them all).
-        let before = self.samples.range(..i).rev().find(|s| s.pose.is_some()).or_else(|| self.samples.iter().find(|s| s.pose.is_some()));
+        let before = self
+            .samples
+            .range(..i)
+            .rev()
+            .find(|s| s.pose.is_some())
+            .or_else(|| self.samples.iter().find(|s| s.pose.is_some()));
         let Some(last) = before else {
-            let state = if self.samples.is_empty() { ToolState::Missing } else { ToolState::Lost };
-            return ToolPose { pose: fallback, timestamp: None, state };
+            let state = if self.samples.is_empty() {
+                ToolState::Missing
+            } else {
+                ToolState::Lost
+            };
+            return ToolPose {
+                pose: fallback,
+                timestamp: None,
+                state,
+            };
         };
-        let held = ToolPose { pose: last.pose.expect("valid"), timestamp: Some(last.time), state: ToolState::Lost };
+        let held = ToolPose {
+            pose: last.pose.expect("valid"),
+            timestamp: Some(last.time),
+            state: ToolState::Lost,
+        };
         if age > timeout {
             return held;
         }
@@ -210,7 +236,11 @@ impl ToolTrack {
             let (a, b) = (self.samples[i - 1], self.samples[i]);
             match (a.pose, b.pose) {
                 (Some(pa), Some(pb)) => {
-                    let f = if b.time > a.time { (t - a.time) / (b.time - a.time) } else { 1.0 };
+                    let f = if b.time > a.time {
+                        (t - a.time) / (b.time - a.time)
+                    } else {
+                        1.0
+                    };
                     Some((pa.lerp(&pb, f), t))
                 }
                 // An invalid sample on either side: the tracker did not see
@@ -219,7 +249,11 @@ impl ToolTrack {
             }
         };
         match pose {
-            Some((pose, time)) => ToolPose { pose, timestamp: Some(time), state: ToolState::Tracked },
+            Some((pose, time)) => ToolPose {
+                pose,
+                timestamp: Some(time),
+                state: ToolState::Tracked,
+            },
             None => held,
         }
     }
@@ -269,15 +303,26 @@ pub struct ScriptedSource {
 
 impl ScriptedSource {
     pub fn new(scene: Scene) -> ScriptedSource {
-        ScriptedSource { scene, clock: LazyClock::default() }
+        ScriptedSource {
+            scene,
+            clock: LazyClock::default(),
+        }
     }
 }
 
 impl PoseSource for ScriptedSource {
     fn poses_at(&mut self, t: f64) -> TrackedPoses {
         let f = self.scene.scripted(t);
-        let tool = |pose| ToolPose { pose, timestamp: Some(t), state: ToolState::Tracked };
-        TrackedPoses { time: t, probe: tool(f.probe), needle: tool(f.needle) }
+        let tool = |pose| ToolPose {
+            pose,
+            timestamp: Some(t),
+            state: ToolState::Tracked,
+        };
+        TrackedPoses {
+            time: t,
+            probe: tool(f.probe),
+            needle: tool(f.needle),
+        }
     }
 
     /// The insertion replays in a loop (skin to target, then again), so
@@ -293,7 +338,10 @@ impl PoseSource for ScriptedSource {
 
 /// An error naming the transforms a recording has when it has neither
 /// tool, so that the user can map the names.
-pub fn check_tools(rec: &crate::io::metafile::Recording, names: &ToolNames) -> Result<(), TrackingError> {
+pub fn check_tools(
+    rec: &crate::io::metafile::Recording,
+    names: &ToolNames,
+) -> Result<(), TrackingError> {
     let known: Vec<&str> = rec.transform_names();
     if known.contains(&names.probe.as_str()) || known.contains(&names.needle.as_str()) {
         return Ok(());
@@ -322,13 +370,23 @@ pub struct RecordedSource {
 impl RecordedSource {
     /// `reference_to_scene` maps the recording's reference frame into the
     /// scene's patient frame (identity for our own recordings).
-    pub fn new(rec: &crate::io::metafile::Recording, names: &ToolNames, reference_to_scene: Pose, fallback_probe: Pose, timeout: f64) -> Result<RecordedSource, TrackingError> {
+    pub fn new(
+        rec: &crate::io::metafile::Recording,
+        names: &ToolNames,
+        reference_to_scene: Pose,
+        fallback_probe: Pose,
+        timeout: f64,
+    ) -> Result<RecordedSource, TrackingError> {
         let track = |name: &str| {
             let mut t = ToolTrack::new(rec.frames.len());
             for f in &rec.frames {
                 if let Some(tr) = f.transforms.iter().find(|t| t.name == name) {
                     let pose = tr.pose().map(|p| reference_to_scene.then(&p));
-                    t.push(Sample { time: f.timestamp, received: f.timestamp, pose });
+                    t.push(Sample {
+                        time: f.timestamp,
+                        received: f.timestamp,
+                        pose,
+                    });
                 }
             }
             t
@@ -336,7 +394,15 @@ impl RecordedSource {
         check_tools(rec, names)?;
         let (probe, needle) = (track(&names.probe), track(&names.needle));
         let first = rec.frames.first().map(|f| f.timestamp).unwrap_or(0.0);
-        Ok(RecordedSource { probe, needle, fallback_probe, timeout, clock: LazyClock::default(), first, name: rec.path.display().to_string() })
+        Ok(RecordedSource {
+            probe,
+            needle,
+            fallback_probe,
+            timeout,
+            clock: LazyClock::default(),
+            first,
+            name: rec.path.display().to_string(),
+        })
     }
 }
 
@@ -346,14 +412,24 @@ impl PoseSource for RecordedSource {
         // in the recording, INVALID frames, or t past its end); before the
         // first sample, by how far t precedes it.
         let tool = |tr: &ToolTrack, fallback: Pose| {
-            let recent = tr.samples().filter(|s| s.pose.is_some() && s.time <= t).last();
+            let recent = tr
+                .samples()
+                .filter(|s| s.pose.is_some() && s.time <= t)
+                .last();
             let first = tr.samples().find(|s| s.pose.is_some());
-            let age = recent.or(first).map(|s| (t - s.time).abs()).unwrap_or(f64::INFINITY);
+            let age = recent
+                .or(first)
+                .map(|s| (t - s.time).abs())
+                .unwrap_or(f64::INFINITY);
             tr.at(t, age, self.timeout, fallback)
         };
         let probe = tool(&self.probe, self.fallback_probe);
         let needle = tool(&self.needle, Pose::IDENTITY);
-        TrackedPoses { time: t, probe, needle }
+        TrackedPoses {
+            time: t,
+            probe,
+            needle,
+        }
     }
 
     fn now(&self) -> f64 {
@@ -371,20 +447,34 @@ mod tests {
     use glam::{DQuat, DVec3};
 
     fn at_x(x: f64) -> Pose {
-        Pose { translation: DVec3::new(x, 0.0, 0.0), rotation: DQuat::from_rotation_z(x) }
+        Pose {
+            translation: DVec3::new(x, 0.0, 0.0),
+            rotation: DQuat::from_rotation_z(x),
+        }
     }
 
     #[test]
     fn interpolates_holds_and_times_out() {
         let mut tr = ToolTrack::new(4);
         for (i, x) in [0.0, 0.1, 0.2].iter().enumerate() {
-            assert!(tr.push(Sample { time: i as f64, received: i as f64, pose: Some(at_x(*x)) }));
+            assert!(tr.push(Sample {
+                time: i as f64,
+                received: i as f64,
+                pose: Some(at_x(*x))
+            }));
         }
         // Out of order: dropped.
-        assert!(!tr.push(Sample { time: 1.5, received: 3.0, pose: Some(at_x(9.0)) }));
+        assert!(!tr.push(Sample {
+            time: 1.5,
+            received: 3.0,
+            pose: Some(at_x(9.0))
+        }));
         let p = tr.at(1.5, 0.0, 1.0, Pose::IDENTITY);
         assert_eq!(p.state, ToolState::Tracked);
-        assert!((p.pose.translation.x - 0.15).abs() < 1e-12 && (p.pose.rotation.to_scaled_axis().z - 0.15).abs() < 1e-9);
+        assert!(
+            (p.pose.translation.x - 0.15).abs() < 1e-12
+                && (p.pose.rotation.to_scaled_axis().z - 0.15).abs() < 1e-9
+        );
         assert_eq!(p.timestamp, Some(1.5));
         // Past the end: held, still tracked while young.
         let p = tr.at(2.4, 0.4, 1.0, Pose::IDENTITY);
@@ -393,20 +483,45 @@ mod tests {
         let p = tr.at(3.5, 1.5, 1.0, Pose::IDENTITY);
         assert_eq!((p.state, p.pose.translation.x), (ToolState::Lost, 0.2));
         // An invalid sample: lost over the interval it bounds.
-        tr.push(Sample { time: 3.0, received: 3.0, pose: None });
+        tr.push(Sample {
+            time: 3.0,
+            received: 3.0,
+            pose: None,
+        });
         assert_eq!(tr.at(2.5, 0.0, 1.0, Pose::IDENTITY).state, ToolState::Lost);
         // Bounded: the oldest went.
-        tr.push(Sample { time: 4.0, received: 4.0, pose: Some(at_x(0.4)) });
+        tr.push(Sample {
+            time: 4.0,
+            received: 4.0,
+            pose: Some(at_x(0.4)),
+        });
         assert_eq!(tr.len(), 4);
         // A sender whose clock restarted is followed, not ignored.
-        assert!(tr.push(Sample { time: 0.1, received: 5.0, pose: Some(at_x(0.7)) }));
-        assert_eq!((tr.len(), tr.at(0.1, 0.0, 1.0, Pose::IDENTITY).pose.translation.x), (1, 0.7));
-        assert_eq!(ToolTrack::new(3).at(0.0, 0.0, 1.0, at_x(1.0)).state, ToolState::Missing);
+        assert!(tr.push(Sample {
+            time: 0.1,
+            received: 5.0,
+            pose: Some(at_x(0.7))
+        }));
+        assert_eq!(
+            (
+                tr.len(),
+                tr.at(0.1, 0.0, 1.0, Pose::IDENTITY).pose.translation.x
+            ),
+            (1, 0.7)
+        );
+        assert_eq!(
+            ToolTrack::new(3).at(0.0, 0.0, 1.0, at_x(1.0)).state,
+            ToolState::Missing
+        );
     }
 
     #[test]
     fn a_lost_needle_is_not_drawn_and_a_tracked_one_is() {
-        let scene = Scene::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenes/hip-anterior-longitudinal.toml")).unwrap();
+        let scene = Scene::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenes/hip-anterior-longitudinal.toml"),
+        )
+        .unwrap();
         let mut src = ScriptedSource::new(scene.clone());
         let mut p = src.poses_at(scene.duration);
         assert!(frame_poses(&scene, &p).inserted > 0.03);
@@ -417,15 +532,30 @@ mod tests {
 
     #[test]
     fn canonical_is_a_fixed_point_of_the_recorded_form() {
-        let p = Pose { translation: DVec3::new(0.0123, -0.0456, 0.0789), rotation: DQuat::from_euler(glam::EulerRot::XYZ, 0.3, -1.1, 2.0) };
+        let p = Pose {
+            translation: DVec3::new(0.0123, -0.0456, 0.0789),
+            rotation: DQuat::from_euler(glam::EulerRot::XYZ, 0.3, -1.1, 2.0),
+        };
         let c = canonical(&p);
-        let text: Vec<String> = p.to_matrix_mm().iter().flatten().map(|v| format!("{v}")).collect();
+        let text: Vec<String> = p
+            .to_matrix_mm()
+            .iter()
+            .flatten()
+            .map(|v| format!("{v}"))
+            .collect();
         let parsed: Vec<f64> = text.iter().map(|s| s.parse().unwrap()).collect();
         let mut m = [[0.0; 4]; 4];
         for (i, v) in parsed.iter().enumerate() {
             m[i / 4][i % 4] = *v;
         }
         assert_eq!(Pose::from_matrix_mm(&m).unwrap(), c);
-        assert!(Pose::from_matrix_mm(&[[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]).unwrap_err().contains("not a rotation"));
+        assert!(Pose::from_matrix_mm(&[
+            [2.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0]
+        ])
+        .unwrap_err()
+        .contains("not a rotation"));
     }
 }

@@ -23,7 +23,9 @@ pub fn gpu() -> Option<GpuContext> {
 
 /// `../shared/data` next to the project, or skip with a message.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
     if p.exists() {
         Some(p)
     } else {
@@ -34,7 +36,10 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
 
 pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// A small linear-array acquisition with one wave of every kind.
@@ -46,10 +51,26 @@ pub fn small_linear(n_el: usize) -> Acquisition {
     Acquisition {
         probe: Probe::linear(n_el, pitch, 0.27e-3, 5e-3),
         waves: vec![
-            Wave { wavefront: Wavefront::Plane { azimuth: 0.0 }, delay: 0.0 },
-            Wave { wavefront: Wavefront::Plane { azimuth: a }, delay: -(half * a.sin()) / c },
-            Wave { wavefront: Wavefront::Diverging { source: DVec3::new(0.002, 0.0, -0.01) }, delay: -2e-7 },
-            Wave { wavefront: Wavefront::Focused { focus: DVec3::new(0.0, 0.0, 0.012) }, delay: 0.0 },
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: 0.0 },
+                delay: 0.0,
+            },
+            Wave {
+                wavefront: Wavefront::Plane { azimuth: a },
+                delay: -(half * a.sin()) / c,
+            },
+            Wave {
+                wavefront: Wavefront::Diverging {
+                    source: DVec3::new(0.002, 0.0, -0.01),
+                },
+                delay: -2e-7,
+            },
+            Wave {
+                wavefront: Wavefront::Focused {
+                    focus: DVec3::new(0.0, 0.0, 0.012),
+                },
+                delay: 0.0,
+            },
         ],
         sampling_frequency: 20e6,
         initial_time: 1e-6,
@@ -64,7 +85,9 @@ pub fn small_linear(n_el: usize) -> Acquisition {
 /// A convex acquisition in MUST's convention with two diverging waves.
 pub fn small_convex(n_el: usize) -> Acquisition {
     let probe = Probe::convex_must(n_el, 0.5e-3, 0.02, 0.45e-3, 5e-3);
-    let sonoguide::acquisition::ProbeKind::Convex { center, .. } = probe.kind else { unreachable!() };
+    let sonoguide::acquisition::ProbeKind::Convex { center, .. } = probe.kind else {
+        unreachable!()
+    };
     let c = 1540.0;
     let waves = [-5.0f64, 5.0]
         .iter()
