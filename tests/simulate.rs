@@ -141,22 +141,25 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     let a = sim.run(&ctx, &plan, &scat).unwrap();
     let b = sim.run(&ctx, &plan, &scat).unwrap();
     assert!(rf(&a) == rf(&b), "two runs of the same simulation differ");
-    // Recorded 37 scatterers at a time, one batch per submission (as the
-    // display spreads a frame over screen frames): the same bits.
+    // Recorded 37 scatterers at a time, one unit per submission (as the
+    // display spreads a frame over screen frames): the same bits. Six
+    // batches: their bound-only pass in two units (four, then two
+    // batches), then one unit per batch.
     let gpu = sonoguide::pipeline::simulate::GpuScatterers::upload(&ctx, &scat).unwrap();
     let mut job = sim.begin(&ctx, &plan, &gpu, Some(37)).unwrap();
-    assert_eq!(job.progress(), (0, 6));
+    assert_eq!(job.progress(), (0, 8));
     let mut submissions = 0;
     loop {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         let done = sim.step(&ctx, &mut enc, &plan, &mut job, 1);
         ctx.queue.submit([enc.finish()]);
         submissions += 1;
+        assert_eq!(job.progress().0, submissions);
         if done {
             break;
         }
     }
-    assert_eq!(submissions, 6);
+    assert_eq!(submissions, 8);
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     let out = sim.finish(&ctx, &mut enc, &plan, job);
     ctx.queue.submit([enc.finish()]);

@@ -382,6 +382,11 @@ pub struct Display {
     /// its job.
     simulating: Option<chain::Prepared>,
     sim_job: Option<crate::pipeline::simulate::SimJob>,
+    /// Its RF once the last unit is recorded, for the next frame's rest
+    /// of the chain.
+    simulated: Option<crate::pipeline::GpuChannels>,
+    /// GPU seconds of `simulate` over the frames of the image in progress.
+    simulate_s: f64,
     /// Headless: wait for the worker instead of drawing without an image.
     pub wait_prepared: bool,
     /// True while a chain is queued on the GPU.
@@ -494,6 +499,9 @@ impl Display {
             preparing: None,
             simulating: None,
             sim_job: None,
+            simulated: None,
+            simulate_s: 0.0,
+
             wait_prepared: false,
             chain_busy: Arc::new(AtomicBool::new(false)),
             chain_done: Arc::new(std::sync::Mutex::new(None)),
@@ -565,9 +573,7 @@ impl Display {
                 if depth != self.scene.depth {
                     self.scene.depth = depth;
                     self.chain.rebuild(&self.scene)?;
-                    self.latest = None;
-                    self.preparing = None;
-                    self.force_chain = true;
+                    self.restart_chain();
                 }
             }
             Action::SwitchApproach => {
@@ -600,10 +606,20 @@ impl Display {
         self.max_depth = scene.depth;
         self.scene = scene;
         self.scene_path = path.to_path_buf();
+        self.restart_chain();
+        Ok(())
+    }
+
+    /// The chain's plans changed: drop the image and whatever of the next
+    /// one is in flight (its scatterers and simulation were made for the
+    /// old plans), and start a new one.
+    fn restart_chain(&mut self) {
         self.latest = None;
         self.preparing = None;
+        self.simulating = None;
+        self.sim_job = None;
+        self.simulated = None;
         self.force_chain = true;
-        Ok(())
     }
 
     fn chain_due(&self, now: Instant, tools: &ToolPoses) -> bool {
@@ -706,15 +722,30 @@ impl Display {
             self.simulating = Some(prepared);
         }
         if self.simulating.is_some() {
-            // A few batches per screen frame (all of them headless); the
-            // rest of the chain follows the last batch in the same frame.
+            // One unit of simulation per screen frame (all of it headless);
+            // on screen the rest of the chain gets a frame of its own, so no
+            // frame carries a batch and the beamformer both.
             let t = Instant::now();
-            let batches = if self.wait_prepared { usize::MAX } else { 1 };
-            if let Some(rf) =
-                self.chain
-                    .renderer
-                    .step(ctx, &mut enc, &mut self.timer, &mut self.sim_job, batches)
-            {
+            let rf = match self.simulated.take() {
+                Some(rf) => Some(rf),
+                None => {
+                    let units = if self.wait_prepared { usize::MAX } else { 1 };
+                    match self.chain.renderer.step(
+                        ctx,
+                        &mut enc,
+                        &mut self.timer,
+                        &mut self.sim_job,
+                        units,
+                    ) {
+                        Some(rf) if !self.wait_prepared => {
+                            self.simulated = Some(rf);
+                            None
+                        }
+                        rf => rf,
+                    }
+                }
+            };
+            if let Some(rf) = rf {
                 let prepared = self.simulating.take().expect("a frame is being simulated");
                 let buffer = self
                     .chain
@@ -756,12 +787,18 @@ impl Display {
         match self.timer.poll(ctx) {
             Ok(done) => {
                 for t in done {
-                    // Keep the chain's stages from the last frame that ran
-                    // it (the frame that finished the simulation: its
-                    // `simulate` is that frame's share of batches).
-                    let ran_chain = t.get(chain::STAGES[1]).is_some();
-                    if ran_chain || self.stage_times.is_empty() {
-                        self.stage_times = t.scopes;
+                    // An image's simulation spans many frames: its
+                    // `simulate` is summed over them and shown with the
+                    // stages of the frame that ran the rest of the chain.
+                    self.simulate_s += t.get(chain::STAGES[0]).unwrap_or(0.0);
+                    if t.get(chain::STAGES[1]).is_some() {
+                        let rest = t.scopes.into_iter().filter(|(l, _)| l != chain::STAGES[0]);
+                        self.stage_times = std::iter::once((
+                            chain::STAGES[0].to_string(),
+                            std::mem::take(&mut self.simulate_s),
+                        ))
+                        .chain(rest)
+                        .collect();
                     } else if let Some(c) = t.get(compositor::STAGE) {
                         match self
                             .stage_times
