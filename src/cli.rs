@@ -125,6 +125,11 @@ pub struct ViewArgs {
     /// With --tracking: a tool silent for this long is shown as lost, seconds.
     #[arg(long, default_value_t = 0.5)]
     pub tracking_timeout: f64,
+    /// Inject a fault to check the window's recovery: device-lost@FRAME,
+    /// surface-lost@FRAME, surface-broken@FRAME or resize=WIDTHxHEIGHT@FRAME
+    /// (repeatable).
+    #[arg(long, conflicts_with = "headless")]
+    pub fault: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -314,6 +319,12 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
             args.tracking_timeout
         )));
     }
+    let faults = args
+        .fault
+        .iter()
+        .map(|f| crate::render::window::Fault::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
     let headless = |png: &Path| -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("{}", ctx.describe());
@@ -354,6 +365,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         frozen: args.frozen,
         tracking: args.tracking.clone(),
         tracking_timeout: args.tracking_timeout,
+        faults,
     };
     match run_window(opts) {
         Ok(s) => {

@@ -58,75 +58,142 @@ fn grab_root(display: &str, w: u32, h: u32) -> Vec<[u8; 3]> {
     }
 }
 
-#[test]
-fn window_shows_the_composite_under_xvfb() {
-    if !have("Xvfb") {
-        eprintln!("SKIPPED: Xvfb is not installed (apt-get install xvfb)");
-        return;
-    }
-    // A display number of our own: other test runs may hold :99.
-    let n = 100 + std::process::id() % 500;
-    let display = format!(":{n}");
-    let (sw, sh) = (800u32, 480u32);
-    let xvfb = Kill(
-        Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                &format!("{sw}x{sh}x24"),
-                "-nolisten",
-                "tcp",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start Xvfb"),
-    );
-    let socket = format!("/tmp/.X11-unix/X{n}");
-    let t = Instant::now();
-    while !std::path::Path::new(&socket).exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "Xvfb did not start on {display}"
+/// A virtual X server on a display number of our own (other test runs,
+/// and the other tests here, may hold theirs); killed when dropped.
+struct Xvfb {
+    display: String,
+    _server: Kill,
+}
+
+impl Xvfb {
+    fn start(offset: u32, (w, h): (u32, u32)) -> Option<Xvfb> {
+        if !have("Xvfb") {
+            eprintln!("SKIPPED: Xvfb is not installed (apt-get install xvfb)");
+            return None;
+        }
+        let n = 100 + (std::process::id() % 300) * 3 + offset;
+        let display = format!(":{n}");
+        let server = Kill(
+            Command::new("Xvfb")
+                .args([
+                    display.as_str(),
+                    "-screen",
+                    "0",
+                    &format!("{w}x{h}x24"),
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start Xvfb"),
         );
-        std::thread::sleep(Duration::from_millis(100));
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let t = Instant::now();
+        while !std::path::Path::new(&socket).exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "Xvfb did not start on {display}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Xvfb {
+            display,
+            _server: server,
+        })
     }
-    let frames = 300;
-    let mut app = Kill(
-        Command::new(env!("CARGO_BIN_EXE_sonoguide"))
-            .args([
-                "view",
-                "--size",
-                "640x360",
-                "--frames",
-                &frames.to_string(),
-                "--progress",
-                "50",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("DISPLAY", &display)
-            .env_remove("WAYLAND_DISPLAY")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start sonoguide view"),
-    );
-    let stdout = app.0.stdout.take().unwrap();
+
+    /// `sonoguide view ARGS` in a window on this server, stdout piped.
+    fn view(&self, args: &[&str]) -> Kill {
+        Kill(
+            Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+                .arg("view")
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("DISPLAY", &self.display)
+                .env_remove("WAYLAND_DISPLAY")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start sonoguide view"),
+        )
+    }
+}
+
+/// Run the view to its end, grabbing the root window when a stdout line
+/// starts with `grab_at`; returns the exit status, stdout and stderr
+/// lines, and the grab.
+fn run_view(
+    x: &Xvfb,
+    args: &[&str],
+    grab_at: &str,
+    screen: (u32, u32),
+) -> (
+    std::process::ExitStatus,
+    Vec<String>,
+    String,
+    Option<Vec<[u8; 3]>>,
+) {
+    let mut app = x.view(args);
+    let stderr = app.0.stderr.take().unwrap();
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let mut shot = None;
     let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
+    for line in BufReader::new(app.0.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         eprintln!("{line}");
-        // Grab once the window has been drawing for a while (and the image
-        // chain has delivered).
-        if shot.is_none() && line.starts_with("frame 200 ") {
-            shot = Some(grab_root(&display, sw, sh));
+        if shot.is_none() && line.starts_with(grab_at) {
+            shot = Some(grab_root(&x.display, screen.0, screen.1));
         }
         lines.push(line);
     }
     let status = app.0.wait().unwrap();
+    let stderr = err.join().unwrap();
+    eprint!("{stderr}");
+    (status, lines, stderr, shot)
+}
+
+fn save_png(name: &str, px: &[[u8; 3]], (w, h): (u32, u32)) -> std::path::PathBuf {
+    let _ = std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let rgba: Vec<u32> = px
+        .iter()
+        .map(|p| p[0] as u32 | (p[1] as u32) << 8 | (p[2] as u32) << 16 | 0xff00_0000)
+        .collect();
+    let _ = sonoguide::io::png::write_rgba(&path, w as usize, h as usize, &rgba);
+    path
+}
+
+const BACKGROUND: [u8; 3] = [18, 20, 26];
+
+fn close(p: [u8; 3], q: [u8; 3]) -> bool {
+    p.iter()
+        .zip(q)
+        .all(|(a, b)| (*a as i32 - b as i32).abs() <= 2)
+}
+
+#[test]
+fn window_shows_the_composite_under_xvfb() {
+    let (sw, sh) = (800u32, 480u32);
+    let Some(x) = Xvfb::start(0, (sw, sh)) else {
+        return;
+    };
+    let frames = 300;
+    let (status, lines, stderr, shot) = run_view(
+        &x,
+        &[
+            "--size",
+            "640x360",
+            "--frames",
+            &frames.to_string(),
+            "--progress",
+            "50",
+        ],
+        "frame 200 ",
+        (sw, sh),
+    );
     assert!(
         status.success(),
-        "sonoguide view failed: {status}\n{}",
+        "sonoguide view failed: {status}\n{}\n{stderr}",
         lines.join("\n")
     );
     assert!(
@@ -137,27 +204,16 @@ fn window_shows_the_composite_under_xvfb() {
         lines.join("\n")
     );
     let px = shot.expect("the window reached frame 200");
-    let _ = std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"));
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("window-root.png");
-    let rgba: Vec<u32> = px
-        .iter()
-        .map(|p| p[0] as u32 | (p[1] as u32) << 8 | (p[2] as u32) << 16 | 0xff00_0000)
-        .collect();
-    let _ = sonoguide::io::png::write_rgba(&path, sw as usize, sh as usize, &rgba);
+    let path = save_png("window-root.png", &px, (sw, sh));
 
     // The window sits at the root's origin (no window manager). Find its
     // parts: the background, the divider between the views, the B-mode's
     // greys in the right half, the green target.
     let (w, h) = (640usize, 360usize);
     let at = |x: usize, y: usize| px[y * sw as usize + x];
-    let close = |p: [u8; 3], q: [u8; 3]| {
-        p.iter()
-            .zip(q)
-            .all(|(a, b)| (*a as i32 - b as i32).abs() <= 2)
-    };
     let background = (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))
-        .filter(|&(x, y)| close(at(x, y), [18, 20, 26]))
+        .filter(|&(x, y)| close(at(x, y), BACKGROUND))
         .count();
     assert!(
         background > w * h / 5,
@@ -192,7 +248,100 @@ fn window_shows_the_composite_under_xvfb() {
         "the target marker in the 2D view; screenshot: {}",
         path.display()
     );
-    drop(xvfb);
+}
+
+/// The graceful states, reached on demand by `view --fault`: a lost surface
+/// is recreated and a resize followed, and the window keeps drawing; a lost
+/// device or a surface that keeps failing ends the run with a message that
+/// says what to do, a non-zero exit and no panic.
+#[test]
+fn window_recovers_from_surface_loss_and_resize_and_reports_device_loss() {
+    let (sw, sh) = (800u32, 480u32);
+    let Some(x) = Xvfb::start(1, (sw, sh)) else {
+        return;
+    };
+    let args = [
+        "--size",
+        "640x360",
+        "--frames",
+        "200",
+        "--progress",
+        "50",
+        "--fault",
+        "surface-lost@40",
+        "--fault",
+        "resize=400x240@80",
+        "--fault",
+        "surface-lost@120",
+    ];
+    let (status, lines, stderr, shot) = run_view(&x, &args, "frame 150 ", (sw, sh));
+    assert!(
+        status.success(),
+        "sonoguide view failed: {status}\n{}\n{stderr}",
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("200 frames in")),
+        "drew every frame: {}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        stderr.matches("surface was lost; recreated").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The window now covers 400 × 240: the display fills it, divider in
+    // the middle, and nothing of it is left outside.
+    let px = shot.expect("the window reached frame 150");
+    let path = save_png("window-resized-root.png", &px, (sw, sh));
+    let at = |x: u32, y: u32| px[(y * sw + x) as usize];
+    let inside = (0..240)
+        .flat_map(|y| (0..400).map(move |x| (x, y)))
+        .filter(|&(x, y)| close(at(x, y), BACKGROUND))
+        .count();
+    let outside = (0..sh)
+        .flat_map(|y| (420..sw).map(move |x| (x, y)))
+        .filter(|&(x, y)| close(at(x, y), BACKGROUND))
+        .count();
+    assert!(inside > 400 * 240 / 5 && outside == 0, "resized window: {inside} background px inside 400x240, {outside} right of it; screenshot: {}", path.display());
+    let divider = (0..240)
+        .filter(|&y| close(at(200, y), [77, 77, 89]) || close(at(200, y), [76, 76, 89]))
+        .count();
+    assert!(
+        divider > 120,
+        "the divider follows the new width ({divider} px); screenshot: {}",
+        path.display()
+    );
+
+    for (fault, want) in [
+        ("device-lost@20", "the GPU device was lost"),
+        (
+            "surface-broken@20",
+            "the window surface failed 60 times in a row",
+        ),
+    ] {
+        let (status, lines, stderr, _) = run_view(
+            &x,
+            &["--size", "320x180", "--frames", "200", "--fault", fault],
+            "never",
+            (sw, sh),
+        );
+        assert!(
+            !status.success(),
+            "{fault}: the run should fail\n{}",
+            lines.join("\n")
+        );
+        assert!(
+            stderr.contains(want) && stderr.to_lowercase().contains("restart sonoguide"),
+            "{fault}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{fault}: {stderr}");
+        assert!(
+            !lines.iter().any(|l| l.contains("frames in")),
+            "{fault}: no summary of a run that failed"
+        );
+    }
 }
 
 #[test]

@@ -965,9 +965,11 @@ impl Display {
                 );
             }
         }
+        // The unit under the axis's end: above its start it runs into the
+        // 0 label once a small window brings the apex up to the top.
         o.text(
-            axis_x - 20.0 * ts,
-            layout.origin[1] - 0.0,
+            axis_x - 16.0 * ts,
+            to(0.0, z_end)[1] + 4.0 * ts,
             ts,
             "cm",
             [0.8, 0.8, 0.8, 1.0],
@@ -1118,23 +1120,30 @@ impl Display {
             Approach::AnteriorLongitudinal => "anterior longitudinal",
             Approach::Anterolateral => "anterolateral",
         };
+        // Each title cut to its own panel: a narrow window would run the
+        // 3D title into the B-mode's.
+        let fit = |text: String, width: f32| -> String {
+            text.chars()
+                .take(((width - 8.0) / (8.0 * ts)).max(0.0) as usize)
+                .collect()
+        };
         o.text(
             4.0,
             4.0,
             ts,
-            &format!("3D  hip, {approach} approach"),
+            &fit(format!("3D  hip, {approach} approach"), layout.panel[0]),
             white,
+        );
+        let title = format!(
+            "B-mode  {} channels ({} preset)",
+            self.scene.acquisition.probe.len(),
+            self.preset.name
         );
         o.text(
             layout.panel[0] + 4.0,
             4.0,
             ts,
-            &format!(
-                "B-mode  {}  {} ({} preset)",
-                self.scene.acquisition.probe.len(),
-                "channels",
-                self.preset.name
-            ),
+            &fit(title, w - layout.panel[0]),
             white,
         );
         // State first, timings last: a narrow window cuts the end.

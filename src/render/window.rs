@@ -33,6 +33,55 @@ pub struct WindowOptions {
     /// insertion, and the time after which a silent tool is lost (s).
     pub tracking: Option<String>,
     pub tracking_timeout: f64,
+    /// Faults to inject, each at a frame: how the tests reach the graceful
+    /// states a desktop rarely produces on demand.
+    pub faults: Vec<(u64, Fault)>,
+}
+
+/// A fault the window can be told to suffer (`view --fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The GPU device goes away (`Device::destroy`, as a driver reset would).
+    DeviceLost,
+    /// The surface is reported lost: it is recreated on the same device.
+    SurfaceLost,
+    /// The window is asked to take this inner size.
+    Resize(u32, u32),
+    /// From this frame on, every surface acquisition fails (as when a
+    /// driver stops presenting): the window must give up, not spin.
+    SurfaceBroken,
+}
+
+impl Fault {
+    /// `device-lost@N`, `surface-lost@N`, `surface-broken@N` or
+    /// `resize=WxH@N` (N: the frame).
+    pub fn parse(s: &str) -> Result<(u64, Fault), String> {
+        let bad = || {
+            format!("--fault {s}: expected device-lost@FRAME, surface-lost@FRAME, surface-broken@FRAME or resize=WIDTHxHEIGHT@FRAME (64 to 8192 each)")
+        };
+        let (kind, frame) = s.rsplit_once('@').ok_or_else(bad)?;
+        let frame = frame.parse::<u64>().map_err(|_| bad())?;
+        let fault = match kind {
+            "device-lost" => Fault::DeviceLost,
+            "surface-lost" => Fault::SurfaceLost,
+            "surface-broken" => Fault::SurfaceBroken,
+            _ => {
+                let size = kind
+                    .strip_prefix("resize=")
+                    .and_then(|v| v.split_once('x'))
+                    .ok_or_else(bad)?;
+                let (w, h) = (
+                    size.0.parse::<u32>().map_err(|_| bad())?,
+                    size.1.parse::<u32>().map_err(|_| bad())?,
+                );
+                if !(64..=8192).contains(&w) || !(64..=8192).contains(&h) {
+                    return Err(bad());
+                }
+                Fault::Resize(w, h)
+            }
+        };
+        Ok((frame, fault))
+    }
 }
 
 /// Why the window could not run; `NoDisplay` means "fall back to headless".
@@ -61,9 +110,16 @@ struct State {
     minimized: bool,
     occluded: bool,
     lost: Arc<Mutex<Option<String>>>,
+    /// Frames in a row whose surface texture could not be had.
+    surface_failures: u32,
+    /// Injected: every acquisition fails ([`Fault::SurfaceBroken`]).
+    broken: bool,
     /// The OpenIGTLink endpoint feeding the display, kept alive with it.
     _tracking: Option<crate::tracking::endpoint::Endpoint>,
 }
+
+/// Consecutive failed surface acquisitions before the window gives up.
+const SURFACE_RETRIES: u32 = 60;
 
 struct App {
     opts: WindowOptions,
@@ -174,7 +230,11 @@ impl App {
         let sink = lost.clone();
         ctx.device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut l) = sink.lock() {
-                *l = Some(format!("{reason:?}: {message}"));
+                *l = Some(if message.is_empty() {
+                    format!("{reason:?}")
+                } else {
+                    format!("{reason:?}: {message}")
+                });
             }
         });
         let (source, tracking) = pose_source(&self.opts)?;
@@ -197,6 +257,8 @@ impl App {
             minimized: size.width == 0 || size.height == 0,
             occluded: false,
             lost,
+            surface_failures: 0,
+            broken: false,
             _tracking: tracking,
         })
     }
@@ -208,6 +270,32 @@ impl App {
 
     fn redraw(&mut self, event_loop: &ActiveEventLoop) {
         let Some(s) = self.state.as_mut() else { return };
+        let mut surface_lost = false;
+        let due: Vec<Fault> = self
+            .opts
+            .faults
+            .iter()
+            .filter(|(at, _)| *at == self.frames)
+            .map(|(_, f)| *f)
+            .collect();
+        self.opts.faults.retain(|(at, _)| *at != self.frames);
+        for fault in &due {
+            eprintln!("sonoguide: frame {}: injecting {fault:?}", self.frames);
+            match fault {
+                Fault::DeviceLost => s.ctx.device.destroy(),
+                Fault::SurfaceLost => surface_lost = true,
+                Fault::SurfaceBroken => s.broken = true,
+                Fault::Resize(w, h) => {
+                    let _ = s
+                        .window
+                        .request_inner_size(winit::dpi::PhysicalSize::new(*w, *h));
+                }
+            }
+        }
+        // A non-blocking poll each frame: wgpu reports a lost device from
+        // its maintenance, and a frame whose surface keeps failing never
+        // reaches a submit that would run it.
+        let _ = s.ctx.device.poll(wgpu::PollType::Poll);
         if let Some(reason) = s.lost.lock().ok().and_then(|l| l.clone()) {
             let msg = format!("the GPU device was lost ({reason}); the display cannot continue. Restart sonoguide; if it happens again, try another backend (--backend gl) or the headless mode (sonoguide view --headless out.png).");
             return self.fail(event_loop, msg);
@@ -215,7 +303,14 @@ impl App {
         if s.minimized || s.occluded {
             return;
         }
-        let texture = match s.surface.get_current_texture() {
+        let current = if surface_lost {
+            wgpu::CurrentSurfaceTexture::Lost
+        } else if s.broken {
+            wgpu::CurrentSurfaceTexture::Validation
+        } else {
+            s.surface.get_current_texture()
+        };
+        let texture = match current {
             wgpu::CurrentSurfaceTexture::Success(t) => t,
             wgpu::CurrentSurfaceTexture::Suboptimal(t) => {
                 s.display.notice = Some("surface suboptimal: reconfigured".into());
@@ -234,6 +329,7 @@ impl App {
                     Ok(surface) => {
                         surface.configure(&s.ctx.device, &s.config);
                         s.surface = surface;
+                        eprintln!("sonoguide: the window surface was lost; recreated");
                         s.display.notice = Some("surface lost: recreated".into());
                     }
                     Err(e) => {
@@ -246,10 +342,26 @@ impl App {
                 return;
             }
             other => {
-                log::warn!("surface: {other:?}");
+                // A surface that keeps failing (a validation error, a
+                // driver that gave up) would spin here for ever: give up
+                // after a second's worth of tries, saying what it was.
+                s.surface_failures += 1;
+                if s.surface_failures == 1 {
+                    log::warn!("surface: {other:?}");
+                }
+                if s.surface_failures >= SURFACE_RETRIES {
+                    let e = s
+                        .ctx
+                        .take_error("surface")
+                        .err()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default();
+                    return self.fail(event_loop, format!("the window surface failed {SURFACE_RETRIES} times in a row ({other:?}{e}); restart sonoguide, or try another backend (--backend gl) or the headless mode (sonoguide view --headless out.png)"));
+                }
                 return;
             }
         };
+        s.surface_failures = 0;
         let view = texture.texture.create_view(&Default::default());
         let size = (s.config.width, s.config.height);
         match s.display.frame(&s.ctx, &view, size) {
