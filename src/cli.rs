@@ -302,10 +302,12 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
                 args.size
             ))
         })?;
-    if !args.scene.exists() {
+    if !crate::scene::available(&args.scene) {
+        let names: Vec<&str> = crate::scene::BUILTIN.iter().map(|(n, _)| *n).collect();
         return Err(fail(format!(
-            "{}: no such scene file (run from the repository root, or give a path to a scene TOML)",
-            args.scene.display()
+            "{}: no such scene file (give a path to a scene TOML, or one of the built-in scenes: {})",
+            args.scene.display(),
+            names.join(", ")
         )));
     }
     if let Some(url) = &args.tracking {

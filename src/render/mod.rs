@@ -43,11 +43,9 @@ use compositor::{Compositor, DrawList, ImageUniform};
 use mesh::{Mesh, MeshVertex};
 use overlay::{Overlay, Rgba};
 
-/// The scenes `sonoguide view` switches between (Tab), first the default.
-pub const SCENES: [&str; 2] = [
-    "scenes/hip-anterior-longitudinal.toml",
-    "scenes/hip-anterolateral.toml",
-];
+/// The scenes `sonoguide view` switches between (Tab), first the default:
+/// the built-in hip scenes.
+pub const SCENES: [&str; 2] = [crate::scene::BUILTIN[0].0, crate::scene::BUILTIN[1].0];
 
 /// A quality preset: how much of the scene the image chain simulates and
 /// how often it runs. All the presets are here, in one place.

@@ -220,8 +220,42 @@ pub struct Scene {
     pub tremor: (f64, f64),
 }
 
+/// The hip scenes, built into the binary under their path in the
+/// repository, so that `sonoguide` (the view on the first) runs from any
+/// directory. A file at that path, when there is one, wins: edits to the
+/// scenes take effect without a rebuild.
+pub const BUILTIN: [(&str, &str); 2] = [
+    (
+        "scenes/hip-anterior-longitudinal.toml",
+        include_str!("../../scenes/hip-anterior-longitudinal.toml"),
+    ),
+    (
+        "scenes/hip-anterolateral.toml",
+        include_str!("../../scenes/hip-anterolateral.toml"),
+    ),
+];
+
+/// The built-in text for `path`, when no file is there and it names one.
+pub fn builtin(path: &Path) -> Option<&'static str> {
+    if path.exists() {
+        return None;
+    }
+    BUILTIN
+        .iter()
+        .find(|(name, _)| path == Path::new(name))
+        .map(|(_, text)| *text)
+}
+
+/// Whether [`Scene::load`] can find `path` (a file, or a built-in scene).
+pub fn available(path: &Path) -> bool {
+    path.exists() || builtin(path).is_some()
+}
+
 impl Scene {
     pub fn load(path: &Path) -> Result<Scene, SceneError> {
+        if let Some(text) = builtin(path) {
+            return Scene::parse(text, path);
+        }
         let text = crate::io::toml_file::read(path)?;
         Scene::parse(&text, path)
     }
