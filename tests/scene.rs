@@ -208,6 +208,20 @@ fn linear_probe_option_renders() {
     ));
     let r = sonoguide::scene::render::Renderer::new(&ctx, &s, 120, 60.0);
     let out = r.frame(&ctx, &s, 0, 1).unwrap();
+    // Frame after frame, the renderer records into the buffers it bound for
+    // the first (nothing allocated per frame): another frame's image, then
+    // this one's again, bit for bit.
+    let other = r.frame(&ctx, &s, 1, 3).unwrap();
+    assert!(other.rgba != out.rgba, "a later frame shows something else");
+    assert!(
+        r.frame(&ctx, &s, 0, 1).unwrap().rgba == out.rgba,
+        "the same frame twice differs"
+    );
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let (a, _) = r.encode_frame(&ctx, &mut enc, &s, 0, 1).unwrap();
+    let (b, _) = r.encode_frame(&ctx, &mut enc, &s, 1, 3).unwrap();
+    ctx.queue.submit([enc.finish()]);
+    assert!(a == b, "each frame lands in the same display buffer");
     let (w, h) = (r.view.display.width, r.view.display.height);
     assert_eq!(out.rgba.len(), w * h);
     let inside = out.rgba.iter().filter(|p| *p >> 24 == 255).count();

@@ -129,13 +129,22 @@ fn batch_bytes(w: &Workload, start: usize, batch: usize) -> Vec<u8> {
 
 struct Slot {
     rf: GpuChannels,
-    target: Option<crate::pipeline::das::DasTarget>,
+    /// The chain bound to `rf`, by the slot's first batch.
+    chain: Option<SlotChain>,
     readback: Option<wgpu::Buffer>,
     done: Arc<AtomicBool>,
     mapped: Arc<AtomicBool>,
     busy: bool,
     started: Instant,
     submission: Option<wgpu::SubmissionIndex>,
+}
+
+/// A slot's stages bound to its buffers once: each batch then only writes
+/// its channel data and records (no allocation, no bind group per batch).
+struct SlotChain {
+    demod: Option<crate::pipeline::demodulate::DemodTarget>,
+    das: crate::pipeline::das::DasTarget,
+    detect: crate::pipeline::detect::DetectTarget,
 }
 
 /// Block until the oldest batch in flight has finished (back-pressure when
@@ -254,7 +263,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         .map(|_| -> Result<Slot, BenchError> {
             Ok(Slot {
                 rf: shape(ctx.storage("sonoguide.hfr.channels", bytes_per_batch)?),
-                target: None,
+                chain: None,
                 readback: if args.readback {
                     Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("sonoguide.hfr.readback"),
@@ -286,22 +295,25 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("sonoguide.hfr.batch"),
             });
-        let channels = match &demod {
-            Some(d) => bf.demodulate.encode(ctx, &mut enc, &slot.rf, d)?,
-            None => shape(slot.rf.buffer.clone()),
-        };
-        let target = match slot.target.take() {
-            Some(old) => bf.das.retarget(ctx, &geom, &channels, old)?,
-            None => bf.das.target(ctx, &geom, &channels)?,
-        };
-        bf.das.record(ctx, &mut enc, &geom, &target)?;
-        let det = bf
-            .detect
-            .encode(ctx, &mut enc, &target.image, n_img, &detect)?;
-        if let Some(rb) = &slot.readback {
-            enc.copy_buffer_to_buffer(&det.grey, 0, rb, 0, (n_img * 4) as u64);
+        if slot.chain.is_none() {
+            let demod = demod.as_ref().map(|d| bf.demodulate.bind(ctx, &slot.rf, d)).transpose()?;
+            let channels = match &demod {
+                Some(t) => t.iq.clone(),
+                None => slot.rf.clone(),
+            };
+            let das = bf.das.target(ctx, &geom, &channels)?;
+            let detect = bf.detect.bind(ctx, &das.image, n_img, &detect)?;
+            slot.chain = Some(SlotChain { demod, das, detect });
         }
-        slot.target = Some(target);
+        let chain = slot.chain.as_ref().expect("bound above");
+        if let Some(t) = &chain.demod {
+            bf.demodulate.record(&mut enc, t);
+        }
+        bf.das.record(ctx, &mut enc, &geom, &chain.das)?;
+        bf.detect.record(&mut enc, &chain.detect);
+        if let Some(rb) = &slot.readback {
+            enc.copy_buffer_to_buffer(&chain.detect.out.grey, 0, rb, 0, (n_img * 4) as u64);
+        }
         Ok(enc.finish())
     };
     let warm = record(&ctx, &mut slots[0], 0)?;

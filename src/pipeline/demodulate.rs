@@ -133,6 +133,20 @@ impl Demodulate {
         rf: &GpuChannels,
         plan: &DemodPlan,
     ) -> Result<GpuChannels, PipelineError> {
+        let target = self.bind(ctx, rf, plan)?;
+        self.record(enc, &target);
+        Ok(target.iq)
+    }
+
+    /// Allocate the IQ output and bind it to `rf`: a loop that demodulates
+    /// the same RF buffer frame after frame binds once and records
+    /// [`Demodulate::record`] every frame.
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        rf: &GpuChannels,
+        plan: &DemodPlan,
+    ) -> Result<DemodTarget, PipelineError> {
         if rf.iq {
             return Err(PipelineError::Settings(
                 "demodulate takes RF; these channel data are already IQ".into(),
@@ -154,28 +168,43 @@ impl Demodulate {
             (traces * (rf.samples + 2 * plan.params.padlen) * 8) as u64,
         )?;
         let iq = ctx.storage("sonoguide.demodulate.iq", (traces * rf.samples * 8) as u64)?;
-        let bg = bind_group(
+        let group = bind_group(
             &ctx.device,
             STAGE,
             &self.layout,
             &[&uniform, &sections, &rf.buffer, &scratch, &iq],
         );
-        let (gx, gy) = dispatch_size(traces as u32, WORKGROUP);
+        Ok(DemodTarget {
+            rf: rf.buffer.clone(),
+            group,
+            traces,
+            iq: GpuChannels {
+                buffer: iq,
+                iq: true,
+                ..rf.clone()
+            },
+        })
+    }
+
+    /// Record the demodulation bound in `target`.
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder, target: &DemodTarget) {
+        let (gx, gy) = dispatch_size(target.traces as u32, WORKGROUP);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sonoguide.demodulate"),
             timestamp_writes: None,
         });
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &bg, &[]);
+        pass.set_bind_group(0, &target.group, &[]);
         pass.dispatch_workgroups(gx, gy, 1);
-        drop(pass);
-        Ok(GpuChannels {
-            buffer: iq,
-            iq: true,
-            frames: rf.frames,
-            waves: rf.waves,
-            channels: rf.channels,
-            samples: rf.samples,
-        })
     }
+}
+
+/// A demodulation bound to its RF input and IQ output ([`Demodulate::bind`]).
+pub struct DemodTarget {
+    /// The RF buffer it reads.
+    pub rf: wgpu::Buffer,
+    group: wgpu::BindGroup,
+    traces: usize,
+    /// Where it writes.
+    pub iq: GpuChannels,
 }

@@ -109,32 +109,78 @@ impl Detect {
         n: usize,
         s: &DetectSettings,
     ) -> Result<Detected, PipelineError> {
+        let target = self.bind(ctx, iq, n, s)?;
+        self.record(enc, &target);
+        Ok(target.out)
+    }
+
+    /// Allocate the outputs and bind them to `iq`, for recording every
+    /// frame ([`Detect::record`]); [`DetectTarget::set`] changes the
+    /// settings by a queue write.
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        iq: &wgpu::Buffer,
+        n: usize,
+        s: &DetectSettings,
+    ) -> Result<DetectTarget, PipelineError> {
         let params = s.params(n)?;
         let uniform = ctx.uniform_from("sonoguide.detect.params", &params);
         let envelope = ctx.storage("sonoguide.detect.envelope", (n * 4) as u64)?;
         let grey = ctx.storage("sonoguide.detect.grey", (n * 4) as u64)?;
-        let max_bits = ctx.storage_from("sonoguide.detect.max", &[0u32])?;
-        let bg = bind_group(
+        let max_bits = ctx.storage("sonoguide.detect.max", 4)?;
+        let group = bind_group(
             &ctx.device,
             STAGE,
             &self.layout,
             &[&uniform, iq, &envelope, &max_bits, &grey],
         );
-        let (gx, gy) = dispatch_size(n as u32, WORKGROUP);
+        Ok(DetectTarget {
+            input: iq.clone(),
+            uniform,
+            group,
+            n,
+            out: Detected {
+                envelope,
+                grey,
+                max_bits,
+            },
+        })
+    }
+
+    /// Record the detection bound in `target` (its running maximum reset
+    /// first, so each record normalises to its own frame).
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder, target: &DetectTarget) {
+        enc.clear_buffer(&target.out.max_bits, 0, None);
+        let (gx, gy) = dispatch_size(target.n as u32, WORKGROUP);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sonoguide.detect"),
             timestamp_writes: None,
         });
-        pass.set_bind_group(0, &bg, &[]);
+        pass.set_bind_group(0, &target.group, &[]);
         for p in [&self.envelope, &self.reduce_max, &self.compress] {
             pass.set_pipeline(p);
             pass.dispatch_workgroups(gx, gy, 1);
         }
-        drop(pass);
-        Ok(Detected {
-            envelope,
-            grey,
-            max_bits,
-        })
+    }
+}
+
+/// A detection bound to its IQ input and outputs ([`Detect::bind`]).
+pub struct DetectTarget {
+    /// The IQ (beamformed) buffer it reads.
+    pub input: wgpu::Buffer,
+    uniform: wgpu::Buffer,
+    group: wgpu::BindGroup,
+    n: usize,
+    /// Where it writes.
+    pub out: Detected,
+}
+
+impl DetectTarget {
+    /// New settings for the next record (a queue write).
+    pub fn set(&self, ctx: &GpuContext, s: &DetectSettings) -> Result<(), PipelineError> {
+        ctx.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&s.params(self.n)?));
+        Ok(())
     }
 }

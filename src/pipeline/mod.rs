@@ -33,6 +33,9 @@ pub enum PipelineError {
 #[derive(Clone, Copy)]
 pub(crate) enum Binding {
     Uniform,
+    /// A uniform bound at a dynamic offset: one buffer of parameter blocks,
+    /// written once, for a pass's many dispatches.
+    UniformDynamic,
     Read,
     ReadWrite,
 }
@@ -51,11 +54,11 @@ pub(crate) fn layout(
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: match b {
-                    Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                    Binding::Uniform | Binding::UniformDynamic => wgpu::BufferBindingType::Uniform,
                     Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
                     Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                 },
-                has_dynamic_offset: false,
+                has_dynamic_offset: matches!(b, Binding::UniformDynamic),
                 min_binding_size: None,
             },
             count: None,
@@ -113,6 +116,7 @@ pub(crate) fn bind_group(
 }
 
 /// Channel data resident on the GPU.
+#[derive(Clone)]
 pub struct GpuChannels {
     pub buffer: wgpu::Buffer,
     pub iq: bool,

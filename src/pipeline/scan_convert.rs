@@ -158,30 +158,59 @@ impl ScanConvert {
         out: &DisplayGrid,
         frame: usize,
     ) -> Result<wgpu::Buffer, PipelineError> {
+        let target = self.bind(ctx, grey, polar, out, frame)?;
+        self.record(enc, &target);
+        Ok(target.display)
+    }
+
+    /// Allocate the display buffer and bind it to `grey`, for recording
+    /// every frame ([`ScanConvert::record`]).
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        grey: &wgpu::Buffer,
+        polar: &PixelGrid,
+        out: &DisplayGrid,
+        frame: usize,
+    ) -> Result<ScanTarget, PipelineError> {
         let params = ScanConvertParams::new(polar, out, frame)?;
         let uniform = ctx.uniform_from("sonoguide.scan_convert.params", &params);
         let display = ctx.storage(
             "sonoguide.scan_convert.display",
             (out.width * out.height * 4) as u64,
         )?;
-        let bg = bind_group(
+        let group = bind_group(
             &ctx.device,
             STAGE,
             &self.layout,
             &[&uniform, grey, &display],
         );
+        Ok(ScanTarget {
+            input: grey.clone(),
+            group,
+            size: (out.width as u32, out.height as u32),
+            display,
+        })
+    }
+
+    /// Record the conversion bound in `target`.
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder, target: &ScanTarget) {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sonoguide.scan_convert"),
             timestamp_writes: None,
         });
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(
-            (out.width as u32).div_ceil(8),
-            (out.height as u32).div_ceil(8),
-            1,
-        );
-        drop(pass);
-        Ok(display)
+        pass.set_bind_group(0, &target.group, &[]);
+        pass.dispatch_workgroups(target.size.0.div_ceil(8), target.size.1.div_ceil(8), 1);
     }
+}
+
+/// A scan conversion bound to its input and display buffer ([`ScanConvert::bind`]).
+pub struct ScanTarget {
+    /// The grey-level buffer it reads.
+    pub input: wgpu::Buffer,
+    group: wgpu::BindGroup,
+    size: (u32, u32),
+    /// The RGBA8 display it writes (row-major, `u32` per pixel).
+    pub display: wgpu::Buffer,
 }

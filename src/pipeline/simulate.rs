@@ -14,7 +14,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{bind_group, compute_pipeline, layout, Binding, GpuChannels, PipelineError};
+use super::{compute_pipeline, layout, Binding, GpuChannels, PipelineError};
 use crate::acquisition::{transmit, Acquisition, ChannelData, ProbeKind, Samples, Wavefront};
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 use crate::sim::{Baffle, Pulse, Scatterer, SimSettings, MAX_SEGMENTS};
@@ -602,18 +602,90 @@ pub fn to_rows(scatterers: &[Scatterer]) -> Vec<[f32; 4]> {
         .collect()
 }
 
-/// A simulation being recorded batch by batch ([`Simulate::begin`]).
-pub struct SimJob {
+/// The GPU memory of a simulation. [`Simulate::begin`] allocates it for
+/// one run; a loop that simulates frame after frame (the display) keeps it
+/// and hands it back to [`Simulate::begin_in`], which only grows what is
+/// too small and writes the scatterers and the dispatch parameters with
+/// queue writes: nothing is allocated per frame.
+pub struct SimBuffers {
     tables: wgpu::Buffer,
     heads: wgpu::Buffer,
     taps: wgpu::Buffer,
     state: wgpu::Buffer,
     acc: wgpu::Buffer,
     rf: wgpu::Buffer,
+    /// Every dispatch's parameters, one aligned block each (dynamic offsets).
+    params: wgpu::Buffer,
     scatterers: wgpu::Buffer,
+}
+
+impl SimBuffers {
+    /// Buffers for `plan` (its tables written); the per-batch ones start
+    /// small and grow in [`Simulate::begin_in`].
+    pub fn new(ctx: &GpuContext, plan: &SimPlan) -> Result<SimBuffers, PipelineError> {
+        let (traces, ns) = (plan.n_waves() * plan.n_elements(), plan.samples);
+        Ok(SimBuffers {
+            tables: ctx.storage_from("sonoguide.simulate.tables", &plan.tables)?,
+            heads: ctx.storage("sonoguide.simulate.heads", 16)?,
+            taps: ctx.storage("sonoguide.simulate.taps", 16)?,
+            state: ctx.storage("sonoguide.simulate.state", 16)?,
+            acc: ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 16) as u64)?,
+            rf: ctx.storage(
+                "sonoguide.simulate.rf",
+                (plan.frames * traces * ns * 4) as u64,
+            )?,
+            params: uniform_blocks(ctx, 1),
+            scatterers: ctx.storage("sonoguide.simulate.scatterers", 16)?,
+        })
+    }
+
+    /// The RF buffer every simulation in these buffers writes.
+    pub fn rf(&self) -> &wgpu::Buffer {
+        &self.rf
+    }
+}
+
+/// Bytes between parameter blocks: the adapter's dynamic-offset alignment.
+fn block_stride(ctx: &GpuContext) -> u64 {
+    let align = ctx.device.limits().min_uniform_buffer_offset_alignment as u64;
+    (std::mem::size_of::<SimulateParams>() as u64).next_multiple_of(align)
+}
+
+fn uniform_blocks(ctx: &GpuContext, blocks: usize) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("sonoguide.simulate.params"),
+        size: blocks as u64 * block_stride(ctx),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Replace `buffer` by a larger storage buffer when it holds fewer than
+/// `bytes` (its contents are not kept: every use rewrites them).
+fn grow(
+    ctx: &GpuContext,
+    buffer: &mut wgpu::Buffer,
+    label: &str,
+    bytes: u64,
+) -> Result<(), PipelineError> {
+    if buffer.size() < bytes {
+        *buffer = ctx.storage(label, bytes)?;
+    }
+    Ok(())
+}
+
+/// A simulation being recorded batch by batch ([`Simulate::begin`]).
+pub struct SimJob {
+    buffers: SimBuffers,
+    /// Binds the scatterers (the buffers' own, or an uploaded set, which
+    /// the group keeps alive) and the parameter blocks.
+    group: wgpu::BindGroup,
+    stride: u32,
     n: usize,
     batch: usize,
     n_batches: usize,
+    /// Transmit-and-receive parameter blocks per batch: 1 + wave groups.
+    per_batch: usize,
     /// Accumulators cleared (the first step's work).
     started: bool,
     /// The next batch whose bound-only transmit pass is to be recorded.
@@ -664,7 +736,14 @@ impl Simulate {
             device,
             STAGE,
             &[
-                Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+                UniformDynamic,
+                Read,
+                Read,
+                ReadWrite,
+                ReadWrite,
+                ReadWrite,
+                ReadWrite,
+                ReadWrite,
             ],
         );
         // transmit writes every word of workgroup memory before reading it;
@@ -708,7 +787,7 @@ impl Simulate {
     ) -> Result<GpuChannels, PipelineError> {
         let mut job = self.begin(ctx, plan, scatterers, None)?;
         self.step(ctx, enc, plan, &mut job, usize::MAX);
-        Ok(self.finish(ctx, enc, plan, job))
+        Ok(self.finish(ctx, enc, plan, job).0)
     }
 
     /// Allocate a simulation that can be recorded a few batches at a time
@@ -725,8 +804,47 @@ impl Simulate {
         scatterers: &GpuScatterers,
         batch: Option<usize>,
     ) -> Result<SimJob, PipelineError> {
-        let n = scatterers.count;
-        let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
+        let buffers = SimBuffers::new(ctx, plan)?;
+        let bound = (scatterers.count > 0).then(|| scatterers.buffer.clone());
+        self.job(ctx, plan, buffers, bound, scatterers.count, batch)
+    }
+
+    /// As [`Simulate::begin`], in `buffers` kept from an earlier run of the
+    /// same plan: the scatterers (checked) go up by a queue write, and
+    /// only buffers too small for this run are replaced.
+    pub fn begin_in(
+        &self,
+        ctx: &GpuContext,
+        plan: &SimPlan,
+        mut buffers: SimBuffers,
+        scatterers: &[Scatterer],
+        batch: Option<usize>,
+    ) -> Result<SimJob, PipelineError> {
+        crate::sim::validate_scatterers(scatterers).map_err(settings_error)?;
+        let rows = to_rows(scatterers);
+        grow(
+            ctx,
+            &mut buffers.scatterers,
+            "sonoguide.simulate.scatterers",
+            (rows.len() * 16) as u64,
+        )?;
+        if !rows.is_empty() {
+            ctx.queue
+                .write_buffer(&buffers.scatterers, 0, bytemuck::cast_slice(&rows));
+        }
+        self.job(ctx, plan, buffers, None, scatterers.len(), batch)
+    }
+
+    fn job(
+        &self,
+        ctx: &GpuContext,
+        plan: &SimPlan,
+        mut buffers: SimBuffers,
+        scatterers: Option<wgpu::Buffer>,
+        n: usize,
+        batch: Option<usize>,
+    ) -> Result<SimJob, PipelineError> {
+        let nw = plan.n_waves();
         if ctx.info.device_type == wgpu::DeviceType::Cpu
             && plan.transmit_iterations() > SOFTWARE_LOOP_LIMIT
         {
@@ -736,54 +854,97 @@ impl Simulate {
                 plan.transmit_iterations()
             )));
         }
-        let traces = nw * ne;
         let batch = Self::batch_size(ctx, plan, n).min(batch.unwrap_or(usize::MAX).max(1));
-        // An empty scatterer list still needs a buffer to bind.
-        let scatterers = if n == 0 {
-            ctx.storage("sonoguide.simulate.scatterers", 16)?
-        } else {
-            scatterers.buffer.clone()
+        let n_batches = n.div_ceil(batch).max(1);
+        grow(
+            ctx,
+            &mut buffers.heads,
+            "sonoguide.simulate.heads",
+            ((nw + 2) * batch * 16) as u64,
+        )?;
+        grow(
+            ctx,
+            &mut buffers.taps,
+            "sonoguide.simulate.taps",
+            (nw * batch * plan.n_taps() * 8) as u64,
+        )?;
+
+        // Every dispatch's parameters, written once: the bound-only pass's
+        // (one per batch), each batch's transmit and receive groups, and
+        // the resolve's. The passes pick theirs by dynamic offset.
+        let groups = nw.div_ceil(plan.wave_group());
+        let per_batch = 1 + groups;
+        let stride = block_stride(ctx);
+        let blocks = n_batches * (1 + per_batch) + 1;
+        let mut bytes = vec![0u8; blocks * stride as usize];
+        let mut put = |i: usize, p: SimulateParams| {
+            bytes[i * stride as usize..][..std::mem::size_of::<SimulateParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
         };
+        for b in 0..n_batches {
+            let mut p = plan.params;
+            p.batch_start = (b * batch) as u32;
+            p.batch_len = n.saturating_sub(b * batch).min(batch) as u32;
+            put(b, p);
+            p.flags |= FLAG_WRITE_TAPS;
+            put(n_batches + b * per_batch, p);
+            for g in 0..groups {
+                let mut pw = p;
+                pw.wave_start = (g * plan.wave_group()) as u32;
+                pw.wave_end = ((g + 1) * plan.wave_group()).min(nw) as u32;
+                put(n_batches + b * per_batch + 1 + g, pw);
+            }
+        }
+        put(blocks - 1, plan.params);
+        if buffers.params.size() < bytes.len() as u64 {
+            buffers.params = uniform_blocks(ctx, blocks);
+        }
+        ctx.queue.write_buffer(&buffers.params, 0, &bytes);
+
+        let scatterers = scatterers.unwrap_or_else(|| buffers.scatterers.clone());
+        let params = wgpu::BufferBinding {
+            buffer: &buffers.params,
+            offset: 0,
+            size: wgpu::BufferSize::new(std::mem::size_of::<SimulateParams>() as u64),
+        };
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(params),
+        }];
+        for (i, b) in [
+            &buffers.tables,
+            &scatterers,
+            &buffers.heads,
+            &buffers.taps,
+            &buffers.state,
+            &buffers.acc,
+            &buffers.rf,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("sonoguide.simulate"),
+            layout: &self.layout,
+            entries: &entries,
+        });
         Ok(SimJob {
-            tables: ctx.storage_from("sonoguide.simulate.tables", &plan.tables)?,
-            heads: ctx.storage("sonoguide.simulate.heads", ((nw + 2) * batch * 16) as u64)?,
-            taps: ctx.storage(
-                "sonoguide.simulate.taps",
-                (nw * batch * plan.n_taps() * 8) as u64,
-            )?,
-            state: ctx.storage("sonoguide.simulate.state", 16)?,
-            acc: ctx.storage("sonoguide.simulate.accumulators", (traces * ns * 16) as u64)?,
-            rf: ctx.storage(
-                "sonoguide.simulate.rf",
-                (plan.frames * traces * ns * 4) as u64,
-            )?,
-            scatterers,
+            buffers,
+            group,
+            stride: stride as u32,
             n,
             batch,
-            n_batches: n.div_ceil(batch).max(1),
+            n_batches,
+            per_batch,
             started: false,
             next_bound: 0,
             next: 0,
         })
-    }
-
-    fn group(&self, ctx: &GpuContext, job: &SimJob, p: SimulateParams) -> wgpu::BindGroup {
-        let uniform = ctx.uniform_from("sonoguide.simulate.params", &p);
-        bind_group(
-            &ctx.device,
-            STAGE,
-            &self.layout,
-            &[
-                &uniform,
-                &job.tables,
-                &job.scatterers,
-                &job.heads,
-                &job.taps,
-                &job.state,
-                &job.acc,
-                &job.rf,
-            ],
-        )
     }
 
     /// Record up to `units` more units of `job` ([`SimJob::progress`]);
@@ -795,25 +956,18 @@ impl Simulate {
     /// do the bits.
     pub fn step(
         &self,
-        ctx: &GpuContext,
+        _ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         plan: &SimPlan,
         job: &mut SimJob,
         units: usize,
     ) -> bool {
         let (n, batch, n_batches) = (job.n, job.batch, job.n_batches);
-        let batch_params = |b: usize, write: bool| {
-            let mut p = plan.params;
-            p.batch_start = (b * batch) as u32;
-            p.batch_len = (n - b * batch).min(batch) as u32;
-            if write {
-                p.flags |= FLAG_WRITE_TAPS;
-            }
-            p
-        };
+        let len = |b: usize| n.saturating_sub(b * batch).min(batch) as u32;
+        let offset = |block: usize| [block as u32 * job.stride];
         if !job.started {
-            enc.clear_buffer(&job.state, 0, None);
-            enc.clear_buffer(&job.acc, 0, None);
+            enc.clear_buffer(&job.buffers.state, 0, None);
+            enc.clear_buffer(&job.buffers.acc, 0, None);
             job.started = true;
         }
         if n == 0 {
@@ -834,30 +988,24 @@ impl Simulate {
             let end = (job.next_bound + BOUND_BATCHES_PER_UNIT).min(n_batches);
             pass.set_pipeline(&self.transmit);
             for b in job.next_bound..end {
-                let p = batch_params(b, false);
-                pass.set_bind_group(0, &self.group(ctx, job, p), &[]);
-                let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
+                pass.set_bind_group(0, &job.group, &offset(b));
+                let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
             job.next_bound = end;
             units -= 1;
         }
-        let group_len = plan.wave_group();
-        let nw = plan.n_waves();
         let end = job.next.saturating_add(units).min(n_batches);
         for b in job.next..end {
-            let p = batch_params(b, true);
-            pass.set_bind_group(0, &self.group(ctx, job, p), &[]);
+            let first = n_batches + b * job.per_batch;
+            pass.set_bind_group(0, &job.group, &offset(first));
             pass.set_pipeline(&self.transmit);
-            let (gx, gy) = dispatch_size(p.batch_len * p.n_waves, 1);
+            let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
             pass.dispatch_workgroups(gx, gy, 1);
             pass.set_pipeline(&self.receive);
-            for w0 in (0..nw).step_by(group_len) {
-                let mut pw = p;
-                pw.wave_start = w0 as u32;
-                pw.wave_end = (w0 + group_len).min(nw) as u32;
-                pass.set_bind_group(0, &self.group(ctx, job, pw), &[]);
-                let (gx, gy) = dispatch_size(p.batch_len * p.n_elements, WORKGROUP);
+            for g in 1..job.per_batch {
+                pass.set_bind_group(0, &job.group, &offset(first + g));
+                let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
         }
@@ -866,14 +1014,15 @@ impl Simulate {
     }
 
     /// Record the end of `job` (noise, then the accumulators to RF) once
-    /// every batch is recorded; returns its channel data.
+    /// every batch is recorded; returns its channel data, in the job's RF
+    /// buffer, and the buffers for the next run.
     pub fn finish(
         &self,
-        ctx: &GpuContext,
+        _ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         plan: &SimPlan,
         job: SimJob,
-    ) -> GpuChannels {
+    ) -> (GpuChannels, SimBuffers) {
         debug_assert!(
             job.started && job.next == job.n_batches,
             "finish before every batch was recorded"
@@ -883,7 +1032,8 @@ impl Simulate {
             label: Some("sonoguide.simulate.resolve"),
             timestamp_writes: None,
         });
-        pass.set_bind_group(0, &self.group(ctx, &job, plan.params), &[]);
+        let last = job.n_batches * (1 + job.per_batch);
+        pass.set_bind_group(0, &job.group, &[last as u32 * job.stride]);
         let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
         if plan.params.noise_level > 0.0 {
             pass.set_pipeline(&self.peak);
@@ -892,14 +1042,15 @@ impl Simulate {
         pass.set_pipeline(&self.resolve);
         pass.dispatch_workgroups(gx, gy, 1);
         drop(pass);
-        GpuChannels {
-            buffer: job.rf,
+        let channels = GpuChannels {
+            buffer: job.buffers.rf.clone(),
             iq: false,
             frames: plan.frames,
             waves: nw,
             channels: ne,
             samples: ns,
-        }
+        };
+        (channels, job.buffers)
     }
 
     /// Simulate on the GPU and read the channel data back.

@@ -3,7 +3,7 @@
 //! pixels (needle tip and entry, target, femoral head cortex).
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use glam::DVec3;
 use serde::Serialize;
@@ -15,9 +15,11 @@ use super::{FramePoses, Scene};
 use crate::acquisition::{PixelGrid, ProbeKind};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::GpuContext;
-use crate::pipeline::das::{DasGeometry, DasPlan};
-use crate::pipeline::demodulate::DemodPlan;
-use crate::pipeline::simulate::{GpuScatterers, SimJob, SimPlan, Simulate};
+use crate::pipeline::das::{DasGeometry, DasPlan, DasTarget};
+use crate::pipeline::demodulate::{DemodPlan, DemodTarget};
+use crate::pipeline::detect::DetectTarget;
+use crate::pipeline::scan_convert::ScanTarget;
+use crate::pipeline::simulate::{SimBuffers, SimJob, SimPlan, Simulate};
 use crate::pipeline::{
     Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, GpuChannels,
     PipelineError, Transmit,
@@ -416,11 +418,24 @@ pub struct Renderer {
     demod: DemodPlan,
     das: DasPlan,
     pixels: Vec<[f32; 2]>,
-    /// DAS's per-geometry work (tiling choice, padded pixel tables,
-    /// transmit delays computed on the GPU), done by the first frame and
-    /// reused: redone per frame it cost ~260 ms of CPU on lavapipe's host.
-    das_geometry: OnceLock<DasGeometry>,
     detect: DetectSettings,
+    /// The simulation's buffers between frames (taken by a running job).
+    sim_buffers: Mutex<Option<SimBuffers>>,
+    /// The rest of the chain bound to them, built by the first frame.
+    targets: Mutex<Option<Targets>>,
+}
+
+/// The chain after the simulation, bound once to the simulation's RF
+/// buffer and recorded every frame: no allocation, no bind group, and
+/// DAS's per-geometry work (tiling choice, padded pixel tables, transmit
+/// delays computed on the GPU; ~260 ms of CPU on lavapipe's host when it
+/// was redone per frame) done once.
+struct Targets {
+    demod: DemodTarget,
+    das_geometry: DasGeometry,
+    das: DasTarget,
+    detect: DetectTarget,
+    scan: ScanTarget,
 }
 
 impl Renderer {
@@ -448,15 +463,20 @@ impl Renderer {
             demod,
             das,
             pixels,
-            das_geometry: OnceLock::new(),
             detect,
+            sim_buffers: Mutex::new(None),
+            targets: Mutex::new(None),
         })
     }
 
     /// The scene's geometry changed (depth): new plans, same pipelines.
     pub fn replan(&mut self, scene: &Scene, height_px: usize) -> Result<(), String> {
         (self.view, self.plan, self.demod, self.das, self.pixels) = Self::plans(scene, height_px)?;
-        self.das_geometry = OnceLock::new();
+        *self
+            .sim_buffers
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        *self.targets.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 
@@ -524,43 +544,53 @@ impl Renderer {
         Ok((self.finish(ctx, enc, timer, rf)?, info))
     }
 
-    /// Upload a frame's scatterers and allocate its simulation, to be
-    /// recorded `batch` scatterers at a time by [`Renderer::step`].
+    /// Upload a frame's scatterers (a queue write into the buffers kept
+    /// from the last frame) and start its simulation, to be recorded
+    /// `batch` scatterers at a time by [`Renderer::step`].
     pub fn start(
         &self,
         ctx: &GpuContext,
         scatterers: &[Scatterer],
         batch: Option<usize>,
     ) -> Result<SimJob, String> {
-        let gpu = GpuScatterers::upload(ctx, scatterers).map_err(|e| e.to_string())?;
+        let kept = self.sim_buffers.lock().ok().and_then(|mut b| b.take());
+        let buffers = match kept {
+            Some(b) => b,
+            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
+        };
         self.simulator
-            .begin(ctx, &self.plan, &gpu, batch)
+            .begin_in(ctx, &self.plan, buffers, scatterers, batch)
             .map_err(|e| e.to_string())
     }
 
-    /// Record up to `batches` more batches of the simulation in `job`;
-    /// once the last is recorded, also its resolve, and hand back the RF
-    /// (taking the job).
+    /// Record up to `units` more units of the simulation in `job`
+    /// ([`SimJob::progress`]); once the last is recorded, also its
+    /// resolve, and hand back the RF (taking the job).
     pub fn step(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         timer: &mut GpuTimer,
         job: &mut Option<SimJob>,
-        batches: usize,
+        units: usize,
     ) -> Option<GpuChannels> {
         let sim = &self.plan;
         timer.scope(ctx, enc, STAGES[0], |enc| {
             let j = job.as_mut()?;
-            if !self.simulator.step(ctx, enc, sim, j, batches) {
+            if !self.simulator.step(ctx, enc, sim, j, units) {
                 return None;
             }
-            Some(self.simulator.finish(ctx, enc, sim, job.take()?))
+            let (rf, buffers) = self.simulator.finish(ctx, enc, sim, job.take()?);
+            if let Ok(mut kept) = self.sim_buffers.lock() {
+                *kept = Some(buffers);
+            }
+            Some(rf)
         })
     }
 
     /// Record the rest of the frame on simulated RF: demodulate, das,
-    /// detect, scan convert. Returns the display buffer.
+    /// detect, scan convert. Returns the display buffer (the same buffer
+    /// every frame while `rf` is).
     pub fn finish(
         &self,
         ctx: &GpuContext,
@@ -569,56 +599,66 @@ impl Renderer {
         rf: GpuChannels,
     ) -> Result<wgpu::Buffer, String> {
         let bf = &self.beamformer;
-        let iq = timer
-            .scope(ctx, enc, STAGES[1], |enc| {
-                bf.demodulate.encode(ctx, enc, &rf, &self.demod)
-            })
-            .map_err(|e| e.to_string())?;
-        let image = timer
-            .scope(
-                ctx,
-                enc,
-                STAGES[2],
-                |enc| -> Result<wgpu::Buffer, PipelineError> {
-                    let geom = match self.das_geometry.get() {
-                        Some(g) => g,
-                        None => {
-                            let g = bf.das.prepare(
-                                ctx,
-                                enc,
-                                &self.das,
-                                &self.pixels,
-                                iq.samples,
-                                iq.frames,
-                                iq.iq,
-                            )?;
-                            self.das_geometry.get_or_init(|| g)
-                        }
-                    };
-                    let target = bf.das.target(ctx, geom, &iq)?;
-                    bf.das.record(ctx, enc, geom, &target)?;
-                    Ok(target.image)
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        let detected = timer
-            .scope(ctx, enc, STAGES[3], |enc| {
-                bf.detect
-                    .encode(ctx, enc, &image, self.pixels.len(), &self.detect)
-            })
-            .map_err(|e| e.to_string())?;
+        let mut targets = self
+            .targets
+            .lock()
+            .map_err(|_| "render: a frame panicked while recording".to_string())?;
+        if targets.as_ref().is_none_or(|t| t.demod.rf != rf.buffer) {
+            *targets = Some(self.bind(ctx, enc, &rf).map_err(|e| e.to_string())?);
+        }
+        let t = targets.as_ref().expect("bound above");
+        timer.scope(ctx, enc, STAGES[1], |enc| {
+            bf.demodulate.record(enc, &t.demod)
+        });
         timer
-            .scope(ctx, enc, STAGES[4], |enc| {
-                bf.scan_convert.encode(
-                    ctx,
-                    enc,
-                    &detected.grey,
-                    &self.view.grid,
-                    &self.view.display,
-                    0,
-                )
+            .scope(ctx, enc, STAGES[2], |enc| {
+                bf.das.record(ctx, enc, &t.das_geometry, &t.das)
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        timer.scope(ctx, enc, STAGES[3], |enc| bf.detect.record(enc, &t.detect));
+        timer.scope(ctx, enc, STAGES[4], |enc| {
+            bf.scan_convert.record(enc, &t.scan)
+        });
+        Ok(t.scan.display.clone())
+    }
+
+    /// Allocate and bind the chain after the simulation to `rf`.
+    fn bind(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        rf: &GpuChannels,
+    ) -> Result<Targets, PipelineError> {
+        let bf = &self.beamformer;
+        let demod = bf.demodulate.bind(ctx, rf, &self.demod)?;
+        let iq = &demod.iq;
+        let das_geometry = bf.das.prepare(
+            ctx,
+            enc,
+            &self.das,
+            &self.pixels,
+            iq.samples,
+            iq.frames,
+            iq.iq,
+        )?;
+        let das = bf.das.target(ctx, &das_geometry, iq)?;
+        let detect = bf
+            .detect
+            .bind(ctx, &das.image, self.pixels.len(), &self.detect)?;
+        let scan = bf.scan_convert.bind(
+            ctx,
+            &detect.out.grey,
+            &self.view.grid,
+            &self.view.display,
+            0,
+        )?;
+        Ok(Targets {
+            demod,
+            das_geometry,
+            das,
+            detect,
+            scan,
+        })
     }
 
     /// One frame, read back: what `sonoguide render` writes.
