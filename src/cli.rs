@@ -103,7 +103,8 @@ pub struct ViewArgs {
     /// Window (or PNG) size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720")]
     pub size: String,
-    /// Quit after this many frames (0: run until closed).
+    /// Quit after this many frames (0: run until closed). With --headless:
+    /// run the frame loop for this many frames and write the last.
     #[arg(long, default_value_t = 0)]
     pub frames: u64,
     /// Print frames per second and stage times every N frames (0: never).
@@ -354,8 +355,39 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         );
         Ok(())
     };
+    let summary = |s: &crate::render::window::RunSummary| {
+        let per_s = |n: u64| n as f64 / s.seconds.max(1e-9);
+        println!(
+            "{} frames in {:.1} s: {:.1} frames/s, {} B-mode images ({:.1} images/s)",
+            s.frames,
+            s.seconds,
+            per_s(s.frames),
+            s.images,
+            per_s(s.images)
+        );
+    };
     if let Some(png) = &args.headless {
-        return headless(png);
+        if args.frames == 0 {
+            return headless(png);
+        }
+        if args.wall_clock {
+            return Err(fail("--wall-clock times the stages of one frame; leave out --frames, or --wall-clock to run the frame loop".to_string()));
+        }
+        let ctx = GpuContext::new(backend)?;
+        eprintln!("{}", ctx.describe());
+        let s = crate::render::run_headless(
+            &ctx,
+            &args.scene,
+            preset,
+            size,
+            png,
+            args.frames,
+            args.progress,
+        )
+        .map_err(fail)?;
+        summary(&s);
+        println!("wrote {} (the last frame)", png.display());
+        return Ok(());
     }
     let opts = WindowOptions {
         scene: args.scene.clone(),
@@ -372,7 +404,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     match run_window(opts) {
         Ok(s) => {
             if s.frames > 0 {
-                println!("{} frames in {:.1} s: {:.1} frames/s", s.frames, s.seconds, s.frames as f64 / s.seconds.max(1e-9));
+                summary(&s);
             }
             Ok(())
         }

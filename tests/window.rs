@@ -405,3 +405,76 @@ fn view_rejects_bad_arguments_with_the_fix() {
         );
     }
 }
+
+/// The frame loop without a window (`--headless --frames`), as a GPU
+/// machine with no display server measures it: it runs the frames, prints
+/// the progress and summary lines, writes the last frame, and refuses
+/// --wall-clock with it.
+#[test]
+fn headless_frame_loop_runs_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("loop.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args([
+            "view",
+            "--headless",
+            png.to_str().unwrap(),
+            "--size",
+            "320x180",
+            "--frames",
+            "30",
+            "--progress",
+            "10",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("no GPU adapter") && std::env::var("CI").is_err() {
+        eprintln!("SKIPPED: no GPU adapter");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    for n in [10, 20, 30] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("frame {n} "))
+                && l.contains(" fps ")
+                && l.contains("composite=")),
+            "progress line for frame {n}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("30 frames in ") && l.contains("B-mode images")),
+        "{stdout}"
+    );
+    let img = image_size(&png);
+    assert_eq!(img, (320, 180), "the last frame, at the asked size");
+    let refused = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args([
+            "view",
+            "--headless",
+            png.to_str().unwrap(),
+            "--frames",
+            "3",
+            "--wall-clock",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr)
+                .contains("--wall-clock times the stages of one frame")
+    );
+}
+
+/// Width and height from a PNG's IHDR.
+fn image_size(path: &std::path::Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[1..4], b"PNG", "{} is not a PNG", path.display());
+    let be = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+    (be(16), be(20))
+}

@@ -296,7 +296,10 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
                 label: Some("sonoguide.hfr.batch"),
             });
         if slot.chain.is_none() {
-            let demod = demod.as_ref().map(|d| bf.demodulate.bind(ctx, &slot.rf, d)).transpose()?;
+            let demod = demod
+                .as_ref()
+                .map(|d| bf.demodulate.bind(ctx, &slot.rf, d))
+                .transpose()?;
             let channels = match &demod {
                 Some(t) => t.iq.clone(),
                 None => slot.rf.clone(),

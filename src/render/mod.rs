@@ -396,6 +396,8 @@ pub struct Display {
     force_chain: bool,
     frames: u64,
     chain_frames: usize,
+    /// B-mode images recorded so far.
+    pub images: u64,
     last_frame: Option<Instant>,
     /// Smoothed frame interval, seconds.
     pub frame_interval: f64,
@@ -508,6 +510,7 @@ impl Display {
             force_chain: true,
             frames: 0,
             chain_frames: 0,
+            images: 0,
             last_frame: None,
             frame_interval: 0.0,
             stage_times: Vec::new(),
@@ -720,14 +723,17 @@ impl Display {
             self.simulating = Some(prepared);
         }
         if self.simulating.is_some() {
-            // One unit of simulation per screen frame (all of it headless);
-            // on screen the rest of the chain gets a frame of its own, so no
-            // frame carries a batch and the beamformer both.
+            // A preset that spreads the simulation (`sim_batch`, for a
+            // one-queue software adapter) records one unit of it per screen
+            // frame and gives the rest of the chain a frame of its own, so
+            // no frame carries a batch and the beamformer both. Otherwise
+            // (and headless) the whole chain goes in this frame.
+            let spread = self.preset.sim_batch.is_some() && !self.wait_prepared;
             let t = Instant::now();
             let rf = match self.simulated.take() {
                 Some(rf) => Some(rf),
                 None => {
-                    let units = if self.wait_prepared { usize::MAX } else { 1 };
+                    let units = if spread { 1 } else { usize::MAX };
                     match self.chain.renderer.step(
                         ctx,
                         &mut enc,
@@ -735,7 +741,7 @@ impl Display {
                         &mut self.sim_job,
                         units,
                     ) {
-                        Some(rf) if !self.wait_prepared => {
+                        Some(rf) if spread => {
                             self.simulated = Some(rf);
                             None
                         }
@@ -755,6 +761,7 @@ impl Display {
                     poses: prepared.poses,
                 });
                 self.chain_pending = true;
+                self.images += 1;
             }
             self.record_s = t.elapsed().as_secs_f64();
         }
@@ -811,6 +818,26 @@ impl Display {
             }
             Err(e) => log::debug!("timestamps: {e}"),
         }
+    }
+
+    /// The progress line of a run (`view --progress`): frames so far, the
+    /// smoothed rate, the longest frame since the last line, images
+    /// delivered, CPU times and the last per-stage GPU times.
+    pub fn progress_line(&self, frames: u64, longest: f64) -> String {
+        let stages: Vec<String> = self
+            .stage_times
+            .iter()
+            .map(|(l, t)| format!("{l}={:.2}ms", t * 1e3))
+            .collect();
+        format!(
+            "frame {frames} {:.1} fps longest={:.0}ms images={} scatterers={:.0}ms record={:.0}ms {}",
+            1.0 / self.frame_interval.max(1e-9),
+            longest * 1e3,
+            self.images,
+            self.prepare_s * 1e3,
+            self.record_s * 1e3,
+            stages.join(" ")
+        )
     }
 
     /// Wait for the GPU and collect timings (headless runs and benchmarks).
@@ -1382,6 +1409,60 @@ pub fn render_frame(
     }
     display.wait_prepared = false;
     target.read(ctx)
+}
+
+/// `sonoguide view --headless OUT.png --frames N`: the window's frame loop
+/// without a window, where no display server is (a GPU machine): the same
+/// [`Display::frame`] into an offscreen target, at most two frames in
+/// flight (as the window's swapchain allows), the insertion playing and
+/// the chain as the preset paces it; then the last frame to `png`. Prints
+/// the window's progress line every `progress_every` frames.
+pub fn run_headless(
+    ctx: &GpuContext,
+    scene: &Path,
+    preset: Preset,
+    size: (u32, u32),
+    png: &Path,
+    frames: u64,
+    progress_every: u64,
+) -> Result<window::RunSummary, String> {
+    let mut display = Display::new(ctx, scene, preset, HEADLESS_FORMAT, Box::new(Scripted))?;
+    let target = Offscreen::new(ctx, size, display.format());
+    let mut in_flight = std::collections::VecDeque::new();
+    let (mut last, mut longest) = (Instant::now(), 0.0f64);
+    let started = Instant::now();
+    for n in 1..=frames {
+        let cmd = display.frame(ctx, &target.view, size)?;
+        in_flight.push_back(ctx.queue.submit([cmd]));
+        display.submitted(ctx);
+        if in_flight.len() > 2 {
+            let index = in_flight.pop_front();
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: index,
+                    timeout: Some(Duration::from_secs(60)),
+                })
+                .map_err(|e| format!("waiting for frame {}: {e}", n - 2))?;
+        }
+        ctx.take_error("display").map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        longest = longest.max(now.duration_since(last).as_secs_f64());
+        last = now;
+        if progress_every > 0 && n.is_multiple_of(progress_every) {
+            println!("{}", display.progress_line(n, std::mem::take(&mut longest)));
+        }
+    }
+    display.finish(ctx)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let pixels = target.read(ctx)?;
+    crate::io::png::write_rgba(png, size.0 as usize, size.1 as usize, &pixels)
+        .map_err(|e| e.to_string())?;
+    Ok(window::RunSummary {
+        frames,
+        seconds,
+        images: display.images,
+        stage_times: display.stage_times.clone(),
+    })
 }
 
 /// `sonoguide view --headless`: the composite of `scene` at its default

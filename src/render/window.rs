@@ -96,6 +96,8 @@ pub enum WindowError {
 pub struct RunSummary {
     pub frames: u64,
     pub seconds: f64,
+    /// B-mode images the chain delivered in that time.
+    pub images: u64,
     pub stage_times: Vec<(String, f64)>,
 }
 
@@ -402,26 +404,16 @@ impl App {
         }
         let started = *self.started.get_or_insert_with(Instant::now);
         if self.opts.progress_every > 0 && self.frames.is_multiple_of(self.opts.progress_every) {
-            let stages: Vec<String> = s
-                .display
-                .stage_times
-                .iter()
-                .map(|(l, t)| format!("{l}={:.2}ms", t * 1e3))
-                .collect();
-            let d = &s.display;
             println!(
-                "frame {} {:.1} fps longest={:.0}ms scatterers={:.0}ms record={:.0}ms {}",
-                self.frames,
-                1.0 / d.frame_interval.max(1e-9),
-                std::mem::take(&mut self.longest) * 1e3,
-                d.prepare_s * 1e3,
-                d.record_s * 1e3,
-                stages.join(" ")
+                "{}",
+                s.display
+                    .progress_line(self.frames, std::mem::take(&mut self.longest))
             );
         }
         self.summary = RunSummary {
             frames: self.frames,
             seconds: started.elapsed().as_secs_f64(),
+            images: s.display.images,
             stage_times: s.display.stage_times.clone(),
         };
         if s.display.quit || self.opts.frames.is_some_and(|n| self.frames >= n) {
