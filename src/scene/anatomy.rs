@@ -365,18 +365,13 @@ pub fn hip_scatterers(
             None => 1.0,
         }
     };
-    // Speckle: uniform positions, Gaussian amplitudes scaled by the tissue.
-    for _ in 0..n {
-        let q = DVec3::new(
-            slab.x.0 + (slab.x.1 - slab.x.0) * rng.next_f64(),
-            (2.0 * rng.next_f64() - 1.0) * slab.half_y,
-            slab.z.0 + (slab.z.1 - slab.z.0) * rng.next_f64(),
-        );
-        let p = to_patient.apply(q);
+    // Speckle fixed to the tissue (see `tissue_cells`), Gaussian amplitudes
+    // scaled by the tissue.
+    tissue_cells(slab, density, seed, |q, p, g| {
         let tissue = hip.tissue(p);
         let mut a = tissue.echogenicity() * speckle_gain;
         if a == 0.0 {
-            continue;
+            return;
         }
         if tissue == Tissue::Muscle || tissue == Tissue::Capsule {
             // Fibre texture: brightness modulated along bands across the
@@ -390,14 +385,14 @@ pub fn hip_scatterers(
                     .abs();
         }
         if hip.effusion && tissue == Tissue::Recess {
-            continue;
+            return;
         }
         a *= shadow_factor(p);
         out.push(Scatterer {
             position: q,
-            amplitude: a * rng.normal(),
+            amplitude: a * g,
         });
-    }
+    });
     // Bone cortex: a dense sheet on the visible femur and acetabulum
     // surfaces, specular (∝ cos^4 of the incidence angle) over a diffuse
     // floor.
@@ -440,6 +435,104 @@ pub fn hip_scatterers(
     out
 }
 
+/// Speckle positions fixed to the patient: space is cut into cubic cells
+/// of volume 1/`density` on a grid fixed in the patient frame, each holding
+/// a Poisson number (mean 1) of scatterers at uniform places, drawn with
+/// their amplitudes from a generator seeded by the cell and `seed`: a
+/// Poisson process of the given density, as uniform sampling of a volume
+/// gives (one scatterer per cell, a jittered grid, would be too regular:
+/// fewer dark gaps at the sparse densities the fast presets use). The same tissue so gives the
+/// same speckle whatever the probe pose: with the probe still, the speckle
+/// stands still while the needle moves; as the probe slides, it moves with
+/// the tissue and decorrelates only as the slab leaves it (speckle drawn
+/// afresh per frame boils, which no scanner shows). Only the cells near the
+/// slab are visited: along the patient axis closest to the slab's normal,
+/// each column of cells is cut to the slab's thickness.
+/// `visit(q, p, g)` gets each position inside the slab in the image frame
+/// (`q`) and the patient frame (`p`), and its standard normal draw `g`.
+fn tissue_cells(slab: &Slab, density: f64, seed: u64, mut visit: impl FnMut(DVec3, DVec3, f64)) {
+    if density.is_nan() || density <= 0.0 {
+        return;
+    }
+    let c = density.powf(-1.0 / 3.0);
+    let to_patient = &slab.image_to_patient;
+    let to_image = to_patient.inverse();
+    let normal = to_patient.rotate(DVec3::Y);
+    let origin = to_patient.apply(DVec3::ZERO);
+    let (mut lo, mut hi) = (DVec3::splat(f64::INFINITY), DVec3::splat(f64::NEG_INFINITY));
+    for &x in &[slab.x.0, slab.x.1] {
+        for &y in &[-slab.half_y, slab.half_y] {
+            for &z in &[slab.z.0, slab.z.1] {
+                let p = to_patient.apply(DVec3::new(x, y, z));
+                lo = lo.min(p);
+                hi = hi.max(p);
+            }
+        }
+    }
+    let cell = |v: f64| (v / c).floor() as i64;
+    let (clo, chi) = (
+        [cell(lo.x), cell(lo.y), cell(lo.z)],
+        [cell(hi.x), cell(hi.y), cell(hi.z)],
+    );
+    // k: the axis most along the normal; a, b: the other two.
+    let n = normal.to_array();
+    let k = (0..3)
+        .max_by(|&i, &j| n[i].abs().total_cmp(&n[j].abs()))
+        .unwrap_or(1);
+    let (a, b) = ((k + 1) % 3, (k + 2) % 3);
+    // A cell whose centre is within half_y + c of the mid-plane may hold
+    // a point inside the slab.
+    let reach = slab.half_y + c;
+    let on_plane = origin.dot(normal);
+    for ia in clo[a]..=chi[a] {
+        for ib in clo[b]..=chi[b] {
+            let (pa, pb) = ((ia as f64 + 0.5) * c, (ib as f64 + 0.5) * c);
+            let mid = (on_plane - pa * n[a] - pb * n[b]) / n[k];
+            let half = reach / n[k].abs();
+            for ik in cell(mid - half).max(clo[k])..=cell(mid + half).min(chi[k]) {
+                let mut idx = [0i64; 3];
+                (idx[a], idx[b], idx[k]) = (ia, ib, ik);
+                let mut rng = Rng::new(cell_seed(seed, idx));
+                // Poisson(1) by multiplying uniforms (Knuth).
+                let (mut count, mut prod) = (0, rng.next_f64());
+                while prod > (-1.0f64).exp() {
+                    count += 1;
+                    prod *= rng.next_f64();
+                }
+                for _ in 0..count {
+                    let p = DVec3::new(
+                        (idx[0] as f64 + rng.next_f64()) * c,
+                        (idx[1] as f64 + rng.next_f64()) * c,
+                        (idx[2] as f64 + rng.next_f64()) * c,
+                    );
+                    // Drawn for every point, in or out of this slab, so that
+                    // a cell's draws do not depend on the slab.
+                    let amplitude = rng.normal();
+                    let q = to_image.apply(p);
+                    if q.y.abs() <= slab.half_y
+                        && (slab.x.0..=slab.x.1).contains(&q.x)
+                        && (slab.z.0..=slab.z.1).contains(&q.z)
+                    {
+                        visit(q, p, amplitude);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A well-mixed seed for a cell (splitmix64 over the seed and the indices).
+fn cell_seed(seed: u64, idx: [i64; 3]) -> u64 {
+    let mut h = seed;
+    for i in idx {
+        h = h.wrapping_add(i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+    }
+    h
+}
+
 fn bone_normal(hip: &Hip, p: DVec3) -> DVec3 {
     let (db, on_neck) = hip.femur_distance(p);
     let r = p.length();
@@ -459,6 +552,93 @@ fn bone_normal(hip: &Hip, p: DVec3) -> DVec3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Speckle is fixed to the tissue: a probe slid 6 mm along its array
+    /// and tilted a little finds, where its slab overlaps the first one,
+    /// the very scatterers (patient positions and amplitudes) the first
+    /// found; and the count is density × volume.
+    #[test]
+    fn speckle_stays_with_the_tissue_as_the_probe_moves() {
+        use super::super::pose::Pose;
+        let density = 0.5e9;
+        let axes = |tilt: f64| {
+            let (c, s) = (tilt.cos(), tilt.sin());
+            (
+                DVec3::new(c, 0.3 * s, s).normalize(),
+                DVec3::new(-0.3 * s, 1.0, 0.0).normalize(),
+            )
+        };
+        let pose = |shift: f64, tilt: f64| {
+            let (x, y0) = axes(tilt);
+            let z = x.cross(y0).normalize();
+            let y = z.cross(x);
+            Pose::from_axes(DVec3::new(0.004, -0.002, -0.05) + shift * x, x, y, z)
+        };
+        let slab = |p: Pose| Slab {
+            image_to_patient: p,
+            x: (-0.02, 0.02),
+            z: (0.0, 0.03),
+            half_y: 0.002,
+        };
+        let collect = |s: &Slab| {
+            let mut v = Vec::new();
+            tissue_cells(s, density, 7, |q, p, g| v.push((q, p, g)));
+            v
+        };
+        let a = collect(&slab(pose(0.0, 0.3)));
+        let expected = density * 0.04 * 0.03 * 0.004;
+        assert!(
+            (a.len() as f64 - expected).abs() < 0.05 * expected,
+            "{} scatterers, expected about {expected:.0}",
+            a.len()
+        );
+        assert_eq!(
+            a.len(),
+            collect(&slab(pose(0.0, 0.3))).len(),
+            "deterministic"
+        );
+        for (q, p, _) in &a {
+            assert!((slab(pose(0.0, 0.3)).image_to_patient.apply(*q) - *p).length() < 1e-12);
+        }
+        // Slid along the array: a 34 mm wide overlap, the same tissue.
+        let b = collect(&slab(pose(0.006, 0.3)));
+        let key = |p: DVec3| {
+            (
+                (p.x * 1e9).round() as i64,
+                (p.y * 1e9).round() as i64,
+                (p.z * 1e9).round() as i64,
+            )
+        };
+        let in_b: std::collections::HashMap<_, f64> =
+            b.iter().map(|(_, p, amp)| (key(*p), *amp)).collect();
+        let overlap: Vec<_> = a.iter().filter(|(q, _, _)| q.x > -0.014 + 1e-4).collect();
+        let same = overlap
+            .iter()
+            .filter(|(_, p, amp)| in_b.get(&key(*p)) == Some(amp))
+            .count();
+        assert_eq!(
+            same,
+            overlap.len(),
+            "of {} scatterers in the overlap, {same} found again",
+            overlap.len()
+        );
+        // Moved 2 mm out of plane (half the slab): half the speckle is
+        // the same tissue's, the rest is new.
+        let pa = pose(0.0, 0.3);
+        let moved = Pose {
+            translation: pa.translation + 0.002 * pa.rotate(DVec3::Y),
+            ..pa
+        };
+        let c = collect(&slab(moved));
+        let in_a: std::collections::HashSet<_> = a.iter().map(|(_, p, _)| key(*p)).collect();
+        let shared = c.iter().filter(|(_, p, _)| in_a.contains(&key(*p))).count();
+        let frac = shared as f64 / c.len() as f64;
+        assert!(
+            (0.4..0.6).contains(&frac),
+            "out of plane by half the slab: {shared} of {} shared",
+            c.len()
+        );
+    }
 
     #[test]
     fn tissues_at_known_places() {

@@ -172,7 +172,9 @@ pub fn frame_scatterers(
 }
 
 /// Scatterers (image frame) and landmarks for the tools at `poses`;
-/// `frame` numbers the frame and reseeds its speckle.
+/// `frame` numbers the frame in its info. The speckle is fixed to the
+/// tissue and the needle's echoes to the needle, so the same poses give
+/// the same scatterers in any frame.
 pub fn scatterers_at(
     scene: &Scene,
     view: &View,
@@ -196,13 +198,7 @@ pub fn scatterers_at(
         half_y: HALF_SLAB,
     };
     let hip = hip_under_probe(scene, &image_to_ref);
-    let mut scat = hip_scatterers(
-        &hip,
-        &slab,
-        beams_ref,
-        scene.scatterer_density,
-        scene.seed.wrapping_add(frame as u64 * 7919),
-    );
+    let mut scat = hip_scatterers(&hip, &slab, beams_ref, scene.scatterer_density, scene.seed);
     // Keep only what lies in the imaged region (plus a margin for pulses
     // arriving from just outside).
     scat.retain(|s| {
@@ -223,7 +219,7 @@ pub fn scatterers_at(
         inserted,
         beams_img,
         NEEDLE_SLAB,
-        scene.seed + frame as u64,
+        scene.seed,
     ));
 
     // Landmarks in pixels.
@@ -526,7 +522,7 @@ impl Renderer {
     }
 
     /// As [`Renderer::encode_frame`], for the tools at `poses` (tracked or
-    /// scripted); `frame` numbers the frame and reseeds its speckle.
+    /// scripted); `frame` numbers the frame in its info.
     pub fn encode(
         &self,
         ctx: &GpuContext,
