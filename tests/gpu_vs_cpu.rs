@@ -193,7 +193,7 @@ fn das_matches_cpu_twin_for_every_setting() {
                     } else {
                         2e-4
                     };
-                    if !(err <= tol) {
+                    if err.is_nan() || err > tol {
                         failures.push(format!(
                             "{name} {s:?}: relative error {err:.2e} > {tol:.0e}"
                         ));

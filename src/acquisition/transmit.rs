@@ -77,13 +77,15 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if d == 0.0 {
             continue;
         }
-        for row in col + 1..n {
-            let f = a[row][col] / d;
+        let (above, below) = a.split_at_mut(col + 1);
+        let pivot = &above[col];
+        for (i, r) in below.iter_mut().enumerate() {
+            let f = r[col] / d;
             if f != 0.0 {
-                for k in col..n {
-                    a[row][k] -= f * a[col][k];
+                for (x, p) in r[col..n].iter_mut().zip(&pivot[col..n]) {
+                    *x -= f * p;
                 }
-                b[row] -= f * b[col];
+                b[col + 1 + i] -= f * b[col];
             }
         }
     }

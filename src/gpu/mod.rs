@@ -234,7 +234,7 @@ impl GpuContext {
 
     pub fn max_binding(&self) -> u64 {
         let l = self.device.limits();
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {

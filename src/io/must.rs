@@ -77,7 +77,7 @@ pub fn from_mat(mat: &MatFile, file: &Path) -> Result<ChannelData, MustError> {
                         Ok(Some(v[0]))
                     }
                 }
-                Some(v) if v.is_empty() => Ok(None),
+                Some([]) => Ok(None),
                 Some(v) => Err(field_err(
                     file,
                     &full,

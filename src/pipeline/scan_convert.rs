@@ -42,7 +42,7 @@ impl DisplayGrid {
         }
         let height = height.max(2);
         let d = (z1 - z0) / (height - 1) as f64;
-        if !(d > 0.0) {
+        if d.is_nan() || d <= 0.0 {
             return None;
         }
         let width = (((x1 - x0) / d).round() as usize + 1).max(2);

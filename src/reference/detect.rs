@@ -17,7 +17,7 @@ pub fn detect(params: &DetectParams, iq: &[[f32; 2]]) -> (Vec<f32>, Vec<f32>) {
     let grey = env
         .iter()
         .map(|&e| {
-            if !(e > 0.0) || !(reference > 0.0) {
+            if e.is_nan() || e <= 0.0 || reference.is_nan() || reference <= 0.0 {
                 return 0.0;
             }
             let db = 20.0 * (e as f64 / reference as f64).log10();

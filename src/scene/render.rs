@@ -403,6 +403,10 @@ pub struct Rendered {
 /// Stage names of a frame, in the order they run (timer labels).
 pub const STAGES: [&str; 5] = ["simulate", "demodulate", "das", "detect", "scan_convert"];
 
+/// The per-geometry plans of a frame: the view, each stage's plan, and the
+/// DAS pixel positions.
+type Plans = (View, SimPlan, DemodPlan, DasPlan, Vec<[f32; 2]>);
+
 /// Long-lived state for rendering frames of one scene: the pipelines, and
 /// the plans of every stage, built once because the acquisition and the
 /// grid are the same every frame.
@@ -476,10 +480,7 @@ impl Renderer {
         Ok(())
     }
 
-    fn plans(
-        scene: &Scene,
-        height_px: usize,
-    ) -> Result<(View, SimPlan, DemodPlan, DasPlan, Vec<[f32; 2]>), String> {
+    fn plans(scene: &Scene, height_px: usize) -> Result<Plans, String> {
         let view = View::new(scene, height_px);
         let plan = SimPlan::new(&scene.acquisition, samples(scene), &sim_settings(scene))
             .map_err(|e| e.to_string())?;
