@@ -471,6 +471,8 @@ impl Display {
     ) -> Result<Display, String> {
         let scene = load_scene(scene_path, &preset)?;
         let chain = ImageChain::new(ctx, &scene, preset.image_height, 80.0)?;
+        // Before the first frame, not in the frame that ends the first image.
+        chain.renderer.warm_up(ctx)?;
         let fallback = Fallback::Skip;
         let timer = GpuTimer::new(ctx, fallback);
         let time_source = timer

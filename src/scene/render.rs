@@ -619,6 +619,39 @@ impl Renderer {
         Ok(t.scan.display.clone())
     }
 
+    /// Bind the chain and run it once on silence (the simulation's RF
+    /// buffers, zeroed), so that the first image does not pay for it in a
+    /// frame loop: the pipelines compile (lavapipe compiles at creation:
+    /// ~0.5 s for DAS's variant, which made the first image's last frame
+    /// the longest of a window run) and DAS's geometry is prepared. Waits.
+    pub fn warm_up(&self, ctx: &GpuContext) -> Result<(), String> {
+        let buffers = match self.sim_buffers.lock().ok().and_then(|mut b| b.take()) {
+            Some(b) => b,
+            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
+        };
+        let p = &self.plan;
+        let rf = GpuChannels {
+            buffer: buffers.rf().clone(),
+            iq: false,
+            frames: p.frames,
+            waves: p.n_waves(),
+            channels: p.n_elements(),
+            samples: p.samples,
+        };
+        if let Ok(mut kept) = self.sim_buffers.lock() {
+            *kept = Some(buffers);
+        }
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sonoguide.render.warm_up"),
+            });
+        self.finish(ctx, &mut enc, &mut GpuTimer::off(), rf)?;
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait().map_err(|e| e.to_string())?;
+        ctx.take_error("render warm-up").map_err(|e| e.to_string())
+    }
+
     /// Allocate and bind the chain after the simulation to `rf`.
     fn bind(
         &self,
