@@ -303,7 +303,12 @@ impl DasTiling {
     /// as the frames allow, up to 16 frames on a CPU adapter and 8 on GPUs.
     pub fn for_adapter(device_type: wgpu::DeviceType, frames: usize) -> DasTiling {
         let cpu = device_type == wgpu::DeviceType::Cpu;
-        let pixels_per_invocation = if cpu { 8 } else { 4 };
+        // On a GPU, one pixel per invocation: every tiling measured on an
+        // H200 (PWI_disk, scripts/gpu_bench.sh; BENCHMARKS.md) ran fastest
+        // at 1 pixel and 8 frames per block, 7.0e11 points/s against
+        // 5.1e11 at the 4 pixels reasoned before: a GPU has the threads,
+        // and sharing delays across pixels costs it registers.
+        let pixels_per_invocation = if cpu { 8 } else { 1 };
         // On a CPU adapter, 16 frames per block halves the delay work per
         // frame again (measured on PWI_disk: 287 → 241 ms of CPU per run);
         // on GPUs longer rows mean fewer threads, so 8.
