@@ -59,13 +59,7 @@ fn both_approaches_load_with_sane_geometry() {
         }
         // The probe sits on the skin, looking into the body.
         let (probe, _, _) = s.poses_at(0.0);
-        let apex_z = s
-            .acquisition
-            .probe
-            .elements
-            .iter()
-            .map(|e| e.position.z)
-            .fold(0.0, f64::max);
+        let apex_z = s.acquisition.probe.apex_z();
         let apex = probe.apply(DVec3::new(0.0, 0.0, apex_z));
         assert!(
             (apex.z + s.hip.skin_depth).abs() < 1.5e-3,

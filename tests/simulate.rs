@@ -151,7 +151,7 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     let mut submissions = 0;
     loop {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        let done = sim.step(&ctx, &mut enc, &plan, &mut job, 1);
+        let done = sim.step(&mut enc, &plan, &mut job, 1);
         ctx.queue.submit([enc.finish()]);
         submissions += 1;
         assert_eq!(job.progress().0, submissions);
@@ -161,7 +161,7 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     }
     assert_eq!(submissions, 8);
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let (out, kept) = sim.finish(&ctx, &mut enc, &plan, job);
+    let (out, kept) = sim.finish(&mut enc, &plan, job);
     ctx.queue.submit([enc.finish()]);
     let stepped: Vec<f32> = ctx
         .read_buffer(&out.buffer, plan.frames * plan.frame_len())
@@ -180,8 +180,8 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
         let mut job = sim
             .begin_in(&ctx, &plan, kept.take().unwrap(), scat, Some(batch))
             .unwrap();
-        assert!(sim.step(&ctx, &mut enc, &plan, &mut job, usize::MAX));
-        let (rf, buffers) = sim.finish(&ctx, &mut enc, &plan, job);
+        assert!(sim.step(&mut enc, &plan, &mut job, usize::MAX));
+        let (rf, buffers) = sim.finish(&mut enc, &plan, job);
         assert!(rf.buffer == out.buffer, "the kept buffers' RF is reused");
         kept = Some(buffers);
         ctx.queue.submit([enc.finish()]);

@@ -103,6 +103,16 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// Depth of the probe face on the centre line (the deepest element
+    /// position: a convex array's apex, 0 for a linear array): where the
+    /// image's depth scale and the skin start.
+    pub fn apex_z(&self) -> f64 {
+        self.elements
+            .iter()
+            .map(|e| e.position.z)
+            .fold(0.0, f64::max)
+    }
+
     /// Linear array centred on x = 0, faces at z = 0, normals along +z.
     pub fn linear(n: usize, pitch: f64, width: f64, height: f64) -> Probe {
         let elements = (0..n)

@@ -141,12 +141,7 @@ impl GpuTimer {
         GpuTimer {
             queries,
             fallback,
-            frame: 0,
-            labels: Vec::new(),
-            wall: Vec::new(),
-            free: Vec::new(),
-            in_flight: VecDeque::new(),
-            done: Vec::new(),
+            ..GpuTimer::off()
         }
     }
 

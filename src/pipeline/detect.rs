@@ -115,8 +115,7 @@ impl Detect {
     }
 
     /// Allocate the outputs and bind them to `iq`, for recording every
-    /// frame ([`Detect::record`]); [`DetectTarget::set`] changes the
-    /// settings by a queue write.
+    /// frame ([`Detect::record`]).
     pub fn bind(
         &self,
         ctx: &GpuContext,
@@ -136,8 +135,6 @@ impl Detect {
             &[&uniform, iq, &envelope, &max_bits, &grey],
         );
         Ok(DetectTarget {
-            input: iq.clone(),
-            uniform,
             group,
             n,
             out: Detected {
@@ -167,20 +164,8 @@ impl Detect {
 
 /// A detection bound to its IQ input and outputs ([`Detect::bind`]).
 pub struct DetectTarget {
-    /// The IQ (beamformed) buffer it reads.
-    pub input: wgpu::Buffer,
-    uniform: wgpu::Buffer,
     group: wgpu::BindGroup,
     n: usize,
     /// Where it writes.
     pub out: Detected,
-}
-
-impl DetectTarget {
-    /// New settings for the next record (a queue write).
-    pub fn set(&self, ctx: &GpuContext, s: &DetectSettings) -> Result<(), PipelineError> {
-        ctx.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&s.params(self.n)?));
-        Ok(())
-    }
 }

@@ -186,7 +186,6 @@ impl ScanConvert {
             &[&uniform, grey, &display],
         );
         Ok(ScanTarget {
-            input: grey.clone(),
             group,
             size: (out.width as u32, out.height as u32),
             display,
@@ -207,8 +206,6 @@ impl ScanConvert {
 
 /// A scan conversion bound to its input and display buffer ([`ScanConvert::bind`]).
 pub struct ScanTarget {
-    /// The grey-level buffer it reads.
-    pub input: wgpu::Buffer,
     group: wgpu::BindGroup,
     size: (u32, u32),
     /// The RGBA8 display it writes (row-major, `u32` per pixel).

@@ -786,8 +786,8 @@ impl Simulate {
         scatterers: &GpuScatterers,
     ) -> Result<GpuChannels, PipelineError> {
         let mut job = self.begin(ctx, plan, scatterers, None)?;
-        self.step(ctx, enc, plan, &mut job, usize::MAX);
-        Ok(self.finish(ctx, enc, plan, job).0)
+        self.step(enc, plan, &mut job, usize::MAX);
+        Ok(self.finish(enc, plan, job).0)
     }
 
     /// Allocate a simulation that can be recorded a few batches at a time
@@ -956,7 +956,6 @@ impl Simulate {
     /// do the bits.
     pub fn step(
         &self,
-        _ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         plan: &SimPlan,
         job: &mut SimJob,
@@ -1018,7 +1017,6 @@ impl Simulate {
     /// buffer, and the buffers for the next run.
     pub fn finish(
         &self,
-        _ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         plan: &SimPlan,
         job: SimJob,

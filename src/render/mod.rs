@@ -958,13 +958,7 @@ impl Display {
         let ts = text_scale(layout.size.1);
         let to = |x: f64, z: f64| layout.image_to_target(view, x, z);
         // Depth scale: a tick per cm from the probe face, numbered.
-        let apex = scene
-            .acquisition
-            .probe
-            .elements
-            .iter()
-            .map(|e| e.position.z)
-            .fold(0.0, f64::max);
+        let apex = scene.acquisition.probe.apex_z();
         let axis_x = layout.origin[0] - 6.0 * ts;
         let z_end = d.z0 + (d.height - 1) as f64 * d.dz;
         o.line(

@@ -588,11 +588,7 @@ fn scene_waves(probe: &Probe, n: usize, spread: f64, c: f64) -> Vec<Wave> {
 /// needle entry and target.
 fn place(hip: &Hip, approach: Approach, probe: &Probe) -> (Pose, DVec3, DVec3) {
     let skin = -hip.skin_depth;
-    let apex_z = probe
-        .elements
-        .iter()
-        .map(|e| e.position.z)
-        .fold(0.0, f64::max);
+    let apex_z = probe.apex_z();
     let half_len = probe.elements.last().map(|e| e.position.x).unwrap_or(0.0);
     match approach {
         Approach::AnteriorLongitudinal => {

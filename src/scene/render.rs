@@ -291,13 +291,7 @@ fn bounds(grid: &PixelGrid) -> (f64, f64, f64, f64) {
 /// or at the head–neck junction (where the longitudinal approach centres
 /// the probe) the neck's, whichever bone the beam meets first.
 pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> Option<DVec3> {
-    let apex = scene
-        .acquisition
-        .probe
-        .elements
-        .iter()
-        .map(|e| e.position.z)
-        .fold(0.0, f64::max);
+    let apex = scene.acquisition.probe.apex_z();
     let mut z = apex;
     while z < apex + scene.depth {
         let p = image_to_ref.apply(DVec3::new(0.0, 0.0, z));
@@ -311,13 +305,7 @@ pub fn cortex_under_centre(scene: &Scene, view: &View, image_to_ref: &Pose) -> O
 
 /// The scene's hip with the skin flattened under this probe pose.
 fn hip_under_probe(scene: &Scene, image_to_ref: &Pose) -> super::anatomy::Hip {
-    let apex = scene
-        .acquisition
-        .probe
-        .elements
-        .iter()
-        .map(|e| e.position.z)
-        .fold(0.0, f64::max);
+    let apex = scene.acquisition.probe.apex_z();
     scene.hip.under_probe(
         image_to_ref.apply(DVec3::new(0.0, 0.0, apex)),
         image_to_ref.rotate(DVec3::Z),
@@ -380,14 +368,7 @@ pub const ELEVATION_FOCUS: f64 = 0.06;
 /// Samples per trace covering the scene's depth.
 pub fn samples(scene: &Scene) -> usize {
     let acq = &scene.acquisition;
-    let r_max = scene.depth
-        + acq
-            .probe
-            .elements
-            .iter()
-            .map(|e| e.position.z)
-            .fold(0.0, f64::max)
-        + 0.01;
+    let r_max = scene.depth + acq.probe.apex_z() + 0.01;
     ((2.0 * r_max / acq.sound_speed + 2e-6) * acq.sampling_frequency) as usize
 }
 
@@ -574,10 +555,10 @@ impl Renderer {
         let sim = &self.plan;
         timer.scope(ctx, enc, STAGES[0], |enc| {
             let j = job.as_mut()?;
-            if !self.simulator.step(ctx, enc, sim, j, units) {
+            if !self.simulator.step(enc, sim, j, units) {
                 return None;
             }
-            let (rf, buffers) = self.simulator.finish(ctx, enc, sim, job.take()?);
+            let (rf, buffers) = self.simulator.finish(enc, sim, job.take()?);
             if let Ok(mut kept) = self.sim_buffers.lock() {
                 *kept = Some(buffers);
             }
