@@ -111,18 +111,24 @@ pub fn pwi_disk(path: &Path, quick: bool) -> Result<Workload, BenchError> {
             nx: n,
             nz: n,
         },
-        das: DasSettings {
-            interp: Interp::Linear,
-            apodization: Apodization::Boxcar,
-            fnumber: FNumber::Fixed(1.0),
-            normalize: false,
-            transmit: Transmit::Must,
-        },
+        das: reference_das(),
         demod: Some(DemodSettings {
             convention: FiltfiltConvention::Matlab,
             ..Default::default()
         }),
     })
+}
+
+/// mach's beamforming settings: linear interpolation, F-number 1, boxcar
+/// apodization, MUST's transmit delays, no normalisation.
+fn reference_das() -> DasSettings {
+    DasSettings {
+        interp: Interp::Linear,
+        apodization: Apodization::Boxcar,
+        fnumber: FNumber::Fixed(1.0),
+        normalize: false,
+        transmit: Transmit::Must,
+    }
 }
 
 /// Any file's channel data with the reference workload's settings (MUST's
@@ -141,13 +147,7 @@ pub fn from_file(data: ChannelData, path: &Path, grid: PixelGrid) -> Workload {
         source: path.display().to_string(),
         data,
         grid,
-        das: DasSettings {
-            interp: Interp::Linear,
-            apodization: Apodization::Boxcar,
-            fnumber: FNumber::Fixed(1.0),
-            normalize: false,
-            transmit: Transmit::Must,
-        },
+        das: reference_das(),
         demod: Some(DemodSettings {
             convention: if is_mat {
                 FiltfiltConvention::Matlab
@@ -248,13 +248,7 @@ pub fn synthetic(shape: SynthShape) -> Result<Workload, BenchError> {
             nx: shape.nx,
             nz: shape.nz,
         },
-        das: DasSettings {
-            interp: Interp::Linear,
-            apodization: Apodization::Boxcar,
-            fnumber: FNumber::Fixed(1.0),
-            normalize: false,
-            transmit: Transmit::Must,
-        },
+        das: reference_das(),
         demod: Some(DemodSettings::default()),
     })
 }

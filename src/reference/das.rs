@@ -89,17 +89,7 @@ pub fn first_tap(
     e: usize,
 ) -> Option<i64> {
     let p = &plan.params;
-    let el = &plan.elements[e];
-    let d = [
-        pos[0] - el.position[0] as f64,
-        pos[1] - el.position[1] as f64,
-        pos[2] - el.position[2] as f64,
-    ];
-    let normal = [
-        el.normal[0] as f64,
-        el.normal[1] as f64,
-        el.normal[2] as f64,
-    ];
+    let (d, normal) = element_offset(plan, e, pos);
     if receive_weight(plan, d, normal, e) <= 0.0 {
         return None;
     }
@@ -182,17 +172,7 @@ pub fn das(
             let mut wave_acc = vec![[0.0f64; 2]; n_frames];
             let mut weight_sum = 0.0;
             for e in 0..ne {
-                let el = &plan.elements[e];
-                let d = [
-                    pos[0] - el.position[0] as f64,
-                    pos[1] - el.position[1] as f64,
-                    pos[2] - el.position[2] as f64,
-                ];
-                let normal = [
-                    el.normal[0] as f64,
-                    el.normal[1] as f64,
-                    el.normal[2] as f64,
-                ];
+                let (d, normal) = element_offset(plan, e, pos);
                 let weight = receive_weight(plan, d, normal, e);
                 if weight <= 0.0 {
                     continue;
@@ -270,4 +250,11 @@ pub fn das(
         }
     }
     image
+}
+
+/// From element `e` to `pos`, and the element's normal, in f64.
+fn element_offset(plan: &DasPlan, e: usize, pos: [f64; 3]) -> ([f64; 3], [f64; 3]) {
+    let el = &plan.elements[e];
+    let d = [0, 1, 2].map(|i| pos[i] - el.position[i] as f64);
+    (d, [0, 1, 2].map(|i| el.normal[i] as f64))
 }
