@@ -11,6 +11,9 @@
 #                      and the sweeps of pixels, channels, waves and frames
 #   tiling.csv         the PWI_disk kernel for every DAS tiling (pixels per
 #                      invocation x frames per block), to pick the GPU default
+#   ab_*.txt           A/B pairs run alternately, twice: DAS rows in f16 vs
+#                      f32 (kernel), demodulation in chunks vs whole traces
+#                      (per-stage times)
 #   hfr_*.json/.txt    streaming: 256 x 256 pixels, 128 channels, one plane
 #                      wave (the issue's >= 10 000 frames/s target), and
 #                      PWI_disk looped
@@ -73,6 +76,14 @@ if [ -f "$data" ]; then
             [ -f "$j" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$k,$r,{d['median_kernel_s']},{d['points_per_s']},{d['mach_factor']}\")" "$j" >>"$out/tiling.csv"
         done
     done
+    # A/B, alternating, twice each: f16 rows against f32 (the DAS kernel),
+    # demodulation in chunks (the GPU default) against whole traces.
+    for i in 1 2; do
+        step "ab_rows_f32_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"}
+        step "ab_rows_f16_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"} --f16-rows
+        step "ab_demod_whole_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --repeat "$repeat" ${quick[@]+"${quick[@]}"} --demod-chunk 0
+        step "ab_demod_chunks_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --repeat "$repeat" ${quick[@]+"${quick[@]}"}
+    done
     step hfr_pwi_disk "$bin" hfr --data "$data" --size 251x251 --batch 32 --seconds "$seconds" --json "$out/hfr_pwi_disk.json"
 else
     echo "PWI_disk.mat not found at $data: reference workload skipped (pass its path as the second argument)"
@@ -80,9 +91,11 @@ else
     step synthetic "$bin" bench --workload synthetic --size 251x251 --channels 128 --frames 32 --sweep ${quick[@]+"${quick[@]}"} \
         --json "$out/synthetic.json" --csv "$out/synthetic.csv" --plot "$out/synthetic.svg"
 fi
-for b in 1 8 32; do
+for b in 1 8 16 32; do
     step "hfr_256_b$b" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch "$b" --seconds "$seconds" --json "$out/hfr_256_b$b.json"
 done
+# hfr beamforms from f16 rows by default: the same stream from f32 rows.
+step "hfr_256_b16_f32rows" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --f32-rows --json "$out/hfr_256_b16_f32rows.json"
 # The display's full loop (simulate -> beamform -> detect -> scan convert ->
 # composite) headless at 1280 x 720: the quality preset (128 channels x 3
 # waves, the >= 200 frames/s target) and the fast one.
@@ -99,7 +112,11 @@ done
     for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/display_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt)"
-        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in" "$f"
+        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate" "$f"
+    done
+    for f in "$out"/ab_*.txt; do
+        [ -f "$f" ] || continue
+        echo "--- $(basename "$f" .txt): $(grep -h -E "das kernel \(median\)|^  demodulate" "$f" | tr -s ' ' | tr '\n' ';')"
     done
     echo "--- tiling (kernel seconds)"
     cat "$out/tiling.csv" 2>/dev/null

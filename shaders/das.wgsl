@@ -46,6 +46,14 @@ override PIXELS_PER_INVOCATION: u32 = 8u;
 // geometry, Das::prepare).
 override WINDOW_SPAN: u32 = 2u;
 override ROW_VEC4: u32 = 4u;
+// Rows stored as f16 pairs (pack_f16x2) instead of f32: half the bytes
+// per tap, for a GPU whose beamforming is bound by moving the rows (the
+// issue's "f16 storage where precision allows"). The samples are scaled
+// by a power of two (das_range) so that the peak sits just under 2^14:
+// f16's 11-bit significand is kept for every sample down to 2^-14, 168 dB
+// under the peak, and das undoes the scale exactly. Needs ROW_VEC4 >= 2
+// (one 16-byte unit then holds 4 frames).
+override ROW_F16: bool = false;
 
 const INTERP_NEAREST: u32 = 0u;
 const INTERP_LINEAR: u32 = 1u;
@@ -105,12 +113,105 @@ fn frames_padded() -> u32 {
     return (params.n_frames + fb - 1u) / fb * fb;
 }
 
-// ---- das_layout ---------------------------------------------------------
+// ---- das_range and das_layout -------------------------------------------
 
 // [frame][wave][element][sample], interleaved (re, im) when FLAG_IQ is set.
 @group(0) @binding(1) var<storage, read> channels: array<f32>;
-// [wave][element][sample][frame] complex: vec4 = two frames (re, im, re, im).
-@group(0) @binding(2) var<storage, read_write> rows_out: array<vec4<f32>>;
+// [wave][element][sample][frame] complex in 16-byte units: with f32 rows a
+// unit is two frames (re, im, re, im), with f16 rows four frames, each a
+// pack_f16x2 (re, im).
+@group(0) @binding(2) var<storage, read_write> rows_out: array<vec4<u32>>;
+// [0]: bits of the largest |sample| (f16 rows only; cleared by the host
+// before das_range). Non-negative floats order as their bits.
+@group(0) @binding(12) var<storage, read_write> row_range: array<atomic<u32>>;
+
+var<workgroup> range_wg: atomic<u32>;
+
+// Values of `channels` one das_range invocation folds before its atomics.
+const RANGE_CHUNK: u32 = 16u;
+
+// The largest |sample| of the batch into row_range[0]: a fold per invocation,
+// one workgroup atomic each, one global atomic per workgroup.
+@compute @workgroup_size(64)
+fn das_range(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    if (li == 0u) {
+        atomicStore(&range_wg, 0u);
+    }
+    workgroupBarrier();
+    let t = gid.x + gid.y * nwg.x * 64u;
+    // The batch's values (the buffer may be larger: kept between batches).
+    let n = params.n_frames * params.n_waves * params.n_elements * params.n_samples * select(1u, 2u, (params.flags & FLAG_IQ) != 0u);
+    var m = 0.0;
+    for (var k = 0u; k < RANGE_CHUNK; k++) {
+        let i = t * RANGE_CHUNK + k;
+        if (i < n) {
+            m = max(m, abs(channels[i]));
+        }
+    }
+    atomicMax(&range_wg, bitcast<u32>(m));
+    workgroupBarrier();
+    if (li == 0u) {
+        atomicMax(&row_range[0], atomicLoad(&range_wg));
+    }
+}
+
+// The power of two f16 rows are scaled by: the peak into [2^13, 2^14).
+// 0 for f32 rows, silence, or a peak that is not finite (inf and NaN then
+// pass through unscaled, as in f32).
+fn row_shift() -> i32 {
+    if (!ROW_F16) {
+        return 0;
+    }
+    let bits = atomicLoad(&row_range[0]);
+    let e = i32((bits >> 23u) & 0xffu);
+    if (bits == 0u || e == 255) {
+        return 0;
+    }
+    return 13 - (e - 127);
+}
+
+// f16 by hand rather than pack2x16float/unpack2x16float: those need a
+// downlevel capability (SHADER_F16_IN_F32) that some adapters lack, and a
+// module using them would then fail to build for f32 rows too. Shifting
+// the f16 bits into an f32's place and scaling by 2^±112 converts exactly
+// (the exponent biases differ by 112); rounding is to nearest, ties to
+// even. The rows hold |x| < 2^14, so nothing overflows; values under
+// f16's smallest normal (2^-14, 168 dB below the peak) may flush to zero.
+fn pack_f16x2(v: vec2<f32>) -> u32 {
+    // 2^-112: the f16 exponent in the f32's place.
+    let b = bitcast<vec2<u32>>(abs(v) * 1.925929944387236e-34);
+    let h = (b + vec2<u32>(0xfffu) + ((b >> vec2<u32>(13u)) & vec2<u32>(1u))) >> vec2<u32>(13u);
+    let s = (bitcast<vec2<u32>>(v) >> vec2<u32>(16u)) & vec2<u32>(0x8000u);
+    let w = (h & vec2<u32>(0x7fffu)) | s;
+    return w.x | (w.y << 16u);
+}
+
+fn unpack_f16x2(u: u32) -> vec2<f32> {
+    let h = vec2<u32>(u & 0xffffu, u >> 16u);
+    // 2^112.
+    let m = bitcast<vec2<f32>>((h & vec2<u32>(0x7fffu)) << vec2<u32>(13u)) * 5.192296858534828e33;
+    return select(m, -m, (h & vec2<u32>(0x8000u)) != vec2<u32>(0u));
+}
+
+// Frames per 16-byte unit of a row.
+fn frames_per_unit() -> u32 {
+    return select(2u, 4u, ROW_F16);
+}
+
+fn channel_sample(f: u32, t: u32, n_rows: u32, iq: bool) -> vec2<f32> {
+    if (f >= params.n_frames) {
+        return vec2<f32>(0.0);
+    }
+    let k = f * n_rows + t;
+    if (iq) {
+        return vec2<f32>(channels[2u * k], channels[2u * k + 1u]);
+    }
+    return vec2<f32>(channels[k], 0.0);
+}
 
 // One invocation per (wave, element, sample): gathers its frames (strided)
 // and writes them as one contiguous row. Padding frames are zero.
@@ -122,19 +223,26 @@ fn das_layout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         return;
     }
     let iq = (params.flags & FLAG_IQ) != 0u;
-    let half = frames_padded() / 2u;
-    for (var q = 0u; q < half; q++) {
-        var v = vec4<f32>(0.0);
-        let f = 2u * q;
-        if (f < params.n_frames) {
-            let k = f * n_rows + t;
-            v = vec4<f32>(select(vec2<f32>(channels[k], 0.0), vec2<f32>(channels[2u * k], channels[2u * k + 1u]), iq), 0.0, 0.0);
+    let fu = frames_per_unit();
+    let units = frames_padded() / fu;
+    let shift = row_shift();
+    for (var q = 0u; q < units; q++) {
+        let f = fu * q;
+        let a = channel_sample(f, t, n_rows, iq);
+        let b = channel_sample(f + 1u, t, n_rows, iq);
+        if (ROW_F16) {
+            let c = channel_sample(f + 2u, t, n_rows, iq);
+            let d = channel_sample(f + 3u, t, n_rows, iq);
+            let s = vec2<i32>(shift);
+            rows_out[t * units + q] = vec4<u32>(
+                pack_f16x2(ldexp(a, s)),
+                pack_f16x2(ldexp(b, s)),
+                pack_f16x2(ldexp(c, s)),
+                pack_f16x2(ldexp(d, s)),
+            );
+        } else {
+            rows_out[t * units + q] = bitcast<vec4<u32>>(vec4<f32>(a, b));
         }
-        if (f + 1u < params.n_frames) {
-            let k = (f + 1u) * n_rows + t;
-            v = vec4<f32>(v.xy, select(vec2<f32>(channels[k], 0.0), vec2<f32>(channels[2u * k], channels[2u * k + 1u]), iq));
-        }
-        rows_out[t * half + q] = v;
     }
 }
 
@@ -151,8 +259,8 @@ fn das_layout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @group(0) @binding(7) var<storage, read_write> tx_out: array<vec4<f32>>;
 // das: the output of das_transmit.
 @group(0) @binding(8) var<storage, read> tx: array<vec4<f32>>;
-// das: the output of das_layout.
-@group(0) @binding(9) var<storage, read> rows: array<vec4<f32>>;
+// das: the output of das_layout (16-byte units, see rows_out).
+@group(0) @binding(9) var<storage, read> rows: array<vec4<u32>>;
 // das: [frame][pixel] complex.
 @group(0) @binding(10) var<storage, read_write> image: array<vec2<f32>>;
 // das: for each pixel of `pixels`, its index in the image (0xffffffff:
@@ -364,29 +472,58 @@ struct Row {
 
 const ZERO_ROW = Row(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 
+// Four frames (two parts) from one unit of f16 pairs.
+fn unpack_parts(u: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(unpack_f16x2(u.x), unpack_f16x2(u.y)),
+        vec4<f32>(unpack_f16x2(u.z), unpack_f16x2(u.w)),
+    );
+}
+
+// The row starting at unit i.
 fn load_row(i: u32) -> Row {
     var r = ZERO_ROW;
-    r.a = rows[i + 0u];
+    if (ROW_F16) {
+        // ROW_VEC4 >= 2: parts in pairs, one unit each.
+        let ab = unpack_parts(rows[i]);
+        r.a = ab[0];
+        r.b = ab[1];
+        if (ROW_VEC4 > 2u) {
+            let cd = unpack_parts(rows[i + 1u]);
+            r.c = cd[0];
+            r.d = cd[1];
+        }
+        if (ROW_VEC4 > 4u) {
+            let ef = unpack_parts(rows[i + 2u]);
+            r.e = ef[0];
+            r.f = ef[1];
+            let gh = unpack_parts(rows[i + 3u]);
+            r.g = gh[0];
+            r.h = gh[1];
+        }
+        return r;
+    }
+    r.a = bitcast<vec4<f32>>(rows[i + 0u]);
     if (ROW_VEC4 > 1u) {
-        r.b = rows[i + 1u];
+        r.b = bitcast<vec4<f32>>(rows[i + 1u]);
     }
     if (ROW_VEC4 > 2u) {
-        r.c = rows[i + 2u];
+        r.c = bitcast<vec4<f32>>(rows[i + 2u]);
     }
     if (ROW_VEC4 > 3u) {
-        r.d = rows[i + 3u];
+        r.d = bitcast<vec4<f32>>(rows[i + 3u]);
     }
     if (ROW_VEC4 > 4u) {
-        r.e = rows[i + 4u];
+        r.e = bitcast<vec4<f32>>(rows[i + 4u]);
     }
     if (ROW_VEC4 > 5u) {
-        r.f = rows[i + 5u];
+        r.f = bitcast<vec4<f32>>(rows[i + 5u]);
     }
     if (ROW_VEC4 > 6u) {
-        r.g = rows[i + 6u];
+        r.g = bitcast<vec4<f32>>(rows[i + 6u]);
     }
     if (ROW_VEC4 > 7u) {
-        r.h = rows[i + 7u];
+        r.h = bitcast<vec4<f32>>(rows[i + 7u]);
     }
     return r;
 }
@@ -572,7 +709,9 @@ fn store(p: u32, f0: u32, acc: Row) {
     }
 }
 
-fn store_pair(pix: u32, f: u32, v: vec4<f32>) {
+fn store_pair(pix: u32, f: u32, v_scaled: vec4<f32>) {
+    // f16 rows were scaled by 2^row_shift(); exact to undo.
+    let v = ldexp(v_scaled, vec4<i32>(-row_shift()));
     let np = params.n_pixels;
     if (f < params.n_frames) {
         image[f * np + pix] = v.xy;
@@ -793,9 +932,9 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q6 = pixel_position(p0 + 6u);
     let q7 = pixel_position(p0 + 7u);
     let last = np - 1u;
-    // Row stride in vec4: one sample of one trace, all frames.
-    let stride = frames_padded() / 2u;
-    let block = gid.y * ROW_VEC4;
+    // Row stride in units: one sample of one trace, all frames.
+    let stride = frames_padded() / frames_per_unit();
+    let block = gid.y * 2u * ROW_VEC4 / frames_per_unit();
 
     var acc = Acc8(ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW);
     var missed = false;

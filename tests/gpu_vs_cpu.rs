@@ -7,7 +7,7 @@ mod common;
 use glam::DVec3;
 use sonoguide::acquisition::{ChannelData, PixelGrid, Samples};
 use sonoguide::gpu::GpuContext;
-use sonoguide::pipeline::das::{Das, DasPlan, FLAG_IQ};
+use sonoguide::pipeline::das::{Das, DasPlan, DasTiling, FLAG_IQ};
 use sonoguide::pipeline::demodulate::DemodPlan;
 use sonoguide::pipeline::scan_convert::ScanConvertParams;
 use sonoguide::pipeline::{
@@ -116,6 +116,53 @@ fn demodulate_matches_cpu_twin() {
     );
 }
 
+/// Traces cut into chunks (what a GPU gets: one invocation per chunk, each
+/// warming its filter up from `warmup` samples early) give the whole-trace
+/// filter's IQ to 1e-6 of the peak, far under the twin's 1e-4: chunks of
+/// 1, 37 and 150 samples, on 3 × 16 traces of 600 (plus padding), and a
+/// chunk as long as the trace, which is the sequential filter, bit for bit.
+#[test]
+fn demodulate_in_chunks_matches_whole_traces() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(16);
+    let data = point_echoes(&acq, &scatterers(), 600, 3);
+    let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
+    assert!(
+        plan.warmup > 8 && plan.warmup < 600,
+        "warm-up {} samples for this filter",
+        plan.warmup
+    );
+    let dm = sonoguide::pipeline::demodulate::Demodulate::new(&ctx.device);
+    let up = GpuChannels::upload(&ctx, &data).unwrap();
+    let run = |chunk: Option<usize>| -> Vec<[f32; 2]> {
+        dm.set_chunk(chunk);
+        let iq = encode_submit(&ctx, |enc| dm.encode(&ctx, enc, &up, &plan).unwrap());
+        ctx.read_buffer(&iq.buffer, data.traces() * data.samples)
+            .unwrap()
+    };
+    let whole = run(Some(usize::MAX));
+    let peak = whole.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f32::max);
+    assert!(peak > 0.0);
+    for chunk in [1, 37, 150] {
+        let got = run(Some(chunk));
+        let err = got
+            .iter()
+            .zip(&whole)
+            .map(|(g, c)| (g[0] - c[0]).hypot(g[1] - c[1]))
+            .fold(0.0, f32::max);
+        assert!(
+            err <= 1e-6 * peak,
+            "chunks of {chunk}: max error {err:e} vs peak {peak:e}"
+        );
+    }
+    let len = plan.extended_len(data.samples);
+    assert_eq!(
+        run(Some(len)),
+        whole,
+        "one chunk per trace is the sequential filter"
+    );
+}
+
 /// One DAS case against the twin. `das` is shared across cases: its
 /// specialised pipelines compile once (lavapipe takes ~0.5 s for each).
 fn das_case(
@@ -203,6 +250,78 @@ fn das_matches_cpu_twin_for_every_setting() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn scaled(d: &ChannelData, k: f32) -> ChannelData {
+    let mut out = d.clone();
+    out.data = match &d.data {
+        Samples::Rf(v) => Samples::Rf(v.iter().map(|x| x * k).collect()),
+        Samples::Iq(v) => Samples::Iq(v.iter().map(|c| [c[0] * k, c[1] * k]).collect()),
+    };
+    out
+}
+
+/// f16 rows (half the bytes per tap) against the f64 twin, at amplitudes
+/// from 1e-12 to 1e9: the rows are scaled by a power of two from the
+/// batch's peak, so neither f16's underflow (below 6e-8) nor its overflow
+/// (above 65504) is reached, and the error stays that of an 11-bit
+/// significand whatever the units of the data. Every tiling that stores
+/// rows differently: 2 and 8 vec4 per row (4 and 16 frames per block;
+/// 10 frames leave a partial block), 1 and 8 pixels per invocation.
+#[test]
+fn das_f16_rows_match_cpu_twin_at_any_scale() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(24);
+    let rf = point_echoes(&acq, &scatterers(), 700, 10);
+    let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
+    let (rf_v, _) = channels_f32(&rf);
+    let mut iq = rf.clone();
+    iq.data = Samples::Iq(
+        reference::demodulate::demodulate(&rf_v, rf.traces(), rf.samples, &plan.params).unwrap(),
+    );
+    iq.acquisition.modulation_frequency = plan.fc;
+    let pixels = PixelGrid::Cartesian {
+        x: (-0.008, 0.008),
+        z: (0.003, 0.022),
+        nx: 33,
+        nz: 41,
+    }
+    .positions_f32();
+    let s = DasSettings {
+        apodization: Apodization::Hann,
+        fnumber: FNumber::Fixed(1.37),
+        transmit: Transmit::Analytic,
+        ..Default::default()
+    };
+    let das = Das::new(&ctx.device);
+    let mut failures = Vec::new();
+    let mut worst: f64 = 0.0;
+    // The second asks through the preference the display and hfr use.
+    for (ppi, row_vec4, preference) in [(1, 2, false), (8, 8, true)] {
+        das.set_tiling(Some(DasTiling {
+            pixels_per_invocation: ppi,
+            row_vec4,
+            window_span: 0,
+            f16_rows: !preference,
+        }))
+        .unwrap();
+        das.set_f16_rows(preference);
+        for k in [1e-12f32, 1.0, 1e9] {
+            for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
+                let err = das_case(&ctx, &das, &scaled(data, k), &pixels, &s, f_mod);
+                worst = worst.max(err);
+                // f16 keeps 11 bits: 2^-11 = 4.9e-4 of each sample; the sum
+                // over elements and taps averages the rounding down.
+                if err.is_nan() || err > 1e-3 {
+                    failures.push(format!(
+                        "{name} × {k:e}, {ppi} px/inv, {row_vec4} vec4/row: relative error {err:.2e} > 1e-3"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("f16 rows: worst relative error {worst:.2e}");
 }
 
 #[test]

@@ -139,7 +139,11 @@ fn host_structs_match_wgsl_layouts() {
                 phase0,
                 phase_step,
                 scale,
-                _pad0
+                chunk,
+                n_chunks,
+                warmup,
+                _pad0,
+                _pad1
             }
         ),
         host!("Section", "demodulate", demodulate::GpuSection { b, a }),

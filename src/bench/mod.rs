@@ -109,6 +109,15 @@ pub struct BenchArgs {
     /// DAS tiling: window span 2, 4 or 6 (default: chosen from the geometry).
     #[arg(long)]
     pub window_span: Option<u32>,
+    /// DAS rows stored as f16 pairs (scaled by a power of two): half the
+    /// bytes per tap, 11-bit samples (default: f32, the twin's precision).
+    #[arg(long)]
+    pub f16_rows: bool,
+    /// Demodulation: extended samples per chunk of a trace, one invocation
+    /// each (0: whole traces; default: whole on CPU adapters, chunks for
+    /// about 32 768 invocations on GPUs).
+    #[arg(long)]
+    pub demod_chunk: Option<usize>,
     /// Synthetic workload: pixels NXxNZ.
     #[arg(long, default_value = "251x251")]
     pub size: String,
@@ -181,7 +190,13 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
     }
 }
 
-fn tiling_override(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(), BenchError> {
+/// The DAS tiling, row precision and demodulation chunks the arguments force.
+fn stage_overrides(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(), BenchError> {
+    bf.das.set_f16_rows(args.f16_rows);
+    bf.demodulate.set_chunk(
+        args.demod_chunk
+            .map(|c| if c == 0 { usize::MAX } else { c }),
+    );
     if args.pixels_per_invocation.is_none() && args.row_vec4.is_none() && args.window_span.is_none()
     {
         return Ok(bf.das.set_tiling(None)?);
@@ -193,6 +208,7 @@ fn tiling_override(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(
             .unwrap_or(d.pixels_per_invocation),
         row_vec4: args.row_vec4.unwrap_or(d.row_vec4),
         window_span: args.window_span.unwrap_or(0),
+        f16_rows: false,
     };
     Ok(bf.das.set_tiling(Some(t))?)
 }
@@ -345,7 +361,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
     eprintln!("adapter: {}", ctx.describe());
     eprintln!("workload: {}", w.describe());
     let bf = Beamformer::new(&ctx);
-    tiling_override(args, &bf, w.data.frames)?;
+    stage_overrides(args, &bf, w.data.frames)?;
 
     let p: Prepared = measure::prepare(&ctx, &bf, &w)?;
     let k = measure::time_kernel(&ctx, &bf, &p, 2, repeat)?;
@@ -393,7 +409,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
             // limit, say) is reported and skipped; the sweep goes on.
             let point = || -> Result<Measurement, BenchError> {
                 let sw = workload::synthetic(shape)?;
-                tiling_override(args, &bf, sw.data.frames)?;
+                stage_overrides(args, &bf, sw.data.frames)?;
                 let sp = measure::prepare(&ctx, &bf, &sw)?;
                 let sk = measure::time_kernel(
                     &ctx,
@@ -458,10 +474,11 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         process_cpu_s: k.process_cpu_s,
         wall_s: k.wall_s.clone(),
         tiling: format!(
-            "{} pixels per invocation, {} frames per block, window span {}",
+            "{} pixels per invocation, {} frames per block, window span {}{}",
             t.pixels_per_invocation,
             t.frames_per_block(),
-            t.window_span
+            t.window_span,
+            if t.f16_rows { ", f16 rows" } else { "" }
         ),
         cpu_s,
         gpu_over_cpu: cpu_s.map(|c| c / m.median_kernel_s),

@@ -12,6 +12,7 @@
 //! Why the kernel is shaped as it is, with the measurements: BENCHMARKS.md.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
@@ -25,6 +26,8 @@ pub const STAGE: &str = "das";
 /// `ROW_VEC4` in das.wgsl).
 pub const FRAMES_PER_THREAD: usize = 16;
 const WORKGROUP: u32 = 64;
+/// Values one `das_range` invocation folds (RANGE_CHUNK in das.wgsl).
+const RANGE_CHUNK: u32 = 16;
 /// Keep in sync with MAX_ELEMENTS and MAX_WAVES in das.wgsl (the sizes of
 /// the uniform arrays).
 pub const MAX_ELEMENTS: usize = 1024;
@@ -294,6 +297,9 @@ pub struct DasTiling {
     /// may be and still share one window of rows: 2, 4 or 6; 0 when forced
     /// tilings leave it to [`choose_tiling`].
     pub window_span: u32,
+    /// Rows stored as f16 pairs, scaled by a power of two (`ROW_F16` in
+    /// das.wgsl): half the bytes per tap. Needs `row_vec4` ≥ 2.
+    pub f16_rows: bool,
 }
 
 impl DasTiling {
@@ -317,6 +323,7 @@ impl DasTiling {
             pixels_per_invocation,
             row_vec4,
             window_span: 2,
+            f16_rows: false,
         }
     }
 
@@ -343,6 +350,12 @@ impl DasTiling {
                 self.row_vec4
             )));
         }
+        if self.f16_rows && self.row_vec4 < 2 {
+            return Err(PipelineError::Settings(format!(
+                "f16 rows need at least 2 vec4 per row (4 frames), not {}",
+                self.row_vec4
+            )));
+        }
         if ![0, 2, 4, 6].contains(&self.window_span) {
             return Err(PipelineError::Settings(format!(
                 "window span {}: expected 2, 4 or 6 (0: chosen from the geometry)",
@@ -359,6 +372,15 @@ impl DasTiling {
     /// `frames` rounded up to a whole block (the row length in frames).
     pub fn frames_padded(&self, frames: usize) -> usize {
         frames.div_ceil(self.frames_per_block()) * self.frames_per_block()
+    }
+
+    /// Bytes of one complex sample in the rows.
+    pub fn row_sample_bytes(&self) -> usize {
+        if self.f16_rows {
+            4
+        } else {
+            8
+        }
     }
 }
 
@@ -386,11 +408,13 @@ enum Entry {
     Layout,
     Transmit,
     Das,
+    Range,
 }
 
 impl Entry {
     fn name(self) -> &'static str {
         match self {
+            Entry::Range => "das_range",
             Entry::Layout => "das_layout",
             Entry::Transmit => "das_transmit",
             Entry::Das => "das",
@@ -618,17 +642,22 @@ pub struct DasGeometry {
 pub struct DasTarget {
     pub image: wgpu::Buffer,
     pub rows: wgpu::Buffer,
+    /// The batch's largest |sample| (f16 rows' scale; das_range).
+    range: wgpu::Buffer,
     layout_bg: wgpu::BindGroup,
+    range_bg: wgpu::BindGroup,
     das_bg: wgpu::BindGroup,
 }
 
 pub struct Das {
     module: wgpu::ShaderModule,
-    layouts: [(wgpu::BindGroupLayout, wgpu::PipelineLayout); 3],
+    layouts: [(wgpu::BindGroupLayout, wgpu::PipelineLayout); 4],
     pipelines: Mutex<HashMap<(Entry, Variant, DasTiling), wgpu::ComputePipeline>>,
     device_type: wgpu::DeviceType,
     /// Set by benchmarks to compare tilings; `None`: [`DasTiling::for_adapter`].
     tiling: Mutex<Option<DasTiling>>,
+    /// Store rows as f16 whatever the tiling ([`Das::set_f16_rows`]).
+    f16_rows: AtomicBool,
 }
 
 impl Das {
@@ -637,8 +666,12 @@ impl Das {
         let module = shaders::module(device, STAGE);
         let ro = Storage { read_only: true };
         let rw = Storage { read_only: false };
-        let specs: [(&str, Vec<(u32, wgpu::BufferBindingType)>); 3] = [
-            ("sonoguide.das.layout", vec![(0, Uniform), (1, ro), (2, rw)]),
+        // In `Entry` order.
+        let specs: [(&str, Vec<(u32, wgpu::BufferBindingType)>); 4] = [
+            (
+                "sonoguide.das.layout",
+                vec![(0, Uniform), (1, ro), (2, rw), (12, rw)],
+            ),
             (
                 "sonoguide.das.transmit",
                 vec![
@@ -661,8 +694,10 @@ impl Das {
                     (9, ro),
                     (10, rw),
                     (11, ro),
+                    (12, rw),
                 ],
             ),
+            ("sonoguide.das.range", vec![(0, Uniform), (1, ro), (12, rw)]),
         ];
         let layouts = specs.map(|(label, b)| {
             let bgl = bind_layout(device, label, &b);
@@ -679,7 +714,18 @@ impl Das {
             pipelines: Mutex::new(HashMap::new()),
             device_type: device.adapter_info().device_type,
             tiling: Mutex::new(None),
+            f16_rows: AtomicBool::new(false),
         }
+    }
+
+    /// Store the rows as f16 pairs (`DasTiling::f16_rows`) from the next
+    /// [`Das::prepare`] on: half the bytes per tap, at 11 bits per sample.
+    /// The relative error of the image stays under 1e-3 of its peak (-60
+    /// dB; tests/gpu_vs_cpu.rs), so a B-mode display cannot tell, while
+    /// f32 keeps the CPU twin's 2e-4 for quantitative work. Rows get at
+    /// least 2 vec4 (4 frames).
+    pub fn set_f16_rows(&self, on: bool) {
+        self.f16_rows.store(on, Ordering::Relaxed);
     }
 
     /// Force a tiling (benchmarks); `None` returns to the adapter's default.
@@ -722,6 +768,7 @@ impl Das {
             ("PIXELS_PER_INVOCATION", tiling.pixels_per_invocation as f64),
             ("ROW_VEC4", tiling.row_vec4 as f64),
             ("WINDOW_SPAN", tiling.window_span.max(2) as f64),
+            ("ROW_F16", if tiling.f16_rows { 1.0 } else { 0.0 }),
         ];
         let layout = &self.layouts[entry as usize].1;
         let label = format!("sonoguide.das.{}", entry.name());
@@ -771,7 +818,7 @@ impl Das {
             )));
         }
         let forced = self.tiling.lock().ok().and_then(|t| *t);
-        let tiling = match forced {
+        let mut tiling = match forced {
             Some(t) if t.window_span != 0 => t,
             Some(t) => choose_tiling(plan, pixels, samples, t, false),
             None => choose_tiling(
@@ -782,6 +829,10 @@ impl Das {
                 true,
             ),
         };
+        if self.f16_rows.load(Ordering::Relaxed) {
+            tiling.f16_rows = true;
+            tiling.row_vec4 = tiling.row_vec4.max(2);
+        }
         tiling.validate()?;
         let max_groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
         // Padding adds at most a quarter (pad_runs).
@@ -878,13 +929,18 @@ impl Das {
         let padded = geom.tiling.frames_padded(geom.frames);
         let rows = ctx.storage(
             "sonoguide.das.rows",
-            (channels.waves * channels.channels * channels.samples * padded * 8) as u64,
+            (channels.waves
+                * channels.channels
+                * channels.samples
+                * padded
+                * geom.tiling.row_sample_bytes()) as u64,
         )?;
         let image = ctx.storage(
             "sonoguide.das.image",
             (geom.n_pixels * geom.frames * 8) as u64,
         )?;
-        Ok(self.bind_target(ctx, geom, channels, rows, image))
+        let range = ctx.storage("sonoguide.das.range", 16)?;
+        Ok(self.bind_target(ctx, geom, channels, rows, range, image))
     }
 
     fn check_shape(geom: &DasGeometry, channels: &GpuChannels) -> Result<(), PipelineError> {
@@ -917,13 +973,25 @@ impl Das {
         geom: &DasGeometry,
         channels: &GpuChannels,
         rows: wgpu::Buffer,
+        range: wgpu::Buffer,
         image: wgpu::Buffer,
     ) -> DasTarget {
         let layout_bg = bind(
             &ctx.device,
             "sonoguide.das.layout",
             &self.layouts[Entry::Layout as usize].0,
-            &[(0, &geom.uniform), (1, &channels.buffer), (2, &rows)],
+            &[
+                (0, &geom.uniform),
+                (1, &channels.buffer),
+                (2, &rows),
+                (12, &range),
+            ],
+        );
+        let range_bg = bind(
+            &ctx.device,
+            "sonoguide.das.range",
+            &self.layouts[Entry::Range as usize].0,
+            &[(0, &geom.uniform), (1, &channels.buffer), (12, &range)],
         );
         let das_bg = bind(
             &ctx.device,
@@ -938,12 +1006,15 @@ impl Das {
                 (9, &rows),
                 (10, &image),
                 (11, &geom.out_index),
+                (12, &range),
             ],
         );
         DasTarget {
             image,
             rows,
+            range,
             layout_bg,
+            range_bg,
             das_bg,
         }
     }
@@ -958,8 +1029,10 @@ impl Das {
         old: DasTarget,
     ) -> Result<DasTarget, PipelineError> {
         Self::check_shape(geom, channels)?;
-        let DasTarget { image, rows, .. } = old;
-        Ok(self.bind_target(ctx, geom, channels, rows, image))
+        let DasTarget {
+            image, rows, range, ..
+        } = old;
+        Ok(self.bind_target(ctx, geom, channels, rows, range, image))
     }
 
     /// Record the layout and beamforming passes of one batch.
@@ -982,6 +1055,22 @@ impl Das {
         geom: &DasGeometry,
         target: &DasTarget,
     ) -> Result<(), PipelineError> {
+        if geom.tiling.f16_rows {
+            // The scale of the f16 rows: the batch's peak, found afresh.
+            let range = self.pipeline(&ctx.device, Entry::Range, &geom.params, geom.tiling)?;
+            let p = &geom.params;
+            let values =
+                p.n_frames * p.n_waves * p.n_elements * p.n_samples * if geom.iq { 2 } else { 1 };
+            enc.clear_buffer(&target.range, 0, None);
+            let (rx, ry) = dispatch_size(values.div_ceil(RANGE_CHUNK), WORKGROUP);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sonoguide.das.range"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&range);
+            pass.set_bind_group(0, &target.range_bg, &[]);
+            pass.dispatch_workgroups(rx, ry, 1);
+        }
         let layout = self.pipeline(&ctx.device, Entry::Layout, &geom.params, geom.tiling)?;
         let traces = geom.params.n_waves * geom.params.n_elements * geom.params.n_samples;
         let (lx, ly) = dispatch_size(traces, WORKGROUP);
@@ -1133,6 +1222,7 @@ mod tests {
             pixels_per_invocation: 8,
             row_vec4: 1,
             window_span: 2,
+            f16_rows: false,
         }))
         .unwrap();
         let up = GpuChannels::upload(&ctx, &data).unwrap();

@@ -1,5 +1,7 @@
 //! Host side of `shaders/demodulate.wgsl`. CPU twin: `reference::demodulate`.
 
+use std::sync::Mutex;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::{bind_group, compute_pipeline, layout, Binding, GpuChannels, PipelineError};
@@ -47,7 +49,11 @@ pub struct DemodulateParams {
     pub phase0: u32,
     pub phase_step: u32,
     pub scale: f32,
+    pub chunk: u32,
+    pub n_chunks: u32,
+    pub warmup: u32,
     pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 /// Keep in sync with `Section` in demodulate.wgsl.
@@ -58,7 +64,7 @@ pub struct GpuSection {
     pub a: [f32; 4],
 }
 
-const _: () = assert!(std::mem::size_of::<DemodulateParams>() == 32);
+const _: () = assert!(std::mem::size_of::<DemodulateParams>() == 48);
 const _: () = assert!(std::mem::size_of::<GpuSection>() == 32);
 
 /// The resolved filter and mixing constants (MUST's `rf2iq`).
@@ -67,6 +73,39 @@ pub struct DemodPlan {
     pub params: DemodParams,
     pub fc: f64,
     pub sections: Vec<GpuSection>,
+    /// Samples after which the filter has forgotten its start to 1e-9
+    /// (from its slowest pole): how early a chunk of a trace starts.
+    pub warmup: usize,
+}
+
+/// Relative size a start's error decays to over a chunk's warm-up.
+const WARMUP_DECAY: f64 = 1e-9;
+
+/// Samples for the slowest pole of `sos` (rows b0 b1 b2 a0 a1 a2, a0 = 1)
+/// to decay to [`WARMUP_DECAY`], plus a margin for the polynomial factor of
+/// repeated poles; `None` if a pole is on or outside the unit circle.
+fn warmup_of(sos: &[[f64; 6]]) -> Option<usize> {
+    let mut r: f64 = 0.0;
+    for c in sos {
+        let (a1, a2) = (c[4], c[5]);
+        let disc = a1 * a1 - 4.0 * a2;
+        // Roots of z² + a1·z + a2: a conjugate pair of radius √a2, or two real ones.
+        let radius = if disc < 0.0 {
+            a2.sqrt()
+        } else {
+            ((-a1 + disc.sqrt()) / 2.0)
+                .abs()
+                .max(((-a1 - disc.sqrt()) / 2.0).abs())
+        };
+        r = r.max(radius);
+    }
+    if r.is_nan() || r >= 1.0 {
+        return None;
+    }
+    if r <= 0.0 {
+        return Some(8);
+    }
+    Some((WARMUP_DECAY.ln() / r.ln()).ceil() as usize + 8 * sos.len())
 }
 
 impl DemodPlan {
@@ -88,14 +127,25 @@ impl DemodPlan {
                 a: [c[4] as f32, c[5] as f32, z[0] as f32, z[1] as f32],
             })
             .collect();
+        let warmup = warmup_of(&params.sos).unwrap_or(usize::MAX);
         Ok(DemodPlan {
             params,
             fc,
             sections,
+            warmup,
         })
     }
 
-    pub fn uniform(&self, traces: usize, samples: usize) -> DemodulateParams {
+    /// Extended samples per trace (the odd padding at both ends included).
+    pub fn extended_len(&self, samples: usize) -> usize {
+        samples + 2 * self.params.padlen
+    }
+
+    /// The uniforms for `traces` traces of `samples`, cut into chunks of
+    /// `chunk` extended samples (at least the whole trace: one chunk).
+    pub fn uniform(&self, traces: usize, samples: usize, chunk: usize) -> DemodulateParams {
+        let len = self.extended_len(samples);
+        let chunk = chunk.clamp(1, len);
         DemodulateParams {
             n_traces: traces as u32,
             n_samples: samples as u32,
@@ -104,14 +154,25 @@ impl DemodPlan {
             phase0: self.params.phase0,
             phase_step: self.params.phase_step,
             scale: 2.0,
+            chunk: chunk as u32,
+            n_chunks: len.div_ceil(chunk) as u32,
+            warmup: self.warmup.min(len) as u32,
             _pad0: 0,
+            _pad1: 0,
         }
     }
 }
 
+/// Invocations a GPU should get at least before traces are cut into chunks.
+const GPU_INVOCATIONS: usize = 32_768;
+
 pub struct Demodulate {
     layout: wgpu::BindGroupLayout,
-    pipeline: wgpu::ComputePipeline,
+    forward: wgpu::ComputePipeline,
+    backward: wgpu::ComputePipeline,
+    device_type: wgpu::DeviceType,
+    /// Forced chunk length (tests, benchmarks); `None`: [`Demodulate::chunk_for`].
+    chunk: Mutex<Option<usize>>,
 }
 
 impl Demodulate {
@@ -120,9 +181,42 @@ impl Demodulate {
         use Binding::*;
         let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, ReadWrite, ReadWrite]);
         Demodulate {
-            pipeline: compute_pipeline(device, STAGE, &module, &pl, "demodulate"),
+            forward: compute_pipeline(device, STAGE, &module, &pl, "demodulate_forward"),
+            backward: compute_pipeline(device, STAGE, &module, &pl, "demodulate_backward"),
             layout: bgl,
+            device_type: device.adapter_info().device_type,
+            chunk: Mutex::new(None),
         }
+    }
+
+    /// Force the chunk length in extended samples (`None`: the adapter's).
+    pub fn set_chunk(&self, chunk: Option<usize>) {
+        if let Ok(mut c) = self.chunk.lock() {
+            *c = chunk;
+        }
+    }
+
+    /// The chunk length for `traces` traces: whole traces on a CPU adapter
+    /// (its SIMD lanes are full with a few hundred traces, and chunks only
+    /// add warm-up work), and on a GPU whose traces alone give enough
+    /// invocations; otherwise chunks for about [`GPU_INVOCATIONS`], each at
+    /// least the warm-up long, so that warming up at most doubles the work
+    /// while the longest loop shrinks (MUST's 5th-order Butterworth at its
+    /// usual cut-offs, slowest pole ~0.75, warms up in 94 samples: a
+    /// display's 384 traces are cut into chunks of 94, PWI_disk's 4 096
+    /// traces of 400 into 5). Not yet measured on a GPU: `sonoguide bench --demod-chunk 0`
+    /// times whole traces against it (scripts/gpu_bench.sh runs both). On
+    /// lavapipe chunks of 128 made PWI_disk's demodulation 2.4× slower.
+    pub fn chunk_for(&self, plan: &DemodPlan, traces: usize, samples: usize) -> usize {
+        let len = plan.extended_len(samples);
+        if let Some(c) = self.chunk.lock().ok().and_then(|c| *c) {
+            return c.clamp(1, len);
+        }
+        if self.device_type == wgpu::DeviceType::Cpu || traces >= GPU_INVOCATIONS {
+            return len;
+        }
+        let chunks = GPU_INVOCATIONS.div_ceil(traces.max(1));
+        len.div_ceil(chunks).max(plan.warmup).max(32).min(len)
     }
 
     /// Record RF → IQ for every trace; returns the IQ channel data.
@@ -160,7 +254,7 @@ impl Demodulate {
             )));
         }
         let traces = rf.traces();
-        let params = plan.uniform(traces, rf.samples);
+        let params = plan.uniform(traces, rf.samples, self.chunk_for(plan, traces, rf.samples));
         let uniform = ctx.uniform_from("sonoguide.demodulate.params", &params);
         let sections = ctx.storage_from("sonoguide.demodulate.sections", &plan.sections)?;
         let scratch = ctx.storage(
@@ -177,7 +271,7 @@ impl Demodulate {
         Ok(DemodTarget {
             rf: rf.buffer.clone(),
             group,
-            traces,
+            invocations: traces * params.n_chunks as usize,
             iq: GpuChannels {
                 buffer: iq,
                 iq: true,
@@ -188,13 +282,17 @@ impl Demodulate {
 
     /// Record the demodulation bound in `target`.
     pub fn record(&self, enc: &mut wgpu::CommandEncoder, target: &DemodTarget) {
-        let (gx, gy) = dispatch_size(target.traces as u32, WORKGROUP);
+        let (gx, gy) = dispatch_size(target.invocations as u32, WORKGROUP);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sonoguide.demodulate"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &target.group, &[]);
+        // Two dispatches: the backward chunks read the forward output of
+        // their neighbours (a compute pass orders dispatches' storage use).
+        pass.set_pipeline(&self.forward);
+        pass.dispatch_workgroups(gx, gy, 1);
+        pass.set_pipeline(&self.backward);
         pass.dispatch_workgroups(gx, gy, 1);
     }
 }
@@ -204,7 +302,28 @@ pub struct DemodTarget {
     /// The RF buffer it reads.
     pub rf: wgpu::Buffer,
     group: wgpu::BindGroup,
-    traces: usize,
+    /// Traces × chunks.
+    invocations: usize,
     /// Where it writes.
     pub iq: GpuChannels,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_follows_the_slowest_pole() {
+        // One section with poles 0.5 and 0.9 (z² − 1.4 z + 0.45): 0.9^n
+        // reaches 1e-9 at n = 197, plus the margin of 8 per section.
+        let sos = [[1.0, 0.0, 0.0, 1.0, -1.4, 0.45]];
+        assert_eq!(warmup_of(&sos), Some(197 + 8));
+        // A conjugate pair of radius 0.8 (a2 = 0.64): 93 samples.
+        let pair = [[1.0, 0.0, 0.0, 1.0, -0.8, 0.64]];
+        assert_eq!(warmup_of(&pair), Some(93 + 8));
+        // The slowest section decides.
+        assert_eq!(warmup_of(&[pair[0], sos[0]]), Some(197 + 16));
+        // A pole on the unit circle never forgets: no chunks.
+        assert_eq!(warmup_of(&[[1.0, 0.0, 0.0, 1.0, -1.0, 0.0]]), None);
+    }
 }
