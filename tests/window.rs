@@ -255,7 +255,7 @@ fn window_shows_the_composite_under_xvfb() {
 /// device or a surface that keeps failing ends the run with a message that
 /// says what to do, a non-zero exit and no panic.
 #[test]
-fn window_recovers_from_surface_loss_and_resize_and_reports_device_loss() {
+fn window_recovers_from_surface_loss_resize_and_minimise_and_reports_device_loss() {
     let (sw, sh) = (800u32, 480u32);
     let Some(x) = Xvfb::start(1, (sw, sh)) else {
         return;
@@ -342,6 +342,56 @@ fn window_recovers_from_surface_loss_and_resize_and_reports_device_loss() {
             "{fault}: no summary of a run that failed"
         );
     }
+
+    // Minimised for 1.5 s at frame 60: nothing is drawn and the loop
+    // sleeps (no redraw is even asked for), then the window comes back at
+    // its size and draws the rest.
+    let started = std::time::Instant::now();
+    let (status, lines, stderr, shot) = run_view(
+        &x,
+        &[
+            "--size",
+            "640x360",
+            "--frames",
+            "160",
+            "--progress",
+            "40",
+            "--fault",
+            "minimize=1500@60",
+        ],
+        "frame 120 ",
+        (sw, sh),
+    );
+    assert!(
+        status.success(),
+        "minimise: {status}\n{}\n{stderr}",
+        lines.join("\n")
+    );
+    assert!(
+        stderr.contains("restored to 640x360 after the minimise; 0 redraws while minimised"),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("160 frames in")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        started.elapsed().as_secs_f64() >= 1.5,
+        "the run waited out the minimise"
+    );
+    let px = shot.expect("the window reached frame 120");
+    let path = save_png("window-restored-root.png", &px, (sw, sh));
+    let at = |x: u32, y: u32| px[(y * sw + x) as usize];
+    let inside = (0..360)
+        .flat_map(|y| (0..640).map(move |x| (x, y)))
+        .filter(|&(x, y)| close(at(x, y), BACKGROUND))
+        .count();
+    assert!(
+        inside > 640 * 360 / 5,
+        "after the minimise the display fills 640x360 again ({inside} background px); screenshot: {}",
+        path.display()
+    );
 }
 
 #[test]

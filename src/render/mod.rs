@@ -71,7 +71,8 @@ pub struct Preset {
     pub sim_batch: Option<usize>,
 }
 
-/// For lavapipe (2 CPU cores). Its simulator manages ~6.5e5
+/// For lavapipe (2 CPU cores); on a GPU it keeps its scene detail and
+/// drops the pacing ([`Preset::on_adapter`]). Its simulator manages ~6.5e5
 /// scatterer·channel·wave echoes/s, and even at 0.02 speckle scatterers
 /// per mm³ a hip frame has 6 000–9 000 scatterers (the needle's and the
 /// bone's own are most of them): 1.8–3 s of simulation per image
@@ -113,6 +114,23 @@ impl Preset {
             other => Err(format!(
                 "--preset {other}: expected `fast` (interactive on software Vulkan) or `quality`"
             )),
+        }
+    }
+
+    /// This preset as it runs on an adapter of `device_type`: the pacing
+    /// (`min_interval`, `refresh`, `pose_threshold`, `sim_batch`) is there
+    /// for a software adapter's single, slow queue; a GPU runs the chain
+    /// every frame, whatever the preset's scene detail.
+    pub fn on_adapter(self, device_type: wgpu::DeviceType) -> Preset {
+        if device_type == wgpu::DeviceType::Cpu {
+            return self;
+        }
+        Preset {
+            pose_threshold: 0.0,
+            refresh: Duration::ZERO,
+            min_interval: Duration::ZERO,
+            sim_batch: None,
+            ..self
         }
     }
 
@@ -469,6 +487,7 @@ impl Display {
         format: wgpu::TextureFormat,
         source: Box<dyn PoseSource>,
     ) -> Result<Display, String> {
+        let preset = preset.on_adapter(ctx.info.device_type);
         let scene = load_scene(scene_path, &preset)?;
         let chain = ImageChain::new(ctx, &scene, preset.image_height, 80.0)?;
         // Before the first frame, not in the frame that ends the first image.
@@ -1483,4 +1502,25 @@ pub fn render_headless(
     crate::io::png::write_rgba(png, size.0 as usize, size.1 as usize, &pixels)
         .map_err(|e| e.to_string())?;
     Ok(display)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pacing is for software adapters; a GPU keeps the preset's
+    /// scene detail and runs the chain every frame.
+    #[test]
+    fn presets_pace_only_software_adapters() {
+        assert_eq!(FAST.on_adapter(wgpu::DeviceType::Cpu), FAST);
+        let gpu = FAST.on_adapter(wgpu::DeviceType::DiscreteGpu);
+        assert_eq!(
+            (gpu.density_per_mm3, gpu.waves, gpu.image_height),
+            (FAST.density_per_mm3, FAST.waves, FAST.image_height)
+        );
+        assert_eq!(gpu.min_interval, Duration::ZERO);
+        assert_eq!(gpu.refresh, Duration::ZERO);
+        assert_eq!(gpu.sim_batch, None);
+        assert_eq!(QUALITY.on_adapter(wgpu::DeviceType::IntegratedGpu), QUALITY);
+    }
 }

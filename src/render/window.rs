@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use winit::application::ApplicationHandler;
 use winit::event::{ElementState, MouseButton, MouseScrollDelta, WindowEvent};
@@ -50,14 +50,19 @@ pub enum Fault {
     /// From this frame on, every surface acquisition fails (as when a
     /// driver stops presenting): the window must give up, not spin.
     SurfaceBroken,
+    /// The window is minimised for this many milliseconds: the event the
+    /// desktop sends (a 0 × 0 resize), then its size back. Xvfb has no
+    /// window manager to iconify a window, so the event is delivered to
+    /// the same handler winit's would reach.
+    Minimize(u64),
 }
 
 impl Fault {
-    /// `device-lost@N`, `surface-lost@N`, `surface-broken@N` or
-    /// `resize=WxH@N` (N: the frame).
+    /// `device-lost@N`, `surface-lost@N`, `surface-broken@N`,
+    /// `resize=WxH@N` or `minimize=MS@N` (N: the frame).
     pub fn parse(s: &str) -> Result<(u64, Fault), String> {
         let bad = || {
-            format!("--fault {s}: expected device-lost@FRAME, surface-lost@FRAME, surface-broken@FRAME or resize=WIDTHxHEIGHT@FRAME (64 to 8192 each)")
+            format!("--fault {s}: expected device-lost@FRAME, surface-lost@FRAME, surface-broken@FRAME, resize=WIDTHxHEIGHT@FRAME (64 to 8192 each) or minimize=MILLISECONDS@FRAME (1 to 60000)")
         };
         let (kind, frame) = s.rsplit_once('@').ok_or_else(bad)?;
         let frame = frame.parse::<u64>().map_err(|_| bad())?;
@@ -65,6 +70,15 @@ impl Fault {
             "device-lost" => Fault::DeviceLost,
             "surface-lost" => Fault::SurfaceLost,
             "surface-broken" => Fault::SurfaceBroken,
+            _ if kind.starts_with("minimize=") => {
+                let ms = kind["minimize=".len()..]
+                    .parse::<u64>()
+                    .map_err(|_| bad())?;
+                if !(1..=60_000).contains(&ms) {
+                    return Err(bad());
+                }
+                Fault::Minimize(ms)
+            }
             _ => {
                 let size = kind
                     .strip_prefix("resize=")
@@ -116,6 +130,10 @@ struct State {
     surface_failures: u32,
     /// Injected: every acquisition fails ([`Fault::SurfaceBroken`]).
     broken: bool,
+    /// Injected minimise: when to restore, and the size to restore.
+    restore: Option<(Instant, winit::dpi::PhysicalSize<u32>)>,
+    /// Redraws asked for while minimised (none: the loop sleeps).
+    redraws_minimized: u64,
     /// The OpenIGTLink endpoint feeding the display, kept alive with it.
     _tracking: Option<crate::tracking::endpoint::Endpoint>,
 }
@@ -261,6 +279,8 @@ impl App {
             lost,
             surface_failures: 0,
             broken: false,
+            restore: None,
+            redraws_minimized: 0,
             _tracking: tracking,
         })
     }
@@ -272,6 +292,7 @@ impl App {
 
     fn redraw(&mut self, event_loop: &ActiveEventLoop) {
         let Some(s) = self.state.as_mut() else { return };
+        s.redraws_minimized += s.minimized as u64;
         let mut surface_lost = false;
         let due: Vec<Fault> = self
             .opts
@@ -291,6 +312,12 @@ impl App {
                     let _ = s
                         .window
                         .request_inner_size(winit::dpi::PhysicalSize::new(*w, *h));
+                }
+                Fault::Minimize(ms) => {
+                    let size = winit::dpi::PhysicalSize::new(s.config.width, s.config.height);
+                    s.restore = Some((Instant::now() + Duration::from_millis(*ms), size));
+                    s.redraws_minimized = 0;
+                    resized(s, winit::dpi::PhysicalSize::new(0, 0));
                 }
             }
         }
@@ -442,12 +469,7 @@ impl ApplicationHandler for App {
             WindowEvent::RedrawRequested => self.redraw(event_loop),
             WindowEvent::Resized(size) => {
                 if let Some(s) = self.state.as_mut() {
-                    s.minimized = size.width == 0 || size.height == 0;
-                    if !s.minimized {
-                        s.config.width = size.width;
-                        s.config.height = size.height;
-                        s.surface.configure(&s.ctx.device, &s.config);
-                    }
+                    resized(s, size);
                 }
             }
             WindowEvent::Occluded(hidden) => {
@@ -496,7 +518,19 @@ impl ApplicationHandler for App {
     fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
         // Continuous redraw: the insertion plays and the image chain runs;
         // minimised or hidden, sleep until something happens instead.
-        if let Some(s) = &self.state {
+        if let Some(s) = self.state.as_mut() {
+            if let Some((at, size)) = s.restore {
+                if Instant::now() < at {
+                    event_loop.set_control_flow(ControlFlow::WaitUntil(at));
+                    return;
+                }
+                s.restore = None;
+                resized(s, size);
+                eprintln!(
+                    "sonoguide: restored to {}x{} after the minimise; {} redraws while minimised",
+                    size.width, size.height, s.redraws_minimized
+                );
+            }
             if s.minimized || s.occluded {
                 event_loop.set_control_flow(ControlFlow::Wait);
             } else {
@@ -504,6 +538,17 @@ impl ApplicationHandler for App {
                 s.window.request_redraw();
             }
         }
+    }
+}
+
+/// A new window size: 0 × 0 is how desktops say "minimised" (the surface
+/// cannot be configured at that size, and nothing is drawn until it grows).
+fn resized(s: &mut State, size: winit::dpi::PhysicalSize<u32>) {
+    s.minimized = size.width == 0 || size.height == 0;
+    if !s.minimized {
+        s.config.width = size.width;
+        s.config.height = size.height;
+        s.surface.configure(&s.ctx.device, &s.config);
     }
 }
 
@@ -574,4 +619,35 @@ fn pose_source(
         Box::new(super::Tracked(Box::new(endpoint.source()))),
         Some(endpoint),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(Fault::parse("device-lost@20"), Ok((20, Fault::DeviceLost)));
+        assert_eq!(
+            Fault::parse("resize=400x240@80"),
+            Ok((80, Fault::Resize(400, 240)))
+        );
+        assert_eq!(
+            Fault::parse("minimize=1500@60"),
+            Ok((60, Fault::Minimize(1500)))
+        );
+        for bad in [
+            "minimize=0@5",
+            "minimize=x@5",
+            "minimize=1500",
+            "resize=10x10@1",
+            "melt@3",
+        ] {
+            let e = Fault::parse(bad).unwrap_err();
+            assert!(
+                e.contains(bad) && e.contains("minimize=MILLISECONDS@FRAME"),
+                "{e}"
+            );
+        }
+    }
 }
