@@ -13,10 +13,11 @@ use glam::DVec3;
 use sonoguide::acquisition::{
     Acquisition, ChannelData, PixelGrid, Probe, Samples, Wave, Wavefront,
 };
+use sonoguide::gpu::timing::{Fallback, GpuTimer};
 use sonoguide::gpu::GpuContext;
 use sonoguide::pipeline::das::{Das, DasPlan};
 use sonoguide::pipeline::demodulate::{DemodPlan, Demodulate};
-use sonoguide::pipeline::simulate::{to_rows, GpuScatterers, SimPlan, Simulate};
+use sonoguide::pipeline::simulate::{to_rows, GpuScatterers, SimPlan, Simulate, PHASES};
 use sonoguide::pipeline::{
     Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, FNumber, Interp, Transmit,
 };
@@ -151,7 +152,7 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     let mut submissions = 0;
     loop {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        let done = sim.step(&mut enc, &plan, &mut job, 1);
+        let done = sim.step(&ctx, &mut enc, &mut GpuTimer::off(), &plan, &mut job, 1);
         ctx.queue.submit([enc.finish()]);
         submissions += 1;
         assert_eq!(job.progress().0, submissions);
@@ -161,7 +162,7 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     }
     assert_eq!(submissions, 8);
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let (out, kept) = sim.finish(&mut enc, &plan, job);
+    let (out, kept) = sim.finish(&ctx, &mut enc, &mut GpuTimer::off(), &plan, job);
     ctx.queue.submit([enc.finish()]);
     let stepped: Vec<f32> = ctx
         .read_buffer(&out.buffer, plan.frames * plan.frame_len())
@@ -174,17 +175,27 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     // for a larger run in larger batches (they grow), then for this one
     // again: nothing of the earlier runs leaks in, and the RF is written
     // where it was.
+    // These runs are also timed per phase, as the display times them.
     let mut kept = Some(kept);
+    let mut timed: Vec<Vec<(String, f64)>> = Vec::new();
     let mut again = |scat: &[Scatterer], batch: usize| -> Vec<f32> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let mut timer = GpuTimer::new(&ctx, Fallback::Skip);
+        timer.begin_frame(0);
         let mut job = sim
             .begin_in(&ctx, &plan, kept.take().unwrap(), scat, Some(batch))
             .unwrap();
-        assert!(sim.step(&mut enc, &plan, &mut job, usize::MAX));
-        let (rf, buffers) = sim.finish(&mut enc, &plan, job);
+        assert!(sim.step(&ctx, &mut enc, &mut timer, &plan, &mut job, usize::MAX));
+        let (rf, buffers) = sim.finish(&ctx, &mut enc, &mut timer, &plan, job);
         assert!(rf.buffer == out.buffer, "the kept buffers' RF is reused");
         kept = Some(buffers);
+        timer.finish(&ctx, &mut enc);
         ctx.queue.submit([enc.finish()]);
+        timer.submitted();
+        if timer.source().is_some() {
+            let frames = timer.wait(&ctx).unwrap();
+            timed.push(frames.into_iter().flat_map(|f| f.scopes).collect());
+        }
         ctx.read_buffer(&rf.buffer, plan.frames * plan.frame_len())
             .unwrap()
     };
@@ -199,6 +210,22 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
         again(&scat, 37) == rf(&a),
         "a run after a larger one in the same buffers differs from a fresh one"
     );
+    // Where the adapter has timestamps: every phase timed, transmit and
+    // receive once per batch, the bound-only pass once when there are
+    // several batches.
+    let batches = [bigger.len().div_ceil(100), scat.len().div_ceil(37)];
+    assert!(timed.is_empty() || timed.len() == 2);
+    for (run, batches) in timed.iter().zip(batches) {
+        let count = |p: &str| run.iter().filter(|(l, _)| l == p).count();
+        assert_eq!(count(PHASES[0]), (batches > 1) as usize, "{run:?}");
+        assert_eq!(count(PHASES[1]), batches, "{run:?}");
+        assert_eq!(count(PHASES[2]), batches, "{run:?}");
+        assert_eq!(count(PHASES[3]), 1, "{run:?}");
+        assert!(
+            run.iter().all(|(_, t)| t.is_finite() && *t >= 0.0),
+            "{run:?}"
+        );
+    }
     // The fixed-point sum is exact: the CPU twin on 1 or 2 threads agrees to the bit.
     let rows = to_rows(&scat);
     assert!(

@@ -16,10 +16,20 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{compute_pipeline, layout, Binding, GpuChannels, PipelineError};
 use crate::acquisition::{transmit, Acquisition, ChannelData, ProbeKind, Samples, Wavefront};
+use crate::gpu::timing::GpuTimer;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 use crate::sim::{Baffle, Pulse, Scatterer, SimSettings, MAX_SEGMENTS};
 
 pub const STAGE: &str = "simulate";
+/// The timer scopes of a simulation's phases ([`Simulate::step`],
+/// [`Simulate::finish`]): the bound-only transmit pass (several batches
+/// only), each batch's transmit and receive, and the resolve.
+pub const PHASES: [&str; 4] = [
+    "simulate.bound",
+    "simulate.transmit",
+    "simulate.receive",
+    "simulate.resolve",
+];
 const WORKGROUP: u32 = 64;
 
 /// Most frequencies of the per-scatterer transmit spectrum (`MAX_FREQ` in
@@ -786,8 +796,9 @@ impl Simulate {
         scatterers: &GpuScatterers,
     ) -> Result<GpuChannels, PipelineError> {
         let mut job = self.begin(ctx, plan, scatterers, None)?;
-        self.step(enc, plan, &mut job, usize::MAX);
-        Ok(self.finish(enc, plan, job).0)
+        let timer = &mut GpuTimer::off();
+        self.step(ctx, enc, timer, plan, &mut job, usize::MAX);
+        Ok(self.finish(ctx, enc, timer, plan, job).0)
     }
 
     /// Allocate a simulation that can be recorded a few batches at a time
@@ -956,7 +967,9 @@ impl Simulate {
     /// do the bits.
     pub fn step(
         &self,
+        ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
+        timer: &mut GpuTimer,
         plan: &SimPlan,
         job: &mut SimJob,
         units: usize,
@@ -974,39 +987,57 @@ impl Simulate {
             job.next = n_batches;
             return true;
         }
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sonoguide.simulate"),
-            timestamp_writes: None,
-        });
+        // Each phase in a pass and a timer scope of its own
+        // (PHASES): where a frame's simulation time goes.
         let mut units = units;
         // transmit: one workgroup per (wave, scatterer).
         if n_batches == 1 {
             job.next_bound = n_batches;
         }
-        while job.next_bound < n_batches && units > 0 {
-            let end = (job.next_bound + BOUND_BATCHES_PER_UNIT).min(n_batches);
-            pass.set_pipeline(&self.transmit);
-            for b in job.next_bound..end {
-                pass.set_bind_group(0, &job.group, &offset(b));
-                let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
-            job.next_bound = end;
-            units -= 1;
+        if job.next_bound < n_batches && units > 0 {
+            timer.scope(ctx, enc, PHASES[0], |enc| {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("sonoguide.simulate.bound"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&self.transmit);
+                while job.next_bound < n_batches && units > 0 {
+                    let end = (job.next_bound + BOUND_BATCHES_PER_UNIT).min(n_batches);
+                    for b in job.next_bound..end {
+                        pass.set_bind_group(0, &job.group, &offset(b));
+                        let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
+                        pass.dispatch_workgroups(gx, gy, 1);
+                    }
+                    job.next_bound = end;
+                    units -= 1;
+                }
+            });
         }
         let end = job.next.saturating_add(units).min(n_batches);
         for b in job.next..end {
             let first = n_batches + b * job.per_batch;
-            pass.set_bind_group(0, &job.group, &offset(first));
-            pass.set_pipeline(&self.transmit);
-            let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
-            pass.dispatch_workgroups(gx, gy, 1);
-            pass.set_pipeline(&self.receive);
-            for g in 1..job.per_batch {
-                pass.set_bind_group(0, &job.group, &offset(first + g));
-                let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
+            timer.scope(ctx, enc, PHASES[1], |enc| {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("sonoguide.simulate.transmit"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, &job.group, &offset(first));
+                pass.set_pipeline(&self.transmit);
+                let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
                 pass.dispatch_workgroups(gx, gy, 1);
-            }
+            });
+            timer.scope(ctx, enc, PHASES[2], |enc| {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("sonoguide.simulate.receive"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&self.receive);
+                for g in 1..job.per_batch {
+                    pass.set_bind_group(0, &job.group, &offset(first + g));
+                    let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+            });
         }
         job.next = end;
         end == n_batches
@@ -1017,7 +1048,9 @@ impl Simulate {
     /// buffer, and the buffers for the next run.
     pub fn finish(
         &self,
+        ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
+        timer: &mut GpuTimer,
         plan: &SimPlan,
         job: SimJob,
     ) -> (GpuChannels, SimBuffers) {
@@ -1026,20 +1059,21 @@ impl Simulate {
             "finish before every batch was recorded"
         );
         let (nw, ne, ns) = (plan.n_waves(), plan.n_elements(), plan.samples);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sonoguide.simulate.resolve"),
-            timestamp_writes: None,
-        });
-        let last = job.n_batches * (1 + job.per_batch);
-        pass.set_bind_group(0, &job.group, &[last as u32 * job.stride]);
-        let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
-        if plan.params.noise_level > 0.0 {
-            pass.set_pipeline(&self.peak);
+        timer.scope(ctx, enc, PHASES[3], |enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sonoguide.simulate.resolve"),
+                timestamp_writes: None,
+            });
+            let last = job.n_batches * (1 + job.per_batch);
+            pass.set_bind_group(0, &job.group, &[last as u32 * job.stride]);
+            let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
+            if plan.params.noise_level > 0.0 {
+                pass.set_pipeline(&self.peak);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+            pass.set_pipeline(&self.resolve);
             pass.dispatch_workgroups(gx, gy, 1);
-        }
-        pass.set_pipeline(&self.resolve);
-        pass.dispatch_workgroups(gx, gy, 1);
-        drop(pass);
+        });
         let channels = GpuChannels {
             buffer: job.buffers.rf.clone(),
             iq: false,

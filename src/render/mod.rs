@@ -401,8 +401,10 @@ pub struct Display {
     /// Its RF once the last unit is recorded, for the next frame's rest
     /// of the chain.
     simulated: Option<crate::pipeline::GpuChannels>,
-    /// GPU seconds of `simulate` over the frames of the image in progress.
+    /// GPU seconds of `simulate` over the frames of the image in progress,
+    /// and of each of its phases.
     simulate_s: f64,
+    simulate_phases: Vec<(String, f64)>,
     /// Headless: wait for the worker instead of drawing without an image.
     pub wait_prepared: bool,
     /// True while a chain is queued on the GPU.
@@ -522,6 +524,7 @@ impl Display {
             sim_job: None,
             simulated: None,
             simulate_s: 0.0,
+            simulate_phases: Vec::new(),
 
             wait_prepared: false,
             chain_busy: Arc::new(AtomicBool::new(false)),
@@ -816,13 +819,27 @@ impl Display {
                     // An image's simulation spans many frames: its
                     // `simulate` is summed over them and shown with the
                     // stages of the frame that ran the rest of the chain.
-                    self.simulate_s += t.get(chain::STAGES[0]).unwrap_or(0.0);
+                    // Its phases (simulate.transmit, ...) likewise, shown
+                    // after their sum.
+                    for phase in crate::pipeline::simulate::PHASES {
+                        if let Some(v) = t.get(phase) {
+                            self.simulate_s += v;
+                            match self.simulate_phases.iter_mut().find(|(l, _)| l == phase) {
+                                Some(p) => p.1 += v,
+                                None => self.simulate_phases.push((phase.to_string(), v)),
+                            }
+                        }
+                    }
                     if t.get(chain::STAGES[1]).is_some() {
-                        let rest = t.scopes.into_iter().filter(|(l, _)| l != chain::STAGES[0]);
+                        let rest = t
+                            .scopes
+                            .into_iter()
+                            .filter(|(l, _)| !l.starts_with(chain::STAGES[0]));
                         self.stage_times = std::iter::once((
                             chain::STAGES[0].to_string(),
                             std::mem::take(&mut self.simulate_s),
                         ))
+                        .chain(std::mem::take(&mut self.simulate_phases))
                         .chain(rest)
                         .collect();
                     } else if let Some(c) = t.get(compositor::STAGE) {

@@ -556,18 +556,18 @@ impl Renderer {
         job: &mut Option<SimJob>,
         units: usize,
     ) -> Option<GpuChannels> {
+        // Timed per phase (`simulate::PHASES`); the display sums them
+        // into its `simulate` stage.
         let sim = &self.plan;
-        timer.scope(ctx, enc, STAGES[0], |enc| {
-            let j = job.as_mut()?;
-            if !self.simulator.step(enc, sim, j, units) {
-                return None;
-            }
-            let (rf, buffers) = self.simulator.finish(enc, sim, job.take()?);
-            if let Ok(mut kept) = self.sim_buffers.lock() {
-                *kept = Some(buffers);
-            }
-            Some(rf)
-        })
+        let j = job.as_mut()?;
+        if !self.simulator.step(ctx, enc, timer, sim, j, units) {
+            return None;
+        }
+        let (rf, buffers) = self.simulator.finish(ctx, enc, timer, sim, job.take()?);
+        if let Ok(mut kept) = self.sim_buffers.lock() {
+            *kept = Some(buffers);
+        }
+        Some(rf)
     }
 
     /// Record the rest of the frame on simulated RF: demodulate, das,
