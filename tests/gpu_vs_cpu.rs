@@ -182,13 +182,12 @@ fn das_case(
     rel_err(&gpu, &cpu)
 }
 
-#[test]
-fn das_matches_cpu_twin_for_every_setting() {
-    let Some(ctx) = common::gpu() else { return };
+/// The DAS cases' data: 10 frames of RF from point echoes on a 24-element
+/// linear array (more than one block of FRAMES_PER_THREAD), the same as IQ
+/// (the CPU demodulation) with its modulation frequency, and a 33 × 41 grid.
+fn das_data() -> (ChannelData, ChannelData, f64, Vec<[f32; 2]>) {
     let acq = common::small_linear(24);
-    // 10 frames: more than one block of FRAMES_PER_THREAD.
     let rf = point_echoes(&acq, &scatterers(), 700, 10);
-    // IQ input: the CPU demodulation of the same RF.
     let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
     let (rf_v, _) = channels_f32(&rf);
     let mut iq = rf.clone();
@@ -202,7 +201,13 @@ fn das_matches_cpu_twin_for_every_setting() {
         nx: 33,
         nz: 41,
     };
-    let pixels = grid.positions_f32();
+    (rf, iq, plan.fc, grid.positions_f32())
+}
+
+#[test]
+fn das_matches_cpu_twin_for_every_setting() {
+    let Some(ctx) = common::gpu() else { return };
+    let (rf, iq, fc, pixels) = das_data();
     let das = Das::new(&ctx.device);
     let mut failures = Vec::new();
     for interp in [Interp::Nearest, Interp::Linear, Interp::Cubic] {
@@ -230,7 +235,7 @@ fn das_matches_cpu_twin_for_every_setting() {
                         Transmit::Analytic
                     },
                 };
-                for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
+                for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, fc)] {
                     let err = das_case(&ctx, &das, data, &pixels, &s, f_mod);
                     // f32 delays: 1e-12 s error on 20 MHz sampling and a 5 MHz
                     // phase is ~3e-5 rad; nearest can flip a tap at exact
@@ -271,22 +276,7 @@ fn scaled(d: &ChannelData, k: f32) -> ChannelData {
 #[test]
 fn das_f16_rows_match_cpu_twin_at_any_scale() {
     let Some(ctx) = common::gpu() else { return };
-    let acq = common::small_linear(24);
-    let rf = point_echoes(&acq, &scatterers(), 700, 10);
-    let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
-    let (rf_v, _) = channels_f32(&rf);
-    let mut iq = rf.clone();
-    iq.data = Samples::Iq(
-        reference::demodulate::demodulate(&rf_v, rf.traces(), rf.samples, &plan.params).unwrap(),
-    );
-    iq.acquisition.modulation_frequency = plan.fc;
-    let pixels = PixelGrid::Cartesian {
-        x: (-0.008, 0.008),
-        z: (0.003, 0.022),
-        nx: 33,
-        nz: 41,
-    }
-    .positions_f32();
+    let (rf, iq, fc, pixels) = das_data();
     let s = DasSettings {
         apodization: Apodization::Hann,
         fnumber: FNumber::Fixed(1.37),
@@ -307,7 +297,7 @@ fn das_f16_rows_match_cpu_twin_at_any_scale() {
         .unwrap();
         das.set_f16_rows(preference);
         for k in [1e-12f32, 1.0, 1e9] {
-            for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, plan.fc)] {
+            for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, fc)] {
                 let err = das_case(&ctx, &das, &scaled(data, k), &pixels, &s, f_mod);
                 worst = worst.max(err);
                 // f16 keeps 11 bits: 2^-11 = 4.9e-4 of each sample; the sum

@@ -448,6 +448,25 @@ fn bind_layout(
     })
 }
 
+/// One pass of `entry` (labelled `sonoguide.das.layout` for `das_layout`,
+/// and so on): `groups` workgroups.
+fn dispatch(
+    enc: &mut wgpu::CommandEncoder,
+    entry: Entry,
+    pipeline: &wgpu::ComputePipeline,
+    group: &wgpu::BindGroup,
+    groups: (u32, u32),
+) {
+    let label = format!("sonoguide.{}", entry.name().replace('_', "."));
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(&label),
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, group, &[]);
+    pass.dispatch_workgroups(groups.0, groups.1, 1);
+}
+
 /// A uniform buffer holding a fixed-size table (das.wgsl's uniform arrays).
 fn uniform_table(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
@@ -893,14 +912,8 @@ impl Das {
             ],
         );
         let pipeline = self.pipeline(&ctx.device, Entry::Transmit, &params, tiling)?;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sonoguide.das.transmit"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &transmit_bg, &[]);
-        pass.dispatch_workgroups((padded.len() as u32).div_ceil(WORKGROUP), n_w as u32, 1);
-        drop(pass);
+        let groups = ((padded.len() as u32).div_ceil(WORKGROUP), n_w as u32);
+        dispatch(enc, Entry::Transmit, &pipeline, &transmit_bg, groups);
         Ok(DasGeometry {
             params,
             tiling,
@@ -1062,25 +1075,13 @@ impl Das {
             let values =
                 p.n_frames * p.n_waves * p.n_elements * p.n_samples * if geom.iq { 2 } else { 1 };
             enc.clear_buffer(&target.range, 0, None);
-            let (rx, ry) = dispatch_size(values.div_ceil(RANGE_CHUNK), WORKGROUP);
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("sonoguide.das.range"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&range);
-            pass.set_bind_group(0, &target.range_bg, &[]);
-            pass.dispatch_workgroups(rx, ry, 1);
+            let groups = dispatch_size(values.div_ceil(RANGE_CHUNK), WORKGROUP);
+            dispatch(enc, Entry::Range, &range, &target.range_bg, groups);
         }
         let layout = self.pipeline(&ctx.device, Entry::Layout, &geom.params, geom.tiling)?;
         let traces = geom.params.n_waves * geom.params.n_elements * geom.params.n_samples;
-        let (lx, ly) = dispatch_size(traces, WORKGROUP);
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sonoguide.das.layout"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&layout);
-        pass.set_bind_group(0, &target.layout_bg, &[]);
-        pass.dispatch_workgroups(lx, ly, 1);
+        let groups = dispatch_size(traces, WORKGROUP);
+        dispatch(enc, Entry::Layout, &layout, &target.layout_bg, groups);
         Ok(())
     }
 
@@ -1096,13 +1097,8 @@ impl Das {
         let das = self.pipeline(&ctx.device, Entry::Das, &geom.params, t)?;
         let invocations = (geom.n_padded as u32).div_ceil(t.pixels_per_invocation);
         let blocks = geom.frames.div_ceil(t.frames_per_block()) as u32;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sonoguide.das"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&das);
-        pass.set_bind_group(0, &target.das_bg, &[]);
-        pass.dispatch_workgroups(invocations.div_ceil(WORKGROUP), blocks, 1);
+        let groups = (invocations.div_ceil(WORKGROUP), blocks);
+        dispatch(enc, Entry::Das, &das, &target.das_bg, groups);
         Ok(())
     }
 
