@@ -113,6 +113,8 @@ fn bench_quick_writes_json_csv_and_plot() {
         (mach - 1.0).abs() < 1e-9,
         "mach_factor is not acoustic time / kernel time"
     );
+    // f32 rows unless asked (the twin's precision).
+    assert_eq!(v["rows"].as_str(), Some("f32"), "{v}");
     // The GPU and the CPU twin agree on the image they timed.
     let err = positive(&v, "max_rel_err_vs_cpu");
     assert!(err < 1e-3, "GPU vs CPU twin: {err:e}");
@@ -185,9 +187,13 @@ fn hfr_streams_and_reports() {
         "latency_p50_s",
         "latency_p99_s",
         "mach_factor",
+        "upload_host_p50_s",
+        "upload_bytes_per_s",
     ] {
         positive(&v, field);
     }
+    // hfr beamforms from f16 rows unless told --f32-rows.
+    assert_eq!(v["rows"].as_str(), Some("f16"), "{v}");
 }
 
 #[test]

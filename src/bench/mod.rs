@@ -480,6 +480,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
             t.window_span,
             if t.f16_rows { ", f16 rows" } else { "" }
         ),
+        rows: if t.f16_rows { "f16" } else { "f32" }.into(),
         cpu_s,
         gpu_over_cpu: cpu_s.map(|c| c / m.median_kernel_s),
         max_rel_err_vs_cpu: err,

@@ -79,6 +79,8 @@ pub struct BenchReport {
     /// machine also count other processes' load.
     pub process_cpu_s: Option<f64>,
     pub tiling: String,
+    /// Precision of the DAS rows: "f32" (default) or "f16" (`--f16-rows`).
+    pub rows: String,
     pub cpu_s: Option<f64>,
     /// CPU twin time / GPU kernel time.
     pub gpu_over_cpu: Option<f64>,
