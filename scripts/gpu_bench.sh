@@ -11,6 +11,8 @@
 #                      and the sweeps of pixels, channels, waves and frames
 #   tiling.csv         the PWI_disk kernel for every DAS tiling (pixels per
 #                      invocation x frames per block), to pick the GPU default
+#   split.csv          the kernel with its element loop split among 1..8
+#                      threads per pixel, on PWI_disk and a 64 x 64 image
 #   ab_*.txt           A/B pairs run alternately, twice: DAS rows in f16 vs
 #                      f32 (kernel), demodulation in chunks vs whole traces
 #                      (per-stage times)
@@ -76,6 +78,19 @@ if [ -f "$data" ]; then
             [ -f "$j" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$k,$r,{d['median_kernel_s']},{d['points_per_s']},{d['mach_factor']}\")" "$j" >>"$out/tiling.csv"
         done
     done
+    # The element loop split among 1, 2, 4 and 8 threads per pixel (one
+    # pixel per invocation), on PWI_disk and on a small image, where a
+    # GPU's serial element loop set a fixed ~170 us (split.csv).
+    echo "workload,element_split,median_kernel_s,points_per_s" >"$out/split.csv"
+    for sp in 1 2 4 8; do
+        for wl in pwi small; do
+            j="$out/split_${wl}_s$sp.json"
+            if [ $wl = pwi ]; then src=(--workload pwi-disk --data "$data"); else src=(--workload synthetic --size 64x64 --frames 8); fi
+            step "split_${wl}_s$sp" "$bin" bench "${src[@]}" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
+                --pixels-per-invocation 1 --row-vec4 4 --element-split "$sp" --json "$j"
+            [ -f "$j" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$wl,$sp,{d['median_kernel_s']},{d['points_per_s']}\")" "$j" >>"$out/split.csv"
+        done
+    done
     # A/B, alternating, twice each: f16 rows against f32 (the DAS kernel),
     # demodulation in chunks (the GPU default) against whole traces.
     for i in 1 2; do
@@ -120,6 +135,8 @@ done
     done
     echo "--- tiling (kernel seconds)"
     cat "$out/tiling.csv" 2>/dev/null
+    echo "--- element loop split (kernel seconds)"
+    cat "$out/split.csv" 2>/dev/null
 } >"$out/summary.txt"
 cat "$out/summary.txt"
 

@@ -54,6 +54,14 @@ override ROW_VEC4: u32 = 4u;
 // under the peak, and das undoes the scale exactly. Needs ROW_VEC4 >= 2
 // (one 16-byte unit then holds 4 frames).
 override ROW_F16: bool = false;
+// Threads that share one invocation's element loop (1, 2, 4 or 8; more
+// than 1 only with one pixel per invocation): each takes every
+// ELEMENT_SPLIT-th element and the parts are summed through workgroup
+// memory. On a GPU the element loop is a chain of dependent loads (tap,
+// then rows), and a small image has too few pixels to hide it: the H200
+// took ~170 µs whatever the size below 6.5e4 pixels. Splitting the loop
+// shortens the chain and multiplies the threads.
+override ELEMENT_SPLIT: u32 = 1u;
 
 const INTERP_NEAREST: u32 = 0u;
 const INTERP_LINEAR: u32 = 1u;
@@ -901,7 +909,7 @@ fn elements_of(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: v
 }
 
 // One invocation: pixels p0 .. p0 + PIXELS_PER_INVOCATION − 1 of the
-// padded list, frames of block gid.y. The pixel slots are written out
+// padded list, frames of block wid.y. The pixel slots are written out
 // (WGSL has no unrolling, and lavapipe keeps private arrays indexed in
 // loops in memory: measured 2.5× slower as a loop); slots beyond
 // PIXELS_PER_INVOCATION are constant-false and compile away.
@@ -914,12 +922,27 @@ fn elements_of(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: v
 // the main loop: lavapipe predicates both sides of a branch, so a rarely
 // taken slow path full of loads costs on every element (measured: 40 % of
 // the kernel), while a loop that no SIMD lane enters costs one test.
+// Partial sums of the split element loop (ELEMENT_SPLIT > 1).
+var<workgroup> split_acc: array<Row, 64>;
+
 @compute @workgroup_size(64)
-fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let p0 = gid.x * PIXELS_PER_INVOCATION;
-    let f0 = gid.y * 2u * ROW_VEC4;
+fn das(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    // A workgroup holds 64 / ELEMENT_SPLIT invocations, each on
+    // ELEMENT_SPLIT threads: thread `part` of invocation `slot`. Lanes of
+    // one part take consecutive invocations (neighbouring pixels read
+    // neighbouring rows).
+    let slots = 64u / ELEMENT_SPLIT;
+    let part = li / slots;
+    let p0 = (wid.x * slots + li % slots) * PIXELS_PER_INVOCATION;
+    let f0 = wid.y * 2u * ROW_VEC4;
     let np = n_padded();
-    if (p0 >= np || f0 >= params.n_frames) {
+    // Only a whole workgroup leaves early. An invocation past the last
+    // pixel runs on the last one and stores nothing (store() checks), so
+    // that every thread reaches the barrier of the split.
+    if (f0 >= params.n_frames) {
         return;
     }
     // Pixels past the end repeat the last one and are not stored.
@@ -934,7 +957,7 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
     let last = np - 1u;
     // Row stride in units: one sample of one trace, all frames.
     let stride = frames_padded() / frames_per_unit();
-    let block = gid.y * 2u * ROW_VEC4 / frames_per_unit();
+    let block = wid.y * 2u * ROW_VEC4 / frames_per_unit();
 
     var acc = Acc8(ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW, ZERO_ROW);
     var missed = false;
@@ -950,7 +973,7 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
         let x6 = tx[tw + min(p0 + 6u, last)];
         let x7 = tx[tw + min(p0 + 7u, last)];
         let range = elements_of(x0, x1, x2, x3, x4, x5, x6, x7);
-        for (var e = range.x; e <= range.y; e++) {
+        for (var e = range.x + part; e <= range.y; e += ELEMENT_SPLIT) {
             let t = taps8(q0, q1, q2, q3, q4, q5, q6, q7, x0.xy, x1.xy, x2.xy, x3.xy, x4.xy, x5.xy, x6.xy, x7.xy, wd, e);
             let lo = window_start8(t);
             if (lo < 0) {
@@ -1015,6 +1038,19 @@ fn das(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc.a5 = add_rows(acc.a5, extra[5]);
         acc.a6 = add_rows(acc.a6, extra[6]);
         acc.a7 = add_rows(acc.a7, extra[7]);
+    }
+    if (ELEMENT_SPLIT > 1u) {
+        // One pixel per invocation: its parts summed in part order.
+        split_acc[li] = acc.a0;
+        workgroupBarrier();
+        if (part != 0u) {
+            return;
+        }
+        var sum = split_acc[li];
+        for (var j = 1u; j < ELEMENT_SPLIT; j++) {
+            sum = add_rows(sum, split_acc[li + j * slots]);
+        }
+        acc.a0 = sum;
     }
     let K = PIXELS_PER_INVOCATION;
     store(p0, f0, acc.a0);

@@ -293,6 +293,7 @@ fn das_f16_rows_match_cpu_twin_at_any_scale() {
             row_vec4,
             window_span: 0,
             f16_rows: !preference,
+            element_split: 1,
         }))
         .unwrap();
         das.set_f16_rows(preference);
@@ -312,6 +313,56 @@ fn das_f16_rows_match_cpu_twin_at_any_scale() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("f16 rows: worst relative error {worst:.2e}");
+}
+
+/// The element loop split among 2 and 8 threads per pixel (their parts
+/// summed through workgroup memory) against the twin: RF and IQ, Hann and
+/// boxcar, with f32 and f16 rows. The sum's order is not one thread's,
+/// so neither are the last bits; the twin's tolerance holds.
+#[test]
+fn das_with_a_split_element_loop_matches_cpu_twin() {
+    let Some(ctx) = common::gpu() else { return };
+    let (rf, iq, fc, pixels) = das_data();
+    let das = Das::new(&ctx.device);
+    let mut failures = Vec::new();
+    for (split, f16_rows) in [(2, false), (8, false), (4, true)] {
+        das.set_tiling(Some(DasTiling {
+            pixels_per_invocation: 1,
+            row_vec4: 2,
+            window_span: 2,
+            f16_rows,
+            element_split: split,
+        }))
+        .unwrap();
+        for apodization in [Apodization::Boxcar, Apodization::Hann] {
+            let s = DasSettings {
+                apodization,
+                fnumber: FNumber::Fixed(1.37),
+                transmit: Transmit::Analytic,
+                ..Default::default()
+            };
+            for (name, data, f_mod) in [("rf", &rf, 0.0), ("iq", &iq, fc)] {
+                let err = das_case(&ctx, &das, data, &pixels, &s, f_mod);
+                let tol = if f16_rows { 1e-3 } else { 2e-4 };
+                if err.is_nan() || err > tol {
+                    failures.push(format!(
+                        "split {split}, f16 {f16_rows}, {name} {apodization:?}: relative error {err:.2e} > {tol:.0e}"
+                    ));
+                }
+            }
+        }
+    }
+    // More than one thread per invocation needs one pixel per invocation.
+    assert!(das
+        .set_tiling(Some(DasTiling {
+            pixels_per_invocation: 8,
+            row_vec4: 2,
+            window_span: 2,
+            f16_rows: false,
+            element_split: 2,
+        }))
+        .is_err());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

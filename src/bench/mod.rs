@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// DAS tiling: window span 2, 4 or 6 (default: chosen from the geometry).
     #[arg(long)]
     pub window_span: Option<u32>,
+    /// DAS tiling: threads sharing each invocation's element loop, 1, 2, 4
+    /// or 8 (more than 1 needs --pixels-per-invocation 1; default 1).
+    #[arg(long)]
+    pub element_split: Option<u32>,
     /// DAS rows stored as f16 pairs (scaled by a power of two): half the
     /// bytes per tap, 11-bit samples (default: f32, the twin's precision).
     #[arg(long)]
@@ -197,7 +201,10 @@ fn stage_overrides(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(
         args.demod_chunk
             .map(|c| if c == 0 { usize::MAX } else { c }),
     );
-    if args.pixels_per_invocation.is_none() && args.row_vec4.is_none() && args.window_span.is_none()
+    if args.pixels_per_invocation.is_none()
+        && args.row_vec4.is_none()
+        && args.window_span.is_none()
+        && args.element_split.is_none()
     {
         return Ok(bf.das.set_tiling(None)?);
     }
@@ -209,6 +216,7 @@ fn stage_overrides(args: &BenchArgs, bf: &Beamformer, frames: usize) -> Result<(
         row_vec4: args.row_vec4.unwrap_or(d.row_vec4),
         window_span: args.window_span.unwrap_or(0),
         f16_rows: false,
+        element_split: args.element_split.unwrap_or(d.element_split),
     };
     Ok(bf.das.set_tiling(Some(t))?)
 }
@@ -474,10 +482,15 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         process_cpu_s: k.process_cpu_s,
         wall_s: k.wall_s.clone(),
         tiling: format!(
-            "{} pixels per invocation, {} frames per block, window span {}{}",
+            "{} pixels per invocation, {} frames per block, window span {}{}{}",
             t.pixels_per_invocation,
             t.frames_per_block(),
             t.window_span,
+            if t.element_split > 1 {
+                format!(", element loop split {} ways", t.element_split)
+            } else {
+                String::new()
+            },
             if t.f16_rows { ", f16 rows" } else { "" }
         ),
         rows: if t.f16_rows { "f16" } else { "f32" }.into(),

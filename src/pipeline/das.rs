@@ -300,6 +300,9 @@ pub struct DasTiling {
     /// Rows stored as f16 pairs, scaled by a power of two (`ROW_F16` in
     /// das.wgsl): half the bytes per tap. Needs `row_vec4` ≥ 2.
     pub f16_rows: bool,
+    /// Threads sharing one invocation's element loop (`ELEMENT_SPLIT`):
+    /// 1, 2, 4 or 8; more than 1 needs one pixel per invocation.
+    pub element_split: u32,
 }
 
 impl DasTiling {
@@ -324,6 +327,7 @@ impl DasTiling {
             row_vec4,
             window_span: 2,
             f16_rows: false,
+            element_split: 1,
         }
     }
 
@@ -348,6 +352,14 @@ impl DasTiling {
             return Err(PipelineError::Settings(format!(
                 "row length {} vec4: expected 1, 2, 4 or 8",
                 self.row_vec4
+            )));
+        }
+        if ![1, 2, 4, 8].contains(&self.element_split)
+            || (self.element_split > 1 && self.pixels_per_invocation != 1)
+        {
+            return Err(PipelineError::Settings(format!(
+                "element split {} with {} pixels per invocation: expected 1, 2, 4 or 8, and more than 1 only with 1 pixel per invocation",
+                self.element_split, self.pixels_per_invocation
             )));
         }
         if self.f16_rows && self.row_vec4 < 2 {
@@ -788,6 +800,7 @@ impl Das {
             ("ROW_VEC4", tiling.row_vec4 as f64),
             ("WINDOW_SPAN", tiling.window_span.max(2) as f64),
             ("ROW_F16", if tiling.f16_rows { 1.0 } else { 0.0 }),
+            ("ELEMENT_SPLIT", tiling.element_split as f64),
         ];
         let layout = &self.layouts[entry as usize].1;
         let label = format!("sonoguide.das.{}", entry.name());
@@ -1097,7 +1110,9 @@ impl Das {
         let das = self.pipeline(&ctx.device, Entry::Das, &geom.params, t)?;
         let invocations = (geom.n_padded as u32).div_ceil(t.pixels_per_invocation);
         let blocks = geom.frames.div_ceil(t.frames_per_block()) as u32;
-        let groups = (invocations.div_ceil(WORKGROUP), blocks);
+        // A workgroup holds WORKGROUP / element_split invocations.
+        let per_group = WORKGROUP / t.element_split.max(1);
+        let groups = (invocations.div_ceil(per_group), blocks);
         dispatch(enc, Entry::Das, &das, &target.das_bg, groups);
         Ok(())
     }
@@ -1219,6 +1234,7 @@ mod tests {
             row_vec4: 1,
             window_span: 2,
             f16_rows: false,
+            element_split: 1,
         }))
         .unwrap();
         let up = GpuChannels::upload(&ctx, &data).unwrap();
