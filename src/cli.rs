@@ -127,8 +127,8 @@ pub struct ViewArgs {
     #[arg(long, default_value_t = 0.5)]
     pub tracking_timeout: f64,
     /// Inject a fault to check the window's recovery: device-lost@FRAME,
-    /// surface-lost@FRAME, surface-broken@FRAME or resize=WIDTHxHEIGHT@FRAME
-    /// (repeatable).
+    /// surface-lost@FRAME, surface-broken@FRAME, resize=WIDTHxHEIGHT@FRAME
+    /// or minimize=MILLISECONDS@FRAME (repeatable).
     #[arg(long, conflicts_with = "headless")]
     pub fault: Vec<String>,
 }
