@@ -189,6 +189,9 @@ fn row_shift() -> i32 {
 // (the exponent biases differ by 112); rounding is to nearest, ties to
 // even. The rows hold |x| < 2^14, so nothing overflows; values under
 // f16's smallest normal (2^-14, 168 dB below the peak) may flush to zero.
+// Data that are not finite get no scale and are not kept as infinities or
+// NaNs (WGSL lets an implementation assume there are none: lavapipe's
+// f32 path did not propagate an infinite sample either).
 fn pack_f16x2(v: vec2<f32>) -> u32 {
     // 2^-112: the f16 exponent in the f32's place.
     let b = bitcast<vec2<u32>>(abs(v) * 1.925929944387236e-34);
