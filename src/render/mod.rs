@@ -1244,9 +1244,12 @@ impl Display {
                 ms(self.prepare_s),
                 ms(self.record_s)
             ));
+            // The stages; the simulation's phases only in --progress lines
+            // (the status line has one row of the window's width).
             let gpu: Vec<String> = self
                 .stage_times
                 .iter()
+                .filter(|(l, _)| !l.starts_with("simulate."))
                 .map(|(l, t)| format!("{l} {}", ms(*t)))
                 .collect();
             status.push(if gpu.is_empty() {
