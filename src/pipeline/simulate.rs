@@ -649,9 +649,16 @@ impl SimBuffers {
         })
     }
 
-    /// The RF buffer every simulation in these buffers writes.
-    pub fn rf(&self) -> &wgpu::Buffer {
-        &self.rf
+    /// The RF every simulation of `plan` in these buffers writes.
+    pub fn channels(&self, plan: &SimPlan) -> GpuChannels {
+        GpuChannels {
+            buffer: self.rf.clone(),
+            iq: false,
+            frames: plan.frames,
+            waves: plan.n_waves(),
+            channels: plan.n_elements(),
+            samples: plan.samples,
+        }
     }
 }
 
@@ -1074,15 +1081,7 @@ impl Simulate {
             pass.set_pipeline(&self.resolve);
             pass.dispatch_workgroups(gx, gy, 1);
         });
-        let channels = GpuChannels {
-            buffer: job.buffers.rf.clone(),
-            iq: false,
-            frames: plan.frames,
-            waves: nw,
-            channels: ne,
-            samples: ns,
-        };
-        (channels, job.buffers)
+        (job.buffers.channels(plan), job.buffers)
     }
 
     /// Simulate on the GPU and read the channel data back.

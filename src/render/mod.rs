@@ -401,9 +401,8 @@ pub struct Display {
     /// Its RF once the last unit is recorded, for the next frame's rest
     /// of the chain.
     simulated: Option<crate::pipeline::GpuChannels>,
-    /// GPU seconds of `simulate` over the frames of the image in progress,
-    /// and of each of its phases.
-    simulate_s: f64,
+    /// GPU seconds of each phase of `simulate` over the frames of the
+    /// image in progress (their sum is `simulate`).
     simulate_phases: Vec<(String, f64)>,
     /// Headless: wait for the worker instead of drawing without an image.
     pub wait_prepared: bool,
@@ -523,7 +522,6 @@ impl Display {
             simulating: None,
             sim_job: None,
             simulated: None,
-            simulate_s: 0.0,
             simulate_phases: Vec::new(),
 
             wait_prepared: false,
@@ -823,7 +821,6 @@ impl Display {
                     // after their sum.
                     for phase in crate::pipeline::simulate::PHASES {
                         if let Some(v) = t.get(phase) {
-                            self.simulate_s += v;
                             match self.simulate_phases.iter_mut().find(|(l, _)| l == phase) {
                                 Some(p) => p.1 += v,
                                 None => self.simulate_phases.push((phase.to_string(), v)),
@@ -835,13 +832,13 @@ impl Display {
                             .scopes
                             .into_iter()
                             .filter(|(l, _)| !l.starts_with(chain::STAGES[0]));
-                        self.stage_times = std::iter::once((
-                            chain::STAGES[0].to_string(),
-                            std::mem::take(&mut self.simulate_s),
-                        ))
-                        .chain(std::mem::take(&mut self.simulate_phases))
-                        .chain(rest)
-                        .collect();
+                        let phases = std::mem::take(&mut self.simulate_phases);
+                        let simulate = phases.iter().map(|(_, v)| v).sum();
+                        self.stage_times =
+                            std::iter::once((chain::STAGES[0].to_string(), simulate))
+                                .chain(phases)
+                                .chain(rest)
+                                .collect();
                     } else if let Some(c) = t.get(compositor::STAGE) {
                         match self
                             .stage_times
@@ -1249,7 +1246,7 @@ impl Display {
             let gpu: Vec<String> = self
                 .stage_times
                 .iter()
-                .filter(|(l, _)| !l.starts_with("simulate."))
+                .filter(|(l, _)| !crate::pipeline::simulate::PHASES.contains(&l.as_str()))
                 .map(|(l, t)| format!("{l} {}", ms(*t)))
                 .collect();
             status.push(if gpu.is_empty() {

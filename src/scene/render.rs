@@ -535,14 +535,18 @@ impl Renderer {
         scatterers: &[Scatterer],
         batch: Option<usize>,
     ) -> Result<SimJob, String> {
-        let kept = self.sim_buffers.lock().ok().and_then(|mut b| b.take());
-        let buffers = match kept {
-            Some(b) => b,
-            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
-        };
+        let buffers = self.take_sim_buffers(ctx)?;
         self.simulator
             .begin_in(ctx, &self.plan, buffers, scatterers, batch)
             .map_err(|e| e.to_string())
+    }
+
+    /// The simulation's buffers kept from the last frame, or new ones.
+    fn take_sim_buffers(&self, ctx: &GpuContext) -> Result<SimBuffers, String> {
+        match self.sim_buffers.lock().ok().and_then(|mut b| b.take()) {
+            Some(b) => Ok(b),
+            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string()),
+        }
     }
 
     /// Record up to `units` more units of the simulation in `job`
@@ -610,19 +614,8 @@ impl Renderer {
     /// ~0.5 s for DAS's variant, which made the first image's last frame
     /// the longest of a window run) and DAS's geometry is prepared. Waits.
     pub fn warm_up(&self, ctx: &GpuContext) -> Result<(), String> {
-        let buffers = match self.sim_buffers.lock().ok().and_then(|mut b| b.take()) {
-            Some(b) => b,
-            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
-        };
-        let p = &self.plan;
-        let rf = GpuChannels {
-            buffer: buffers.rf().clone(),
-            iq: false,
-            frames: p.frames,
-            waves: p.n_waves(),
-            channels: p.n_elements(),
-            samples: p.samples,
-        };
+        let buffers = self.take_sim_buffers(ctx)?;
+        let rf = buffers.channels(&self.plan);
         if let Ok(mut kept) = self.sim_buffers.lock() {
             *kept = Some(buffers);
         }
