@@ -51,6 +51,11 @@ const EPS: f32 = 1.1920929e-7;
 const FLAG_ELEVATION: u32 = 1u;
 const FLAG_CONVEX: u32 = 2u;
 const FLAG_WRITE_TAPS: u32 = 4u;
+// Resolve: keep the noise-free sum in `base` instead of writing frames
+// (a background, such as the display's tissue, that later runs add to).
+const FLAG_BASE_KEEP: u32 = 8u;
+// Peak and resolve: add `base` (a kept background) to the sum.
+const FLAG_BASE_ADD: u32 = 16u;
 
 const BAFFLE_SOFT: u32 = 0u;
 const BAFFLE_RIGID: u32 = 1u;
@@ -137,6 +142,12 @@ struct SimulateParams {
 @group(0) @binding(6) var<storage, read_write> acc: array<atomic<u32>>;
 // [frame][wave][element][sample].
 @group(0) @binding(7) var<storage, read_write> rf: array<f32>;
+// [wave][element][sample]: a kept background's noise-free RF (see
+// FLAG_BASE_KEEP and FLAG_BASE_ADD). Its own scatterers' fixed-point unit
+// was set by their own bound, so it is kept as f32, not as accumulators:
+// background + foreground then differs from one run over both by f32
+// rounding of the sum (tests/simulate.rs measures it).
+@group(0) @binding(8) var<storage, read_write> base: array<f32>;
 
 fn invocation(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
@@ -793,13 +804,22 @@ fn fixed_value(i: u32, shift: i32) -> f32 {
     return ldexp(f32(hi) * 4294967296.0 + f32(lo), -shift);
 }
 
+// Sample i of the sum: this run's accumulators, plus the kept background.
+fn summed_value(i: u32, shift: i32) -> f32 {
+    var v = fixed_value(i, shift);
+    if ((params.flags & FLAG_BASE_ADD) != 0u) {
+        v += base[i];
+    }
+    return v;
+}
+
 @compute @workgroup_size(64)
 fn peak(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = invocation(gid, nwg);
     if (i >= params.n_waves * params.n_elements * params.n_samples) {
         return;
     }
-    atomicMax(&state[1], bitcast<u32>(abs(fixed_value(i, shift_of_bound()))));
+    atomicMax(&state[1], bitcast<u32>(abs(summed_value(i, shift_of_bound()))));
 }
 
 fn pcg(v: u32) -> u32 {
@@ -824,7 +844,11 @@ fn resolve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= n) {
         return;
     }
-    let v = fixed_value(i, shift_of_bound());
+    let v = summed_value(i, shift_of_bound());
+    if ((params.flags & FLAG_BASE_KEEP) != 0u) {
+        base[i] = v;
+        return;
+    }
     let sigma = params.noise_level * bitcast<f32>(atomicLoad(&state[1]));
     for (var f = 0u; f < params.n_frames; f++) {
         var x = v;

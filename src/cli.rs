@@ -97,6 +97,12 @@ pub struct ViewArgs {
     /// Quality preset: `fast` (interactive on software Vulkan) or `quality`.
     #[arg(long, default_value = "fast")]
     pub preset: String,
+    /// Keep the tissue's simulated RF, and simulate only the needle, while
+    /// the probe stays within this many mm of where the tissue was
+    /// simulated (rotation counted at 20 mm per radian); -1: simulate
+    /// the tissue for every image [default: 0.5].
+    #[arg(long, allow_hyphen_values = true)]
+    pub tissue_tolerance: Option<f64>,
     /// Render once, without a window, to this PNG.
     #[arg(long)]
     pub headless: Option<PathBuf>,
@@ -291,7 +297,15 @@ impl ViewArgs {
 /// view headless to a PNG when there is no display.
 fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     use crate::render::window::{run as run_window, WindowError, WindowOptions};
-    let preset = crate::render::Preset::parse(&args.preset).map_err(fail)?;
+    let mut preset = crate::render::Preset::parse(&args.preset).map_err(fail)?;
+    if let Some(mm) = args.tissue_tolerance {
+        if !(mm.is_finite() && (mm >= 0.0 || mm == -1.0)) {
+            return Err(fail(format!(
+                "--tissue-tolerance {mm}: expected a distance in mm (0 or more), or -1 to simulate the tissue for every image"
+            )));
+        }
+        preset.tissue_tolerance = mm * 1e-3;
+    }
     let size = args
         .size
         .split_once('x')
@@ -358,12 +372,13 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     let summary = |s: &crate::render::window::RunSummary| {
         let per_s = |n: u64| n as f64 / s.seconds.max(1e-9);
         println!(
-            "{} frames in {:.1} s: {:.1} frames/s, {} B-mode images ({:.1} images/s)",
+            "{} frames in {:.1} s: {:.1} frames/s, {} B-mode images ({:.1} images/s; {} with the tissue simulated, the rest its needle only)",
             s.frames,
             s.seconds,
             per_s(s.frames),
             s.images,
-            per_s(s.images)
+            per_s(s.images),
+            s.tissue_images
         );
     };
     if let Some(png) = &args.headless {

@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use glam::{DQuat, DVec3};
+use sonoguide::gpu::timing::GpuTimer;
 use sonoguide::gpu::GpuContext;
 use sonoguide::render::{
     self, clip_to_target, image_plane_corners, plane_matrix, Display, Layout, Offscreen,
@@ -455,4 +456,74 @@ fn every_control_acts_and_the_frame_still_renders() {
     assert!(d.info().is_none(), "a new approach starts without an image");
     d.apply(&ctx, Action::Quit).unwrap();
     assert!(d.quit);
+}
+
+/// The display keeps the tissue's RF while the probe is held and simulates
+/// only the needle (`Tissue::Kept`): the image equals one simulated whole
+/// (grey levels within 1, f32 rounding of the summed RF), for the image
+/// that simulated the tissue (here spread over steps, as on lavapipe) and
+/// for one that reused it with the needle further in; a probe moved past
+/// the tolerance does not reuse it.
+#[test]
+fn a_held_probe_keeps_the_tissue_and_the_image_is_the_same() {
+    use sonoguide::scene::render::{needle_at, tissue_at, Renderer, Tissue};
+    let Some(ctx) = common::gpu() else { return };
+    let mut scene = render::load_scene(Path::new(render::SCENES[0]), &FAST).unwrap();
+    // Sparse speckle: the bone's and the needle's scatterers remain.
+    scene.scatterer_density = 0.005e9;
+    let r = Renderer::try_new(&ctx, &scene, 160, 60.0).unwrap();
+    let at = |s: f64| scene.scripted(s * scene.duration);
+    let (a, mut b) = (at(0.7), at(1.0));
+    // The probe held where it was; the needle went on.
+    b.probe = a.probe;
+    let tissue = tissue_at(&scene, &r.view, &a.probe);
+    let image = |tissue: Tissue, needle: &[sonoguide::sim::Scatterer], batch, units| {
+        let mut job = Some(r.start(&ctx, tissue, needle, batch).unwrap());
+        let rf = loop {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            let rf = r.step(&ctx, &mut enc, &mut GpuTimer::off(), &mut job, units);
+            ctx.queue.submit([enc.finish()]);
+            if let Some(rf) = rf {
+                break rf;
+            }
+        };
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let out = r.finish(&ctx, &mut enc, &mut GpuTimer::off(), rf).unwrap();
+        ctx.queue.submit([enc.finish()]);
+        let g = &r.view.display;
+        ctx.read_buffer::<u32>(&out, g.width * g.height).unwrap()
+    };
+    let whole = |needle: &[sonoguide::sim::Scatterer]| {
+        let all: Vec<_> = tissue.iter().chain(needle).copied().collect();
+        image(Tissue::None, &all, None, usize::MAX)
+    };
+    let same = |x: &[u32], y: &[u32], what: &str| {
+        let differ = x.iter().zip(y).filter(|(p, q)| p != q).count();
+        let most = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (*p as u8).abs_diff(*q as u8))
+            .max()
+            .unwrap();
+        eprintln!(
+            "{what}: {differ} of {} pixels differ, by at most {most} grey levels",
+            x.len()
+        );
+        assert!(
+            most <= 1 && differ * 1000 <= x.len(),
+            "{what}: {differ} pixels differ, by up to {most}"
+        );
+    };
+    let (na, nb) = (needle_at(&scene, &a), needle_at(&scene, &b));
+    assert!(!na.is_empty() && nb.len() > na.len(), "the needle goes in");
+    assert_eq!(r.tissue_kept(&a.probe, 1.0), None, "nothing kept yet");
+    let first = image(Tissue::New(&tissue, a.probe), &na, Some(2000), 1);
+    same(&first, &whole(&na), "tissue simulated, in steps");
+    assert_eq!(r.tissue_kept(&a.probe, 0.0), Some(tissue.len()));
+    let mut moved = a.probe;
+    moved.translation.x += 2.0 * render::TISSUE_TOLERANCE;
+    assert_eq!(r.tissue_kept(&moved, render::TISSUE_TOLERANCE), None);
+    let second = image(Tissue::Kept, &nb, None, usize::MAX);
+    same(&second, &whole(&nb), "tissue kept, needle further in");
+    assert!(first != second, "the needle moved in the image");
 }

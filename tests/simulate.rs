@@ -17,7 +17,9 @@ use sonoguide::gpu::timing::{Fallback, GpuTimer};
 use sonoguide::gpu::GpuContext;
 use sonoguide::pipeline::das::{Das, DasPlan};
 use sonoguide::pipeline::demodulate::{DemodPlan, Demodulate};
-use sonoguide::pipeline::simulate::{to_rows, GpuScatterers, SimPlan, Simulate, PHASES};
+use sonoguide::pipeline::simulate::{
+    to_rows, Base, GpuScatterers, SimBuffers, SimPlan, Simulate, PHASES,
+};
 use sonoguide::pipeline::{
     Apodization, BeamformRequest, Beamformer, DasSettings, DemodSettings, FNumber, Interp, Transmit,
 };
@@ -183,7 +185,14 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
         let mut timer = GpuTimer::new(&ctx, Fallback::Skip);
         timer.begin_frame(0);
         let mut job = sim
-            .begin_in(&ctx, &plan, kept.take().unwrap(), scat, Some(batch))
+            .begin_in(
+                &ctx,
+                &plan,
+                kept.take().unwrap(),
+                scat,
+                Some(batch),
+                Base::None,
+            )
             .unwrap();
         assert!(sim.step(&ctx, &mut enc, &mut timer, &plan, &mut job, usize::MAX));
         let (rf, buffers) = sim.finish(&ctx, &mut enc, &mut timer, &plan, job);
@@ -232,6 +241,97 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
         reference::simulate::simulate(&plan, &rows, 1)
             == reference::simulate::simulate(&plan, &rows, 2)
     );
+}
+
+/// The display keeps the tissue's RF while the probe is held and adds
+/// each image's needle to it (`Base`). Layered, the channel data equal one
+/// run over both sets to f32 rounding of the sum, with the noise's level
+/// set by the total's peak; a second foreground on the same kept layer
+/// too; and in batches, as the display spreads them.
+#[test]
+fn a_kept_layer_plus_a_foreground_is_one_run_over_both() {
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(8);
+    let tissue = small_phantom(150, (5e-3, 15e-3));
+    // Bright (its contribution bound, and so its fixed-point unit, differs
+    // from the tissue's) and faint foregrounds.
+    let needle = |a: f64, x: f64| -> Vec<Scatterer> {
+        (0..12)
+            .map(|i| scat(x + 0.2e-3 * i as f64, 0.0, 8e-3 + 0.3e-3 * i as f64, a))
+            .collect()
+    };
+    let (bright, faint) = (needle(40.0, -2e-3), needle(0.05, 1e-3));
+    let s = SimSettings {
+        noise: Some(Noise {
+            level_db: -40.0,
+            seed: 3,
+        }),
+        ..settings_3d(&acq)
+    };
+    let plan = SimPlan::new(&acq, 600, &s).unwrap();
+    let sim = Simulate::new(&ctx.device);
+    let whole = |fg: &[Scatterer]| {
+        let all: Vec<Scatterer> = tissue.iter().chain(fg).copied().collect();
+        rf(&sim.run(&ctx, &plan, &all).unwrap()).to_vec()
+    };
+    let read = |b: &wgpu::Buffer| -> Vec<f32> {
+        ctx.read_buffer(b, plan.frames * plan.frame_len()).unwrap()
+    };
+    let run = |enc: &mut wgpu::CommandEncoder, buffers, scat: &[Scatterer], batch, base| {
+        let mut job = sim
+            .begin_in(&ctx, &plan, buffers, scat, batch, base)
+            .unwrap();
+        assert!(sim.step(&ctx, enc, &mut GpuTimer::off(), &plan, &mut job, usize::MAX));
+        sim.finish(&ctx, enc, &mut GpuTimer::off(), &plan, job)
+    };
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let (_, kept) = run(
+        &mut enc,
+        SimBuffers::new(&ctx, &plan).unwrap(),
+        &tissue,
+        None,
+        Base::Keep,
+    );
+    let (out, fg) = run(
+        &mut enc,
+        SimBuffers::new(&ctx, &plan).unwrap(),
+        &bright,
+        None,
+        Base::Add(kept.base()),
+    );
+    ctx.queue.submit([enc.finish()]);
+    let layered = read(&out.buffer);
+    let expected = whole(&bright);
+    let e = rel_err(&layered, &expected);
+    eprintln!("kept tissue + bright needle against one run: max |diff| / max = {e:.2e}");
+    assert!(
+        e <= 1e-6,
+        "layered simulation differs by {e:.2e} of the peak"
+    );
+    // The same kept layer, a faint foreground in batches of 5.
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let (out, _) = run(&mut enc, fg, &faint, Some(5), Base::Add(kept.base()));
+    ctx.queue.submit([enc.finish()]);
+    let e = rel_err(&read(&out.buffer), &whole(&faint));
+    eprintln!("the same kept tissue + faint needle in batches: {e:.2e}");
+    assert!(
+        e <= 1e-6,
+        "layered simulation differs by {e:.2e} of the peak"
+    );
+    // A kept layer from another plan is refused, not read past its end.
+    let other = SimPlan::new(&acq, 900, &s).unwrap();
+    let err = sim
+        .begin_in(
+            &ctx,
+            &other,
+            SimBuffers::new(&ctx, &other).unwrap(),
+            &faint,
+            None,
+            Base::Add(kept.base()),
+        )
+        .err()
+        .expect("a kept layer too small for the plan is refused");
+    assert!(err.to_string().contains("same plan"), "{err}");
 }
 
 /// Analytic signal of a real trace by DFT, evaluated at fractional sample

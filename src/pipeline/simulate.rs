@@ -56,6 +56,24 @@ pub const PULSE_THRESHOLD: f64 = 1e-3;
 pub const FLAG_ELEVATION: u32 = 1;
 pub const FLAG_CONVEX: u32 = 2;
 pub const FLAG_WRITE_TAPS: u32 = 4;
+pub const FLAG_BASE_KEEP: u32 = 8;
+pub const FLAG_BASE_ADD: u32 = 16;
+
+/// A simulation as one layer of a sum (the RF is linear in the
+/// scatterers): the display simulates the tissue once while the probe
+/// stays put and adds each image's needle to it.
+#[derive(Clone, Default)]
+pub enum Base {
+    /// A simulation of its own.
+    #[default]
+    None,
+    /// Keep the noise-free sum in the job's buffers ([`SimBuffers::base`])
+    /// instead of writing frames.
+    Keep,
+    /// Add this kept sum (another job's [`SimBuffers::base`]) before the
+    /// noise, whose level follows the peak of the total.
+    Add(wgpu::Buffer),
+}
 
 /// Keep in sync with `SimulateParams` in simulate.wgsl.
 #[repr(C)]
@@ -627,6 +645,8 @@ pub struct SimBuffers {
     /// Every dispatch's parameters, one aligned block each (dynamic offsets).
     params: wgpu::Buffer,
     scatterers: wgpu::Buffer,
+    /// A kept sum ([`Base::Keep`]): one frame, noise-free; grown on first use.
+    base: wgpu::Buffer,
 }
 
 impl SimBuffers {
@@ -646,7 +666,13 @@ impl SimBuffers {
             )?,
             params: uniform_blocks(ctx, 1),
             scatterers: ctx.storage("sonoguide.simulate.scatterers", 16)?,
+            base: ctx.storage("sonoguide.simulate.base", 16)?,
         })
+    }
+
+    /// The sum a [`Base::Keep`] run left here, for [`Base::Add`].
+    pub fn base(&self) -> wgpu::Buffer {
+        self.base.clone()
     }
 
     /// The RF every simulation of `plan` in these buffers writes.
@@ -703,6 +729,8 @@ pub struct SimJob {
     n_batches: usize,
     /// Transmit-and-receive parameter blocks per batch: 1 + wave groups.
     per_batch: usize,
+    /// [`Base::Keep`]: the resolve keeps the sum and writes no frames.
+    keep: bool,
     /// Accumulators cleared (the first step's work).
     started: bool,
     /// The next batch whose bound-only transmit pass is to be recorded.
@@ -719,6 +747,11 @@ pub struct SimJob {
 pub const BOUND_BATCHES_PER_UNIT: usize = 4;
 
 impl SimJob {
+    /// Where this job keeps its sum ([`Base::Keep`]), for [`Base::Add`].
+    pub fn base(&self) -> wgpu::Buffer {
+        self.buffers.base()
+    }
+
     /// Units of work recorded and in all: one per full batch, plus one per
     /// [`BOUND_BATCHES_PER_UNIT`] batches of the bound-only pass (there is
     /// none when everything fits one batch).
@@ -756,6 +789,7 @@ impl Simulate {
                 UniformDynamic,
                 Read,
                 Read,
+                ReadWrite,
                 ReadWrite,
                 ReadWrite,
                 ReadWrite,
@@ -824,12 +858,20 @@ impl Simulate {
     ) -> Result<SimJob, PipelineError> {
         let buffers = SimBuffers::new(ctx, plan)?;
         let bound = (scatterers.count > 0).then(|| scatterers.buffer.clone());
-        self.job(ctx, plan, buffers, bound, scatterers.count, batch)
+        self.job(
+            ctx,
+            plan,
+            buffers,
+            (bound, scatterers.count),
+            batch,
+            Base::None,
+        )
     }
 
     /// As [`Simulate::begin`], in `buffers` kept from an earlier run of the
     /// same plan: the scatterers (checked) go up by a queue write, and
-    /// only buffers too small for this run are replaced.
+    /// only buffers too small for this run are replaced. `base` makes the
+    /// run one layer of a sum ([`Base`]).
     pub fn begin_in(
         &self,
         ctx: &GpuContext,
@@ -837,6 +879,7 @@ impl Simulate {
         mut buffers: SimBuffers,
         scatterers: &[Scatterer],
         batch: Option<usize>,
+        base: Base,
     ) -> Result<SimJob, PipelineError> {
         crate::sim::validate_scatterers(scatterers).map_err(settings_error)?;
         let rows = to_rows(scatterers);
@@ -850,19 +893,42 @@ impl Simulate {
             ctx.queue
                 .write_buffer(&buffers.scatterers, 0, bytemuck::cast_slice(&rows));
         }
-        self.job(ctx, plan, buffers, None, scatterers.len(), batch)
+        self.job(ctx, plan, buffers, (None, scatterers.len()), batch, base)
     }
 
+    /// `scatterers`: their buffer (`None`: the buffers' own) and count.
     fn job(
         &self,
         ctx: &GpuContext,
         plan: &SimPlan,
         mut buffers: SimBuffers,
-        scatterers: Option<wgpu::Buffer>,
-        n: usize,
+        (scatterers, n): (Option<wgpu::Buffer>, usize),
         batch: Option<usize>,
+        base: Base,
     ) -> Result<SimJob, PipelineError> {
         let nw = plan.n_waves();
+        let frame_bytes = (plan.frame_len() * 4) as u64;
+        let resolve_flags = match &base {
+            Base::None => 0,
+            Base::Keep => {
+                grow(
+                    ctx,
+                    &mut buffers.base,
+                    "sonoguide.simulate.base",
+                    frame_bytes,
+                )?;
+                FLAG_BASE_KEEP
+            }
+            Base::Add(b) => {
+                if b.size() < frame_bytes {
+                    return Err(PipelineError::Settings(format!(
+                        "simulation: the kept sum to add holds {} bytes, this plan's frame {frame_bytes}: keep it from a run of the same plan",
+                        b.size()
+                    )));
+                }
+                FLAG_BASE_ADD
+            }
+        };
         if ctx.info.device_type == wgpu::DeviceType::Cpu
             && plan.transmit_iterations() > SOFTWARE_LOOP_LIMIT
         {
@@ -913,13 +979,19 @@ impl Simulate {
                 put(n_batches + b * per_batch + 1 + g, pw);
             }
         }
-        put(blocks - 1, plan.params);
+        let mut resolve = plan.params;
+        resolve.flags |= resolve_flags;
+        put(blocks - 1, resolve);
         if buffers.params.size() < bytes.len() as u64 {
             buffers.params = uniform_blocks(ctx, blocks);
         }
         ctx.queue.write_buffer(&buffers.params, 0, &bytes);
 
         let scatterers = scatterers.unwrap_or_else(|| buffers.scatterers.clone());
+        let base_buffer = match &base {
+            Base::Add(b) => b.clone(),
+            _ => buffers.base.clone(),
+        };
         let params = wgpu::BufferBinding {
             buffer: &buffers.params,
             offset: 0,
@@ -937,6 +1009,7 @@ impl Simulate {
             &buffers.state,
             &buffers.acc,
             &buffers.rf,
+            &base_buffer,
         ]
         .into_iter()
         .enumerate()
@@ -959,6 +1032,7 @@ impl Simulate {
             batch,
             n_batches,
             per_batch,
+            keep: matches!(base, Base::Keep),
             started: false,
             next_bound: 0,
             next: 0,
@@ -1074,7 +1148,7 @@ impl Simulate {
             let last = job.n_batches * (1 + job.per_batch);
             pass.set_bind_group(0, &job.group, &[last as u32 * job.stride]);
             let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
-            if plan.params.noise_level > 0.0 {
+            if plan.params.noise_level > 0.0 && !job.keep {
                 pass.set_pipeline(&self.peak);
                 pass.dispatch_workgroups(gx, gy, 1);
             }

@@ -5,7 +5,7 @@
 //! off the frame thread, and a rebuild when the depth changes.
 
 use crate::gpu::GpuContext;
-use crate::scene::render::{scatterers_at, FrameInfo, Renderer, View};
+use crate::scene::render::{frame_info, needle_at, tissue_at, FrameInfo, Renderer, View};
 use crate::scene::{FramePoses, Scene};
 use crate::sim::Scatterer;
 
@@ -13,7 +13,10 @@ pub use crate::scene::render::STAGES;
 
 /// A frame's scatterers (image frame) and landmarks, ready for the GPU.
 pub struct Prepared {
-    pub scatterers: Vec<Scatterer>,
+    /// The tissue's, unless the kept ones do ([`Renderer::tissue_kept`]).
+    pub tissue: Option<Vec<Scatterer>>,
+    /// The needle's.
+    pub needle: Vec<Scatterer>,
     pub info: FrameInfo,
     pub poses: FramePoses,
     /// CPU time it took (wall clock on the worker thread).
@@ -52,15 +55,29 @@ impl ImageChain {
     }
 
     /// The CPU half of a frame: the scatterers for the tools at `poses`
-    /// and where the landmarks fall. Runs on a worker thread in the display
-    /// (tens of milliseconds in release, seconds in a debug build), so it
-    /// takes the scene and rebuilds the view rather than borrowing them.
-    pub fn prepare(scene: Scene, height_px: usize, poses: FramePoses, frame: usize) -> Prepared {
+    /// (the tissue's only when `kept_tissue`, the count of those kept, is
+    /// `None`) and where the landmarks fall. Runs on a worker thread in
+    /// the display (tens of milliseconds in release, seconds in a debug
+    /// build), so it takes the scene and rebuilds the view rather than
+    /// borrowing them.
+    pub fn prepare(
+        scene: Scene,
+        height_px: usize,
+        poses: FramePoses,
+        frame: usize,
+        kept_tissue: Option<usize>,
+    ) -> Prepared {
         let t = std::time::Instant::now();
         let view = View::new(&scene, height_px);
-        let (scatterers, info) = scatterers_at(&scene, &view, &poses, frame);
+        let tissue = kept_tissue
+            .is_none()
+            .then(|| tissue_at(&scene, &view, &poses.probe));
+        let needle = needle_at(&scene, &poses);
+        let count = tissue.as_ref().map_or(kept_tissue.unwrap_or(0), Vec::len) + needle.len();
+        let info = frame_info(&scene, &view, &poses, frame, count);
         Prepared {
-            scatterers,
+            tissue,
+            needle,
             info,
             poses,
             seconds: t.elapsed().as_secs_f64(),

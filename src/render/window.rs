@@ -110,8 +110,10 @@ pub enum WindowError {
 pub struct RunSummary {
     pub frames: u64,
     pub seconds: f64,
-    /// B-mode images the chain delivered in that time.
+    /// B-mode images the chain delivered in that time, and how many of
+    /// them simulated their tissue (the rest only their needle).
     pub images: u64,
+    pub tissue_images: u64,
     pub stage_times: Vec<(String, f64)>,
 }
 
@@ -441,6 +443,7 @@ impl App {
             frames: self.frames,
             seconds: started.elapsed().as_secs_f64(),
             images: s.display.images,
+            tissue_images: s.display.tissue_images,
             stage_times: s.display.stage_times.clone(),
         };
         if s.display.quit || self.opts.frames.is_some_and(|n| self.frames >= n) {

@@ -20,6 +20,14 @@ pub struct Pose {
 }
 
 impl Pose {
+    /// How far `other` is from this pose, in metres: the translation
+    /// plus 20 mm per radian of rotation (about what a turn moves an image
+    /// a few centimetres deep).
+    pub fn moved_from(&self, other: &Pose) -> f64 {
+        (self.translation - other.translation).length()
+            + 0.05 * self.rotation.angle_between(other.rotation)
+    }
+
     pub const IDENTITY: Pose = Pose {
         translation: DVec3::ZERO,
         rotation: DQuat::IDENTITY,

@@ -19,7 +19,7 @@ use crate::pipeline::das::{DasGeometry, DasPlan, DasTarget};
 use crate::pipeline::demodulate::{DemodPlan, DemodTarget};
 use crate::pipeline::detect::DetectTarget;
 use crate::pipeline::scan_convert::ScanTarget;
-use crate::pipeline::simulate::{SimBuffers, SimJob, SimPlan, Simulate};
+use crate::pipeline::simulate::{Base, SimBuffers, SimJob, SimPlan, Simulate};
 use crate::pipeline::{
     Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, GpuChannels,
     PipelineError, Transmit,
@@ -174,22 +174,25 @@ pub fn frame_scatterers(
 /// Scatterers (image frame) and landmarks for the tools at `poses`;
 /// `frame` numbers the frame in its info. The speckle is fixed to the
 /// tissue and the needle's echoes to the needle, so the same poses give
-/// the same scatterers in any frame.
+/// the same scatterers in any frame: the tissue's ([`tissue_at`], which
+/// depend on the probe only), then the needle's ([`needle_at`]).
 pub fn scatterers_at(
     scene: &Scene,
     view: &View,
     poses: &FramePoses,
     frame: usize,
 ) -> (Vec<Scatterer>, FrameInfo) {
-    let FramePoses {
-        time: t,
-        probe,
-        needle: needle_pose,
-        inserted,
-    } = *poses;
+    let mut scat = tissue_at(scene, view, &poses.probe);
+    scat.extend(needle_at(scene, poses));
+    let info = frame_info(scene, view, poses, frame, scat.len());
+    (scat, info)
+}
+
+/// The tissue's and bone's scatterers (image frame) under the probe at
+/// `probe`: everything but the needle, which does not shadow them.
+pub fn tissue_at(scene: &Scene, view: &View, probe: &Pose) -> Vec<Scatterer> {
     let image_to_ref = probe.then(&scene.image_to_probe);
-    let ref_to_image = image_to_ref.inverse();
-    let beams_ref = scene.beam_origin(&probe);
+    let beams_ref = scene.beam_origin(probe);
     let (x0, x1, z0, z1) = bounds(&view.grid);
     let slab = Slab {
         image_to_patient: image_to_ref,
@@ -204,6 +207,14 @@ pub fn scatterers_at(
     scat.retain(|s| {
         view.contains(s.position.x, s.position.z) || near(view, s.position.x, s.position.z)
     });
+    scat
+}
+
+/// The needle's scatterers (image frame) for the tools at `poses`.
+pub fn needle_at(scene: &Scene, poses: &FramePoses) -> Vec<Scatterer> {
+    let ref_to_image = poses.probe.then(&scene.image_to_probe).inverse();
+    let beams_ref = scene.beam_origin(&poses.probe);
+    let needle_pose = poses.needle;
     let tip_ref = scene.tip_of(&needle_pose);
     let dir_ref = needle_pose.rotate(DVec3::Z);
     let tip = ref_to_image.apply(tip_ref);
@@ -212,16 +223,36 @@ pub fn scatterers_at(
         BeamOrigin::Point(o) => BeamOrigin::Point(ref_to_image.apply(o)),
         BeamOrigin::Parallel(d) => BeamOrigin::Parallel(ref_to_image.rotate(d)),
     };
-    scat.extend(needle_scatterers(
+    needle_scatterers(
         &scene.needle,
         tip,
         dir,
-        inserted,
+        poses.inserted,
         beams_img,
         NEEDLE_SLAB,
         scene.seed,
-    ));
+    )
+}
 
+/// Where the landmarks of the tools at `poses` fall, for a frame of
+/// `scatterers` scatterers.
+pub fn frame_info(
+    scene: &Scene,
+    view: &View,
+    poses: &FramePoses,
+    frame: usize,
+    scatterers: usize,
+) -> FrameInfo {
+    let FramePoses {
+        time: t,
+        probe,
+        needle: needle_pose,
+        inserted,
+    } = *poses;
+    let image_to_ref = probe.then(&scene.image_to_probe);
+    let ref_to_image = image_to_ref.inverse();
+    let tip = ref_to_image.apply(scene.tip_of(&needle_pose));
+    let dir = ref_to_image.rotate(needle_pose.rotate(DVec3::Z));
     // Landmarks in pixels.
     let px = |p: DVec3| view.contains(p.x, p.z).then(|| view.to_px(p.x, p.z));
     let target = ref_to_image.apply(scene.target);
@@ -237,7 +268,7 @@ pub fn scatterers_at(
     let cortex = cortex_under_centre(scene, view, &image_to_ref);
     let lambda = scene.acquisition.sound_speed / scene.acquisition.center_frequency;
     let half_beam = 0.5 * elevation_beam_width(scene, tip.z, lambda);
-    let info = FrameInfo {
+    FrameInfo {
         frame,
         time_s: t,
         mm_per_px: view.display.dx * 1e3,
@@ -250,11 +281,10 @@ pub fn scatterers_at(
         needle_inserted_mm: inserted * 1e3,
         target_px: px(target),
         femoral_head_cortex_px: cortex.map(|p| view.to_px(p.x, p.z)),
-        scatterers: scat.len(),
+        scatterers,
         probe_to_reference: pose_array(&probe),
         needle_to_reference: pose_array(&needle_pose),
-    };
-    (scat, info)
+    }
 }
 
 /// Elevation beam width (−6 dB) at depth z: the element height focused by
@@ -404,6 +434,36 @@ pub struct Renderer {
     sim_buffers: Mutex<Option<SimBuffers>>,
     /// The rest of the chain bound to them, built by the first frame.
     targets: Mutex<Option<Targets>>,
+    /// The tissue's RF, kept for the images that add their needle to it.
+    tissue: Mutex<Option<KeptTissue>>,
+}
+
+/// Where an image's simulation starts. The RF is linear in the
+/// scatterers, and the tissue's depend on the probe only ([`tissue_at`]):
+/// while the probe stays put, an image need only simulate its needle.
+pub enum Tissue<'a> {
+    /// The image's scatterers are all there is.
+    None,
+    /// Simulate these tissue scatterers, seen from the probe at this pose,
+    /// keep their RF for later images, and add the image's own.
+    New(&'a [Scatterer], Pose),
+    /// Add the image's own scatterers to the tissue kept by an earlier one.
+    Kept,
+}
+
+/// The tissue's noise-free RF ([`Base::Keep`]) and where the probe was.
+struct KeptTissue {
+    probe: Pose,
+    scatterers: usize,
+    buffers: SimBuffers,
+}
+
+/// An image's simulation being recorded ([`Renderer::start`]).
+pub struct RenderJob {
+    /// The tissue's, when new: recorded first.
+    tissue: Option<(SimJob, Pose, usize)>,
+    /// The image's own, added to the tissue's.
+    image: SimJob,
 }
 
 /// The chain after the simulation, bound once to the simulation's RF
@@ -451,6 +511,7 @@ impl Renderer {
             detect,
             sim_buffers: Mutex::new(None),
             targets: Mutex::new(None),
+            tissue: Mutex::new(None),
         })
     }
 
@@ -462,6 +523,7 @@ impl Renderer {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner()) = None;
         *self.targets.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.tissue.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 
@@ -519,7 +581,7 @@ impl Renderer {
     ) -> Result<(wgpu::Buffer, FrameInfo), String> {
         let (scat, info) = scatterers_at(scene, &self.view, poses, frame);
         let timer = &mut GpuTimer::off();
-        let mut job = Some(self.start(ctx, &scat, None)?);
+        let mut job = Some(self.start(ctx, Tissue::None, &scat, None)?);
         let rf = self
             .step(ctx, enc, timer, &mut job, usize::MAX)
             .ok_or("render: the simulation has batches left")?;
@@ -527,18 +589,56 @@ impl Renderer {
     }
 
     /// Upload a frame's scatterers (a queue write into the buffers kept
-    /// from the last frame) and start its simulation, to be recorded
-    /// `batch` scatterers at a time by [`Renderer::step`].
+    /// from the last frame) and start its simulation on `tissue`, to be
+    /// recorded `batch` scatterers at a time by [`Renderer::step`].
     pub fn start(
         &self,
         ctx: &GpuContext,
+        tissue: Tissue,
         scatterers: &[Scatterer],
         batch: Option<usize>,
-    ) -> Result<SimJob, String> {
+    ) -> Result<RenderJob, String> {
+        let sim = &self.simulator;
+        let (tissue, base) = match tissue {
+            Tissue::None => (None, Base::None),
+            Tissue::New(t, probe) => {
+                // The kept tissue's buffers, for the new tissue: until it
+                // is recorded, nothing is kept.
+                let kept = self.tissue.lock().ok().and_then(|mut k| k.take());
+                let buffers = match kept {
+                    Some(k) => k.buffers,
+                    None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
+                };
+                let job = sim
+                    .begin_in(ctx, &self.plan, buffers, t, batch, Base::Keep)
+                    .map_err(|e| e.to_string())?;
+                let base = Base::Add(job.base());
+                (Some((job, probe, t.len())), base)
+            }
+            Tissue::Kept => {
+                let kept = self.tissue.lock().ok();
+                let base = kept
+                    .as_ref()
+                    .and_then(|k| k.as_ref())
+                    .map(|k| k.buffers.base())
+                    .ok_or("render: no tissue kept to add the image to; simulate it first")?;
+                (None, Base::Add(base))
+            }
+        };
         let buffers = self.take_sim_buffers(ctx)?;
-        self.simulator
-            .begin_in(ctx, &self.plan, buffers, scatterers, batch)
-            .map_err(|e| e.to_string())
+        let image = sim
+            .begin_in(ctx, &self.plan, buffers, scatterers, batch, base)
+            .map_err(|e| e.to_string())?;
+        Ok(RenderJob { tissue, image })
+    }
+
+    /// The tissue scatterers kept for the probe at `probe`, if it is
+    /// within `tolerance` ([`Pose::moved_from`]) of where they were
+    /// simulated: their count.
+    pub fn tissue_kept(&self, probe: &Pose, tolerance: f64) -> Option<usize> {
+        let kept = self.tissue.lock().ok()?;
+        let k = kept.as_ref()?;
+        (probe.moved_from(&k.probe) <= tolerance).then_some(k.scatterers)
     }
 
     /// The simulation's buffers kept from the last frame, or new ones.
@@ -550,24 +650,48 @@ impl Renderer {
     }
 
     /// Record up to `units` more units of the simulation in `job`
-    /// ([`SimJob::progress`]); once the last is recorded, also its
-    /// resolve, and hand back the RF (taking the job).
+    /// ([`SimJob::progress`]), the new tissue's first; once the last is
+    /// recorded, also its resolve, and hand back the RF (taking the job).
+    /// A spread simulation (`units` < `usize::MAX`) ends the tissue's in
+    /// a step of its own.
     pub fn step(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         timer: &mut GpuTimer,
-        job: &mut Option<SimJob>,
+        job: &mut Option<RenderJob>,
         units: usize,
     ) -> Option<GpuChannels> {
         // Timed per phase (`simulate::PHASES`); the display sums them
         // into its `simulate` stage.
         let sim = &self.plan;
         let j = job.as_mut()?;
-        if !self.simulator.step(ctx, enc, timer, sim, j, units) {
+        if let Some((t, _, _)) = j.tissue.as_mut() {
+            if !self.simulator.step(ctx, enc, timer, sim, t, units) {
+                return None;
+            }
+            let (t, probe, scatterers) = j.tissue.take()?;
+            let (_, buffers) = self.simulator.finish(ctx, enc, timer, sim, t);
+            if let Ok(mut kept) = self.tissue.lock() {
+                *kept = Some(KeptTissue {
+                    probe,
+                    scatterers,
+                    buffers,
+                });
+            }
+            if units != usize::MAX {
+                return None;
+            }
+        }
+        if !self
+            .simulator
+            .step(ctx, enc, timer, sim, &mut j.image, units)
+        {
             return None;
         }
-        let (rf, buffers) = self.simulator.finish(ctx, enc, timer, sim, job.take()?);
+        let (rf, buffers) = self
+            .simulator
+            .finish(ctx, enc, timer, sim, job.take()?.image);
         if let Ok(mut kept) = self.sim_buffers.lock() {
             *kept = Some(buffers);
         }
