@@ -40,8 +40,10 @@ struct DemodulateParams {
     n_chunks: u32,
     // Samples a chunk's filter runs before its first output.
     warmup: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // 1: `rf` holds int16 pairs (scanners' RF, half the upload), each
+    // sample worth rf_scale × its integer; 0: f32.
+    rf_i16: u32,
+    rf_scale: f32,
 }
 
 // Keep in sync with GpuSection in src/pipeline/demodulate.rs.
@@ -54,8 +56,8 @@ struct Section {
 
 @group(0) @binding(0) var<uniform> params: DemodulateParams;
 @group(0) @binding(1) var<storage, read> sections: array<Section>;
-// [trace][sample] real.
-@group(0) @binding(2) var<storage, read> rf: array<f32>;
+// [trace][sample] real: f32 bits, or int16 pairs (see rf_i16).
+@group(0) @binding(2) var<storage, read> rf: array<u32>;
 // [trace][pad + sample + pad] complex: the forward pass.
 @group(0) @binding(3) var<storage, read_write> scratch: array<vec2<f32>>;
 // [trace][sample] complex.
@@ -63,11 +65,23 @@ struct Section {
 
 const TAU: f32 = 6.283185307179586;
 
+// RF sample i of the whole buffer.
+fn sample(i: u32) -> f32 {
+    if (params.rf_i16 != 0u) {
+        // Sample 2j in the low half of word j: shift it up, then an
+        // arithmetic shift down extends its sign.
+        let word = rf[i / 2u];
+        let high = select(word << 16u, word, (i & 1u) == 1u);
+        return f32(bitcast<i32>(high) >> 16u) * params.rf_scale;
+    }
+    return bitcast<f32>(rf[i]);
+}
+
 fn mixed(trace: u32, k: u32) -> vec2<f32> {
     let ph = params.phase0 + k * params.phase_step;
     // As i32 the phase is centred on zero: cos/sin see [-π, π).
     let cycles = f32(bitcast<i32>(ph)) * 2.3283064365386963e-10;
-    let v = rf[trace * params.n_samples + k];
+    let v = sample(trace * params.n_samples + k);
     let phase = -TAU * cycles;
     return v * vec2<f32>(cos(phase), sin(phase));
 }

@@ -163,37 +163,52 @@ fn hfr_streams_and_reports() {
     }
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("hfr.json");
-    run(&[
-        "hfr",
-        "--size",
-        "32x24",
-        "--channels",
-        "16",
-        "--frames",
-        "12",
-        "--batch",
-        "2",
-        "--buffers",
-        "2",
-        "--readback",
-        "--json",
-        j.to_str().unwrap(),
-    ]);
-    let v = json(&j);
-    assert_eq!(v["frames"].as_u64(), Some(12), "{v}");
-    assert_eq!(v["frames_dropped"].as_u64(), Some(0), "{v}");
-    for field in [
-        "sustained_fps",
-        "latency_p50_s",
-        "latency_p99_s",
-        "mach_factor",
-        "upload_host_p50_s",
-        "upload_bytes_per_s",
-    ] {
-        positive(&v, field);
-    }
-    // hfr beamforms from f16 rows unless told --f32-rows.
+    let stream = |extra: &[&str]| {
+        let mut args = vec![
+            "hfr",
+            "--size",
+            "32x24",
+            "--channels",
+            "16",
+            "--frames",
+            "12",
+            "--batch",
+            "2",
+            "--buffers",
+            "2",
+            "--readback",
+            "--json",
+            j.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args);
+        let v = json(&j);
+        assert_eq!(v["frames"].as_u64(), Some(12), "{v}");
+        assert_eq!(v["frames_dropped"].as_u64(), Some(0), "{v}");
+        for field in [
+            "sustained_fps",
+            "latency_p50_s",
+            "latency_p99_s",
+            "mach_factor",
+            "upload_host_p50_s",
+            "upload_bytes_per_s",
+            "upload_bytes_per_frame",
+        ] {
+            positive(&v, field);
+        }
+        v
+    };
+    let v = stream(&[]);
+    // hfr beamforms from f16 rows unless told --f32-rows, and streams f32
+    // samples unless told --int16, which halves the bytes per frame.
     assert_eq!(v["rows"].as_str(), Some("f16"), "{v}");
+    assert_eq!(v["samples"].as_str(), Some("f32"), "{v}");
+    let i = stream(&["--int16"]);
+    assert_eq!(i["samples"].as_str(), Some("int16"), "{i}");
+    assert_eq!(
+        2 * i["upload_bytes_per_frame"].as_u64().unwrap(),
+        v["upload_bytes_per_frame"].as_u64().unwrap()
+    );
 }
 
 #[test]

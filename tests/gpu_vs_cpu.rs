@@ -163,6 +163,71 @@ fn demodulate_in_chunks_matches_whole_traces() {
     );
 }
 
+/// RF streamed as int16 (`Encoding::I16`, what `hfr --int16` uploads):
+/// demodulated, it gives the IQ of its dequantised f32 values bit for
+/// bit, on traces of an odd length (so that traces start in either half
+/// of a word), and the quantisation itself is within half a step of the
+/// RF. DAS refuses int16 samples rather than misreading them.
+#[test]
+fn int16_rf_demodulates_as_its_f32_values() {
+    use sonoguide::pipeline::{quantize_i16, Encoding};
+    let Some(ctx) = common::gpu() else { return };
+    let acq = common::small_linear(16);
+    let mut data = point_echoes(&acq, &scatterers(), 601, 2);
+    let Samples::Rf(rf) = &data.data else {
+        panic!("point echoes are RF")
+    };
+    let (ints, scale) = quantize_i16(rf);
+    let peak = rf.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert_eq!(ints.iter().map(|i| i.unsigned_abs()).max(), Some(32767));
+    let restored: Vec<f32> = ints.iter().map(|&i| i as f32 * scale).collect();
+    let q = rf
+        .iter()
+        .zip(&restored)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        q <= 0.5001 * scale && q > 0.0,
+        "quantisation error {q:e}, step {scale:e}"
+    );
+    assert!(scale <= peak / 32000.0);
+
+    let plan = DemodPlan::new(&acq, &DemodSettings::default()).unwrap();
+    let dm = sonoguide::pipeline::demodulate::Demodulate::new(&ctx.device);
+    let n = data.traces() * data.samples;
+    let iq_of = |channels: &GpuChannels| -> Vec<[f32; 2]> {
+        let iq = encode_submit(&ctx, |enc| dm.encode(&ctx, enc, channels, &plan).unwrap());
+        ctx.read_buffer(&iq.buffer, n).unwrap()
+    };
+    data.data = Samples::Rf(restored);
+    let f32_iq = iq_of(&GpuChannels::upload(&ctx, &data).unwrap());
+    let mut words = ints.clone();
+    words.resize(ints.len().next_multiple_of(2), 0);
+    let i16_channels = GpuChannels {
+        buffer: ctx.storage_from("test.int16", &words).unwrap(),
+        encoding: Encoding::I16 { scale },
+        ..GpuChannels::upload(&ctx, &data).unwrap()
+    };
+    let i16_iq = iq_of(&i16_channels);
+    assert!(f32_iq.iter().any(|c| c[0] != 0.0));
+    assert!(
+        i16_iq == f32_iq,
+        "int16 RF demodulates differently from its f32 values"
+    );
+
+    let das = Das::new(&ctx.device);
+    let pixels = vec![[0.0f32, 10e-3]];
+    let dplan = DasPlan::new(&acq, &DasSettings::default(), 0.0, 1, 2).unwrap();
+    let geom = encode_submit(&ctx, |enc| {
+        das.prepare(&ctx, enc, &dplan, &pixels, data.samples, 2, false)
+            .unwrap()
+    });
+    let err = das
+        .target(&ctx, &geom, &i16_channels)
+        .err()
+        .expect("das refuses int16 samples");
+    assert!(err.to_string().contains("demodulate them first"), "{err}");
+}
+
 /// One DAS case against the twin. `das` is shared across cases: its
 /// specialised pipelines compile once (lavapipe takes ~0.5 s for each).
 fn das_case(

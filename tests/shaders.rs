@@ -142,8 +142,8 @@ fn host_structs_match_wgsl_layouts() {
                 chunk,
                 n_chunks,
                 warmup,
-                _pad0,
-                _pad1
+                rf_i16,
+                rf_scale
             }
         ),
         host!("Section", "demodulate", demodulate::GpuSection { b, a }),

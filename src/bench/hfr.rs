@@ -33,7 +33,7 @@ use crate::acquisition::{PixelGrid, Samples};
 use crate::gpu::GpuContext;
 use crate::pipeline::das::DasPlan;
 use crate::pipeline::demodulate::DemodPlan;
-use crate::pipeline::{Beamformer, DetectSettings, GpuChannels};
+use crate::pipeline::{quantize_i16, Beamformer, DetectSettings, Encoding, GpuChannels};
 
 #[derive(Args, Debug, Clone)]
 pub struct HfrArgs {
@@ -72,6 +72,11 @@ pub struct HfrArgs {
     /// the B-mode within 1e-3 of its peak of f32's).
     #[arg(long)]
     pub f32_rows: bool,
+    /// Stream the RF as int16, as scanners do: half the bytes of f32 per
+    /// frame (the stream quantised once, its peak at 32 767; demodulation
+    /// restores the scale).
+    #[arg(long)]
+    pub int16: bool,
     /// Write the results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -108,6 +113,10 @@ pub struct HfrReport {
     /// of the wall time, the host, not the GPU, sets the frame rate.
     pub upload_host_p50_s: f64,
     pub upload_bytes_per_s: f64,
+    /// How the channel data are streamed: "f32" or "int16" (`--int16`),
+    /// and the bytes that makes per frame.
+    pub samples: String,
+    pub upload_bytes_per_frame: usize,
 }
 
 fn percentile(v: &[f64], q: f64) -> f64 {
@@ -119,14 +128,30 @@ fn percentile(v: &[f64], q: f64) -> f64 {
     s[((q * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)]
 }
 
+/// The stream's frames as uploaded: the workload's samples, or their
+/// int16 quantisation (`--int16`).
+enum Stream<'a> {
+    Native(&'a Workload),
+    I16 { ints: Vec<i16>, frames: usize },
+}
+
 /// The bytes of frame `f` of the stream, `[wave][channel][sample]`,
 /// cycling through the workload's frames.
-fn frame_bytes(w: &Workload, f: usize) -> &[u8] {
-    let per = w.data.waves * w.data.channels * w.data.samples;
-    let f = f % w.data.frames;
-    match &w.data.data {
-        Samples::Rf(v) => bytemuck::cast_slice(&v[f * per..(f + 1) * per]),
-        Samples::Iq(v) => bytemuck::cast_slice(&v[f * per..(f + 1) * per]),
+fn frame_bytes<'a>(s: &'a Stream, f: usize) -> &'a [u8] {
+    match s {
+        Stream::Native(w) => {
+            let per = w.data.waves * w.data.channels * w.data.samples;
+            let f = f % w.data.frames;
+            match &w.data.data {
+                Samples::Rf(v) => bytemuck::cast_slice(&v[f * per..(f + 1) * per]),
+                Samples::Iq(v) => bytemuck::cast_slice(&v[f * per..(f + 1) * per]),
+            }
+        }
+        Stream::I16 { ints, frames } => {
+            let per = ints.len() / frames;
+            let f = f % frames;
+            bytemuck::cast_slice(&ints[f * per..(f + 1) * per])
+        }
     }
 }
 
@@ -154,7 +179,7 @@ const PARALLEL_COPY_BYTES: usize = 1 << 20;
 /// thread's memcpy moves about 10 GB/s, and 10 000 frames/s of the
 /// simulated 128-channel stream is 5.7 GB/s of channel data.
 fn fill_batch(
-    w: &Workload,
+    w: &Stream,
     start: usize,
     batch: usize,
     dst: wgpu::WriteOnly<'_, [u8]>,
@@ -287,6 +312,22 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     w.data
         .validate()
         .map_err(|e| BenchError::Input(format!("{}: {e}", w.source)))?;
+    let (stream, encoding) =
+        match (&w.data.data, args.int16) {
+            (_, false) => (Stream::Native(&w), Encoding::F32),
+            (Samples::Rf(rf), true) if w.demod.is_some() => {
+                let (ints, scale) = quantize_i16(rf);
+                let frames = w.data.frames;
+                (Stream::I16 { ints, frames }, Encoding::I16 { scale })
+            }
+            _ => {
+                return Err(BenchError::Input(format!(
+                "--int16: {} holds {}; int16 streaming is for RF that is demodulated on the GPU",
+                w.source,
+                if w.data.is_iq() { "IQ data" } else { "RF beamformed without demodulation" }
+            )))
+            }
+        };
     let target_frames = match (args.frames, args.seconds) {
         (Some(n), _) => n,
         (None, Some(_)) => usize::MAX,
@@ -303,12 +344,14 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     let shape = |buffer: wgpu::Buffer| GpuChannels {
         buffer,
         iq: w.data.is_iq(),
+        encoding,
         frames: batch,
         waves: w.data.waves,
         channels: w.data.channels,
         samples: w.data.samples,
     };
-    let bytes_per_batch = (frame_bytes(&w, 0).len() * batch) as u64;
+    // Copies move whole words: an odd count of int16 samples is padded.
+    let bytes_per_batch = ((frame_bytes(&stream, 0).len() * batch) as u64).next_multiple_of(4);
     let copy_threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -384,7 +427,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
                 .slice(..)
                 .get_mapped_range_mut()
                 .map_err(|e| BenchError::gpu(format!("staging buffer not mapped: {e}")))?;
-            fill_batch(&w, start, batch, view.slice(..), copy_threads);
+            fill_batch(&stream, start, batch, view.slice(..), copy_threads);
         }
         slot.staging.unmap();
         slot.staged.store(false, Ordering::SeqCst);
@@ -563,9 +606,15 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         rows: if geom.tiling.f16_rows { "f16" } else { "f32" }.into(),
         upload_host_p50_s: median(&upload_times.borrow()),
         upload_bytes_per_s: bytes_per_batch as f64 / median(&upload_times.borrow()),
+        samples: match encoding {
+            Encoding::F32 => "f32",
+            Encoding::I16 { .. } => "int16",
+        }
+        .into(),
+        upload_bytes_per_frame: frame_bytes(&stream, 0).len(),
     };
     println!(
-        "hfr: {} frames in {:.2} s = {:.0} frames/s sustained ({} frames per batch, {} buffers, {} rows), Mach {:.3}\n     latency upload → {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n     frames dropped: {} ({})\n     host upload: p50 {:.3} ms per batch of {:.1} MB ({:.1} GB/s, {} threads)",
+        "hfr: {} frames in {:.2} s = {:.0} frames/s sustained ({} frames per batch, {} buffers, {} rows), Mach {:.3}\n     latency upload → {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n     frames dropped: {} ({})\n     host upload: p50 {:.3} ms per batch of {:.1} MB of {} samples ({:.1} GB/s, {} threads)",
         report.frames,
         report.seconds,
         report.sustained_fps,
@@ -582,6 +631,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         report.dropped_reason,
         report.upload_host_p50_s * 1e3,
         bytes_per_batch as f64 / 1e6,
+        report.samples,
         report.upload_bytes_per_s / 1e9,
         copy_threads
     );

@@ -276,6 +276,7 @@ pub fn time_stages(
         let raw = GpuChannels {
             buffer: rf,
             iq: w.data.is_iq(),
+            encoding: crate::pipeline::Encoding::F32,
             frames: w.data.frames,
             waves: w.data.waves,
             channels: w.data.channels,

@@ -970,6 +970,11 @@ impl Das {
     }
 
     fn check_shape(geom: &DasGeometry, channels: &GpuChannels) -> Result<(), PipelineError> {
+        if channels.encoding != crate::pipeline::Encoding::F32 {
+            return Err(PipelineError::Settings(
+                "das: these channel data are int16 RF; das reads f32 samples: demodulate them first (int16 streams are demodulated)".into(),
+            ));
+        }
         if channels.samples != geom.samples
             || channels.frames != geom.frames
             || channels.iq != geom.iq

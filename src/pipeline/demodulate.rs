@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{bind_group, compute_pipeline, layout, Binding, GpuChannels, PipelineError};
+use super::{bind_group, compute_pipeline, layout, Binding, Encoding, GpuChannels, PipelineError};
 use crate::acquisition::Acquisition;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 use crate::reference::filter::{DemodParams, FiltfiltConvention};
@@ -52,8 +52,9 @@ pub struct DemodulateParams {
     pub chunk: u32,
     pub n_chunks: u32,
     pub warmup: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// 1: the RF is int16 pairs ([`Encoding::I16`]), each × `rf_scale`.
+    pub rf_i16: u32,
+    pub rf_scale: f32,
 }
 
 /// Keep in sync with `Section` in demodulate.wgsl.
@@ -157,8 +158,8 @@ impl DemodPlan {
             chunk: chunk as u32,
             n_chunks: len.div_ceil(chunk) as u32,
             warmup: self.warmup.min(len) as u32,
-            _pad0: 0,
-            _pad1: 0,
+            rf_i16: 0,
+            rf_scale: 1.0,
         }
     }
 }
@@ -254,7 +255,16 @@ impl Demodulate {
             )));
         }
         let traces = rf.traces();
-        let params = plan.uniform(traces, rf.samples, self.chunk_for(plan, traces, rf.samples));
+        let mut params = plan.uniform(traces, rf.samples, self.chunk_for(plan, traces, rf.samples));
+        if let Encoding::I16 { scale } = rf.encoding {
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(PipelineError::Settings(format!(
+                    "demodulate: int16 RF with a scale of {scale}; expected a positive finite scale"
+                )));
+            }
+            params.rf_i16 = 1;
+            params.rf_scale = scale;
+        }
         let uniform = ctx.uniform_from("sonoguide.demodulate.params", &params);
         let sections = ctx.storage_from("sonoguide.demodulate.sections", &plan.sections)?;
         let scratch = ctx.storage(
@@ -275,6 +285,7 @@ impl Demodulate {
             iq: GpuChannels {
                 buffer: iq,
                 iq: true,
+                encoding: Encoding::F32,
                 ..rf.clone()
             },
         })

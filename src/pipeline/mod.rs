@@ -115,11 +115,45 @@ pub(crate) fn bind_group(
     })
 }
 
+/// How channel samples are stored in a GPU buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Encoding {
+    #[default]
+    F32,
+    /// RF as scanners stream it: two's-complement int16, two samples per
+    /// 32-bit word (the earlier in the low half), each worth `scale` ×
+    /// its integer. Half the bytes of f32 to upload; demodulate reads it.
+    I16 { scale: f32 },
+}
+
+/// RF quantised to int16 for [`Encoding::I16`]; returns the integers and
+/// the scale that restores the values. RF that is int16 already (a
+/// scanner's, as PWI_disk.mat stores it) keeps its integers: scale 1,
+/// lossless. Otherwise the peak |x| maps to 32 767 (quantisation noise
+/// ~100 dB below it, far under any display's range).
+pub fn quantize_i16(rf: &[f32]) -> (Vec<i16>, f32) {
+    if rf.iter().all(|v| v.fract() == 0.0 && v.abs() <= 32767.0) {
+        return (rf.iter().map(|&v| v as i16).collect(), 1.0);
+    }
+    let peak = rf
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = if peak > 0.0 { peak / 32767.0 } else { 1.0 };
+    let ints = rf
+        .iter()
+        .map(|v| (v / scale).round().clamp(-32767.0, 32767.0) as i16)
+        .collect();
+    (ints, scale)
+}
+
 /// Channel data resident on the GPU.
 #[derive(Clone)]
 pub struct GpuChannels {
     pub buffer: wgpu::Buffer,
     pub iq: bool,
+    /// How the samples are stored (RF may be int16).
+    pub encoding: Encoding,
     pub frames: usize,
     pub waves: usize,
     pub channels: usize,
@@ -135,6 +169,7 @@ impl GpuChannels {
         Ok(GpuChannels {
             buffer,
             iq: data.is_iq(),
+            encoding: Encoding::F32,
             frames: data.frames,
             waves: data.waves,
             channels: data.channels,
@@ -333,5 +368,30 @@ impl Beamformer {
         }
         ctx.take_error("readback")?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantize_i16;
+
+    /// A scanner's int16 RF streams as it is; other RF takes the full range.
+    #[test]
+    fn quantize_keeps_integers_and_scales_the_rest() {
+        let ints = [0.0, -2667.0, 12.0, 32767.0, -32767.0];
+        assert_eq!(
+            quantize_i16(&ints),
+            (vec![0, -2667, 12, 32767, -32767], 1.0)
+        );
+        let rf = [1e-8f32, -3e-8, 0.5e-8];
+        let (q, scale) = quantize_i16(&rf);
+        assert_eq!(q[1], -32767);
+        for (v, i) in rf.iter().zip(&q) {
+            assert!((v - *i as f32 * scale).abs() <= 0.5 * scale);
+        }
+        // Integers out of range are scaled, not wrapped.
+        let (q, scale) = quantize_i16(&[40000.0, -1.0]);
+        assert_eq!(q[0], 32767);
+        assert!(scale > 1.0);
     }
 }

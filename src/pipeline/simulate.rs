@@ -680,6 +680,7 @@ impl SimBuffers {
         GpuChannels {
             buffer: self.rf.clone(),
             iq: false,
+            encoding: super::Encoding::F32,
             frames: plan.frames,
             waves: plan.n_waves(),
             channels: plan.n_elements(),
