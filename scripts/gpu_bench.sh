@@ -18,9 +18,10 @@
 #                      (per-stage times)
 #   hfr_*.json/.txt    streaming: 256 x 256 pixels, 128 channels, one plane
 #                      wave (the issue's >= 10 000 frames/s target), and
-#                      PWI_disk looped
+#                      PWI_disk looped; f32 and int16 samples
 #   display_*.txt/.png the display's full loop headless at 1280 x 720, the
-#                      quality preset (the >= 200 frames/s target) and fast
+#                      quality preset (the >= 200 frames/s target) and fast;
+#                      display_*_moving: the tissue simulated for every image
 #   summary.txt        the headline numbers
 #
 # Uses target/release/sonoguide when it is there (or $SONOGUIDE_BIN), else
@@ -111,6 +112,14 @@ for b in 1 8 16 32; do
 done
 # hfr beamforms from f16 rows by default: the same stream from f32 rows.
 step "hfr_256_b16_f32rows" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --f32-rows --json "$out/hfr_256_b16_f32rows.json"
+# The RF streamed as int16 (half the upload), at the batch sizes the upload
+# bound on the H200 (16, 32), and PWI_disk's own int16 samples.
+for b in 16 32; do
+    step "hfr_256_b${b}_int16" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch "$b" --seconds "$seconds" --int16 --json "$out/hfr_256_b${b}_int16.json"
+done
+if [ -f "$data" ]; then
+    step hfr_pwi_disk_int16 "$bin" hfr --data "$data" --size 251x251 --batch 32 --seconds "$seconds" --int16 --json "$out/hfr_pwi_disk_int16.json"
+fi
 # The display's full loop (simulate -> beamform -> detect -> scan convert ->
 # composite) headless at 1280 x 720: the quality preset (128 channels x 3
 # waves, the >= 200 frames/s target) and the fast one.
@@ -120,6 +129,10 @@ for p in $presets; do
     step "display_$p" "$bin" view --preset "$p" --headless "$out/display_$p.png" --size 1280x720 \
         --frames "$display_frames" --progress $((display_frames / 10))
 done
+# The same with the tissue simulated for every image (a probe always on
+# the move), against the default that keeps it while the probe is held.
+step "display_${presets%% *}_moving" "$bin" view --preset "${presets%% *}" --headless "$out/display_moving.png" --size 1280x720 \
+    --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance -1
 
 {
     echo "sonoguide GPU benchmark, $(head -n 1 "$out/machine.txt")"
