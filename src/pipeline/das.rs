@@ -586,9 +586,10 @@ pub fn choose_tiling(
     let mut k = start.pixels_per_invocation.max(1);
     loop {
         if k == 1 {
+            // One pixel needs no span (see `Das::pipeline`).
             return DasTiling {
                 pixels_per_invocation: 1,
-                window_span: 2,
+                window_span: 0,
                 ..start
             };
         }
@@ -798,7 +799,17 @@ impl Das {
             ("APERTURE_CONE", if v.cone { 1.0 } else { 0.0 }),
             ("PIXELS_PER_INVOCATION", tiling.pixels_per_invocation as f64),
             ("ROW_VEC4", tiling.row_vec4 as f64),
-            ("WINDOW_SPAN", tiling.window_span.max(2) as f64),
+            // One pixel's taps are one window of `taps` rows: no span. (A
+            // span of 2 kept two more rows of the row type in registers
+            // and multiplied them by zero weights: 4 rows where 2 do.)
+            (
+                "WINDOW_SPAN",
+                if tiling.pixels_per_invocation == 1 {
+                    0.0
+                } else {
+                    tiling.window_span.max(2) as f64
+                },
+            ),
             ("ROW_F16", if tiling.f16_rows { 1.0 } else { 0.0 }),
             ("ELEMENT_SPLIT", tiling.element_split as f64),
         ];
