@@ -269,13 +269,27 @@ fn das_data() -> (ChannelData, ChannelData, f64, Vec<[f32; 2]>) {
     (rf, iq, plan.fc, grid.positions_f32())
 }
 
+/// Every interpolation, apodization, aperture and transmit model, RF and
+/// IQ, at the adapter's own tiling and at one pixel per invocation (a
+/// GPU's default, whose window holds exactly the taps' rows).
 #[test]
 fn das_matches_cpu_twin_for_every_setting() {
     let Some(ctx) = common::gpu() else { return };
     let (rf, iq, fc, pixels) = das_data();
     let das = Das::new(&ctx.device);
     let mut failures = Vec::new();
-    for interp in [Interp::Nearest, Interp::Linear, Interp::Cubic] {
+    let one_pixel = DasTiling {
+        pixels_per_invocation: 1,
+        row_vec4: 4,
+        window_span: 0,
+        f16_rows: false,
+        element_split: 1,
+    };
+    for (tiling, interp) in [None, Some(one_pixel)]
+        .into_iter()
+        .flat_map(|t| [Interp::Nearest, Interp::Linear, Interp::Cubic].map(|i| (t, i)))
+    {
+        das.set_tiling(tiling).unwrap();
         for apodization in [
             Apodization::Boxcar,
             Apodization::Hann,
@@ -312,7 +326,7 @@ fn das_matches_cpu_twin_for_every_setting() {
                     };
                     if err.is_nan() || err > tol {
                         failures.push(format!(
-                            "{name} {s:?}: relative error {err:.2e} > {tol:.0e}"
+                            "{name} {s:?} tiling {tiling:?}: relative error {err:.2e} > {tol:.0e}"
                         ));
                     }
                 }
