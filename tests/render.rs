@@ -527,3 +527,61 @@ fn a_held_probe_keeps_the_tissue_and_the_image_is_the_same() {
     same(&second, &whole(&nb), "tissue kept, needle further in");
     assert!(first != second, "the needle moved in the image");
 }
+
+/// The scripted needle going in under a probe held at one pose, then
+/// moved by `moved` (shared with the test) metres along x.
+struct HeldProbe(std::sync::Arc<std::sync::Mutex<f64>>);
+
+impl PoseSource for HeldProbe {
+    fn poses(&mut self, scene: &Scene, time: f64) -> ToolPoses {
+        let mut poses = scene.scripted(time);
+        poses.probe = scene.scripted(0.0).probe;
+        poses.probe.translation.x += *self.0.lock().unwrap();
+        ToolPoses {
+            poses,
+            probe_tracked: true,
+            needle_tracked: true,
+        }
+    }
+}
+
+/// The display keeps the tissue while the probe is held: of the images a
+/// moving needle makes, only the first simulates the tissue, and a probe
+/// moved past the tolerance makes the next one simulate it again.
+#[test]
+fn the_display_simulates_the_tissue_again_only_when_the_probe_moves() {
+    let Some(ctx) = common::gpu() else { return };
+    let moved = std::sync::Arc::new(std::sync::Mutex::new(0.0));
+    let mut d = display_with(
+        &ctx,
+        "hip-anterior-longitudinal.toml",
+        Box::new(HeldProbe(moved.clone())),
+    );
+    // A chain every frame, in one piece (no pacing), the needle moving.
+    d.preset = render::Preset {
+        min_interval: std::time::Duration::ZERO,
+        refresh: std::time::Duration::ZERO,
+        sim_batch: None,
+        ..d.preset
+    };
+    d.controls.paused = false;
+    let target = Offscreen::new(&ctx, SIZE, HEADLESS_FORMAT);
+    d.wait_prepared = true;
+    let mut frame = |d: &mut Display| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cmd = d.frame(&ctx, &target.view, SIZE).unwrap();
+        ctx.queue.submit([cmd]);
+        d.finish(&ctx).unwrap();
+    };
+    for _ in 0..4 {
+        frame(&mut d);
+    }
+    assert!(d.images >= 3, "{} images", d.images);
+    assert_eq!(d.tissue_images, 1, "{} images", d.images);
+    *moved.lock().unwrap() = 2.0 * render::TISSUE_TOLERANCE;
+    let before = d.images;
+    while d.images < before + 2 {
+        frame(&mut d);
+    }
+    assert_eq!(d.tissue_images, 2);
+}

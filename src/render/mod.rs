@@ -765,7 +765,6 @@ impl Display {
                 Some(t) => Tissue::New(t, prepared.poses.probe),
                 None => Tissue::Kept,
             };
-            self.tissue_images += prepared.tissue.is_some() as u64;
             self.sim_job = Some(self.chain.renderer.start(
                 ctx,
                 tissue,
@@ -803,6 +802,7 @@ impl Display {
             };
             if let Some(rf) = rf {
                 let prepared = self.simulating.take().expect("a frame is being simulated");
+                self.tissue_images += prepared.tissue.is_some() as u64;
                 let buffer = self
                     .chain
                     .renderer
