@@ -567,7 +567,7 @@ fn the_display_simulates_the_tissue_again_only_when_the_probe_moves() {
     d.controls.paused = false;
     let target = Offscreen::new(&ctx, SIZE, HEADLESS_FORMAT);
     d.wait_prepared = true;
-    let mut frame = |d: &mut Display| {
+    let frame = |d: &mut Display| {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let cmd = d.frame(&ctx, &target.view, SIZE).unwrap();
         ctx.queue.submit([cmd]);
