@@ -425,6 +425,14 @@ fn view_rejects_bad_arguments_with_the_fix() {
         (vec!["view", "--preset", "best"], "expected `fast`"),
         (vec!["view", "--size", "big"], "WIDTHxHEIGHT"),
         (
+            vec!["view", "--tissue-tolerance", "-0.5", "--headless", "x.png"],
+            "--tissue-tolerance -0.5: expected a distance in mm",
+        ),
+        (
+            vec!["view", "--tissue-tolerance", "NaN", "--headless", "x.png"],
+            "--tissue-tolerance NaN",
+        ),
+        (
             vec!["view", "nope.toml", "--headless", "x.png"],
             "no such scene file",
         ),
