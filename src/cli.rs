@@ -345,28 +345,36 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     let headless = |png: &Path| -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("{}", ctx.describe());
-        let d =
+        let (d, images) =
             crate::render::render_headless(&ctx, &args.scene, preset, size, png, args.wall_clock)
                 .map_err(fail)?;
-        let mut times = vec![format!(
-            "scatterers (CPU, worker thread) {:.1} ms, recording the chain (CPU) {:.1} ms",
-            d.prepare_s * 1e3,
-            d.record_s * 1e3
-        )];
-        times.extend(
-            d.stage_times
-                .iter()
-                .map(|(l, t)| format!("{l} {:.1} ms", t * 1e3)),
-        );
         let scatterers = d.info().map(|i| i.scatterers).unwrap_or(0);
         println!(
-            "wrote {} ({}x{}, {} preset, {scatterers} scatterers; {})",
+            "wrote {} ({}x{}, {} preset, {scatterers} scatterers)",
             png.display(),
             size.0,
             size.1,
             preset.name,
-            times.join(", ")
         );
+        for image in images {
+            let mut times = vec![format!(
+                "scatterers (CPU, worker thread) {:.1} ms, recording the chain (CPU) {:.1} ms",
+                image.prepare_s * 1e3,
+                image.record_s * 1e3
+            )];
+            times.extend(
+                image
+                    .stage_times
+                    .iter()
+                    .map(|(l, t)| format!("{l} {:.1} ms", t * 1e3)),
+            );
+            println!(
+                "  image, {} ({}): {}",
+                image.what,
+                d.time_source,
+                times.join(", ")
+            );
+        }
         Ok(())
     };
     let summary = |s: &crate::render::window::RunSummary| {

@@ -527,6 +527,49 @@ fn headless_frame_loop_runs_and_reports() {
             && String::from_utf8_lossy(&refused.stderr)
                 .contains("--wall-clock times the stages of one frame")
     );
+    // One frame with --wall-clock: the stages of an image that simulates
+    // its tissue, then of one that keeps it; with a tolerance of -1, the
+    // first only.
+    let timed = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "view",
+            "--headless",
+            png.to_str().unwrap(),
+            "--size",
+            "320x180",
+            "--wall-clock",
+        ];
+        args.extend(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let image_line = |out: &str, what: &str| {
+        out.lines().any(|l| {
+            l.starts_with(&format!("  image, tissue {what} (wall-clock): "))
+                && l.contains(" simulate ")
+                && l.contains(" das ")
+                && l.contains(" composite ")
+        })
+    };
+    let both = timed(&[]);
+    assert!(
+        image_line(&both, "simulated") && image_line(&both, "kept"),
+        "{both}"
+    );
+    let one = timed(&["--tissue-tolerance", "-1"]);
+    assert!(
+        image_line(&one, "simulated") && !image_line(&one, "kept"),
+        "{one}"
+    );
 }
 
 /// Width and height from a PNG's IHDR.

@@ -1529,8 +1529,32 @@ pub fn run_headless(
     })
 }
 
+/// What one image of the display cost ([`render_headless`]).
+pub struct ImageTimes {
+    /// Which image: its tissue simulated, or kept.
+    pub what: &'static str,
+    /// CPU: the scatterers (worker thread), recording the chain.
+    pub prepare_s: f64,
+    pub record_s: f64,
+    pub stage_times: Vec<(String, f64)>,
+}
+
+impl ImageTimes {
+    fn of(what: &'static str, d: &Display) -> ImageTimes {
+        ImageTimes {
+            what,
+            prepare_s: d.prepare_s,
+            record_s: d.record_s,
+            stage_times: d.stage_times.clone(),
+        }
+    }
+}
+
 /// `sonoguide view --headless`: the composite of `scene` at its default
-/// time written to `png`.
+/// time written to `png`, and what its image cost. With `wall_clock`, the
+/// stages are timed on the host clock, after a warm-up image (lavapipe
+/// compiles each pipeline at its first dispatch), for two images: one
+/// that simulates its tissue, then one that keeps it (the probe held).
 pub fn render_headless(
     ctx: &GpuContext,
     scene: &Path,
@@ -1538,22 +1562,33 @@ pub fn render_headless(
     size: (u32, u32),
     png: &Path,
     wall_clock: bool,
-) -> Result<Display, String> {
+) -> Result<(Display, Vec<ImageTimes>), String> {
     let mut display = Display::new(ctx, scene, preset, HEADLESS_FORMAT, Box::new(Scripted))?;
     display.controls.paused = true;
-    if wall_clock {
-        // Time a whole image, its tissue simulated too, not the second
-        // run's needle alone.
-        display.preset.tissue_tolerance = -1.0;
+    let mut times = Vec::new();
+    let pixels = if wall_clock {
         display.use_wall_clock();
-        // Warm-up: lavapipe compiles each pipeline at its first dispatch.
+        display.preset.tissue_tolerance = -1.0;
         render_frame(ctx, &mut display, size)?;
         display.force_chain = true;
-    }
-    let pixels = render_frame(ctx, &mut display, size)?;
+        let mut pixels = render_frame(ctx, &mut display, size)?;
+        times.push(ImageTimes::of("tissue simulated", &display));
+        // Unless told never to keep it (a negative tolerance).
+        if preset.tissue_tolerance >= 0.0 {
+            display.preset.tissue_tolerance = preset.tissue_tolerance;
+            display.force_chain = true;
+            pixels = render_frame(ctx, &mut display, size)?;
+            times.push(ImageTimes::of("tissue kept", &display));
+        }
+        pixels
+    } else {
+        let pixels = render_frame(ctx, &mut display, size)?;
+        times.push(ImageTimes::of("tissue simulated", &display));
+        pixels
+    };
     crate::io::png::write_rgba(png, size.0 as usize, size.1 as usize, &pixels)
         .map_err(|e| e.to_string())?;
-    Ok(display)
+    Ok((display, times))
 }
 
 #[cfg(test)]
