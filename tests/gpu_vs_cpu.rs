@@ -50,6 +50,18 @@ fn channels_f32(d: &ChannelData) -> (Vec<f32>, bool) {
     }
 }
 
+/// Largest |a| of complex f32 samples, and largest |a − b|.
+fn peak_f32(a: &[[f32; 2]]) -> f32 {
+    a.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f32::max)
+}
+
+fn max_diff_f32(a: &[[f32; 2]], b: &[[f32; 2]]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(g, c)| (g[0] - c[0]).hypot(g[1] - c[1]))
+        .fold(0.0, f32::max)
+}
+
 /// max |gpu − cpu| / max |cpu| over all pixels.
 fn rel_err(gpu: &[[f32; 2]], cpu: &[[f64; 2]]) -> f64 {
     let peak = cpu.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f64::max);
@@ -102,12 +114,8 @@ fn demodulate_matches_cpu_twin() {
         e64 <= 1e-4 * pk,
         "demodulate vs f64 filtfilt: {e64} of peak {pk}"
     );
-    let peak = cpu.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f32::max);
-    let err = gpu
-        .iter()
-        .zip(&cpu)
-        .map(|(g, c)| (g[0] - c[0]).hypot(g[1] - c[1]))
-        .fold(0.0, f32::max);
+    let peak = peak_f32(&cpu);
+    let err = max_diff_f32(&gpu, &cpu);
     // Both are f32 with the same operation order; only transcendental
     // functions (cos/sin of the mixing phase) differ between CPU and GPU.
     assert!(
@@ -141,15 +149,10 @@ fn demodulate_in_chunks_matches_whole_traces() {
             .unwrap()
     };
     let whole = run(Some(usize::MAX));
-    let peak = whole.iter().map(|c| c[0].hypot(c[1])).fold(0.0, f32::max);
+    let peak = peak_f32(&whole);
     assert!(peak > 0.0);
     for chunk in [1, 37, 150] {
-        let got = run(Some(chunk));
-        let err = got
-            .iter()
-            .zip(&whole)
-            .map(|(g, c)| (g[0] - c[0]).hypot(g[1] - c[1]))
-            .fold(0.0, f32::max);
+        let err = max_diff_f32(&run(Some(chunk)), &whole);
         assert!(
             err <= 1e-6 * peak,
             "chunks of {chunk}: max error {err:e} vs peak {peak:e}"

@@ -62,10 +62,9 @@ pub const FLAG_BASE_ADD: u32 = 16;
 /// A simulation as one layer of a sum (the RF is linear in the
 /// scatterers): the display simulates the tissue once while the probe
 /// stays put and adds each image's needle to it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub enum Base {
     /// A simulation of its own.
-    #[default]
     None,
     /// Keep the noise-free sum in the job's buffers ([`SimBuffers::base`])
     /// instead of writing frames.
