@@ -62,8 +62,9 @@ pub struct Preset {
     /// 20 mm per radian) or after `refresh`, whichever comes first ...
     pub pose_threshold: f64,
     pub refresh: Duration,
-    /// ... but never sooner than `min_interval` after the last run
-    /// finished on the GPU (the composite's share of a single queue).
+    /// ... but only after a gap as long as the last run took, at most
+    /// `min_interval`, from when it finished on the GPU (the composite's
+    /// share of a single queue; [`Display::gap_after_chain`]).
     pub min_interval: Duration,
     /// Scatterers simulated per screen frame (`None`: the whole frame at
     /// once). A software adapter has one queue: a frame's simulation
@@ -91,8 +92,8 @@ pub const TISSUE_TOLERANCE: f64 = 0.5e-3;
 /// so while a chain executes the composite waits behind it. Counted from
 /// the chain's start, a 4 s interval left the queue busy nearly all the
 /// time under load (measured 1.2 frames/s at 1280 × 720); so the chain
-/// now waits 2 s after the previous one *finished*, and the composite
-/// (11–20 ms) runs freely in that gap.
+/// now waits after the previous one *finished*, as long as that one took
+/// and at most 2 s, and the composite (11–20 ms) runs freely in that gap.
 pub const FAST: Preset = Preset {
     name: "fast",
     density_per_mm3: 0.02,
@@ -684,7 +685,7 @@ impl Display {
             return true;
         };
         let at = self.chain_done.lock().ok().and_then(|d| *d).unwrap_or(now);
-        if now.duration_since(at) < self.preset.min_interval {
+        if now.duration_since(at) < self.gap_after_chain(at) {
             return false;
         }
         let p = &tools.poses;
@@ -694,6 +695,21 @@ impl Display {
             .max(p.needle.moved_from(&last.needle))
             .max((p.inserted - last.inserted).abs());
         delta > self.preset.pose_threshold || now.duration_since(at) >= self.preset.refresh
+    }
+
+    /// How long a paced preset leaves the queue to the composite after a
+    /// chain that finished `at`: as long as that chain took from its
+    /// start, up to `min_interval`. The queue is then the composite's at
+    /// least half the time, and a cheap image (the tissue kept, only the
+    /// needle simulated: ~0.6 s on lavapipe at `fast`) is followed by a
+    /// short gap rather than the full interval meant for the ~2.8 s ones.
+    fn gap_after_chain(&self, at: Instant) -> Duration {
+        let took = self
+            .chain_at
+            .as_ref()
+            .map(|(start, _)| at.saturating_duration_since(*start))
+            .unwrap_or(self.preset.min_interval);
+        took.min(self.preset.min_interval)
     }
 
     /// Record one frame into `target` (`size` pixels): the image chain when
