@@ -146,33 +146,43 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     assert!(rf(&a) == rf(&b), "two runs of the same simulation differ");
     // Recorded 37 scatterers at a time, one unit per submission (as the
     // display spreads a frame over screen frames): the same bits. Six
-    // batches: their bound-only pass in two units (four, then two
-    // batches), then one unit per batch.
+    // batches, keeping their own taps: six transmits, then six receives,
+    // two a unit.
+    // Sharing one region of taps (a budget of none, as a simulation whose
+    // taps exceed a binding): their bound-only pass in two units (four,
+    // then two batches), then one unit per batch.
     let gpu = sonoguide::pipeline::simulate::GpuScatterers::upload(&ctx, &scat).unwrap();
-    let mut job = sim.begin(&ctx, &plan, &gpu, Some(37)).unwrap();
-    assert_eq!(job.progress(), (0, 8));
-    let mut submissions = 0;
-    loop {
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        let done = sim.step(&ctx, &mut enc, &mut GpuTimer::off(), &plan, &mut job, 1);
-        ctx.queue.submit([enc.finish()]);
-        submissions += 1;
-        assert_eq!(job.progress().0, submissions);
-        if done {
-            break;
+    let mut out = None;
+    for (budget, units) in [(None, 6), (Some(0), 8)] {
+        sim.set_taps_budget(budget);
+        let mut job = sim.begin(&ctx, &plan, &gpu, Some(37)).unwrap();
+        assert_eq!(job.progress(), (0, units), "taps budget {budget:?}");
+        let mut submissions = 0;
+        loop {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            let done = sim.step(&ctx, &mut enc, &mut GpuTimer::off(), &plan, &mut job, 1);
+            ctx.queue.submit([enc.finish()]);
+            submissions += 1;
+            assert_eq!(job.progress().0, submissions);
+            if done {
+                break;
+            }
         }
+        assert_eq!(submissions, units);
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let (rf_out, kept) = sim.finish(&ctx, &mut enc, &mut GpuTimer::off(), &plan, job);
+        ctx.queue.submit([enc.finish()]);
+        let stepped: Vec<f32> = ctx
+            .read_buffer(&rf_out.buffer, plan.frames * plan.frame_len())
+            .unwrap();
+        assert!(
+            stepped == rf(&a),
+            "the simulation recorded batch by batch (taps budget {budget:?}) differs from the one-shot one"
+        );
+        out = Some((rf_out, kept));
     }
-    assert_eq!(submissions, 8);
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let (out, kept) = sim.finish(&ctx, &mut enc, &mut GpuTimer::off(), &plan, job);
-    ctx.queue.submit([enc.finish()]);
-    let stepped: Vec<f32> = ctx
-        .read_buffer(&out.buffer, plan.frames * plan.frame_len())
-        .unwrap();
-    assert!(
-        stepped == rf(&a),
-        "the simulation recorded batch by batch differs from the one-shot one"
-    );
+    sim.set_taps_budget(None);
+    let (out, kept) = out.unwrap();
     // The buffers kept (as the display keeps them between images), used
     // for a larger run in larger batches (they grow), then for this one
     // again: nothing of the earlier runs leaks in, and the RF is written
@@ -219,16 +229,15 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
         again(&scat, 37) == rf(&a),
         "a run after a larger one in the same buffers differs from a fresh one"
     );
-    // Where the adapter has timestamps: every phase timed, transmit and
-    // receive once per batch, the bound-only pass once when there are
-    // several batches.
-    let batches = [bigger.len().div_ceil(100), scat.len().div_ceil(37)];
+    // Where the adapter has timestamps: every phase timed; batches that
+    // keep their taps, recorded at once, in one transmit and one receive
+    // pass, and no bound-only pass.
     assert!(timed.is_empty() || timed.len() == 2);
-    for (run, batches) in timed.iter().zip(batches) {
+    for run in &timed {
         let count = |p: &str| run.iter().filter(|(l, _)| l == p).count();
-        assert_eq!(count(PHASES[0]), (batches > 1) as usize, "{run:?}");
-        assert_eq!(count(PHASES[1]), batches, "{run:?}");
-        assert_eq!(count(PHASES[2]), batches, "{run:?}");
+        assert_eq!(count(PHASES[0]), 0, "{run:?}");
+        assert_eq!(count(PHASES[1]), 1, "{run:?}");
+        assert_eq!(count(PHASES[2]), 1, "{run:?}");
         assert_eq!(count(PHASES[3]), 1, "{run:?}");
         assert!(
             run.iter().all(|(_, t)| t.is_finite() && *t >= 0.0),

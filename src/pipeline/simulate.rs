@@ -23,7 +23,8 @@ use crate::sim::{Baffle, Pulse, Scatterer, SimSettings, MAX_SEGMENTS};
 pub const STAGE: &str = "simulate";
 /// The timer scopes of a simulation's phases ([`Simulate::step`],
 /// [`Simulate::finish`]): the bound-only transmit pass (several batches
-/// only), each batch's transmit and receive, and the resolve.
+/// sharing one region of taps only), the transmits and receives, and the
+/// resolve.
 pub const PHASES: [&str; 4] = [
     "simulate.bound",
     "simulate.transmit",
@@ -717,12 +718,38 @@ fn grow(
     Ok(())
 }
 
+/// Region `region` of `size` bytes of `buffer` (`None`: all of it).
+fn region_of(buffer: &wgpu::Buffer, region: Option<u64>, size: u64) -> wgpu::BindingResource<'_> {
+    match region {
+        Some(r) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: r * size,
+            size: wgpu::BufferSize::new(size),
+        }),
+        None => buffer.as_entire_binding(),
+    }
+}
+
+fn compute_pass<'e>(enc: &'e mut wgpu::CommandEncoder, label: &str) -> wgpu::ComputePass<'e> {
+    enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    })
+}
+
 /// A simulation being recorded batch by batch ([`Simulate::begin`]).
 pub struct SimJob {
     buffers: SimBuffers,
-    /// Binds the scatterers (the buffers' own, or an uploaded set, which
-    /// the group keeps alive) and the parameter blocks.
-    group: wgpu::BindGroup,
+    /// Bind the scatterers (the buffers' own, or an uploaded set, which
+    /// the groups keep alive) and the parameter blocks: one group, or one
+    /// per batch when each batch keeps its heads and taps (`own_taps`).
+    groups: Vec<wgpu::BindGroup>,
+    /// Each batch writes its heads and taps into a region of its own, so
+    /// every transmit runs before the first receive and leaves the bound
+    /// complete: no bound-only pass. Otherwise the batches share one
+    /// region, each transmit is followed by its receive, and with several
+    /// batches the bound-only pass runs first.
+    own_taps: bool,
     stride: u32,
     n: usize,
     batch: usize,
@@ -733,9 +760,11 @@ pub struct SimJob {
     keep: bool,
     /// Accumulators cleared (the first step's work).
     started: bool,
-    /// The next batch whose bound-only transmit pass is to be recorded.
+    /// The next batch whose bound-only transmit pass is to be recorded,
+    /// or (`own_taps`) whose transmit is.
     next_bound: usize,
-    /// The next batch to record in full (transmit with taps, receive).
+    /// The next batch to record in full (transmit with taps, receive), or
+    /// (`own_taps`) whose receive is.
     next: usize,
 }
 
@@ -746,6 +775,13 @@ pub struct SimJob {
 /// the whole bound pass (it was a 0.7 s stall at 9 000 scatterers).
 pub const BOUND_BATCHES_PER_UNIT: usize = 4;
 
+/// Batches that keep their own taps, recorded per unit: two transmits, or
+/// two receives. On lavapipe (same scene, batches of 300) a transmit costs
+/// ~24 ms and a receive ~36 ms, so no unit outweighs a full batch and
+/// the bound-only units before; one batch per unit took 64 screen frames
+/// per image against 40 and halved the images per second in the window.
+pub const OWN_TAPS_BATCHES_PER_UNIT: usize = 2;
+
 impl SimJob {
     /// Where this job keeps its sum ([`Base::Keep`]), for [`Base::Add`].
     pub fn base(&self) -> wgpu::Buffer {
@@ -754,8 +790,16 @@ impl SimJob {
 
     /// Units of work recorded and in all: one per full batch, plus one per
     /// [`BOUND_BATCHES_PER_UNIT`] batches of the bound-only pass (there is
-    /// none when everything fits one batch).
+    /// none when everything fits one batch); with `own_taps`, one per
+    /// [`OWN_TAPS_BATCHES_PER_UNIT`] transmits and as many receives.
     pub fn progress(&self) -> (usize, usize) {
+        if self.own_taps {
+            let units = |b: usize| b.div_ceil(OWN_TAPS_BATCHES_PER_UNIT);
+            return (
+                units(self.next_bound) + units(self.next),
+                2 * units(self.n_batches),
+            );
+        }
         let bound_units = |b: usize| {
             if self.n_batches > 1 {
                 b.div_ceil(BOUND_BATCHES_PER_UNIT)
@@ -776,6 +820,9 @@ pub struct Simulate {
     receive: wgpu::ComputePipeline,
     peak: wgpu::ComputePipeline,
     resolve: wgpu::ComputePipeline,
+    /// Bytes of taps a simulation in several batches may keep for all of
+    /// them (`u64::MAX`: a binding's worth); [`Simulate::set_taps_budget`].
+    taps_budget: std::sync::atomic::AtomicU64,
 }
 
 impl Simulate {
@@ -817,7 +864,19 @@ impl Simulate {
             peak: compute_pipeline(device, STAGE, &module, &pl, "peak"),
             resolve: compute_pipeline(device, STAGE, &module, &pl, "resolve"),
             layout: bgl,
+            taps_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Cap the taps a simulation in several batches keeps for all of them
+    /// (`None`: as much as one binding holds). Past it the batches share
+    /// one region and a bound-only transmit pass runs first; the bits are
+    /// the same either way (tests force both).
+    pub fn set_taps_budget(&self, bytes: Option<u64>) {
+        self.taps_budget.store(
+            bytes.unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Scatterers per batch: the transmit taps of a batch must fit one
@@ -940,17 +999,30 @@ impl Simulate {
         }
         let batch = Self::batch_size(ctx, plan, n).min(batch.unwrap_or(usize::MAX).max(1));
         let n_batches = n.div_ceil(batch).max(1);
+        // A batch's heads and taps, in regions aligned for binding at an offset.
+        let align = ctx.device.limits().min_storage_buffer_offset_alignment as u64;
+        let heads_region = (((nw + 2) * batch * 16) as u64).next_multiple_of(align);
+        let taps_region = ((nw * batch * plan.n_taps() * 8) as u64).next_multiple_of(align);
+        // Batches that all fit keep their own taps (the display's paced
+        // preset cuts ~9 000 scatterers into batches of 300 to spread the
+        // work over screen frames); only a simulation whose taps exceed a
+        // binding pays for the bound-only pass.
+        let budget = ctx
+            .max_binding()
+            .min(self.taps_budget.load(std::sync::atomic::Ordering::Relaxed));
+        let own_taps = n_batches > 1 && taps_region * n_batches as u64 <= budget;
+        let regions = if own_taps { n_batches as u64 } else { 1 };
         grow(
             ctx,
             &mut buffers.heads,
             "sonoguide.simulate.heads",
-            ((nw + 2) * batch * 16) as u64,
+            heads_region * regions,
         )?;
         grow(
             ctx,
             &mut buffers.taps,
             "sonoguide.simulate.taps",
-            (nw * batch * plan.n_taps() * 8) as u64,
+            taps_region * regions,
         )?;
 
         // Every dispatch's parameters, written once: the bound-only pass's
@@ -997,36 +1069,44 @@ impl Simulate {
             offset: 0,
             size: wgpu::BufferSize::new(std::mem::size_of::<SimulateParams>() as u64),
         };
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(params),
-        }];
-        for (i, b) in [
-            &buffers.tables,
-            &scatterers,
-            &buffers.heads,
-            &buffers.taps,
-            &buffers.state,
-            &buffers.acc,
-            &buffers.rf,
-            &base_buffer,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            });
-        }
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("sonoguide.simulate"),
-            layout: &self.layout,
-            entries: &entries,
-        });
+        let group = |region: Option<u64>| {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(params.clone()),
+            }];
+            for (i, resource) in [
+                buffers.tables.as_entire_binding(),
+                scatterers.as_entire_binding(),
+                region_of(&buffers.heads, region, heads_region),
+                region_of(&buffers.taps, region, taps_region),
+                buffers.state.as_entire_binding(),
+                buffers.acc.as_entire_binding(),
+                buffers.rf.as_entire_binding(),
+                base_buffer.as_entire_binding(),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource,
+                });
+            }
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("sonoguide.simulate"),
+                layout: &self.layout,
+                entries: &entries,
+            })
+        };
+        let groups = if own_taps {
+            (0..n_batches as u64).map(|b| group(Some(b))).collect()
+        } else {
+            vec![group(None)]
+        };
         Ok(SimJob {
             buffers,
-            group,
+            groups,
+            own_taps,
             stride: stride as u32,
             n,
             batch,
@@ -1041,11 +1121,14 @@ impl Simulate {
 
     /// Record up to `units` more units of `job` ([`SimJob::progress`]);
     /// true once every batch is recorded. The first call clears the
-    /// accumulators. With several batches, the bound-only transmit pass
-    /// over all of them comes first, [`BOUND_BATCHES_PER_UNIT`] batches a
-    /// unit: every contribution bound must be known before the first
-    /// receive. The dispatch order does not depend on `units`, so neither
-    /// do the bits.
+    /// accumulators. Every contribution's bound (the fixed-point unit) must
+    /// be known before the first receive: with several batches that keep
+    /// their own taps, every transmit is recorded before the first receive
+    /// ([`OWN_TAPS_BATCHES_PER_UNIT`] a unit); when they share one region, a bound-only transmit
+    /// pass over all of them comes first, [`BOUND_BATCHES_PER_UNIT`]
+    /// batches a unit, then each batch's transmit and receive (a unit).
+    /// The dispatch order does not depend on `units`, so neither do the
+    /// bits, and the bound is the same in both schemes.
     pub fn step(
         &self,
         ctx: &GpuContext,
@@ -1071,23 +1154,64 @@ impl Simulate {
         // Each phase in a pass and a timer scope of its own
         // (PHASES): where a frame's simulation time goes.
         let mut units = units;
-        // transmit: one workgroup per (wave, scatterer).
+        let group = |b: usize| &job.groups[b.min(job.groups.len() - 1)];
+        // transmit: one workgroup per (wave, scatterer); receive: one
+        // invocation per (scatterer, element), by groups of waves.
+        let transmit = |pass: &mut wgpu::ComputePass, b: usize, block: usize| {
+            pass.set_bind_group(0, group(b), &offset(block));
+            let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
+            pass.dispatch_workgroups(gx, gy, 1);
+        };
+        let receive = |pass: &mut wgpu::ComputePass, b: usize| {
+            for g in 1..job.per_batch {
+                pass.set_bind_group(0, group(b), &offset(n_batches + b * job.per_batch + g));
+                let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+        };
+        if job.own_taps {
+            // Every transmit (taps written, bounds taken), then every receive.
+            if job.next_bound < n_batches && units > 0 {
+                timer.scope(ctx, enc, PHASES[1], |enc| {
+                    let mut pass = compute_pass(enc, "sonoguide.simulate.transmit");
+                    pass.set_pipeline(&self.transmit);
+                    while job.next_bound < n_batches && units > 0 {
+                        let end = (job.next_bound + OWN_TAPS_BATCHES_PER_UNIT).min(n_batches);
+                        for b in job.next_bound..end {
+                            transmit(&mut pass, b, n_batches + b * job.per_batch);
+                        }
+                        job.next_bound = end;
+                        units -= 1;
+                    }
+                });
+            }
+            let end = job
+                .next
+                .saturating_add(units.saturating_mul(OWN_TAPS_BATCHES_PER_UNIT))
+                .min(n_batches);
+            if job.next < end {
+                timer.scope(ctx, enc, PHASES[2], |enc| {
+                    let mut pass = compute_pass(enc, "sonoguide.simulate.receive");
+                    pass.set_pipeline(&self.receive);
+                    for b in job.next..end {
+                        receive(&mut pass, b);
+                    }
+                });
+            }
+            job.next = end;
+            return end == n_batches;
+        }
         if n_batches == 1 {
             job.next_bound = n_batches;
         }
         if job.next_bound < n_batches && units > 0 {
             timer.scope(ctx, enc, PHASES[0], |enc| {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("sonoguide.simulate.bound"),
-                    timestamp_writes: None,
-                });
+                let mut pass = compute_pass(enc, "sonoguide.simulate.bound");
                 pass.set_pipeline(&self.transmit);
                 while job.next_bound < n_batches && units > 0 {
                     let end = (job.next_bound + BOUND_BATCHES_PER_UNIT).min(n_batches);
                     for b in job.next_bound..end {
-                        pass.set_bind_group(0, &job.group, &offset(b));
-                        let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
-                        pass.dispatch_workgroups(gx, gy, 1);
+                        transmit(&mut pass, b, b);
                     }
                     job.next_bound = end;
                     units -= 1;
@@ -1096,28 +1220,15 @@ impl Simulate {
         }
         let end = job.next.saturating_add(units).min(n_batches);
         for b in job.next..end {
-            let first = n_batches + b * job.per_batch;
             timer.scope(ctx, enc, PHASES[1], |enc| {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("sonoguide.simulate.transmit"),
-                    timestamp_writes: None,
-                });
-                pass.set_bind_group(0, &job.group, &offset(first));
+                let mut pass = compute_pass(enc, "sonoguide.simulate.transmit");
                 pass.set_pipeline(&self.transmit);
-                let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
-                pass.dispatch_workgroups(gx, gy, 1);
+                transmit(&mut pass, b, n_batches + b * job.per_batch);
             });
             timer.scope(ctx, enc, PHASES[2], |enc| {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("sonoguide.simulate.receive"),
-                    timestamp_writes: None,
-                });
+                let mut pass = compute_pass(enc, "sonoguide.simulate.receive");
                 pass.set_pipeline(&self.receive);
-                for g in 1..job.per_batch {
-                    pass.set_bind_group(0, &job.group, &offset(first + g));
-                    let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
-                    pass.dispatch_workgroups(gx, gy, 1);
-                }
+                receive(&mut pass, b);
             });
         }
         job.next = end;
@@ -1146,7 +1257,7 @@ impl Simulate {
                 timestamp_writes: None,
             });
             let last = job.n_batches * (1 + job.per_batch);
-            pass.set_bind_group(0, &job.group, &[last as u32 * job.stride]);
+            pass.set_bind_group(0, &job.groups[0], &[last as u32 * job.stride]);
             let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
             if plan.params.noise_level > 0.0 && !job.keep {
                 pass.set_pipeline(&self.peak);
