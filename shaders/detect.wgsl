@@ -1,9 +1,10 @@
 // detect: envelope, gain and log compression of beamformed IQ to grey levels.
 // CPU twin: src/reference/detect.rs. Host: src/pipeline/detect.rs.
 //
-// Three entry points run in order on the same bindings: `envelope`,
-// `reduce_max` (the reference level: MUST normalises by the maximum over all
-// frames, so it has to be a reduction), and `compress`.
+// Two entry points run in order on the same bindings: `envelope`, which
+// also reduces the envelopes to their maximum (the reference level: MUST
+// normalises by the maximum over all frames, so it has to be a reduction),
+// and `compress`.
 
 // Keep in sync with DetectParams in src/pipeline/detect.rs.
 struct DetectParams {
@@ -27,30 +28,36 @@ struct DetectParams {
 // Grey levels 0..255 (integral values), as MATLAB's uint8(255*(dB+DR)/DR).
 @group(0) @binding(4) var<storage, read_write> grey: array<f32>;
 
-@compute @workgroup_size(256)
-fn envelope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= params.n) {
-        return;
-    }
-    env[i] = params.gain * length(iq[i]);
-}
+// Envelopes one `envelope` invocation computes: a workgroup covers a tile
+// of 256 × ENVELOPE_PER_INVOCATION samples, invocation lid taking samples
+// lid, lid + 256, ... (neighbouring invocations read neighbouring samples).
+// Folding the maximum in registers first leaves one tree reduction (eight
+// barriers) per 4 096 samples instead of per 256: on lavapipe a barrier
+// splits the shader into pieces that every invocation runs in turn.
+// Keep in sync with ENVELOPE_PER_INVOCATION in src/pipeline/detect.rs.
+const ENVELOPE_PER_INVOCATION: u32 = 16u;
 
 var<workgroup> partial: array<u32, 256>;
 
+// Envelope (gain × |IQ|) and, folded in the same pass, its maximum over
+// all samples (the bits of the largest into `max_bits`).
 @compute @workgroup_size(256)
-fn reduce_max(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+fn envelope(
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let tile = (wid.x + wid.y * nwg.x) * 256u * ENVELOPE_PER_INVOCATION;
     var v = 0u;
-    if (i < params.n) {
-        let e = env[i];
-        // NaN or negative never wins.
-        if (e > 0.0) {
-            v = bitcast<u32>(e);
+    for (var k = 0u; k < ENVELOPE_PER_INVOCATION; k++) {
+        let i = tile + k * 256u + lid;
+        if (i < params.n) {
+            let e = params.gain * length(iq[i]);
+            env[i] = e;
+            // NaN or negative never wins.
+            if (e > 0.0) {
+                v = max(v, bitcast<u32>(e));
+            }
         }
     }
     partial[lid] = v;
@@ -61,7 +68,7 @@ fn reduce_max(
         }
         workgroupBarrier();
     }
-    if (lid == 0u) {
+    if (lid == 0u && partial[0] != 0u) {
         atomicMax(&max_bits, partial[0]);
     }
 }

@@ -56,6 +56,34 @@ macro_rules! host {
     };
 }
 
+/// Sizes that the host and a shader both fix (arrays, tiles) and that
+/// carry a "keep in sync" comment on both sides.
+#[test]
+fn host_constants_match_wgsl() {
+    let pairs: [(&str, &str, usize); 6] = [
+        ("das", "MAX_ELEMENTS", das::MAX_ELEMENTS),
+        ("das", "MAX_WAVES", das::MAX_WAVES),
+        (
+            "detect",
+            "ENVELOPE_PER_INVOCATION",
+            detect::ENVELOPE_PER_INVOCATION,
+        ),
+        ("demodulate", "MAX_SECTIONS", demodulate::MAX_SECTIONS),
+        ("simulate", "MAX_FREQ", simulate::MAX_FREQ),
+        ("simulate", "MAX_SEGMENTS", sonoguide::sim::MAX_SEGMENTS),
+    ];
+    let mut failures = Vec::new();
+    for (stage, name, host) in pairs {
+        let module = shaders::parse(stage).unwrap_or_else(|e| panic!("{stage}: {e}"));
+        match shaders::wgsl_const_u32(&module, name) {
+            Some(v) if v as usize == host => {}
+            Some(v) => failures.push(format!("{stage}.wgsl {name} = {v}, the host's {host}")),
+            None => failures.push(format!("{stage}.wgsl: no u32 const {name}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn host_structs_match_wgsl_layouts() {
     let layouts: Vec<Layout> = vec![

@@ -99,6 +99,21 @@ pub fn validate(stage: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The value of a module-scope `const NAME: u32` (or an abstract integer
+/// one) of a WGSL module, for host constants that must agree with it.
+pub fn wgsl_const_u32(module: &naga::Module, name: &str) -> Option<u32> {
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))?;
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => Some(v),
+        naga::Expression::Literal(naga::Literal::I32(v)) => u32::try_from(v).ok(),
+        naga::Expression::Literal(naga::Literal::AbstractInt(v)) => u32::try_from(v).ok(),
+        _ => None,
+    }
+}
+
 /// Byte offsets and size of a WGSL struct as naga lays it out.
 pub fn wgsl_layout(module: &naga::Module, name: &str) -> Option<(u32, Vec<(String, u32)>)> {
     let mut layouter = naga::proc::Layouter::default();

@@ -7,6 +7,8 @@ use crate::gpu::{dispatch_size, shaders, GpuContext};
 
 pub const STAGE: &str = "detect";
 const WORKGROUP: u32 = 256;
+/// Samples one `envelope` invocation folds (ENVELOPE_PER_INVOCATION in detect.wgsl).
+pub const ENVELOPE_PER_INVOCATION: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectSettings {
@@ -79,7 +81,6 @@ pub struct Detected {
 pub struct Detect {
     layout: wgpu::BindGroupLayout,
     envelope: wgpu::ComputePipeline,
-    reduce_max: wgpu::ComputePipeline,
     compress: wgpu::ComputePipeline,
 }
 
@@ -94,13 +95,12 @@ impl Detect {
         );
         Detect {
             envelope: compute_pipeline(device, STAGE, &module, &pl, "envelope"),
-            reduce_max: compute_pipeline(device, STAGE, &module, &pl, "reduce_max"),
             compress: compute_pipeline(device, STAGE, &module, &pl, "compress"),
             layout: bgl,
         }
     }
 
-    /// Record envelope → reduce_max → compress over `n` complex samples.
+    /// Record envelope (and its maximum) → compress over `n` complex samples.
     pub fn encode(
         &self,
         ctx: &GpuContext,
@@ -149,13 +149,14 @@ impl Detect {
     /// first, so each record normalises to its own frame).
     pub fn record(&self, enc: &mut wgpu::CommandEncoder, target: &DetectTarget) {
         enc.clear_buffer(&target.out.max_bits, 0, None);
-        let (gx, gy) = dispatch_size(target.n as u32, WORKGROUP);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("sonoguide.detect"),
             timestamp_writes: None,
         });
         pass.set_bind_group(0, &target.group, &[]);
-        for p in [&self.envelope, &self.reduce_max, &self.compress] {
+        let tiles = target.n.div_ceil(ENVELOPE_PER_INVOCATION) as u32;
+        for (p, n) in [(&self.envelope, tiles), (&self.compress, target.n as u32)] {
+            let (gx, gy) = dispatch_size(n, WORKGROUP);
             pass.set_pipeline(p);
             pass.dispatch_workgroups(gx, gy, 1);
         }
