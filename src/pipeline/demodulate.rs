@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{bind_group, compute_pipeline, layout, Binding, Encoding, GpuChannels, PipelineError};
+use super::{bind_group, layout, Binding, Encoding, GpuChannels, PipelineError};
 use crate::acquisition::Acquisition;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 use crate::reference::filter::{DemodParams, FiltfiltConvention};
@@ -169,11 +169,20 @@ const GPU_INVOCATIONS: usize = 32_768;
 
 pub struct Demodulate {
     layout: wgpu::BindGroupLayout,
-    forward: wgpu::ComputePipeline,
-    backward: wgpu::ComputePipeline,
+    pipeline_layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+    /// Forward and backward pipelines by section count (`N_SECTIONS`).
+    pipelines: Mutex<Vec<(usize, Pipelines)>>,
     device_type: wgpu::DeviceType,
     /// Forced chunk length (tests, benchmarks); `None`: [`Demodulate::chunk_for`].
     chunk: Mutex<Option<usize>>,
+}
+
+/// The two passes of one specialisation.
+#[derive(Clone)]
+struct Pipelines {
+    forward: wgpu::ComputePipeline,
+    backward: wgpu::ComputePipeline,
 }
 
 impl Demodulate {
@@ -182,12 +191,49 @@ impl Demodulate {
         use Binding::*;
         let (bgl, pl) = layout(device, STAGE, &[Uniform, Read, Read, ReadWrite, ReadWrite]);
         Demodulate {
-            forward: compute_pipeline(device, STAGE, &module, &pl, "demodulate_forward"),
-            backward: compute_pipeline(device, STAGE, &module, &pl, "demodulate_backward"),
             layout: bgl,
+            pipeline_layout: pl,
+            module,
+            pipelines: Mutex::new(Vec::new()),
             device_type: device.adapter_info().device_type,
             chunk: Mutex::new(None),
         }
+    }
+
+    /// The passes for a filter of `sections` sections, made on first use
+    /// (MUST's filters are 3 sections: one pair in practice).
+    fn pipelines(
+        &self,
+        device: &wgpu::Device,
+        sections: usize,
+    ) -> Result<Pipelines, PipelineError> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| PipelineError::Settings("demodulate pipeline cache poisoned".into()))?;
+        if let Some((_, p)) = cache.iter().find(|(n, _)| *n == sections) {
+            return Ok(p.clone());
+        }
+        let constants = [("N_SECTIONS", sections as f64)];
+        let make = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&format!("sonoguide.{STAGE}.{entry}")),
+                layout: Some(&self.pipeline_layout),
+                module: &self.module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            })
+        };
+        let p = Pipelines {
+            forward: make("demodulate_forward"),
+            backward: make("demodulate_backward"),
+        };
+        cache.push((sections, p.clone()));
+        Ok(p)
     }
 
     /// Force the chunk length in extended samples (`None`: the adapter's).
@@ -254,6 +300,14 @@ impl Demodulate {
                 plan.params.padlen + 1
             )));
         }
+        let n_sections = plan.sections.len();
+        if n_sections == 0 || n_sections > MAX_SECTIONS {
+            return Err(PipelineError::Settings(format!(
+                "demodulation filter of {n_sections} second-order sections; the shader runs 1 to {MAX_SECTIONS} (filter order up to {})",
+                2 * MAX_SECTIONS
+            )));
+        }
+        let pipelines = self.pipelines(&ctx.device, n_sections)?;
         let traces = rf.traces();
         let mut params = plan.uniform(traces, rf.samples, self.chunk_for(plan, traces, rf.samples));
         if let Encoding::I16 { scale } = rf.encoding {
@@ -281,6 +335,7 @@ impl Demodulate {
         Ok(DemodTarget {
             rf: rf.buffer.clone(),
             group,
+            pipelines,
             invocations: traces * params.n_chunks as usize,
             iq: GpuChannels {
                 buffer: iq,
@@ -301,9 +356,9 @@ impl Demodulate {
         pass.set_bind_group(0, &target.group, &[]);
         // Two dispatches: the backward chunks read the forward output of
         // their neighbours (a compute pass orders dispatches' storage use).
-        pass.set_pipeline(&self.forward);
+        pass.set_pipeline(&target.pipelines.forward);
         pass.dispatch_workgroups(gx, gy, 1);
-        pass.set_pipeline(&self.backward);
+        pass.set_pipeline(&target.pipelines.backward);
         pass.dispatch_workgroups(gx, gy, 1);
     }
 }
@@ -313,6 +368,8 @@ pub struct DemodTarget {
     /// The RF buffer it reads.
     pub rf: wgpu::Buffer,
     group: wgpu::BindGroup,
+    /// Specialised for the plan's section count.
+    pipelines: Pipelines,
     /// Traces × chunks.
     invocations: usize,
     /// Where it writes.
