@@ -60,7 +60,7 @@ macro_rules! host {
 /// carry a "keep in sync" comment on both sides.
 #[test]
 fn host_constants_match_wgsl() {
-    let pairs: [(&str, &str, usize); 6] = [
+    let pairs: [(&str, &str, usize); 7] = [
         ("das", "MAX_ELEMENTS", das::MAX_ELEMENTS),
         ("das", "MAX_WAVES", das::MAX_WAVES),
         (
@@ -71,6 +71,7 @@ fn host_constants_match_wgsl() {
         ("demodulate", "MAX_SECTIONS", demodulate::MAX_SECTIONS),
         ("simulate", "MAX_FREQ", simulate::MAX_FREQ),
         ("simulate", "MAX_SEGMENTS", sonoguide::sim::MAX_SEGMENTS),
+        ("simulate", "WG", simulate::TRANSMIT_WORKGROUP as usize),
     ];
     let mut failures = Vec::new();
     for (stage, name, host) in pairs {

@@ -92,16 +92,44 @@ fn gpu_matches_cpu_twin_linear_3d() {
     let Some(ctx) = common::gpu() else { return };
     let acq = common::small_linear(16);
     let scat = small_phantom(40, (6e-3, 16e-3));
-    let plan = SimPlan::new(&acq, 700, &settings_3d(&acq)).unwrap();
-    let gpu = Simulate::new(&ctx.device).run(&ctx, &plan, &scat).unwrap();
-    let cpu = reference::simulate::simulate(&plan, &to_rows(&scat), 0);
-    let e = rel_err(rf(&gpu), &cpu);
-    eprintln!("linear 3-D (plane, steered, diverging, focused): max |gpu - cpu| / max = {e:.2e}");
+    let sim = Simulate::new(&ctx.device);
+    // The shader is specialised per segment count and per frequencies per
+    // transmit invocation: the default (every arrival), one segment, and
+    // three segments with a window of 4 periods (fewer frequencies).
+    let base = settings_3d(&acq);
+    let mut blocks = Vec::new();
+    for s in [
+        base.clone(),
+        SimSettings {
+            segments: Some(1),
+            ..base.clone()
+        },
+        SimSettings {
+            segments: Some(3),
+            tx_window: 4.0,
+            ..base.clone()
+        },
+    ] {
+        let plan = SimPlan::new(&acq, 700, &s).unwrap();
+        let gpu = sim.run(&ctx, &plan, &scat).unwrap();
+        let cpu = reference::simulate::simulate(&plan, &to_rows(&scat), 0);
+        let e = rel_err(rf(&gpu), &cpu);
+        let (segments, freqs) = (plan.params.n_segments, plan.params.n_freq);
+        eprintln!("linear 3-D (plane, steered, diverging, focused), {segments} segment(s), {freqs} frequencies: max |gpu - cpu| / max = {e:.2e}");
+        assert!(
+            e <= GPU_CPU_TOLERANCE,
+            "GPU and CPU twin differ by {e:.2e} of the peak ({segments} segments, {freqs} frequencies)"
+        );
+        assert!(cpu.iter().any(|v| *v != 0.0));
+        blocks.push((
+            segments,
+            freqs.div_ceil(sonoguide::pipeline::simulate::TRANSMIT_WORKGROUP),
+        ));
+    }
     assert!(
-        e <= GPU_CPU_TOLERANCE,
-        "GPU and CPU twin differ by {e:.2e} of the peak"
+        blocks[0].1 != blocks[2].1,
+        "two frequency blocks: {blocks:?}"
     );
-    assert!(cpu.iter().any(|v| *v != 0.0));
 }
 
 #[test]

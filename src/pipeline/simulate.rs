@@ -737,9 +737,21 @@ fn compute_pass<'e>(enc: &'e mut wgpu::CommandEncoder, label: &str) -> wgpu::Com
     })
 }
 
+/// transmit and receive specialised for a plan ([`Simulate::specialised`]).
+#[derive(Clone)]
+struct Specialised {
+    transmit: wgpu::ComputePipeline,
+    receive: wgpu::ComputePipeline,
+}
+
+/// Invocations of a transmit workgroup (`WG` in simulate.wgsl), which
+/// share a scatterer's frequencies.
+pub const TRANSMIT_WORKGROUP: u32 = 32;
+
 /// A simulation being recorded batch by batch ([`Simulate::begin`]).
 pub struct SimJob {
     buffers: SimBuffers,
+    pipelines: Specialised,
     /// Bind the scatterers (the buffers' own, or an uploaded set, which
     /// the groups keep alive) and the parameter blocks: one group, or one
     /// per batch when each batch keeps its heads and taps (`own_taps`).
@@ -816,8 +828,10 @@ impl SimJob {
 
 pub struct Simulate {
     layout: wgpu::BindGroupLayout,
-    transmit: wgpu::ComputePipeline,
-    receive: wgpu::ComputePipeline,
+    pipeline_layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+    /// transmit and receive by (`N_SEGMENTS`, `FREQ_BLOCK`), made on first use.
+    specialised: std::sync::Mutex<Vec<((u32, u32), Specialised)>>,
     peak: wgpu::ComputePipeline,
     resolve: wgpu::ComputePipeline,
     /// Bytes of taps a simulation in several batches may keep for all of
@@ -844,28 +858,67 @@ impl Simulate {
                 ReadWrite,
             ],
         );
-        // transmit writes every word of workgroup memory before reading it;
-        // zeroing its 12 KB per workgroup (the WebGPU default) would cost
-        // more than the rest of transmit on lavapipe.
-        let transmit = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("sonoguide.simulate.transmit"),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some("transmit"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                zero_initialize_workgroup_memory: false,
-                ..Default::default()
-            },
-            cache: None,
-        });
         Simulate {
-            transmit,
-            receive: compute_pipeline(device, STAGE, &module, &pl, "receive"),
             peak: compute_pipeline(device, STAGE, &module, &pl, "peak"),
             resolve: compute_pipeline(device, STAGE, &module, &pl, "resolve"),
             layout: bgl,
+            pipeline_layout: pl,
+            module,
+            specialised: std::sync::Mutex::new(Vec::new()),
             taps_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// transmit and receive for `plan`'s segment count and frequency block
+    /// (a plan's settings give one pair; the display uses one per approach).
+    fn specialised(
+        &self,
+        device: &wgpu::Device,
+        plan: &SimPlan,
+    ) -> Result<Specialised, PipelineError> {
+        let segments = plan.params.n_segments;
+        let block = plan.params.n_freq.div_ceil(TRANSMIT_WORKGROUP);
+        if !(1..=MAX_SEGMENTS as u32).contains(&segments)
+            || block > MAX_FREQ as u32 / TRANSMIT_WORKGROUP
+        {
+            return Err(PipelineError::Settings(format!(
+                "simulation plan with {segments} segments per element and {} frequencies; the shader runs 1 to {MAX_SEGMENTS} segments and up to {MAX_FREQ} frequencies",
+                plan.params.n_freq
+            )));
+        }
+        let mut cache = self
+            .specialised
+            .lock()
+            .map_err(|_| PipelineError::Settings("simulate pipeline cache poisoned".into()))?;
+        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == (segments, block)) {
+            return Ok(p.clone());
+        }
+        let constants = [
+            ("N_SEGMENTS", segments as f64),
+            ("FREQ_BLOCK", block.max(1) as f64),
+        ];
+        let make = |entry: &str, zero_workgroup_memory: bool| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&format!("sonoguide.{STAGE}.{entry}")),
+                layout: Some(&self.pipeline_layout),
+                module: &self.module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: zero_workgroup_memory,
+                },
+                cache: None,
+            })
+        };
+        let p = Specialised {
+            // transmit writes every word of workgroup memory before reading
+            // it; zeroing its 12 KB per workgroup (the WebGPU default) would
+            // cost more than the rest of transmit on lavapipe.
+            transmit: make("transmit", false),
+            receive: make("receive", true),
+        };
+        cache.push(((segments, block), p.clone()));
+        Ok(p)
     }
 
     /// Cap the taps a simulation in several batches keeps for all of them
@@ -1104,6 +1157,7 @@ impl Simulate {
             vec![group(None)]
         };
         Ok(SimJob {
+            pipelines: self.specialised(&ctx.device, plan)?,
             buffers,
             groups,
             own_taps,
@@ -1174,7 +1228,7 @@ impl Simulate {
             if job.next_bound < n_batches && units > 0 {
                 timer.scope(ctx, enc, PHASES[1], |enc| {
                     let mut pass = compute_pass(enc, "sonoguide.simulate.transmit");
-                    pass.set_pipeline(&self.transmit);
+                    pass.set_pipeline(&job.pipelines.transmit);
                     while job.next_bound < n_batches && units > 0 {
                         let end = (job.next_bound + OWN_TAPS_BATCHES_PER_UNIT).min(n_batches);
                         for b in job.next_bound..end {
@@ -1192,7 +1246,7 @@ impl Simulate {
             if job.next < end {
                 timer.scope(ctx, enc, PHASES[2], |enc| {
                     let mut pass = compute_pass(enc, "sonoguide.simulate.receive");
-                    pass.set_pipeline(&self.receive);
+                    pass.set_pipeline(&job.pipelines.receive);
                     for b in job.next..end {
                         receive(&mut pass, b);
                     }
@@ -1207,7 +1261,7 @@ impl Simulate {
         if job.next_bound < n_batches && units > 0 {
             timer.scope(ctx, enc, PHASES[0], |enc| {
                 let mut pass = compute_pass(enc, "sonoguide.simulate.bound");
-                pass.set_pipeline(&self.transmit);
+                pass.set_pipeline(&job.pipelines.transmit);
                 while job.next_bound < n_batches && units > 0 {
                     let end = (job.next_bound + BOUND_BATCHES_PER_UNIT).min(n_batches);
                     for b in job.next_bound..end {
@@ -1222,12 +1276,12 @@ impl Simulate {
         for b in job.next..end {
             timer.scope(ctx, enc, PHASES[1], |enc| {
                 let mut pass = compute_pass(enc, "sonoguide.simulate.transmit");
-                pass.set_pipeline(&self.transmit);
+                pass.set_pipeline(&job.pipelines.transmit);
                 transmit(&mut pass, b, n_batches + b * job.per_batch);
             });
             timer.scope(ctx, enc, PHASES[2], |enc| {
                 let mut pass = compute_pass(enc, "sonoguide.simulate.receive");
-                pass.set_pipeline(&self.receive);
+                pass.set_pipeline(&job.pipelines.receive);
                 receive(&mut pass, b);
             });
         }
