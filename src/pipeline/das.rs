@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{GpuChannels, PipelineError};
+use super::{specialised_pipeline, GpuChannels, PipelineError};
 use crate::acquisition::{fnumber, transmit, Acquisition, Wavefront};
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 
@@ -814,18 +814,15 @@ impl Das {
             ("ELEMENT_SPLIT", tiling.element_split as f64),
         ];
         let layout = &self.layouts[entry as usize].1;
-        let label = format!("sonoguide.das.{}", entry.name());
-        let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: Some(layout),
-            module: &self.module,
-            entry_point: Some(entry.name()),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let p = specialised_pipeline(
+            device,
+            STAGE,
+            &self.module,
+            layout,
+            entry.name(),
+            &constants,
+            false,
+        );
         cache.insert(key, p.clone());
         Ok(p)
     }

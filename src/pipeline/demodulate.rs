@@ -4,7 +4,9 @@ use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{bind_group, layout, Binding, Encoding, GpuChannels, PipelineError};
+use super::{
+    bind_group, layout, specialised_pipeline, Binding, Encoding, GpuChannels, PipelineError,
+};
 use crate::acquisition::Acquisition;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 use crate::reference::filter::{DemodParams, FiltfiltConvention};
@@ -216,17 +218,15 @@ impl Demodulate {
         }
         let constants = [("N_SECTIONS", sections as f64)];
         let make = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&format!("sonoguide.{STAGE}.{entry}")),
-                layout: Some(&self.pipeline_layout),
-                module: &self.module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: true,
-                },
-                cache: None,
-            })
+            specialised_pipeline(
+                device,
+                STAGE,
+                &self.module,
+                &self.pipeline_layout,
+                entry,
+                &constants,
+                true,
+            )
         };
         let p = Pipelines {
             forward: make("demodulate_forward"),

@@ -84,12 +84,30 @@ pub(crate) fn compute_pipeline(
     layout: &wgpu::PipelineLayout,
     entry: &str,
 ) -> wgpu::ComputePipeline {
+    specialised_pipeline(device, stage, module, layout, entry, &[], true)
+}
+
+/// A pipeline with its pipeline-overridable constants set (`constants`)
+/// and, where the entry point writes all its workgroup memory before
+/// reading it, without WebGPU's zeroing of it.
+pub(crate) fn specialised_pipeline(
+    device: &wgpu::Device,
+    stage: &str,
+    module: &wgpu::ShaderModule,
+    layout: &wgpu::PipelineLayout,
+    entry: &str,
+    constants: &[(&str, f64)],
+    zero_initialize_workgroup_memory: bool,
+) -> wgpu::ComputePipeline {
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(&format!("sonoguide.{stage}.{entry}")),
         layout: Some(layout),
         module,
         entry_point: Some(entry),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory,
+        },
         cache: None,
     })
 }

@@ -14,7 +14,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{compute_pipeline, layout, Binding, GpuChannels, PipelineError};
+use super::{compute_pipeline, layout, specialised_pipeline, Binding, GpuChannels, PipelineError};
 use crate::acquisition::{transmit, Acquisition, ChannelData, ProbeKind, Samples, Wavefront};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
@@ -898,17 +898,15 @@ impl Simulate {
             ("FREQ_BLOCK", block.max(1) as f64),
         ];
         let make = |entry: &str, zero_workgroup_memory: bool| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&format!("sonoguide.{STAGE}.{entry}")),
-                layout: Some(&self.pipeline_layout),
-                module: &self.module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: zero_workgroup_memory,
-                },
-                cache: None,
-            })
+            specialised_pipeline(
+                device,
+                STAGE,
+                &self.module,
+                &self.pipeline_layout,
+                entry,
+                &constants,
+                zero_workgroup_memory,
+            )
         };
         let p = Specialised {
             // transmit writes every word of workgroup memory before reading
