@@ -570,11 +570,12 @@ pub fn pad_runs(pixels: &[[f32; 2]], k: usize) -> (Vec<[f32; 2]>, Vec<u32>) {
 /// their first taps, element by element, are at most `window_span` apart;
 /// otherwise the kernel's slow second pass takes the rest (correct, but it
 /// repeats the whole element loop). So: the smallest span in {2, 4, 6}
-/// that covers every element of 99 % of the sampled invocations; if none
-/// does and `shrink` allows, half as many pixels per invocation. A wider
-/// window costs one multiply-add per extra row; fewer pixels per
-/// invocation share less. PWI_disk (6.7 MHz, 0.1 mm pixels) gets 8 pixels
-/// and span 2; 20 MHz data on the same grid need span 4 or 6.
+/// that covers every element of 99 % of the sampled invocations (with
+/// `shrink`, of {2, 4}); if none does and `shrink` allows, half as many
+/// pixels per invocation. A wider window costs one multiply-add per extra
+/// row; fewer pixels per invocation share less. PWI_disk (6.7 MHz, 0.1 mm
+/// pixels) gets 8 pixels and span 2; 20.8 MHz data on the same grid need
+/// span 6 at 8 pixels, and get 4 pixels and span 2.
 pub fn choose_tiling(
     plan: &DasPlan,
     pixels: &[[f32; 2]],
@@ -630,7 +631,13 @@ pub fn choose_tiling(
             .get((worst.len() * 99 / 100).min(worst.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0);
-        if let Some(s) = [2, 4, 6].into_iter().find(|s| p99 <= *s) {
+        // Chosen freely, a span of 6 is not taken: its window's extra rows
+        // cost more than sharing among half as many pixels saves
+        // (lavapipe, synthetic 20.8 MHz data on 256 × 256 pixels, f16
+        // rows: 8 pixels and span 6 121 ms, 4 pixels and span 2 89 ms; at
+        // span 4 the two were even, 198 / 190 ms on 384 × 384).
+        let widest = if shrink { 4 } else { 6 };
+        if let Some(s) = [2, 4, 6].into_iter().find(|s| *s <= widest && p99 <= *s) {
             return DasTiling {
                 pixels_per_invocation: k,
                 window_span: s as u32,
