@@ -869,6 +869,13 @@ impl Simulate {
         }
     }
 
+    /// Make the pipelines `plan` runs now rather than at its first job:
+    /// lavapipe compiles at creation (~0.3 s for the pair, which held a
+    /// display's first image frame for 0.4 s).
+    pub fn prepare(&self, device: &wgpu::Device, plan: &SimPlan) -> Result<(), PipelineError> {
+        self.specialised(device, plan).map(|_| ())
+    }
+
     /// transmit and receive for `plan`'s segment count and frequency block
     /// (a plan's settings give one pair; the display uses one per approach).
     fn specialised(

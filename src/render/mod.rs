@@ -634,10 +634,13 @@ impl Display {
         Ok(())
     }
 
-    /// Load another scene (approach) and start over on it.
-    pub fn switch_scene(&mut self, _ctx: &GpuContext, path: &Path) -> Result<(), String> {
+    /// Load another scene (approach) and start over on it. The new chain
+    /// is warmed up here, on the key press, not in the frame that ends
+    /// its first image.
+    pub fn switch_scene(&mut self, ctx: &GpuContext, path: &Path) -> Result<(), String> {
         let scene = load_scene(path, &self.preset)?;
         self.chain.rebuild(&scene)?;
+        self.chain.renderer.warm_up(ctx)?;
         self.camera = default_camera(&scene);
         self.probe_mesh = mesh::probe(&scene.acquisition.probe);
         self.needle_mesh = mesh::needle(&scene.needle);

@@ -736,8 +736,12 @@ impl Renderer {
     /// buffers, zeroed), so that the first image does not pay for it in a
     /// frame loop: the pipelines compile (lavapipe compiles at creation:
     /// ~0.5 s for DAS's variant, which made the first image's last frame
-    /// the longest of a window run) and DAS's geometry is prepared. Waits.
+    /// the longest of a window run; the simulation's, made here too) and
+    /// DAS's geometry is prepared. Waits.
     pub fn warm_up(&self, ctx: &GpuContext) -> Result<(), String> {
+        self.simulator
+            .prepare(&ctx.device, &self.plan)
+            .map_err(|e| e.to_string())?;
         let buffers = self.take_sim_buffers(ctx)?;
         let rf = buffers.channels(&self.plan);
         if let Ok(mut kept) = self.sim_buffers.lock() {
