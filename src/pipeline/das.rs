@@ -11,13 +11,12 @@
 //!
 //! Why the kernel is shaped as it is, with the measurements: BENCHMARKS.md.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{specialised_pipeline, GpuChannels, PipelineError};
+use super::{specialised_pipeline, GpuChannels, PipelineError, Specialisations};
 use crate::acquisition::{fnumber, transmit, Acquisition, Wavefront};
 use crate::gpu::{dispatch_size, shaders, GpuContext};
 
@@ -691,7 +690,7 @@ pub struct DasTarget {
 pub struct Das {
     module: wgpu::ShaderModule,
     layouts: [(wgpu::BindGroupLayout, wgpu::PipelineLayout); 4],
-    pipelines: Mutex<HashMap<(Entry, Variant, DasTiling), wgpu::ComputePipeline>>,
+    pipelines: Specialisations<(Entry, Variant, DasTiling), wgpu::ComputePipeline>,
     device_type: wgpu::DeviceType,
     /// Set by benchmarks to compare tilings; `None`: [`DasTiling::for_adapter`].
     tiling: Mutex<Option<DasTiling>>,
@@ -750,7 +749,7 @@ impl Das {
         Das {
             module,
             layouts,
-            pipelines: Mutex::new(HashMap::new()),
+            pipelines: Specialisations::new(STAGE),
             device_type: device.adapter_info().device_type,
             tiling: Mutex::new(None),
             f16_rows: AtomicBool::new(false),
@@ -792,46 +791,38 @@ impl Das {
         tiling: DasTiling,
     ) -> Result<wgpu::ComputePipeline, PipelineError> {
         let v = Variant::of(params);
-        let key = (entry, v, tiling);
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| PipelineError::Settings("das pipeline cache poisoned".into()))?;
-        if let Some(p) = cache.get(&key) {
-            return Ok(p.clone());
-        }
-        let constants = [
-            ("INTERP", v.interp as f64),
-            ("APODIZATION", v.apodization as f64),
-            ("APERTURE_CONE", if v.cone { 1.0 } else { 0.0 }),
-            ("PIXELS_PER_INVOCATION", tiling.pixels_per_invocation as f64),
-            ("ROW_VEC4", tiling.row_vec4 as f64),
-            // One pixel's taps are one window of `taps` rows: no span. (A
-            // span of 2 kept two more rows of the row type in registers
-            // and multiplied them by zero weights: 4 rows where 2 do.)
-            (
-                "WINDOW_SPAN",
-                if tiling.pixels_per_invocation == 1 {
-                    0.0
-                } else {
-                    tiling.window_span.max(2) as f64
-                },
-            ),
-            ("ROW_F16", if tiling.f16_rows { 1.0 } else { 0.0 }),
-            ("ELEMENT_SPLIT", tiling.element_split as f64),
-        ];
-        let layout = &self.layouts[entry as usize].1;
-        let p = specialised_pipeline(
-            device,
-            STAGE,
-            &self.module,
-            layout,
-            entry.name(),
-            &constants,
-            false,
-        );
-        cache.insert(key, p.clone());
-        Ok(p)
+        self.pipelines.get((entry, v, tiling), || {
+            let constants = [
+                ("INTERP", v.interp as f64),
+                ("APODIZATION", v.apodization as f64),
+                ("APERTURE_CONE", if v.cone { 1.0 } else { 0.0 }),
+                ("PIXELS_PER_INVOCATION", tiling.pixels_per_invocation as f64),
+                ("ROW_VEC4", tiling.row_vec4 as f64),
+                // One pixel's taps are one window of `taps` rows: no span. (A
+                // span of 2 kept two more rows of the row type in registers
+                // and multiplied them by zero weights: 4 rows where 2 do.)
+                (
+                    "WINDOW_SPAN",
+                    if tiling.pixels_per_invocation == 1 {
+                        0.0
+                    } else {
+                        tiling.window_span.max(2) as f64
+                    },
+                ),
+                ("ROW_F16", if tiling.f16_rows { 1.0 } else { 0.0 }),
+                ("ELEMENT_SPLIT", tiling.element_split as f64),
+            ];
+            let layout = &self.layouts[entry as usize].1;
+            specialised_pipeline(
+                device,
+                STAGE,
+                &self.module,
+                layout,
+                entry.name(),
+                &constants,
+                false,
+            )
+        })
     }
 
     /// Upload the geometry and record `das_transmit` (transmit distances and

@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{
     bind_group, layout, specialised_pipeline, Binding, Encoding, GpuChannels, PipelineError,
+    Specialisations,
 };
 use crate::acquisition::Acquisition;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
@@ -174,7 +175,7 @@ pub struct Demodulate {
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
     /// Forward and backward pipelines by section count (`N_SECTIONS`).
-    pipelines: Mutex<Vec<(usize, Pipelines)>>,
+    pipelines: Specialisations<usize, Pipelines>,
     device_type: wgpu::DeviceType,
     /// Forced chunk length (tests, benchmarks); `None`: [`Demodulate::chunk_for`].
     chunk: Mutex<Option<usize>>,
@@ -196,7 +197,7 @@ impl Demodulate {
             layout: bgl,
             pipeline_layout: pl,
             module,
-            pipelines: Mutex::new(Vec::new()),
+            pipelines: Specialisations::new(STAGE),
             device_type: device.adapter_info().device_type,
             chunk: Mutex::new(None),
         }
@@ -209,31 +210,24 @@ impl Demodulate {
         device: &wgpu::Device,
         sections: usize,
     ) -> Result<Pipelines, PipelineError> {
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| PipelineError::Settings("demodulate pipeline cache poisoned".into()))?;
-        if let Some((_, p)) = cache.iter().find(|(n, _)| *n == sections) {
-            return Ok(p.clone());
-        }
-        let constants = [("N_SECTIONS", sections as f64)];
-        let make = |entry: &str| {
-            specialised_pipeline(
-                device,
-                STAGE,
-                &self.module,
-                &self.pipeline_layout,
-                entry,
-                &constants,
-                true,
-            )
-        };
-        let p = Pipelines {
-            forward: make("demodulate_forward"),
-            backward: make("demodulate_backward"),
-        };
-        cache.push((sections, p.clone()));
-        Ok(p)
+        self.pipelines.get(sections, || {
+            let constants = [("N_SECTIONS", sections as f64)];
+            let make = |entry: &str| {
+                specialised_pipeline(
+                    device,
+                    STAGE,
+                    &self.module,
+                    &self.pipeline_layout,
+                    entry,
+                    &constants,
+                    true,
+                )
+            };
+            Pipelines {
+                forward: make("demodulate_forward"),
+                backward: make("demodulate_backward"),
+            }
+        })
     }
 
     /// Force the chunk length in extended samples (`None`: the adapter's).

@@ -87,6 +87,37 @@ pub(crate) fn compute_pipeline(
     specialised_pipeline(device, stage, module, layout, entry, &[], true)
 }
 
+/// Pipelines (or sets of them) specialised by a key, made on first use and
+/// kept: a stage's specialisations are few (DAS's variants and tilings,
+/// demodulation's section counts, the simulator's segment counts), and
+/// lavapipe compiles each at creation.
+pub(crate) struct Specialisations<K, V> {
+    stage: &'static str,
+    made: std::sync::Mutex<Vec<(K, V)>>,
+}
+
+impl<K: PartialEq, V: Clone> Specialisations<K, V> {
+    pub(crate) fn new(stage: &'static str) -> Self {
+        Specialisations {
+            stage,
+            made: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The value for `key`, made by `make` the first time it is asked for.
+    pub(crate) fn get(&self, key: K, make: impl FnOnce() -> V) -> Result<V, PipelineError> {
+        let mut made = self.made.lock().map_err(|_| {
+            PipelineError::Settings(format!("{} pipeline cache poisoned", self.stage))
+        })?;
+        if let Some((_, v)) = made.iter().find(|(k, _)| *k == key) {
+            return Ok(v.clone());
+        }
+        let v = make();
+        made.push((key, v.clone()));
+        Ok(v)
+    }
+}
+
 /// A pipeline with its pipeline-overridable constants set (`constants`)
 /// and, where the entry point writes all its workgroup memory before
 /// reading it, without WebGPU's zeroing of it.

@@ -14,7 +14,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{compute_pipeline, layout, specialised_pipeline, Binding, GpuChannels, PipelineError};
+use super::{
+    compute_pipeline, layout, specialised_pipeline, Binding, GpuChannels, PipelineError,
+    Specialisations,
+};
 use crate::acquisition::{transmit, Acquisition, ChannelData, ProbeKind, Samples, Wavefront};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
@@ -754,14 +757,9 @@ pub struct SimJob {
     pipelines: Specialised,
     /// Bind the scatterers (the buffers' own, or an uploaded set, which
     /// the groups keep alive) and the parameter blocks: one group, or one
-    /// per batch when each batch keeps its heads and taps (`own_taps`).
+    /// per batch when each batch keeps its heads and taps
+    /// ([`SimJob::own_taps`]).
     groups: Vec<wgpu::BindGroup>,
-    /// Each batch writes its heads and taps into a region of its own, so
-    /// every transmit runs before the first receive and leaves the bound
-    /// complete: no bound-only pass. Otherwise the batches share one
-    /// region, each transmit is followed by its receive, and with several
-    /// batches the bound-only pass runs first.
-    own_taps: bool,
     stride: u32,
     n: usize,
     batch: usize,
@@ -795,6 +793,16 @@ pub const BOUND_BATCHES_PER_UNIT: usize = 4;
 pub const OWN_TAPS_BATCHES_PER_UNIT: usize = 2;
 
 impl SimJob {
+    /// Each batch writes its heads and taps into a region of its own (a
+    /// bind group per batch), so every transmit runs before the first
+    /// receive and leaves the bound complete: no bound-only pass.
+    /// Otherwise the batches share one region, each transmit is followed
+    /// by its receive, and with several batches the bound-only pass runs
+    /// first.
+    fn own_taps(&self) -> bool {
+        self.groups.len() > 1
+    }
+
     /// Where this job keeps its sum ([`Base::Keep`]), for [`Base::Add`].
     pub fn base(&self) -> wgpu::Buffer {
         self.buffers.base()
@@ -805,7 +813,7 @@ impl SimJob {
     /// none when everything fits one batch); with `own_taps`, one per
     /// [`OWN_TAPS_BATCHES_PER_UNIT`] transmits and as many receives.
     pub fn progress(&self) -> (usize, usize) {
-        if self.own_taps {
+        if self.own_taps() {
             let units = |b: usize| b.div_ceil(OWN_TAPS_BATCHES_PER_UNIT);
             return (
                 units(self.next_bound) + units(self.next),
@@ -831,7 +839,7 @@ pub struct Simulate {
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
     /// transmit and receive by (`N_SEGMENTS`, `FREQ_BLOCK`), made on first use.
-    specialised: std::sync::Mutex<Vec<((u32, u32), Specialised)>>,
+    specialised: Specialisations<(u32, u32), Specialised>,
     peak: wgpu::ComputePipeline,
     resolve: wgpu::ComputePipeline,
     /// Bytes of taps a simulation in several batches may keep for all of
@@ -864,7 +872,7 @@ impl Simulate {
             layout: bgl,
             pipeline_layout: pl,
             module,
-            specialised: std::sync::Mutex::new(Vec::new()),
+            specialised: Specialisations::new(STAGE),
             taps_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
@@ -893,37 +901,31 @@ impl Simulate {
                 plan.params.n_freq
             )));
         }
-        let mut cache = self
-            .specialised
-            .lock()
-            .map_err(|_| PipelineError::Settings("simulate pipeline cache poisoned".into()))?;
-        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == (segments, block)) {
-            return Ok(p.clone());
-        }
-        let constants = [
-            ("N_SEGMENTS", segments as f64),
-            ("FREQ_BLOCK", block.max(1) as f64),
-        ];
-        let make = |entry: &str, zero_workgroup_memory: bool| {
-            specialised_pipeline(
-                device,
-                STAGE,
-                &self.module,
-                &self.pipeline_layout,
-                entry,
-                &constants,
-                zero_workgroup_memory,
-            )
-        };
-        let p = Specialised {
-            // transmit writes every word of workgroup memory before reading
-            // it; zeroing its 12 KB per workgroup (the WebGPU default) would
-            // cost more than the rest of transmit on lavapipe.
-            transmit: make("transmit", false),
-            receive: make("receive", true),
-        };
-        cache.push(((segments, block), p.clone()));
-        Ok(p)
+        self.specialised.get((segments, block), || {
+            let constants = [
+                ("N_SEGMENTS", segments as f64),
+                ("FREQ_BLOCK", block as f64),
+            ];
+            let make = |entry: &str, zero_workgroup_memory: bool| {
+                specialised_pipeline(
+                    device,
+                    STAGE,
+                    &self.module,
+                    &self.pipeline_layout,
+                    entry,
+                    &constants,
+                    zero_workgroup_memory,
+                )
+            };
+            Specialised {
+                // transmit writes every word of workgroup memory before
+                // reading it; zeroing its 12 KB per workgroup (the WebGPU
+                // default) would cost more than the rest of transmit on
+                // lavapipe.
+                transmit: make("transmit", false),
+                receive: make("receive", true),
+            }
+        })
     }
 
     /// Cap the taps a simulation in several batches keeps for all of them
@@ -1165,7 +1167,6 @@ impl Simulate {
             pipelines: self.specialised(&ctx.device, plan)?,
             buffers,
             groups,
-            own_taps,
             stride: stride as u32,
             n,
             batch,
@@ -1200,6 +1201,9 @@ impl Simulate {
         let (n, batch, n_batches) = (job.n, job.batch, job.n_batches);
         let len = |b: usize| n.saturating_sub(b * batch).min(batch) as u32;
         let offset = |block: usize| [block as u32 * job.stride];
+        // Batch b's transmit (taps written) parameter block; its receive
+        // groups' follow it. Blocks 0..n_batches are the bound-only pass's.
+        let full = |b: usize| n_batches + b * job.per_batch;
         if !job.started {
             enc.clear_buffer(&job.buffers.state, 0, None);
             enc.clear_buffer(&job.buffers.acc, 0, None);
@@ -1223,12 +1227,12 @@ impl Simulate {
         };
         let receive = |pass: &mut wgpu::ComputePass, b: usize| {
             for g in 1..job.per_batch {
-                pass.set_bind_group(0, group(b), &offset(n_batches + b * job.per_batch + g));
+                pass.set_bind_group(0, group(b), &offset(full(b) + g));
                 let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
         };
-        if job.own_taps {
+        if job.own_taps() {
             // Every transmit (taps written, bounds taken), then every receive.
             if job.next_bound < n_batches && units > 0 {
                 timer.scope(ctx, enc, PHASES[1], |enc| {
@@ -1237,7 +1241,7 @@ impl Simulate {
                     while job.next_bound < n_batches && units > 0 {
                         let end = (job.next_bound + OWN_TAPS_BATCHES_PER_UNIT).min(n_batches);
                         for b in job.next_bound..end {
-                            transmit(&mut pass, b, n_batches + b * job.per_batch);
+                            transmit(&mut pass, b, full(b));
                         }
                         job.next_bound = end;
                         units -= 1;
@@ -1282,7 +1286,7 @@ impl Simulate {
             timer.scope(ctx, enc, PHASES[1], |enc| {
                 let mut pass = compute_pass(enc, "sonoguide.simulate.transmit");
                 pass.set_pipeline(&job.pipelines.transmit);
-                transmit(&mut pass, b, n_batches + b * job.per_batch);
+                transmit(&mut pass, b, full(b));
             });
             timer.scope(ctx, enc, PHASES[2], |enc| {
                 let mut pass = compute_pass(enc, "sonoguide.simulate.receive");
