@@ -21,7 +21,8 @@
 #                      PWI_disk looped; f32 and int16 samples
 #   display_*.txt/.png the display's full loop headless at 1280 x 720, the
 #                      quality preset (the >= 200 frames/s target) and fast;
-#                      display_*_moving: the tissue simulated for every image
+#                      display_*_moving: the tissue simulated for every image;
+#                      display_*_renewing: renewed behind the images, always
 #   summary.txt        the headline numbers
 #
 # Uses target/release/sonoguide when it is there (or $SONOGUIDE_BIN), else
@@ -133,6 +134,10 @@ done
 # the move), against the default that keeps it while the probe is held.
 step "display_${presets%% *}_moving" "$bin" view --preset "${presets%% *}" --headless "$out/display_moving.png" --size 1280x720 \
     --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance -1
+# A probe always on the move with the tissue renewed behind the images
+# (tolerance 0: the tremor renews it continuously, over --renew-frames).
+step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --headless "$out/display_renewing.png" --size 1280x720 \
+    --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance 0
 
 {
     echo "sonoguide GPU benchmark, $(head -n 1 "$out/machine.txt")"

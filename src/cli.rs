@@ -103,6 +103,12 @@ pub struct ViewArgs {
     /// the tissue for every image [default: 0.5].
     #[arg(long, allow_hyphen_values = true)]
     pub tissue_tolerance: Option<f64>,
+    /// Once the probe has moved past the tolerance, simulate the tissue
+    /// again behind the images over this many frames, each image adding
+    /// its needle to the tissue kept until then; 0: the image simulates
+    /// its tissue and waits for it [default: 8].
+    #[arg(long)]
+    pub renew_frames: Option<usize>,
     /// Render once, without a window, to this PNG.
     #[arg(long)]
     pub headless: Option<PathBuf>,
@@ -305,6 +311,9 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
             )));
         }
         preset.tissue_tolerance = mm * 1e-3;
+    }
+    if let Some(n) = args.renew_frames {
+        preset.renew_frames = n;
     }
     let size = args
         .size

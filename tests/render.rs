@@ -526,6 +526,51 @@ fn a_held_probe_keeps_the_tissue_and_the_image_is_the_same() {
     let second = image(Tissue::Kept, &nb, None, usize::MAX);
     same(&second, &whole(&nb), "tissue kept, needle further in");
     assert!(first != second, "the needle moved in the image");
+
+    // The probe moved: its tissue is renewed behind the images, a unit a
+    // step. Until the last unit, images add their needle to the old
+    // tissue; from then on, to the new.
+    let moved_tissue = tissue_at(&scene, &r.view, &moved);
+    r.renew(
+        &ctx,
+        &moved_tissue,
+        moved,
+        Some(moved_tissue.len().div_ceil(4)),
+    )
+    .unwrap();
+    let mut steps = 0;
+    loop {
+        assert!(r.renewing());
+        assert_eq!(
+            r.tissue_kept(&moved, 0.0),
+            None,
+            "renewed before its last unit"
+        );
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let done = r.step_renewal(&ctx, &mut enc, &mut GpuTimer::off(), 1);
+        ctx.queue.submit([enc.finish()]);
+        steps += 1;
+        if done {
+            break;
+        }
+        if steps == 1 {
+            let during = image(Tissue::Kept, &nb, None, usize::MAX);
+            same(&during, &second, "old tissue while the new is simulated");
+        }
+    }
+    // 4 batches keeping their own taps: two units of transmits, two of
+    // receives.
+    assert_eq!(steps, 4, "units of the renewal");
+    assert!(!r.renewing());
+    assert_eq!(r.tissue_kept(&moved, 0.0), Some(moved_tissue.len()));
+    let renewed = image(Tissue::Kept, &nb, None, usize::MAX);
+    let all: Vec<_> = moved_tissue.iter().chain(&nb).copied().collect();
+    same(
+        &renewed,
+        &image(Tissue::None, &all, None, usize::MAX),
+        "renewed tissue",
+    );
+    assert!(renewed != second, "the tissue moved in the image");
 }
 
 /// The scripted needle going in under a probe held at one pose, then
@@ -557,11 +602,13 @@ fn the_display_simulates_the_tissue_again_only_when_the_probe_moves() {
         "hip-anterior-longitudinal.toml",
         Box::new(HeldProbe(moved.clone())),
     );
-    // A chain every frame, in one piece (no pacing), the needle moving.
+    // A chain every frame, in one piece (no pacing), the needle moving;
+    // an image that finds the probe moved simulates its tissue itself.
     d.preset = render::Preset {
         min_interval: std::time::Duration::ZERO,
         refresh: std::time::Duration::ZERO,
         sim_batch: None,
+        renew_frames: 0,
         ..d.preset
     };
     d.controls.paused = false;
@@ -581,6 +628,56 @@ fn the_display_simulates_the_tissue_again_only_when_the_probe_moves() {
     *moved.lock().unwrap() = 2.0 * render::TISSUE_TOLERANCE;
     let before = d.images;
     while d.images < before + 2 {
+        frame(&mut d);
+    }
+    assert_eq!(d.tissue_images, 2);
+}
+
+/// With `renew_frames`, a probe moved past the tolerance renews the tissue
+/// behind the images: every frame still delivers an image (its needle on
+/// the old tissue), and the new tissue takes over after its frames.
+#[test]
+fn a_moved_probe_renews_the_tissue_behind_the_images() {
+    let Some(ctx) = common::gpu() else { return };
+    let moved = std::sync::Arc::new(std::sync::Mutex::new(0.0));
+    let mut d = display_with(
+        &ctx,
+        "hip-anterior-longitudinal.toml",
+        Box::new(HeldProbe(moved.clone())),
+    );
+    d.preset = render::Preset {
+        min_interval: std::time::Duration::ZERO,
+        refresh: std::time::Duration::ZERO,
+        sim_batch: None,
+        renew_frames: 4,
+        ..d.preset
+    };
+    d.controls.paused = false;
+    let target = Offscreen::new(&ctx, SIZE, HEADLESS_FORMAT);
+    d.wait_prepared = true;
+    let frame = |d: &mut Display| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cmd = d.frame(&ctx, &target.view, SIZE).unwrap();
+        ctx.queue.submit([cmd]);
+        d.finish(&ctx).unwrap();
+    };
+    for _ in 0..3 {
+        frame(&mut d);
+    }
+    assert_eq!(d.tissue_images, 1, "the first image simulates its tissue");
+    *moved.lock().unwrap() = 2.0 * render::TISSUE_TOLERANCE;
+    let before = d.images;
+    let mut frames = 0;
+    while d.tissue_images < 2 {
+        frame(&mut d);
+        frames += 1;
+        assert!(frames <= 60, "no renewal after {frames} frames");
+    }
+    // The worker builds the scatterers while frames go on; then 4 units.
+    assert!(frames >= 4, "renewed in {frames} frames");
+    assert_eq!(d.images - before, frames, "an image every frame");
+    // Renewed where the probe is now: held there, no renewal follows.
+    for _ in 0..8 {
         frame(&mut d);
     }
     assert_eq!(d.tissue_images, 2);

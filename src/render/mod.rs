@@ -35,7 +35,7 @@ use glam::{DMat4, DVec3, Mat4};
 use crate::gpu::timing::{Fallback, GpuTimer};
 use crate::gpu::GpuContext;
 use crate::scene::pose::Pose;
-use crate::scene::render::{elevation_beam_width, FrameInfo, Tissue, View};
+use crate::scene::render::{elevation_beam_width, FrameInfo, Tissue, View, RENEW_STAGE};
 use crate::scene::{Approach, FramePoses, Scene};
 use camera::OrbitCamera;
 use chain::ImageChain;
@@ -74,6 +74,12 @@ pub struct Preset {
     /// probe stays within this (metres, or 20 mm per radian) of where the
     /// tissue was simulated (negative: never kept).
     pub tissue_tolerance: f64,
+    /// Once the probe has moved past the tolerance, the tissue is
+    /// simulated again behind the images, spread over this many frames
+    /// (`sim_batch` scatterers a frame when that is set), while each image
+    /// adds its needle to the tissue kept before; 0: the image that finds
+    /// the probe moved simulates the tissue itself and waits for it.
+    pub renew_frames: usize,
 }
 
 /// About a wavelength of the scenes' probe (0.44 mm at 3.5 MHz), the
@@ -82,6 +88,12 @@ pub struct Preset {
 /// images (test below; 25 % at 0.25 mm), while a probe that is moved
 /// renews it within half a millimetre.
 pub const TISSUE_TOLERANCE: f64 = 0.5e-3;
+
+/// Frames a tissue renewal is spread over on a GPU (`Preset::renew_frames`).
+/// The `quality` tissue (~42 000 scatterers, 32.9 ms of H200 simulation
+/// in one piece) then costs each of 8 frames ~4 ms, and the tissue shown
+/// lags the probe by 8 frames plus the CPU's build of its scatterers.
+pub const RENEW_FRAMES: usize = 8;
 
 /// For lavapipe (2 CPU cores); on a GPU it keeps its scene detail and
 /// drops the pacing ([`Preset::on_adapter`]). Its simulator manages ~6.5e5
@@ -105,6 +117,7 @@ pub const FAST: Preset = Preset {
     // ~0.3 ms per scatterer on lavapipe: ~100 ms of queue per screen frame.
     sim_batch: Some(300),
     tissue_tolerance: TISSUE_TOLERANCE,
+    renew_frames: RENEW_FRAMES,
 };
 
 /// What a real GPU runs every frame (the issue's 128 channels × 3 waves).
@@ -118,6 +131,7 @@ pub const QUALITY: Preset = Preset {
     min_interval: Duration::ZERO,
     sim_batch: None,
     tissue_tolerance: TISSUE_TOLERANCE,
+    renew_frames: RENEW_FRAMES,
 };
 
 impl Preset {
@@ -412,12 +426,17 @@ pub struct Display {
     /// its job.
     simulating: Option<chain::Prepared>,
     sim_job: Option<crate::scene::render::RenderJob>,
+    /// The scatterers of a tissue renewal ([`Renderer::renew`]), computing
+    /// on a worker thread.
+    renew_preparing: Option<std::sync::mpsc::Receiver<(Vec<crate::sim::Scatterer>, Pose)>>,
     /// Its RF once the last unit is recorded, for the next frame's rest
     /// of the chain.
     simulated: Option<crate::pipeline::GpuChannels>,
     /// GPU seconds of each phase of `simulate` over the frames of the
     /// image in progress (their sum is `simulate`).
     simulate_phases: Vec<(String, f64)>,
+    /// GPU seconds of tissue renewal over the frames since the last image.
+    renew_s: f64,
     /// Headless: wait for the worker instead of drawing without an image.
     pub wait_prepared: bool,
     /// True while a chain is queued on the GPU.
@@ -537,8 +556,10 @@ impl Display {
             preparing: None,
             simulating: None,
             sim_job: None,
+            renew_preparing: None,
             simulated: None,
             simulate_phases: Vec::new(),
+            renew_s: 0.0,
 
             wait_prepared: false,
             chain_busy: Arc::new(AtomicBool::new(false)),
@@ -661,6 +682,7 @@ impl Display {
         self.preparing = None;
         self.simulating = None;
         self.sim_job = None;
+        self.renew_preparing = None;
         self.simulated = None;
         self.force_chain = true;
     }
@@ -715,6 +737,70 @@ impl Display {
         took.min(self.preset.min_interval)
     }
 
+    /// The kept tissue's count if the next image, its probe at `probe`, is
+    /// to add its needle to it, `None` if it is to simulate its tissue.
+    /// With `renew_frames`, a probe moved past the tolerance still gets the
+    /// kept tissue, and a renewal for where it is now is started behind
+    /// the images (its scatterers built on a worker thread) unless one
+    /// is under way: an image never waits for its tissue once one is kept.
+    fn tissue_for(&mut self, probe: &Pose, height_px: usize) -> Option<usize> {
+        let r = &self.chain.renderer;
+        let tolerance = self.preset.tissue_tolerance;
+        let kept = r.tissue_kept(probe, tolerance);
+        if kept.is_some() || tolerance < 0.0 || self.preset.renew_frames == 0 {
+            return kept;
+        }
+        let stale = r.tissue_any()?;
+        if self.renew_preparing.is_none() && !r.renewing() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (scene, probe) = (self.scene.clone(), *probe);
+            std::thread::spawn(move || {
+                let view = View::new(&scene, height_px);
+                let _ = tx.send((
+                    crate::scene::render::tissue_at(&scene, &view, &probe),
+                    probe,
+                ));
+            });
+            self.renew_preparing = Some(rx);
+        }
+        Some(stale)
+    }
+
+    /// Start a tissue renewal whose scatterers have arrived, between
+    /// images ([`Renderer::renew`]), and record this frame's share of the
+    /// one under way: one unit of `sim_batch` scatterers, or 1 /
+    /// `renew_frames` of the tissue.
+    fn renew_tissue(
+        &mut self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+    ) -> Result<(), String> {
+        let r = &self.chain.renderer;
+        if let (None, Some(rx)) = (&self.sim_job, &self.renew_preparing) {
+            match rx.try_recv() {
+                Ok((tissue, probe)) => {
+                    self.renew_preparing = None;
+                    let frames = self.preset.renew_frames.max(1);
+                    let batch = self
+                        .preset
+                        .sim_batch
+                        .unwrap_or(tissue.len().div_ceil(frames));
+                    r.renew(ctx, &tissue, probe, Some(batch))?;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(
+                        "display: the worker building the tissue's scatterers stopped".into(),
+                    )
+                }
+            }
+        }
+        if r.step_renewal(ctx, enc, &mut self.timer, 1) {
+            self.tissue_images += 1;
+        }
+        Ok(())
+    }
+
     /// Record one frame into `target` (`size` pixels): the image chain when
     /// it is due, then the composite. Nothing here waits for the GPU. Submit
     /// the returned commands, then call [`Display::submitted`].
@@ -750,6 +836,7 @@ impl Display {
                 label: Some("sonoguide.display"),
             });
         self.timer.begin_frame(self.frames);
+        self.renew_tissue(ctx, &mut enc)?;
         if self.chain_due(now, &tools) {
             // The scatterers are built off the frame thread; the GPU half
             // is recorded by the first frame after they arrive.
@@ -760,10 +847,7 @@ impl Display {
                 tools.poses,
                 self.chain_frames,
             );
-            let kept = self
-                .chain
-                .renderer
-                .tissue_kept(&poses.probe, self.preset.tissue_tolerance);
+            let kept = self.tissue_for(&poses.probe, height);
             std::thread::spawn(move || {
                 let _ = tx.send(ImageChain::prepare(scene, height, poses, n, kept));
             });
@@ -868,6 +952,9 @@ impl Display {
                     // stages of the frame that ran the rest of the chain.
                     // Its phases (simulate.transmit, ...) likewise, shown
                     // after their sum.
+                    if let Some(v) = t.get(RENEW_STAGE) {
+                        self.renew_s += v;
+                    }
                     for phase in crate::pipeline::simulate::PHASES {
                         if let Some(v) = t.get(phase) {
                             match self.simulate_phases.iter_mut().find(|(l, _)| l == phase) {
@@ -880,12 +967,17 @@ impl Display {
                         let rest = t
                             .scopes
                             .into_iter()
-                            .filter(|(l, _)| !l.starts_with(chain::STAGES[0]));
+                            .filter(|(l, _)| !l.starts_with(chain::STAGES[0]) && l != RENEW_STAGE);
                         let phases = std::mem::take(&mut self.simulate_phases);
                         let simulate = phases.iter().map(|(_, v)| v).sum();
+                        // A tissue renewal's share of the frames since the
+                        // last image, when one ran.
+                        let renew = std::mem::take(&mut self.renew_s);
+                        let renew = (renew > 0.0).then(|| (RENEW_STAGE.to_string(), renew));
                         self.stage_times =
                             std::iter::once((chain::STAGES[0].to_string(), simulate))
                                 .chain(phases)
+                                .chain(renew)
                                 .chain(rest)
                                 .collect();
                     } else if let Some(c) = t.get(compositor::STAGE) {

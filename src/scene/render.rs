@@ -436,6 +436,11 @@ pub struct Renderer {
     targets: Mutex<Option<Targets>>,
     /// The tissue's RF, kept for the images that add their needle to it.
     tissue: Mutex<Option<KeptTissue>>,
+    /// A new tissue layer being simulated behind the images
+    /// ([`Renderer::renew`]), and the buffers the next one will use (the
+    /// layer it replaced).
+    renewal: Mutex<Option<Renewal>>,
+    spare: Mutex<Option<SimBuffers>>,
 }
 
 /// Where an image's simulation starts. The RF is linear in the
@@ -457,6 +462,17 @@ struct KeptTissue {
     scatterers: usize,
     buffers: SimBuffers,
 }
+
+/// A tissue layer simulated a few units per frame while the images go on
+/// adding their needles to the layer it will replace.
+struct Renewal {
+    job: SimJob,
+    probe: Pose,
+    scatterers: usize,
+}
+
+/// GPU timer label of a frame's share of a tissue renewal.
+pub const RENEW_STAGE: &str = "renew";
 
 /// An image's simulation being recorded ([`Renderer::start`]).
 pub struct RenderJob {
@@ -512,6 +528,8 @@ impl Renderer {
             sim_buffers: Mutex::new(None),
             targets: Mutex::new(None),
             tissue: Mutex::new(None),
+            renewal: Mutex::new(None),
+            spare: Mutex::new(None),
         })
     }
 
@@ -524,6 +542,8 @@ impl Renderer {
             .unwrap_or_else(|e| e.into_inner()) = None;
         *self.targets.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         *self.tissue.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.renewal.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.spare.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 
@@ -639,6 +659,91 @@ impl Renderer {
         let kept = self.tissue.lock().ok()?;
         let k = kept.as_ref()?;
         (probe.moved_from(&k.probe) <= tolerance).then_some(k.scatterers)
+    }
+
+    /// The count of the tissue scatterers kept, wherever the probe is now.
+    pub fn tissue_any(&self) -> Option<usize> {
+        self.tissue.lock().ok()?.as_ref().map(|k| k.scatterers)
+    }
+
+    /// Start simulating `tissue` (seen from the probe at `probe`) as the
+    /// next kept layer, `batch` scatterers a batch, to be recorded by
+    /// [`Renderer::step_renewal`] while images go on with the layer kept
+    /// now. Call it between images: its buffers are the ones the layer
+    /// before last was kept in, which an image still being recorded could
+    /// be adding. Replaces a renewal in progress.
+    pub fn renew(
+        &self,
+        ctx: &GpuContext,
+        tissue: &[Scatterer],
+        probe: Pose,
+        batch: Option<usize>,
+    ) -> Result<(), String> {
+        let buffers = match self.spare.lock().ok().and_then(|mut s| s.take()) {
+            Some(b) => b,
+            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
+        };
+        let job = self
+            .simulator
+            .begin_in(ctx, &self.plan, buffers, tissue, batch, Base::Keep)
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut r) = self.renewal.lock() {
+            *r = Some(Renewal {
+                job,
+                probe,
+                scatterers: tissue.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a tissue renewal is being recorded.
+    pub fn renewing(&self) -> bool {
+        self.renewal.lock().is_ok_and(|r| r.is_some())
+    }
+
+    /// Record up to `units` more units of the tissue renewal (timed as
+    /// [`RENEW_STAGE`]); once its last is recorded, also its resolve, and
+    /// make it the kept layer from the next image on. True when it was.
+    pub fn step_renewal(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        timer: &mut GpuTimer,
+        units: usize,
+    ) -> bool {
+        let Ok(mut renewal) = self.renewal.lock() else {
+            return false;
+        };
+        if renewal.is_none() {
+            return false;
+        }
+        let (sim, plan) = (&self.simulator, &self.plan);
+        // One scope for the whole share: the timer's scopes do not nest.
+        let done = timer.scope(ctx, enc, RENEW_STAGE, |enc| {
+            let off = &mut GpuTimer::off();
+            let r = renewal.as_mut()?;
+            if !sim.step(ctx, enc, off, plan, &mut r.job, units) {
+                return None;
+            }
+            let r = renewal.take()?;
+            let buffers = sim.finish(ctx, enc, off, plan, r.job).1;
+            Some((buffers, r.probe, r.scatterers))
+        });
+        let Some((buffers, probe, scatterers)) = done else {
+            return false;
+        };
+        let old = self.tissue.lock().ok().and_then(|mut k| {
+            k.replace(KeptTissue {
+                probe,
+                scatterers,
+                buffers,
+            })
+        });
+        if let (Some(old), Ok(mut spare)) = (old, self.spare.lock()) {
+            *spare = Some(old.buffers);
+        }
+        true
     }
 
     /// The simulation's buffers kept from the last frame, or new ones.
