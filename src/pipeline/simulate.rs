@@ -747,6 +747,10 @@ struct Specialised {
     receive: wgpu::ComputePipeline,
 }
 
+/// Bytes of one tap in the taps buffer: the complex tap and its successor
+/// (`taps` in simulate.wgsl), so that receive interpolates from one load.
+const TAP_BYTES: u64 = 16;
+
 /// Invocations of a transmit workgroup (`WG` in simulate.wgsl), which
 /// share a scatterer's frequencies.
 pub const TRANSMIT_WORKGROUP: u32 = 32;
@@ -942,7 +946,7 @@ impl Simulate {
     /// Scatterers per batch: the transmit taps of a batch must fit one
     /// storage binding.
     pub fn batch_size(ctx: &GpuContext, plan: &SimPlan, n: usize) -> usize {
-        let per = (plan.n_waves() * plan.n_taps() * 8).max(1) as u64;
+        let per = ((plan.n_waves() * plan.n_taps()) as u64 * TAP_BYTES).max(1);
         let fit = (ctx.max_binding() / per).max(1) as usize;
         n.clamp(1, fit.min(1 << 22))
     }
@@ -1062,7 +1066,7 @@ impl Simulate {
         // A batch's heads and taps, in regions aligned for binding at an offset.
         let align = ctx.device.limits().min_storage_buffer_offset_alignment as u64;
         let heads_region = (((nw + 2) * batch * 16) as u64).next_multiple_of(align);
-        let taps_region = ((nw * batch * plan.n_taps() * 8) as u64).next_multiple_of(align);
+        let taps_region = ((nw * batch * plan.n_taps()) as u64 * TAP_BYTES).next_multiple_of(align);
         // Batches that all fit keep their own taps (the display's paced
         // preset cuts ~9 000 scatterers into batches of 300 to spread the
         // work over screen frames); only a simulation whose taps exceed a
