@@ -528,8 +528,9 @@ fn headless_frame_loop_runs_and_reports() {
                 .contains("--wall-clock times the stages of one frame")
     );
     // One frame with --wall-clock: the stages of an image that simulates
-    // its tissue, then of one that keeps it; with a tolerance of -1, the
-    // first only.
+    // its tissue, of one that keeps it, and of one that keeps it while a
+    // renewal (its `renew` share) runs behind; with a tolerance of -1, the
+    // first only, and with --renew-frames 0, the first two.
     let timed = |extra: &[&str]| -> String {
         let mut args = vec![
             "view",
@@ -560,14 +561,25 @@ fn headless_frame_loop_runs_and_reports() {
                 && l.contains(" composite ")
         })
     };
-    let both = timed(&[]);
+    let renewing = |out: &str| {
+        image_line(out, "renewing")
+            && out
+                .lines()
+                .any(|l| l.starts_with("  image, tissue renewing") && l.contains(" renew "))
+    };
+    let all = timed(&[]);
     assert!(
-        image_line(&both, "simulated") && image_line(&both, "kept"),
-        "{both}"
+        image_line(&all, "simulated") && image_line(&all, "kept") && renewing(&all),
+        "{all}"
+    );
+    let two = timed(&["--renew-frames", "0"]);
+    assert!(
+        image_line(&two, "simulated") && image_line(&two, "kept") && !renewing(&two),
+        "{two}"
     );
     let one = timed(&["--tissue-tolerance", "-1"]);
     assert!(
-        image_line(&one, "simulated") && !image_line(&one, "kept"),
+        image_line(&one, "simulated") && !image_line(&one, "kept") && !renewing(&one),
         "{one}"
     );
 }

@@ -439,6 +439,9 @@ pub struct Display {
     renew_s: f64,
     /// Headless: wait for the worker instead of drawing without an image.
     pub wait_prepared: bool,
+    /// Wait for a tissue renewal's scatterers too (a timed frame that is
+    /// to hold the renewal's first unit).
+    pub wait_renewal: bool,
     /// True while a chain is queued on the GPU.
     chain_busy: Arc<AtomicBool>,
     /// When the last chain finished on the GPU.
@@ -562,6 +565,7 @@ impl Display {
             renew_s: 0.0,
 
             wait_prepared: false,
+            wait_renewal: false,
             chain_busy: Arc::new(AtomicBool::new(false)),
             chain_done: Arc::new(std::sync::Mutex::new(None)),
             chain_pending: false,
@@ -777,7 +781,13 @@ impl Display {
     ) -> Result<(), String> {
         let r = &self.chain.renderer;
         if let (None, Some(rx)) = (&self.sim_job, &self.renew_preparing) {
-            match rx.try_recv() {
+            let got = if self.wait_renewal {
+                rx.recv()
+                    .map_err(|_| std::sync::mpsc::TryRecvError::Disconnected)
+            } else {
+                rx.try_recv()
+            };
+            match got {
                 Ok((tissue, probe)) => {
                     self.renew_preparing = None;
                     let frames = self.preset.renew_frames.max(1);
@@ -1577,12 +1587,22 @@ pub fn render_frame(
     let target = Offscreen::new(ctx, size, display.format());
     display.wait_prepared = true;
     for _ in 0..2 {
-        let cmd = display.frame(ctx, &target.view, size)?;
-        ctx.queue.submit([cmd]);
-        display.finish(ctx)?;
+        one_frame(ctx, display, &target, size)?;
     }
     display.wait_prepared = false;
     target.read(ctx)
+}
+
+/// Record, submit and wait for one frame into `target`.
+fn one_frame(
+    ctx: &GpuContext,
+    display: &mut Display,
+    target: &Offscreen,
+    size: (u32, u32),
+) -> Result<(), String> {
+    let cmd = display.frame(ctx, &target.view, size)?;
+    ctx.queue.submit([cmd]);
+    display.finish(ctx)
 }
 
 /// `sonoguide view --headless OUT.png --frames N`: the window's frame loop
@@ -1690,6 +1710,25 @@ pub fn render_headless(
             display.force_chain = true;
             pixels = render_frame(ctx, &mut display, size)?;
             times.push(ImageTimes::of("tissue kept", &display));
+            if preset.renew_frames > 0 {
+                // The probe moved (the tremor a moment later, at a zero
+                // tolerance): the first image starts the renewal's
+                // scatterers and keeps the old tissue; the second records
+                // the renewal's first unit and its own needle on the old
+                // tissue, a probe on the move's frame.
+                display.preset.tissue_tolerance = 0.0;
+                display.time += 0.05;
+                let target = Offscreen::new(ctx, size, display.format());
+                display.wait_prepared = true;
+                for wait_renewal in [false, true] {
+                    display.wait_renewal = wait_renewal;
+                    display.force_chain = true;
+                    one_frame(ctx, &mut display, &target, size)?;
+                }
+                display.wait_prepared = false;
+                pixels = target.read(ctx)?;
+                times.push(ImageTimes::of("tissue renewing", &display));
+            }
         }
         pixels
     } else {
