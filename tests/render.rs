@@ -590,47 +590,67 @@ impl PoseSource for HeldProbe {
     }
 }
 
+/// A display of the scripted needle under a [`HeldProbe`] (moved through
+/// `moved`), its chain run every frame in one piece (no pacing), headless.
+struct HeldProbeRun {
+    d: Display,
+    moved: std::sync::Arc<std::sync::Mutex<f64>>,
+    target: Offscreen,
+}
+
+impl HeldProbeRun {
+    fn new(ctx: &GpuContext, renew_frames: usize) -> HeldProbeRun {
+        let moved = std::sync::Arc::new(std::sync::Mutex::new(0.0));
+        let mut d = display_with(
+            ctx,
+            "hip-anterior-longitudinal.toml",
+            Box::new(HeldProbe(moved.clone())),
+        );
+        d.preset = render::Preset {
+            min_interval: std::time::Duration::ZERO,
+            refresh: std::time::Duration::ZERO,
+            sim_batch: None,
+            renew_frames,
+            ..d.preset
+        };
+        d.controls.paused = false;
+        d.wait_prepared = true;
+        let target = Offscreen::new(ctx, SIZE, HEADLESS_FORMAT);
+        HeldProbeRun { d, moved, target }
+    }
+
+    /// The probe moved past the tolerance.
+    fn move_probe(&self) {
+        *self.moved.lock().unwrap() = 2.0 * render::TISSUE_TOLERANCE;
+    }
+
+    fn frame(&mut self, ctx: &GpuContext) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cmd = self.d.frame(ctx, &self.target.view, SIZE).unwrap();
+        ctx.queue.submit([cmd]);
+        self.d.finish(ctx).unwrap();
+    }
+}
+
 /// The display keeps the tissue while the probe is held: of the images a
-/// moving needle makes, only the first simulates the tissue, and a probe
-/// moved past the tolerance makes the next one simulate it again.
+/// moving needle makes, only the first simulates the tissue, and (without
+/// `renew_frames`) a probe moved past the tolerance makes the next one
+/// simulate it again.
 #[test]
 fn the_display_simulates_the_tissue_again_only_when_the_probe_moves() {
     let Some(ctx) = common::gpu() else { return };
-    let moved = std::sync::Arc::new(std::sync::Mutex::new(0.0));
-    let mut d = display_with(
-        &ctx,
-        "hip-anterior-longitudinal.toml",
-        Box::new(HeldProbe(moved.clone())),
-    );
-    // A chain every frame, in one piece (no pacing), the needle moving;
-    // an image that finds the probe moved simulates its tissue itself.
-    d.preset = render::Preset {
-        min_interval: std::time::Duration::ZERO,
-        refresh: std::time::Duration::ZERO,
-        sim_batch: None,
-        renew_frames: 0,
-        ..d.preset
-    };
-    d.controls.paused = false;
-    let target = Offscreen::new(&ctx, SIZE, HEADLESS_FORMAT);
-    d.wait_prepared = true;
-    let frame = |d: &mut Display| {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let cmd = d.frame(&ctx, &target.view, SIZE).unwrap();
-        ctx.queue.submit([cmd]);
-        d.finish(&ctx).unwrap();
-    };
+    let mut run = HeldProbeRun::new(&ctx, 0);
     for _ in 0..4 {
-        frame(&mut d);
+        run.frame(&ctx);
     }
-    assert!(d.images >= 3, "{} images", d.images);
-    assert_eq!(d.tissue_images, 1, "{} images", d.images);
-    *moved.lock().unwrap() = 2.0 * render::TISSUE_TOLERANCE;
-    let before = d.images;
-    while d.images < before + 2 {
-        frame(&mut d);
+    assert!(run.d.images >= 3, "{} images", run.d.images);
+    assert_eq!(run.d.tissue_images, 1, "{} images", run.d.images);
+    run.move_probe();
+    let before = run.d.images;
+    while run.d.images < before + 2 {
+        run.frame(&ctx);
     }
-    assert_eq!(d.tissue_images, 2);
+    assert_eq!(run.d.tissue_images, 2);
 }
 
 /// With `renew_frames`, a probe moved past the tolerance renews the tissue
@@ -639,46 +659,28 @@ fn the_display_simulates_the_tissue_again_only_when_the_probe_moves() {
 #[test]
 fn a_moved_probe_renews_the_tissue_behind_the_images() {
     let Some(ctx) = common::gpu() else { return };
-    let moved = std::sync::Arc::new(std::sync::Mutex::new(0.0));
-    let mut d = display_with(
-        &ctx,
-        "hip-anterior-longitudinal.toml",
-        Box::new(HeldProbe(moved.clone())),
-    );
-    d.preset = render::Preset {
-        min_interval: std::time::Duration::ZERO,
-        refresh: std::time::Duration::ZERO,
-        sim_batch: None,
-        renew_frames: 4,
-        ..d.preset
-    };
-    d.controls.paused = false;
-    let target = Offscreen::new(&ctx, SIZE, HEADLESS_FORMAT);
-    d.wait_prepared = true;
-    let frame = |d: &mut Display| {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let cmd = d.frame(&ctx, &target.view, SIZE).unwrap();
-        ctx.queue.submit([cmd]);
-        d.finish(&ctx).unwrap();
-    };
+    let mut run = HeldProbeRun::new(&ctx, 4);
     for _ in 0..3 {
-        frame(&mut d);
+        run.frame(&ctx);
     }
-    assert_eq!(d.tissue_images, 1, "the first image simulates its tissue");
-    *moved.lock().unwrap() = 2.0 * render::TISSUE_TOLERANCE;
-    let before = d.images;
+    assert_eq!(
+        run.d.tissue_images, 1,
+        "the first image simulates its tissue"
+    );
+    run.move_probe();
+    let before = run.d.images;
     let mut frames = 0;
-    while d.tissue_images < 2 {
-        frame(&mut d);
+    while run.d.tissue_images < 2 {
+        run.frame(&ctx);
         frames += 1;
         assert!(frames <= 60, "no renewal after {frames} frames");
     }
     // The worker builds the scatterers while frames go on; then 4 units.
     assert!(frames >= 4, "renewed in {frames} frames");
-    assert_eq!(d.images - before, frames, "an image every frame");
+    assert_eq!(run.d.images - before, frames, "an image every frame");
     // Renewed where the probe is now: held there, no renewal follows.
     for _ in 0..8 {
-        frame(&mut d);
+        run.frame(&ctx);
     }
-    assert_eq!(d.tissue_images, 2);
+    assert_eq!(run.d.tissue_images, 2);
 }
