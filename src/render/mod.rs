@@ -1372,9 +1372,12 @@ impl Display {
             });
         }
         status.push(format!("t {:.2} s", self.time.min(self.scene.duration)));
+        // The tissue shown is the kept one until a renewal replaces it.
+        let renewing = self.renew_preparing.is_some() || self.chain.renderer.renewing();
         for (on, what) in [
             (self.controls.frozen, "FROZEN"),
             (self.controls.paused, "paused"),
+            (renewing, "tissue renewing"),
         ] {
             if on {
                 status.push(what.into());
