@@ -237,8 +237,17 @@ impl GpuContext {
         l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
+    /// The largest buffer: one bound a region at a time may exceed a
+    /// binding ([`GpuContext::storage_regions`]).
+    pub fn max_buffer(&self) -> u64 {
+        self.device.limits().max_buffer_size
+    }
+
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit = self.max_binding();
+        self.check_size_against(what, bytes, self.max_binding())
+    }
+
+    fn check_size_against(&self, what: &str, bytes: u64, limit: u64) -> Result<(), GpuError> {
         if bytes > limit {
             return Err(GpuError::TooLarge {
                 what: what.into(),
@@ -277,14 +286,25 @@ impl GpuContext {
     /// An uninitialised storage buffer of `bytes` that can be read back.
     pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
         self.check_size(label, bytes)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        Ok(self.storage_unchecked(label, bytes))
+    }
+
+    /// A storage buffer that is bound a region at a time, each region
+    /// within a binding's size: the whole may be as large as a buffer.
+    pub fn storage_regions(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        self.check_size_against(label, bytes, self.max_buffer())?;
+        Ok(self.storage_unchecked(label, bytes))
+    }
+
+    fn storage_unchecked(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(4).next_multiple_of(4),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }))
+        })
     }
 
     pub fn uniform_from<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {

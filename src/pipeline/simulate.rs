@@ -721,16 +721,26 @@ fn grow(
     Ok(())
 }
 
-/// Region `region` of `size` bytes of `buffer` (`None`: all of it).
-fn region_of(buffer: &wgpu::Buffer, region: Option<u64>, size: u64) -> wgpu::BindingResource<'_> {
-    match region {
-        Some(r) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset: r * size,
-            size: wgpu::BufferSize::new(size),
-        }),
-        None => buffer.as_entire_binding(),
+/// As [`grow`], for a buffer bound a region at a time ([`region_of`]).
+fn grow_regions(
+    ctx: &GpuContext,
+    buffer: &mut wgpu::Buffer,
+    label: &str,
+    bytes: u64,
+) -> Result<(), PipelineError> {
+    if buffer.size() < bytes {
+        *buffer = ctx.storage_regions(label, bytes)?;
     }
+    Ok(())
+}
+
+/// Region `region` of `size` bytes of `buffer`.
+fn region_of(buffer: &wgpu::Buffer, region: u64, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: region * size,
+        size: wgpu::BufferSize::new(size),
+    })
 }
 
 fn compute_pass<'e>(enc: &'e mut wgpu::CommandEncoder, label: &str) -> wgpu::ComputePass<'e> {
@@ -750,6 +760,11 @@ struct Specialised {
 /// Bytes of one tap in the taps buffer: the complex tap and its successor
 /// (`taps` in simulate.wgsl), so that receive interpolates from one load.
 const TAP_BYTES: u64 = 16;
+
+/// The most memory the taps of a simulation in several batches may take
+/// for each batch to keep its own ([`SimJob::own_taps`]); past it they
+/// share one region and a bound-only transmit pass runs first.
+const OWN_TAPS_MAX_BYTES: u64 = 1 << 30;
 
 /// Invocations of a transmit workgroup (`WG` in simulate.wgsl), which
 /// share a scatterer's frequencies.
@@ -847,7 +862,8 @@ pub struct Simulate {
     peak: wgpu::ComputePipeline,
     resolve: wgpu::ComputePipeline,
     /// Bytes of taps a simulation in several batches may keep for all of
-    /// them (`u64::MAX`: a binding's worth); [`Simulate::set_taps_budget`].
+    /// them (`u64::MAX`: a buffer's worth, up to [`OWN_TAPS_MAX_BYTES`]);
+    /// [`Simulate::set_taps_budget`].
     taps_budget: std::sync::atomic::AtomicU64,
 }
 
@@ -933,7 +949,8 @@ impl Simulate {
     }
 
     /// Cap the taps a simulation in several batches keeps for all of them
-    /// (`None`: as much as one binding holds). Past it the batches share
+    /// (`None`: as much as one buffer holds, up to
+    /// [`OWN_TAPS_MAX_BYTES`]). Past it the batches share
     /// one region and a bound-only transmit pass runs first; the bits are
     /// the same either way (tests force both).
     pub fn set_taps_budget(&self, bytes: Option<u64>) {
@@ -1069,20 +1086,23 @@ impl Simulate {
         let taps_region = ((nw * batch * plan.n_taps()) as u64 * TAP_BYTES).next_multiple_of(align);
         // Batches that all fit keep their own taps (the display's paced
         // preset cuts ~9 000 scatterers into batches of 300 to spread the
-        // work over screen frames); only a simulation whose taps exceed a
-        // binding pays for the bound-only pass.
+        // work over screen frames, and a `quality` tissue of ~42 000 is two
+        // batches on lavapipe, whose bindings stop at 128 MiB); only a
+        // simulation whose taps exceed a buffer, or OWN_TAPS_MAX_BYTES,
+        // pays for the bound-only pass.
         let budget = ctx
-            .max_binding()
+            .max_buffer()
+            .min(OWN_TAPS_MAX_BYTES)
             .min(self.taps_budget.load(std::sync::atomic::Ordering::Relaxed));
         let own_taps = n_batches > 1 && taps_region * n_batches as u64 <= budget;
         let regions = if own_taps { n_batches as u64 } else { 1 };
-        grow(
+        grow_regions(
             ctx,
             &mut buffers.heads,
             "sonoguide.simulate.heads",
             heads_region * regions,
         )?;
-        grow(
+        grow_regions(
             ctx,
             &mut buffers.taps,
             "sonoguide.simulate.taps",
@@ -1133,7 +1153,7 @@ impl Simulate {
             offset: 0,
             size: wgpu::BufferSize::new(std::mem::size_of::<SimulateParams>() as u64),
         };
-        let group = |region: Option<u64>| {
+        let group = |region: u64| {
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(params.clone()),
@@ -1162,11 +1182,7 @@ impl Simulate {
                 entries: &entries,
             })
         };
-        let groups = if own_taps {
-            (0..n_batches as u64).map(|b| group(Some(b))).collect()
-        } else {
-            vec![group(None)]
-        };
+        let groups = (0..regions).map(group).collect();
         Ok(SimJob {
             pipelines: self.specialised(&ctx.device, plan)?,
             buffers,
