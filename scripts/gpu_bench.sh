@@ -22,7 +22,9 @@
 #   display_*.txt/.png the display's full loop headless at 1280 x 720, the
 #                      quality preset (the >= 200 frames/s target) and fast;
 #                      display_*_moving: the tissue simulated for every image;
-#                      display_*_renewing: renewed behind the images, always
+#                      display_*_renewing: renewed behind the images, always;
+#                      display_*_wall: per stage on the host clock
+#   sim_acc_*.txt      the simulator's sums by trace vs elements fastest
 #   summary.txt        the headline numbers
 #
 # Uses target/release/sonoguide when it is there (or $SONOGUIDE_BIN), else
@@ -121,6 +123,19 @@ done
 if [ -f "$data" ]; then
     step hfr_pwi_disk_int16 "$bin" hfr --data "$data" --size 251x251 --batch 32 --seconds "$seconds" --int16 --json "$out/hfr_pwi_disk_int16.json"
 fi
+# The simulator's fixed-point sums laid out trace by trace (the default)
+# against elements fastest (fewer cache lines per warp of atomics), on the
+# point-target phantom (262 557 scatterers x 128 channels x 3 waves),
+# alternating, twice each (sim_acc_*.txt: "simulated ... in X ms").
+# (Quick mode: skipped; the phantom takes ~2 min per run on lavapipe.)
+if [ "${GPU_BENCH_QUICK:-0}" != 1 ]; then
+    for i in 1 2; do
+        for layout in traces elements; do
+            step "sim_acc_${layout}_$i" "$bin" simulate "$root/scenes/phantom-point-targets.toml" --tx-window 4 --repeat 3 \
+                --accumulators "$layout" --out "$out/sim_acc_$layout.uff"
+        done
+    done
+fi
 # The display's full loop (simulate -> beamform -> detect -> scan convert ->
 # composite) headless at 1280 x 720: the quality preset (128 channels x 3
 # waves, the >= 200 frames/s target) and the fast one.
@@ -134,6 +149,9 @@ done
 # the move), against the default that keeps it while the probe is held.
 step "display_${presets%% *}_moving" "$bin" view --preset "${presets%% *}" --headless "$out/display_moving.png" --size 1280x720 \
     --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance -1
+# Per stage, host clock: an image that simulates its tissue, one that
+# keeps it, and one that keeps it with a renewal's share behind it.
+step "display_${presets%% *}_wall" "$bin" view --preset "${presets%% *}" --headless "$out/display_wall.png" --size 1280x720 --wall-clock
 # A probe always on the move with the tissue renewed behind the images
 # (tolerance 0: the tremor renews it continuously, over --renew-frames).
 step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --headless "$out/display_renewing.png" --size 1280x720 \
@@ -142,10 +160,10 @@ step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --h
 {
     echo "sonoguide GPU benchmark, $(head -n 1 "$out/machine.txt")"
     grep -h -E "^chosen:" "$out/machine.txt"
-    for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/display_*.txt; do
+    for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/sim_acc_*.txt "$out"/display_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt)"
-        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate" "$f"
+        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|image, tissue" "$f"
     done
     for f in "$out"/ab_*.txt; do
         [ -f "$f" ] || continue

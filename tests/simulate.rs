@@ -172,6 +172,15 @@ fn gpu_runs_are_bit_identical_and_batches_do_not_matter() {
     let a = sim.run(&ctx, &plan, &scat).unwrap();
     let b = sim.run(&ctx, &plan, &scat).unwrap();
     assert!(rf(&a) == rf(&b), "two runs of the same simulation differ");
+    // The sums laid out with the elements fastest: the same sums.
+    sim.set_elements_fastest(true);
+    let c = sim.run(&ctx, &plan, &scat).unwrap();
+    sim.set_elements_fastest(false);
+    assert!(
+        rf(&c) == rf(&a),
+        "the accumulators laid out by element give other bits"
+    );
+    assert!(plan.n_waves() > 1 && plan.n_elements() > 1);
     // Recorded 37 scatterers at a time, one unit per submission (as the
     // display spreads a frame over screen frames): the same bits. Six
     // batches, keeping their own taps: six transmits, then six receives,

@@ -14,10 +14,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{
-    compute_pipeline, layout, specialised_pipeline, Binding, GpuChannels, PipelineError,
-    Specialisations,
-};
+use super::{layout, specialised_pipeline, Binding, GpuChannels, PipelineError, Specialisations};
 use crate::acquisition::{transmit, Acquisition, ChannelData, ProbeKind, Samples, Wavefront};
 use crate::gpu::timing::GpuTimer;
 use crate::gpu::{dispatch_size, shaders, GpuContext};
@@ -750,11 +747,14 @@ fn compute_pass<'e>(enc: &'e mut wgpu::CommandEncoder, label: &str) -> wgpu::Com
     })
 }
 
-/// transmit and receive specialised for a plan ([`Simulate::specialised`]).
+/// The entry points specialised for a plan and an accumulator layout
+/// ([`Simulate::specialised`]).
 #[derive(Clone)]
 struct Specialised {
     transmit: wgpu::ComputePipeline,
     receive: wgpu::ComputePipeline,
+    peak: wgpu::ComputePipeline,
+    resolve: wgpu::ComputePipeline,
 }
 
 /// Bytes of one tap in the taps buffer: the complex tap and its successor
@@ -857,10 +857,11 @@ pub struct Simulate {
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
-    /// transmit and receive by (`N_SEGMENTS`, `FREQ_BLOCK`), made on first use.
-    specialised: Specialisations<(u32, u32), Specialised>,
-    peak: wgpu::ComputePipeline,
-    resolve: wgpu::ComputePipeline,
+    /// The entry points by (`N_SEGMENTS`, `FREQ_BLOCK`,
+    /// `ACC_ELEMENTS_FASTEST`), made on first use.
+    specialised: Specialisations<(u32, u32, bool), Specialised>,
+    /// [`Simulate::set_elements_fastest`].
+    elements_fastest: std::sync::atomic::AtomicBool,
     /// Bytes of taps a simulation in several batches may keep for all of
     /// them (`u64::MAX`: a buffer's worth, up to [`OWN_TAPS_MAX_BYTES`]);
     /// [`Simulate::set_taps_budget`].
@@ -887,12 +888,11 @@ impl Simulate {
             ],
         );
         Simulate {
-            peak: compute_pipeline(device, STAGE, &module, &pl, "peak"),
-            resolve: compute_pipeline(device, STAGE, &module, &pl, "resolve"),
             layout: bgl,
             pipeline_layout: pl,
             module,
             specialised: Specialisations::new(STAGE),
+            elements_fastest: std::sync::atomic::AtomicBool::new(false),
             taps_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
@@ -904,8 +904,9 @@ impl Simulate {
         self.specialised(device, plan).map(|_| ())
     }
 
-    /// transmit and receive for `plan`'s segment count and frequency block
-    /// (a plan's settings give one pair; the display uses one per approach).
+    /// The entry points for `plan`'s segment count and frequency block (a
+    /// plan's settings give one set; the display uses one per approach)
+    /// and the accumulator layout set now.
     fn specialised(
         &self,
         device: &wgpu::Device,
@@ -921,10 +922,14 @@ impl Simulate {
                 plan.params.n_freq
             )));
         }
-        self.specialised.get((segments, block), || {
+        let by_element = self
+            .elements_fastest
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.specialised.get((segments, block, by_element), || {
             let constants = [
                 ("N_SEGMENTS", segments as f64),
                 ("FREQ_BLOCK", block as f64),
+                ("ACC_ELEMENTS_FASTEST", by_element as u32 as f64),
             ];
             let make = |entry: &str, zero_workgroup_memory: bool| {
                 specialised_pipeline(
@@ -944,8 +949,20 @@ impl Simulate {
                 // lavapipe.
                 transmit: make("transmit", false),
                 receive: make("receive", true),
+                peak: make("peak", true),
+                resolve: make("resolve", true),
             }
         })
+    }
+
+    /// Lay the fixed-point sums out with the elements fastest
+    /// (`ACC_ELEMENTS_FASTEST` in simulate.wgsl: a warp's atomics in fewer
+    /// cache lines) instead of trace after trace, for the jobs begun from
+    /// now on. The bits are the same (tested); the speed is for a GPU to
+    /// tell (`sonoguide simulate --accumulators elements`).
+    pub fn set_elements_fastest(&self, on: bool) {
+        self.elements_fastest
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Cap the taps a simulation in several batches keeps for all of them
@@ -1343,10 +1360,10 @@ impl Simulate {
             pass.set_bind_group(0, &job.groups[0], &[last as u32 * job.stride]);
             let (gx, gy) = dispatch_size((nw * ne * ns) as u32, WORKGROUP);
             if plan.params.noise_level > 0.0 && !job.keep {
-                pass.set_pipeline(&self.peak);
+                pass.set_pipeline(&job.pipelines.peak);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
-            pass.set_pipeline(&self.resolve);
+            pass.set_pipeline(&job.pipelines.resolve);
             pass.dispatch_workgroups(gx, gy, 1);
         });
         (job.buffers.channels(plan), job.buffers)

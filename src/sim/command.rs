@@ -81,6 +81,10 @@ pub struct SimulateArgs {
     /// and is not counted when N > 1).
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// Layout of the GPU's fixed-point sums: `traces` (one after another) or `elements` (the
+    /// elements fastest, for a GPU's atomics); the same RF either way [default: traces].
+    #[arg(long, value_parser = ["traces", "elements"], default_value = "traces")]
+    pub accumulators: String,
 }
 
 fn fail(msg: impl Into<String>) -> CliError {
@@ -321,6 +325,7 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("adapter: {}", ctx.describe());
         let sim = Simulate::new(&ctx.device);
+        sim.set_elements_fastest(a.accumulators == "elements");
         for _ in 0..runs {
             let t = Instant::now();
             data = Some(sim.run(&ctx, &plan, &scatterers)?);
