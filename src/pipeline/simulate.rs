@@ -704,6 +704,14 @@ fn uniform_blocks(ctx: &GpuContext, blocks: usize) -> wgpu::Buffer {
     })
 }
 
+/// How a buffer is bound: whole, or a region at a time ([`region_of`]),
+/// which lets the whole be as large as a buffer rather than a binding.
+#[derive(Clone, Copy)]
+enum Bound {
+    Whole,
+    InRegions,
+}
+
 /// Replace `buffer` by a larger storage buffer when it holds fewer than
 /// `bytes` (its contents are not kept: every use rewrites them).
 fn grow(
@@ -711,22 +719,13 @@ fn grow(
     buffer: &mut wgpu::Buffer,
     label: &str,
     bytes: u64,
+    bound: Bound,
 ) -> Result<(), PipelineError> {
     if buffer.size() < bytes {
-        *buffer = ctx.storage(label, bytes)?;
-    }
-    Ok(())
-}
-
-/// As [`grow`], for a buffer bound a region at a time ([`region_of`]).
-fn grow_regions(
-    ctx: &GpuContext,
-    buffer: &mut wgpu::Buffer,
-    label: &str,
-    bytes: u64,
-) -> Result<(), PipelineError> {
-    if buffer.size() < bytes {
-        *buffer = ctx.storage_regions(label, bytes)?;
+        *buffer = match bound {
+            Bound::Whole => ctx.storage(label, bytes)?,
+            Bound::InRegions => ctx.storage_regions(label, bytes)?,
+        };
     }
     Ok(())
 }
@@ -1045,6 +1044,7 @@ impl Simulate {
             &mut buffers.scatterers,
             "sonoguide.simulate.scatterers",
             (rows.len() * 16) as u64,
+            Bound::Whole,
         )?;
         if !rows.is_empty() {
             ctx.queue
@@ -1073,6 +1073,7 @@ impl Simulate {
                     &mut buffers.base,
                     "sonoguide.simulate.base",
                     frame_bytes,
+                    Bound::Whole,
                 )?;
                 FLAG_BASE_KEEP
             }
@@ -1113,17 +1114,19 @@ impl Simulate {
             .min(self.taps_budget.load(std::sync::atomic::Ordering::Relaxed));
         let own_taps = n_batches > 1 && taps_region * n_batches as u64 <= budget;
         let regions = if own_taps { n_batches as u64 } else { 1 };
-        grow_regions(
+        grow(
             ctx,
             &mut buffers.heads,
             "sonoguide.simulate.heads",
             heads_region * regions,
+            Bound::InRegions,
         )?;
-        grow_regions(
+        grow(
             ctx,
             &mut buffers.taps,
             "sonoguide.simulate.taps",
             taps_region * regions,
+            Bound::InRegions,
         )?;
 
         // Every dispatch's parameters, written once: the bound-only pass's
