@@ -389,13 +389,14 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     let summary = |s: &crate::render::window::RunSummary| {
         let per_s = |n: u64| n as f64 / s.seconds.max(1e-9);
         println!(
-            "{} frames in {:.1} s: {:.1} frames/s, {} B-mode images ({:.1} images/s; {} with the tissue simulated, the rest its needle only)",
+            "{} frames in {:.1} s: {:.1} frames/s, {} B-mode images ({:.1} images/s; {} with the tissue simulated, the rest its needle only; {} tissue renewals behind the images)",
             s.frames,
             s.seconds,
             per_s(s.frames),
             s.images,
             per_s(s.images),
-            s.tissue_images
+            s.tissue_images,
+            s.renewals
         );
     };
     if let Some(png) = &args.headless {

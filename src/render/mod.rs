@@ -451,10 +451,12 @@ pub struct Display {
     force_chain: bool,
     frames: u64,
     chain_frames: usize,
-    /// B-mode images recorded so far, and those that simulated their
-    /// tissue (the others added their needle to kept tissue).
+    /// B-mode images recorded so far, those that simulated their tissue
+    /// (the others added their needle to kept tissue), and the tissue
+    /// renewals done behind the images.
     pub images: u64,
     pub tissue_images: u64,
+    pub renewals: u64,
     last_frame: Option<Instant>,
     /// Smoothed frame interval, seconds.
     pub frame_interval: f64,
@@ -575,6 +577,7 @@ impl Display {
             chain_frames: 0,
             images: 0,
             tissue_images: 0,
+            renewals: 0,
             last_frame: None,
             frame_interval: 0.0,
             stage_times: Vec::new(),
@@ -806,7 +809,7 @@ impl Display {
             }
         }
         if r.step_renewal(ctx, enc, &mut self.timer, 1) {
-            self.tissue_images += 1;
+            self.renewals += 1;
         }
         Ok(())
     }
@@ -1016,11 +1019,12 @@ impl Display {
             .map(|(l, t)| format!("{l}={:.2}ms", t * 1e3))
             .collect();
         format!(
-            "frame {frames} {:.1} fps longest={:.0}ms images={} tissue={} scatterers={:.0}ms record={:.0}ms {}",
+            "frame {frames} {:.1} fps longest={:.0}ms images={} tissue={} renewed={} scatterers={:.0}ms record={:.0}ms {}",
             1.0 / self.frame_interval.max(1e-9),
             longest * 1e3,
             self.images,
             self.tissue_images,
+            self.renewals,
             self.prepare_s * 1e3,
             self.record_s * 1e3,
             stages.join(" ")
@@ -1659,6 +1663,7 @@ pub fn run_headless(
         seconds,
         images: display.images,
         tissue_images: display.tissue_images,
+        renewals: display.renewals,
         stage_times: display.stage_times.clone(),
     })
 }

@@ -110,10 +110,12 @@ pub enum WindowError {
 pub struct RunSummary {
     pub frames: u64,
     pub seconds: f64,
-    /// B-mode images the chain delivered in that time, and how many of
-    /// them simulated their tissue (the rest only their needle).
+    /// B-mode images the chain delivered in that time, how many of them
+    /// simulated their tissue (the rest only their needle), and the tissue
+    /// renewals done behind them.
     pub images: u64,
     pub tissue_images: u64,
+    pub renewals: u64,
     pub stage_times: Vec<(String, f64)>,
 }
 
@@ -444,6 +446,7 @@ impl App {
             seconds: started.elapsed().as_secs_f64(),
             images: s.display.images,
             tissue_images: s.display.tissue_images,
+            renewals: s.display.renewals,
             stage_times: s.display.stage_times.clone(),
         };
         if s.display.quit || self.opts.frames.is_some_and(|n| self.frames >= n) {
