@@ -672,6 +672,7 @@ fn a_moved_probe_renews_the_tissue_behind_the_images() {
     let mut frames = 0;
     while run.d.renewals < 1 {
         run.frame(&ctx);
+        assert!(run.d.renewing() || run.d.renewals == 1);
         frames += 1;
         assert!(frames <= 60, "no renewal after {frames} frames");
     }
@@ -684,4 +685,21 @@ fn a_moved_probe_renews_the_tissue_behind_the_images() {
         run.frame(&ctx);
     }
     assert_eq!((run.d.tissue_images, run.d.renewals), (1, 1));
+
+    // The probe moves again and the depth changes while its renewal is
+    // under way: the plans change, the renewal and the kept tissue go, and
+    // the next image simulates its tissue itself.
+    *run.moved.lock().unwrap() = 4.0 * render::TISSUE_TOLERANCE;
+    run.frame(&ctx);
+    run.frame(&ctx);
+    assert!(run.d.renewing());
+    run.d
+        .apply(&ctx, sonoguide::render::Action::Depth(-1.0))
+        .unwrap();
+    assert!(!run.d.renewing());
+    let before = run.d.images;
+    while run.d.images < before + 2 {
+        run.frame(&ctx);
+    }
+    assert_eq!((run.d.tissue_images, run.d.renewals), (2, 1));
 }

@@ -773,6 +773,12 @@ impl Display {
         Some(stale)
     }
 
+    /// Whether a tissue renewal is under way (its scatterers being built,
+    /// or its simulation being recorded).
+    pub fn renewing(&self) -> bool {
+        self.renew_preparing.is_some() || self.chain.renderer.renewing()
+    }
+
     /// Start a tissue renewal whose scatterers have arrived, between
     /// images ([`Renderer::renew`]), and record this frame's share of the
     /// one under way: one unit of `sim_batch` scatterers, or 1 /
@@ -1376,12 +1382,11 @@ impl Display {
             });
         }
         status.push(format!("t {:.2} s", self.time.min(self.scene.duration)));
-        // The tissue shown is the kept one until a renewal replaces it.
-        let renewing = self.renew_preparing.is_some() || self.chain.renderer.renewing();
         for (on, what) in [
             (self.controls.frozen, "FROZEN"),
             (self.controls.paused, "paused"),
-            (renewing, "tissue renewing"),
+            // The tissue shown is the kept one until a renewal replaces it.
+            (self.renewing(), "tissue renewing"),
         ] {
             if on {
                 status.push(what.into());
