@@ -1272,22 +1272,34 @@ impl Simulate {
                 pass.dispatch_workgroups(gx, gy, 1);
             }
         };
-        if job.own_taps() {
-            // Every transmit (taps written, bounds taken), then every receive.
-            if job.next_bound < n_batches && units > 0 {
-                timer.scope(ctx, enc, PHASES[1], |enc| {
-                    let mut pass = compute_pass(enc, "sonoguide.simulate.transmit");
-                    pass.set_pipeline(&job.pipelines.transmit);
-                    while job.next_bound < n_batches && units > 0 {
-                        let end = (job.next_bound + OWN_TAPS_BATCHES_PER_UNIT).min(n_batches);
-                        for b in job.next_bound..end {
-                            transmit(&mut pass, b, full(b));
-                        }
-                        job.next_bound = end;
-                        units -= 1;
-                    }
-                });
+        let own_taps = job.own_taps();
+        if n_batches == 1 {
+            // One batch: its own transmit gives the bound.
+            job.next_bound = n_batches;
+        }
+        // Transmits from batch `job.next_bound` on, `per_unit` batches a
+        // unit while units last, in one pass timed as `phase`; `block(b)`
+        // is batch b's parameter block (taps written, or the bound only).
+        let mut transmits = |phase: &str, per_unit: usize, block: &dyn Fn(usize) -> usize| {
+            if job.next_bound >= n_batches || units == 0 {
+                return;
             }
+            timer.scope(ctx, enc, phase, |enc| {
+                let mut pass = compute_pass(enc, &format!("sonoguide.{phase}"));
+                pass.set_pipeline(&job.pipelines.transmit);
+                while job.next_bound < n_batches && units > 0 {
+                    let end = (job.next_bound + per_unit).min(n_batches);
+                    for b in job.next_bound..end {
+                        transmit(&mut pass, b, block(b));
+                    }
+                    job.next_bound = end;
+                    units -= 1;
+                }
+            });
+        };
+        if own_taps {
+            // Every transmit (taps written, bounds taken), then every receive.
+            transmits(PHASES[1], OWN_TAPS_BATCHES_PER_UNIT, &full);
             let end = job
                 .next
                 .saturating_add(units.saturating_mul(OWN_TAPS_BATCHES_PER_UNIT))
@@ -1304,23 +1316,7 @@ impl Simulate {
             job.next = end;
             return end == n_batches;
         }
-        if n_batches == 1 {
-            job.next_bound = n_batches;
-        }
-        if job.next_bound < n_batches && units > 0 {
-            timer.scope(ctx, enc, PHASES[0], |enc| {
-                let mut pass = compute_pass(enc, "sonoguide.simulate.bound");
-                pass.set_pipeline(&job.pipelines.transmit);
-                while job.next_bound < n_batches && units > 0 {
-                    let end = (job.next_bound + BOUND_BATCHES_PER_UNIT).min(n_batches);
-                    for b in job.next_bound..end {
-                        transmit(&mut pass, b, b);
-                    }
-                    job.next_bound = end;
-                    units -= 1;
-                }
-            });
-        }
+        transmits(PHASES[0], BOUND_BATCHES_PER_UNIT, &|b| b);
         let end = job.next.saturating_add(units).min(n_batches);
         for b in job.next..end {
             timer.scope(ctx, enc, PHASES[1], |enc| {

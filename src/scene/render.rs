@@ -645,7 +645,7 @@ impl Renderer {
                 (None, Base::Add(base))
             }
         };
-        let buffers = self.take_sim_buffers(ctx)?;
+        let buffers = self.take_buffers(ctx, &self.sim_buffers)?;
         let image = sim
             .begin_in(ctx, &self.plan, buffers, scatterers, batch, base)
             .map_err(|e| e.to_string())?;
@@ -679,10 +679,7 @@ impl Renderer {
         probe: Pose,
         batch: Option<usize>,
     ) -> Result<(), String> {
-        let buffers = match self.spare.lock().ok().and_then(|mut s| s.take()) {
-            Some(b) => b,
-            None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string())?,
-        };
+        let buffers = self.take_buffers(ctx, &self.spare)?;
         let job = self
             .simulator
             .begin_in(ctx, &self.plan, buffers, tissue, batch, Base::Keep)
@@ -746,9 +743,14 @@ impl Renderer {
         true
     }
 
-    /// The simulation's buffers kept from the last frame, or new ones.
-    fn take_sim_buffers(&self, ctx: &GpuContext) -> Result<SimBuffers, String> {
-        match self.sim_buffers.lock().ok().and_then(|mut b| b.take()) {
+    /// The simulation's buffers kept in `slot` (the images', or the
+    /// renewals' spare), or new ones.
+    fn take_buffers(
+        &self,
+        ctx: &GpuContext,
+        slot: &Mutex<Option<SimBuffers>>,
+    ) -> Result<SimBuffers, String> {
+        match slot.lock().ok().and_then(|mut b| b.take()) {
             Some(b) => Ok(b),
             None => SimBuffers::new(ctx, &self.plan).map_err(|e| e.to_string()),
         }
@@ -847,7 +849,7 @@ impl Renderer {
         self.simulator
             .prepare(&ctx.device, &self.plan)
             .map_err(|e| e.to_string())?;
-        let buffers = self.take_sim_buffers(ctx)?;
+        let buffers = self.take_buffers(ctx, &self.sim_buffers)?;
         let rf = buffers.channels(&self.plan);
         if let Ok(mut kept) = self.sim_buffers.lock() {
             *kept = Some(buffers);
