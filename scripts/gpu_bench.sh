@@ -9,13 +9,13 @@
 #                      the reference workload (mach's PWI_disk: 251 x 251 px,
 #                      128 channels, 32 frames), CPU twin, per-stage times,
 #                      and the sweeps of pixels, channels, waves and frames
-#   tiling.csv         the PWI_disk kernel for every DAS tiling (pixels per
-#                      invocation x frames per block), to pick the GPU default
-#   split.csv          the kernel with its element loop split among 1..8
-#                      threads per pixel, on PWI_disk and a 64 x 64 image
-#   ab_*.txt           A/B pairs run alternately, twice: DAS rows in f16 vs
-#                      f32 (kernel), demodulation in chunks vs whole traces
-#                      (per-stage times)
+#   tune_*.txt/.json/.csv
+#                      every DAS tiling (pixels per invocation x frames per
+#                      block x element loop split, f32 and f16 rows) timed in
+#                      one process on PWI_disk and on a 64 x 64 image
+#                      (bench --tune), to pick the GPU default
+#   ab_*.txt           A/B pairs run alternately, twice: demodulation in
+#                      chunks vs whole traces (per-stage times)
 #   hfr_*.json/.txt    streaming: 256 x 256 pixels, 128 channels, one plane
 #                      wave (the issue's >= 10 000 frames/s target), and
 #                      PWI_disk looped; f32 and int16 samples
@@ -41,9 +41,9 @@ mkdir -p "$out" || exit 2
 out=$(cd "$out" && pwd)
 failed=()
 if [ "${GPU_BENCH_QUICK:-0}" = 1 ]; then
-    quick=(--quick); repeat=3; seconds=1; tilings="1 8"
+    quick=(--quick); repeat=3; seconds=1
 else
-    quick=(); repeat=50; seconds=10; tilings="1 2 4 8"
+    quick=(); repeat=50; seconds=10
 fi
 
 bin=${SONOGUIDE_BIN:-$root/target/release/sonoguide}
@@ -73,33 +73,19 @@ step() {  # step NAME CMD... : run, tee the output to OUT_DIR/NAME.txt, remember
 if [ -f "$data" ]; then
     step pwi_disk "$bin" bench --workload pwi-disk --data "$data" --sweep --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
         --json "$out/pwi_disk.json" --csv "$out/pwi_disk.csv" --plot "$out/pwi_disk.svg"
-    echo "pixels_per_invocation,row_vec4,median_kernel_s,points_per_s,mach_factor" >"$out/tiling.csv"
-    for k in $tilings; do
-        for r in 2 4 8; do
-            j="$out/tiling_k${k}_r${r}.json"
-            step "tiling_k${k}_r${r}" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
-                --pixels-per-invocation "$k" --row-vec4 "$r" --json "$j"
-            [ -f "$j" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$k,$r,{d['median_kernel_s']},{d['points_per_s']},{d['mach_factor']}\")" "$j" >>"$out/tiling.csv"
-        done
-    done
-    # The element loop split among 1, 2, 4 and 8 threads per pixel (one
-    # pixel per invocation), on PWI_disk and on a small image, where a
-    # GPU's serial element loop set a fixed ~170 us (split.csv).
-    echo "workload,element_split,median_kernel_s,points_per_s" >"$out/split.csv"
-    for sp in 1 2 4 8; do
-        for wl in pwi small; do
-            j="$out/split_${wl}_s$sp.json"
-            if [ $wl = pwi ]; then src=(--workload pwi-disk --data "$data"); else src=(--workload synthetic --size 64x64 --frames 8); fi
-            step "split_${wl}_s$sp" "$bin" bench "${src[@]}" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
-                --pixels-per-invocation 1 --row-vec4 4 --element-split "$sp" --json "$j"
-            [ -f "$j" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"$wl,$sp,{d['median_kernel_s']},{d['points_per_s']}\")" "$j" >>"$out/split.csv"
-        done
-    done
-    # A/B, alternating, twice each: f16 rows against f32 (the DAS kernel),
-    # demodulation in chunks (the GPU default) against whole traces.
+    # Every DAS tiling (pixels per invocation x vec4 per row x element
+    # loop split, f32 and f16 rows) timed in one process, in rounds, each
+    # image checked against the default's; then the kernel measured with
+    # the fastest correct f32 one (tune_pwi.txt has the table).
+    step tune_pwi "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --tune --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
+        --json "$out/tune_pwi.json" --csv "$out/tune_pwi.csv"
+    # The same on a small image, where a GPU's serial element loop set a
+    # fixed ~170 us (the case for splitting it).
+    step tune_small "$bin" bench --workload synthetic --size 64x64 --frames 8 --no-cpu --no-stages --tune --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
+        --json "$out/tune_small.json" --csv "$out/tune_small.csv"
+    # A/B, alternating, twice each: demodulation in chunks (the GPU
+    # default) against whole traces (f16 against f32 rows: tune_*).
     for i in 1 2; do
-        step "ab_rows_f32_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"}
-        step "ab_rows_f16_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --repeat "$repeat" ${quick[@]+"${quick[@]}"} --f16-rows
         step "ab_demod_whole_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --repeat "$repeat" ${quick[@]+"${quick[@]}"} --demod-chunk 0
         step "ab_demod_chunks_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --repeat "$repeat" ${quick[@]+"${quick[@]}"}
     done
@@ -113,6 +99,8 @@ fi
 for b in 1 8 16 32; do
     step "hfr_256_b$b" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch "$b" --seconds "$seconds" --json "$out/hfr_256_b$b.json"
 done
+# The same stream with the DAS tiling tuned on one batch first.
+step "hfr_256_b16_tuned" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --tune --json "$out/hfr_256_b16_tuned.json"
 # hfr beamforms from f16 rows by default: the same stream from f32 rows.
 step "hfr_256_b16_f32rows" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --f32-rows --json "$out/hfr_256_b16_f32rows.json"
 # The RF streamed as int16 (half the upload), at the batch sizes the upload
@@ -169,10 +157,12 @@ step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --h
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt): $(grep -h -E "das kernel \(median\)|^  demodulate" "$f" | tr -s ' ' | tr '\n' ';')"
     done
-    echo "--- tiling (kernel seconds)"
-    cat "$out/tiling.csv" 2>/dev/null
-    echo "--- element loop split (kernel seconds)"
-    cat "$out/split.csv" 2>/dev/null
+    for f in "$out"/tune_*.txt; do
+        [ -f "$f" ] || continue
+        echo "--- $(basename "$f" .txt): the ten fastest tilings"
+        grep -E "^tuned:" "$f"
+        grep -A 11 -E "^tuning " "$f" | tail -n +2
+    done
 } >"$out/summary.txt"
 cat "$out/summary.txt"
 

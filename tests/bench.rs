@@ -209,6 +209,12 @@ fn hfr_streams_and_reports() {
         2 * i["upload_bytes_per_frame"].as_u64().unwrap(),
         v["upload_bytes_per_frame"].as_u64().unwrap()
     );
+    assert_eq!(v["tuned"].as_bool(), Some(false), "{v}");
+    // --tune streams with a tiling it timed, at the rows' precision.
+    let t = stream(&["--tune", "--f32-rows"]);
+    assert_eq!(t["tuned"].as_bool(), Some(true), "{t}");
+    assert_eq!(t["rows"].as_str(), Some("f32"), "{t}");
+    assert!(t["tiling"].as_str().unwrap().ends_with(" f32"), "{t}");
 }
 
 #[test]
@@ -233,5 +239,121 @@ fn bad_input_is_refused_with_the_flag_named() {
     assert!(
         !out.status.success() && err.contains("/no/such/dir"),
         "{err}"
+    );
+    // --tune chooses the tiling itself.
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(["bench", "--quick", "--tune", "--row-vec4", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tune") && err.contains("--row-vec4"),
+        "{err}"
+    );
+}
+
+/// Every tiling `bench --tune` can choose beamforms the image the default
+/// tiling does (f32 rows to 1e-4 of its peak, f16 rows to 2e-3), on an
+/// image with two plane waves whose rows the tilings cut differently; each
+/// is timed, and the best is the fastest usable row.
+#[test]
+fn every_tiling_beamforms_the_default_image() {
+    use sonoguide::bench::tune;
+    use sonoguide::bench::workload::{synthetic, SynthShape};
+    if !have_gpu() {
+        return;
+    }
+    let ctx = GpuContext::new(None).unwrap();
+    let bf = sonoguide::pipeline::Beamformer::new(&ctx);
+    let w = synthetic(SynthShape {
+        nx: 24,
+        nz: 20,
+        channels: 16,
+        waves: 2,
+        frames: 6,
+    })
+    .unwrap();
+    let p = sonoguide::bench::measure::prepare(&ctx, &bf, &w).unwrap();
+    let rows = tune::tune(&ctx, &bf, &p, w.points(), 1, 1).unwrap();
+    // 6 frames: rows of 1 to 4 vec4 in f32, 2 to 4 in f16.
+    assert_eq!(rows.len(), tune::candidates(6).len());
+    assert_eq!(rows.len(), 2 + 3 * 4 + 3 * 3 + 2 * 4 + 2 * 3);
+    let mut seen = Vec::new();
+    for r in &rows {
+        assert!(
+            !r.note.starts_with("could not") && !r.note.starts_with("wrong"),
+            "{r:?}"
+        );
+        let tol = if r.rows == "f16" { 2e-3 } else { 1e-4 };
+        assert!(r.max_rel_err <= tol, "{r:?}");
+        if r.note.is_empty() {
+            assert!(r.median_kernel_s > 0.0 && r.runs == 1, "{r:?}");
+            assert!(!seen.contains(&r.effective), "{r:?} timed twice");
+            seen.push(r.effective);
+        } else {
+            assert!(r.note.starts_with("timed as") && r.runs == 0, "{r:?}");
+        }
+    }
+    // Every kind of tiling was timed: shared delays, split element loops, f16.
+    assert!(seen.iter().flatten().any(|t| t.pixels_per_invocation == 8));
+    assert!(seen.iter().flatten().any(|t| t.element_split == 8));
+    assert!(seen.iter().flatten().any(|t| t.f16_rows));
+    for f16 in [false, true] {
+        let b = tune::best(&rows, f16).unwrap();
+        let fastest = rows
+            .iter()
+            .filter(|r| r.note.is_empty() && (r.rows == "f16") == f16)
+            .map(|r| r.median_kernel_s)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(b.median_kernel_s, fastest);
+    }
+}
+
+/// `bench --tune` lists the tilings in its JSON and CSV and measures with
+/// the one it reports as fastest.
+#[test]
+fn bench_tune_measures_with_the_fastest_tiling() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (j, c) = (dir.path().join("t.json"), dir.path().join("t.csv"));
+    let text = run(&[
+        "bench",
+        "--workload",
+        "synthetic",
+        "--quick",
+        "--tune",
+        "--no-cpu",
+        "--no-stages",
+        "--json",
+        j.to_str().unwrap(),
+        "--csv",
+        c.to_str().unwrap(),
+    ]);
+    assert!(text.contains("tuning (k pixels per invocation"), "{text}");
+    let v = json(&j);
+    let tuning = v["tuning"].as_array().unwrap();
+    assert!(tuning.len() > 10, "{}", tuning.len());
+    let fastest = tuning
+        .iter()
+        .filter(|r| r["note"] == "" && r["rows"] == "f32")
+        .min_by(|a, b| {
+            a["median_kernel_s"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["median_kernel_s"].as_f64().unwrap())
+        })
+        .unwrap();
+    let label = fastest["tiling"].as_str().unwrap();
+    assert_eq!(
+        v["tiling_label"].as_str().unwrap(),
+        label.trim_end_matches(" (default)"),
+        "{v}"
+    );
+    let csv = std::fs::read_to_string(&c).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("tune,")).count(),
+        tuning.len()
     );
 }

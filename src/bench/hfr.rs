@@ -55,7 +55,8 @@ pub struct HfrArgs {
     /// Batches in flight: 2 = double, 3 = triple buffering.
     #[arg(long, default_value_t = 3)]
     pub buffers: usize,
-    /// Stop after this many frames (default 256 when --seconds is not given).
+    /// Stop after this many frames, rounded up to whole batches (default
+    /// 256 when --seconds is not given).
     #[arg(long)]
     pub frames: Option<usize>,
     /// Stop after this many seconds.
@@ -77,6 +78,11 @@ pub struct HfrArgs {
     /// restores the scale).
     #[arg(long)]
     pub int16: bool,
+    /// Before streaming, time every DAS tiling on one batch (`bench
+    /// --tune`) and stream with the fastest correct one at the rows'
+    /// precision.
+    #[arg(long)]
+    pub tune: bool,
     /// Write the results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -108,6 +114,10 @@ pub struct HfrReport {
     pub rate_hz: f64,
     /// Precision of DAS's frame-contiguous rows: "f16" or "f32".
     pub rows: String,
+    /// The DAS tiling streamed with (`k1 r4 w0 s1 f16`, see
+    /// `bench::tune::label`), and whether `--tune` chose it.
+    pub tiling: String,
+    pub tuned: bool,
     /// Host time to write one batch's frames into its staging buffer
     /// (median), and the rate that makes: if it is near the batch's share
     /// of the wall time, the host, not the GPU, sets the frame rate.
@@ -264,6 +274,38 @@ fn wait_oldest(ctx: &GpuContext, slots: &[Slot]) -> Result<(), BenchError> {
 }
 
 /// `sonoguide hfr`.
+/// `hfr --tune`: every DAS tiling timed on one batch of the stream; `bf`
+/// left on the fastest correct one with f16 rows (`f16`) or f32 rows.
+fn tune_das(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    w: &Workload,
+    batch: usize,
+    f16: bool,
+) -> Result<(), BenchError> {
+    let one = w.looped(batch);
+    let p = super::measure::prepare(ctx, bf, &one)?;
+    let rows = super::tune::tune(ctx, bf, &p, one.points(), 2, 10)?;
+    match super::tune::best(&rows, f16) {
+        Some(b) => {
+            eprintln!(
+                "hfr: tuned das on one batch: {} ({:.2}× the default, {} tilings timed)",
+                b.tiling,
+                b.speedup,
+                rows.iter()
+                    .filter(|r| r.median_kernel_s.is_finite())
+                    .count()
+            );
+            bf.das.set_tiling(b.effective)?;
+        }
+        None => {
+            eprintln!("hfr: --tune: no tiling ran correctly; streaming with the default");
+            bf.das.set_f16_rows(f16);
+        }
+    }
+    Ok(())
+}
+
 pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchError> {
     check_output(&args.json, "--json")?;
     let (nx, nz) = parse_size(&args.size, "--size")?;
@@ -338,9 +380,13 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());
     let bf = Beamformer::new(&ctx);
-    bf.das.set_f16_rows(!args.f32_rows);
-    let acq = w.data.acquisition.clone();
     let batch = args.batch;
+    if args.tune {
+        tune_das(&ctx, &bf, &w, batch, !args.f32_rows)?;
+    } else {
+        bf.das.set_f16_rows(!args.f32_rows);
+    }
+    let acq = w.data.acquisition.clone();
     let shape = |buffer: wgpu::Buffer| GpuChannels {
         buffer,
         iq: w.data.is_iq(),
@@ -604,6 +650,8 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         },
         rate_hz: args.rate,
         rows: if geom.tiling.f16_rows { "f16" } else { "f32" }.into(),
+        tiling: super::tune::label(&geom.tiling),
+        tuned: args.tune,
         upload_host_p50_s: median(&upload_times.borrow()),
         upload_bytes_per_s: bytes_per_batch as f64 / median(&upload_times.borrow()),
         samples: match encoding {
@@ -614,13 +662,14 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         upload_bytes_per_frame: frame_bytes(&stream, 0).len(),
     };
     println!(
-        "hfr: {} frames in {:.2} s = {:.0} frames/s sustained ({} frames per batch, {} buffers, {} rows), Mach {:.3}\n     latency upload → {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n     frames dropped: {} ({})\n     host upload: p50 {:.3} ms per batch of {:.1} MB of {} samples ({:.1} GB/s, {} threads)",
+        "hfr: {} frames in {:.2} s = {:.0} frames/s sustained ({} frames per batch, {} buffers, das {}{}), Mach {:.3}\n     latency upload → {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n     frames dropped: {} ({})\n     host upload: p50 {:.3} ms per batch of {:.1} MB of {} samples ({:.1} GB/s, {} threads)",
         report.frames,
         report.seconds,
         report.sustained_fps,
         batch,
         args.buffers,
-        report.rows,
+        report.tiling,
+        if report.tuned { ", tuned" } else { "" },
         report.mach_factor,
         report.latency_to,
         report.latency_p50_s * 1e3,

@@ -118,13 +118,36 @@ pub fn process_cpu_seconds() -> Option<f64> {
 }
 
 /// `warmup` untimed runs (lavapipe compiles a pipeline at its first
-/// dispatch), then `repeat` timed ones.
+/// dispatch), then `repeat` timed ones, each also on the host clock.
 pub fn time_kernel(
     ctx: &GpuContext,
     bf: &Beamformer,
     p: &Prepared,
     warmup: usize,
     repeat: usize,
+) -> Result<KernelTimes, BenchError> {
+    time_runs(ctx, bf, p, warmup, repeat, true)
+}
+
+/// [`time_kernel`] without the host-clock runs (`wall_s` and
+/// `process_cpu_s` stay empty): half the submissions, for tuning.
+pub fn time_kernel_only(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    p: &Prepared,
+    warmup: usize,
+    repeat: usize,
+) -> Result<KernelTimes, BenchError> {
+    time_runs(ctx, bf, p, warmup, repeat, false)
+}
+
+fn time_runs(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    p: &Prepared,
+    warmup: usize,
+    repeat: usize,
+    wall: bool,
 ) -> Result<KernelTimes, BenchError> {
     let record = |enc: &mut wgpu::CommandEncoder| bf.das.record(ctx, enc, &p.geometry, &p.target);
     for _ in 0..warmup {
@@ -143,13 +166,15 @@ pub fn time_kernel(
     };
     let cpu0 = process_cpu_seconds();
     for r in 0..repeat {
-        // Wall time: the same two passes, submitted alone, on the host clock.
-        let mut enc = encoder(ctx, "sonoguide.bench.wall");
-        record(&mut enc)?;
-        let t = Instant::now();
-        ctx.queue.submit([enc.finish()]);
-        ctx.wait()?;
-        out.wall_s.push(t.elapsed().as_secs_f64());
+        if wall {
+            // Wall time: the same two passes, submitted alone, on the host clock.
+            let mut enc = encoder(ctx, "sonoguide.bench.wall");
+            record(&mut enc)?;
+            let t = Instant::now();
+            ctx.queue.submit([enc.finish()]);
+            ctx.wait()?;
+            out.wall_s.push(t.elapsed().as_secs_f64());
+        }
 
         let mut enc = encoder(ctx, "sonoguide.bench.kernel");
         timer.begin_frame(r as u64);
@@ -169,9 +194,11 @@ pub fn time_kernel(
         }
     }
     // Two submissions of layout + das per repetition.
-    out.process_cpu_s = cpu0
-        .zip(process_cpu_seconds())
-        .map(|(a, b)| (b - a) / (2 * repeat) as f64);
+    if wall {
+        out.process_cpu_s = cpu0
+            .zip(process_cpu_seconds())
+            .map(|(a, b)| (b - a) / (2 * repeat) as f64);
+    }
     ctx.take_error("bench: das")?;
     Ok(out)
 }

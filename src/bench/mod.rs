@@ -29,6 +29,7 @@ mod hfr;
 pub mod measure;
 mod progress;
 pub mod report;
+pub mod tune;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -117,6 +118,13 @@ pub struct BenchArgs {
     /// bytes per tap, 11-bit samples (default: f32, the twin's precision).
     #[arg(long)]
     pub f16_rows: bool,
+    /// Time every DAS tiling on this adapter and workload (pixels per
+    /// invocation, rows, element split; f32 and f16 rows) in rounds within
+    /// this run, check each image against the default tiling's, list them,
+    /// and measure with the fastest correct one (among f16 rows with
+    /// --f16-rows, else f32). Not with the tiling flags above.
+    #[arg(long)]
+    pub tune: bool,
     /// Demodulation: extended samples per chunk of a trace, one invocation
     /// each (0: whole traces; default: whole on CPU adapters, chunks for
     /// about 32 768 invocations on GPUs).
@@ -333,10 +341,11 @@ fn sweep_shapes(quick: bool) -> Vec<(&'static str, SynthShape)> {
     out
 }
 
-fn measurement(series: &str, w: &Workload, k: &measure::KernelTimes) -> Measurement {
+fn measurement(series: &str, w: &Workload, k: &measure::KernelTimes, p: &Prepared) -> Measurement {
     let kernel = median(&k.kernel_s);
     Measurement {
         series: series.into(),
+        tiling: tune::label(&p.geometry.tiling),
         workload: w.name.clone(),
         pixels: w.pixels(),
         channels: w.data.channels,
@@ -363,6 +372,16 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
             "--repeat 0: expected at least one timed repetition".into(),
         ));
     }
+    if args.tune
+        && (args.pixels_per_invocation.is_some()
+            || args.row_vec4.is_some()
+            || args.window_span.is_some()
+            || args.element_split.is_some())
+    {
+        return Err(BenchError::Input(
+            "--tune searches the DAS tiling itself: drop --pixels-per-invocation, --row-vec4, --window-span and --element-split (--f16-rows chooses among f16 rows)".into(),
+        ));
+    }
     let repeat = args.repeat.unwrap_or(if args.quick { 3 } else { 20 });
     let w = reference_workload(args)?;
     let ctx = GpuContext::new(backend)?;
@@ -371,9 +390,53 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
     let bf = Beamformer::new(&ctx);
     stage_overrides(args, &bf, w.data.frames)?;
 
-    let p: Prepared = measure::prepare(&ctx, &bf, &w)?;
+    let mut p: Prepared = measure::prepare(&ctx, &bf, &w)?;
+    let tuning = if args.tune {
+        let rounds = if args.quick { 1 } else { 3 };
+        let rows = tune::tune(&ctx, &bf, &p, w.points(), rounds, (repeat / rounds).max(1))?;
+        let best = tune::best(&rows, args.f16_rows).and_then(|b| b.effective.map(|t| (b, t)));
+        match best {
+            Some((b, t)) => {
+                eprintln!(
+                    "tuned: {} of {} tilings, fastest correct {}: {} ({:.2}× the default)",
+                    rows.iter()
+                        .filter(|r| r.median_kernel_s.is_finite())
+                        .count(),
+                    rows.len(),
+                    if args.f16_rows {
+                        "with f16 rows"
+                    } else {
+                        "with f32 rows"
+                    },
+                    b.tiling,
+                    b.speedup
+                );
+                let c = tune::Candidate {
+                    tiling: Some(t),
+                    f16_rows: t.f16_rows,
+                };
+                p = tune::prepare_with(&ctx, &bf, &p, &c)?;
+            }
+            None => {
+                eprintln!("tuned: no tiling ran correctly; measuring the default");
+                stage_overrides(args, &bf, w.data.frames)?;
+                p = tune::prepare_with(
+                    &ctx,
+                    &bf,
+                    &p,
+                    &tune::Candidate {
+                        tiling: None,
+                        f16_rows: args.f16_rows,
+                    },
+                )?;
+            }
+        }
+        rows
+    } else {
+        Vec::new()
+    };
     let k = measure::time_kernel(&ctx, &bf, &p, 2, repeat)?;
-    let m = measurement("reference", &w, &k);
+    let m = measurement("reference", &w, &k, &p);
     eprintln!(
         "das kernel: median {:.3} ms over {} runs ({}) = {} points/s, Mach {:.3}",
         m.median_kernel_s * 1e3,
@@ -426,7 +489,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
                     2,
                     repeat.min(if args.quick { 2 } else { 7 }),
                 )?;
-                Ok(measurement(series, &sw, &sk))
+                Ok(measurement(series, &sw, &sk, &sp))
             };
             match point() {
                 Ok(m) => sweeps.push(m),
@@ -493,6 +556,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
             },
             if t.f16_rows { ", f16 rows" } else { "" }
         ),
+        tiling_label: tune::label(&t),
         rows: if t.f16_rows { "f16" } else { "f32" }.into(),
         cpu_s,
         gpu_over_cpu: cpu_s.map(|c| c / m.median_kernel_s),
@@ -500,6 +564,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         stages,
         stage_time_source: stage_source,
         sweeps,
+        tuning,
         host: host_description(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };

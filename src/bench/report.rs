@@ -14,6 +14,8 @@ use super::BenchError;
 pub struct Measurement {
     /// `reference`, or the swept quantity: `pixels`, `channels`, `waves`, `frames`.
     pub series: String,
+    /// The DAS tiling it ran with ([`super::tune::label`]).
+    pub tiling: String,
     pub workload: String,
     pub pixels: usize,
     pub channels: usize,
@@ -79,6 +81,8 @@ pub struct BenchReport {
     /// machine also count other processes' load.
     pub process_cpu_s: Option<f64>,
     pub tiling: String,
+    /// The same, compact ([`super::tune::label`]): `k1 r4 w0 s1 f32`.
+    pub tiling_label: String,
     /// Precision of the DAS rows: "f32" (default) or "f16" (`--f16-rows`).
     pub rows: String,
     pub cpu_s: Option<f64>,
@@ -89,6 +93,8 @@ pub struct BenchReport {
     pub stages: Vec<Stage>,
     pub stage_time_source: String,
     pub sweeps: Vec<Measurement>,
+    /// `--tune`: every tiling timed, fastest first (empty without it).
+    pub tuning: Vec<super::tune::TuneRow>,
     pub host: String,
     pub command: String,
 }
@@ -206,6 +212,39 @@ impl BenchReport {
             }
             let _ = writeln!(s, "  {:<16} {:>12}", "total", ms(total));
         }
+        if !self.tuning.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "tuning (k pixels per invocation, r vec4 per row, w window span, s element split; error against the default f32 image):"
+            );
+            let _ = writeln!(
+                s,
+                "  {:<26} {:>11} {:>11} {:>8} {:>9} {:>5}",
+                "tiling", "kernel", "points/s", "speedup", "error", "runs"
+            );
+            for t in &self.tuning {
+                let _ = writeln!(
+                    s,
+                    "  {:<26} {:>11} {:>11} {:>8} {:>9} {:>5}  {}",
+                    t.tiling,
+                    ms(t.median_kernel_s),
+                    sci(t.points_per_s),
+                    if t.speedup.is_finite() {
+                        format!("{:.2}×", t.speedup)
+                    } else {
+                        "-".into()
+                    },
+                    if t.max_rel_err.is_finite() {
+                        format!("{:.1e}", t.max_rel_err)
+                    } else {
+                        "-".into()
+                    },
+                    t.runs,
+                    t.note
+                );
+            }
+        }
         if !self.sweeps.is_empty() {
             let _ = writeln!(s);
             let _ = writeln!(
@@ -235,6 +274,7 @@ impl BenchReport {
     pub fn reference_measurement(&self) -> Measurement {
         Measurement {
             series: "reference".into(),
+            tiling: self.tiling_label.clone(),
             workload: self.workload.clone(),
             pixels: self.pixels,
             channels: self.channels,
@@ -260,11 +300,26 @@ impl BenchReport {
 
     /// One row per configuration: the reference first, then the sweeps.
     pub fn write_csv(&self, path: &Path) -> Result<(), BenchError> {
-        let mut s = String::from("series,workload,adapter,backend,pixels,channels,waves,frames,samples,points,median_kernel_s,median_layout_s,median_wall_s,points_per_s,mach_factor\n");
-        for m in std::iter::once(self.reference_measurement()).chain(self.sweeps.iter().cloned()) {
+        let mut s = String::from("series,workload,adapter,backend,pixels,channels,waves,frames,samples,points,median_kernel_s,median_layout_s,median_wall_s,points_per_s,mach_factor,tiling\n");
+        // --tune's rows: the reference workload with each tiling.
+        let tuned = self.tuning.iter().map(|t| Measurement {
+            series: "tune".into(),
+            tiling: t.tiling.clone(),
+            median_kernel_s: t.median_kernel_s,
+            median_layout_s: f64::NAN,
+            median_wall_s: f64::NAN,
+            points_per_s: t.points_per_s,
+            mach_factor: self.acoustic_time_s / t.median_kernel_s,
+            process_cpu_s: None,
+            ..self.reference_measurement()
+        });
+        for m in std::iter::once(self.reference_measurement())
+            .chain(self.sweeps.iter().cloned())
+            .chain(tuned)
+        {
             let _ = writeln!(
                 s,
-                "{},\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 m.series,
                 m.workload.replace('"', "'"),
                 self.adapter.replace('"', "'"),
@@ -279,7 +334,8 @@ impl BenchReport {
                 m.median_layout_s,
                 m.median_wall_s,
                 m.points_per_s,
-                m.mach_factor
+                m.mach_factor,
+                m.tiling
             );
         }
         std::fs::write(path, s).map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use glam::DVec3;
 
 use super::BenchError;
-use crate::acquisition::{Acquisition, ChannelData, PixelGrid, Probe, Wave, Wavefront};
+use crate::acquisition::{Acquisition, ChannelData, PixelGrid, Probe, Samples, Wave, Wavefront};
 use crate::pipeline::{Apodization, DasSettings, DemodSettings, FNumber, Interp, Transmit};
 use crate::reference::filter::FiltfiltConvention;
 use crate::sim::{point_echoes, Rng, Scatterer};
@@ -28,6 +28,37 @@ pub struct Workload {
 impl Workload {
     pub fn pixels(&self) -> usize {
         self.grid.len()
+    }
+
+    /// The same job on `frames` frames, the data's own looped (frame f is
+    /// frame f mod the data's count), as a stream replays them.
+    pub fn looped(&self, frames: usize) -> Workload {
+        fn take<T: Copy>(v: &[T], per: usize, have: usize, frames: usize) -> Vec<T> {
+            (0..frames)
+                .flat_map(|f| v[(f % have) * per..(f % have + 1) * per].iter().copied())
+                .collect()
+        }
+        let d = &self.data;
+        let per = d.waves * d.channels * d.samples;
+        let data = match &d.data {
+            Samples::Rf(v) => Samples::Rf(take(v, per, d.frames, frames)),
+            Samples::Iq(v) => Samples::Iq(take(v, per, d.frames, frames)),
+        };
+        Workload {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            data: ChannelData {
+                acquisition: d.acquisition.clone(),
+                frames,
+                waves: d.waves,
+                channels: d.channels,
+                samples: d.samples,
+                data,
+            },
+            grid: self.grid.clone(),
+            das: self.das.clone(),
+            demod: self.demod.clone(),
+        }
     }
 
     /// Pixels × receive channels × transmits × frames: the `mach` project's

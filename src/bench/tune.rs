@@ -1,0 +1,393 @@
+//! `sonoguide bench --tune`: every DAS tiling the adapter can run, timed
+//! on the workload in one process, and the fastest one taken.
+//!
+//! The defaults ([`DasTiling::for_adapter`]) were measured on lavapipe and
+//! one H200; another card (or another workload shape) may prefer another
+//! tiling. Timing each tiling in a process of its own (as
+//! `scripts/gpu_bench.sh` did) pays a start, a data load and a pipeline
+//! build per point, and compares runs minutes apart on a machine whose
+//! clocks drift. Here the channel data are uploaded and demodulated once,
+//! every candidate beamforms them, the candidates take turns in rounds
+//! (forward, then backward, so none always runs first or last), and each
+//! image is checked against the adapter's default f32 image: a tiling that
+//! beamforms faster but wrong is listed and never chosen.
+
+use serde::Serialize;
+
+use super::measure::{self, median, Prepared};
+use super::progress::Progress;
+use super::BenchError;
+use crate::gpu::GpuContext;
+use crate::pipeline::das::DasTiling;
+use crate::pipeline::Beamformer;
+
+/// max |image − the default f32 image| / its peak that a tiling may reach
+/// and still be chosen: f32 rows sum the same terms in another order
+/// (element split) or with delays shared across pixels, a few ulps of the
+/// peak; f16 rows keep 11 bits per sample (under 1e-3 of the peak,
+/// `tests/gpu_vs_cpu.rs`).
+pub const F32_TOLERANCE: f64 = 1e-4;
+pub const F16_TOLERANCE: f64 = 2e-3;
+
+/// One candidate: a forced tiling, or the adapter's default (`None`), with
+/// rows in f32 or f16.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub tiling: Option<DasTiling>,
+    pub f16_rows: bool,
+}
+
+/// What one candidate measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuneRow {
+    /// `k` pixels per invocation, `r` vec4 per row (2 frames each), `w`
+    /// window span, `s` threads per element loop, rows precision; e.g.
+    /// `k1 r4 w0 s1 f32`. `(default)` marks the adapter's own choice.
+    pub tiling: String,
+    pub pixels_per_invocation: u32,
+    pub row_vec4: u32,
+    pub window_span: u32,
+    pub element_split: u32,
+    /// "f32" or "f16".
+    pub rows: String,
+    pub default: bool,
+    /// Median kernel time over every round (NaN when it could not run).
+    pub median_kernel_s: f64,
+    pub runs: usize,
+    pub points_per_s: f64,
+    /// The default tiling's median (same rows precision) / this one's:
+    /// above 1, faster than the default.
+    pub speedup: f64,
+    /// max |image − the default f32 image| / its peak.
+    pub max_rel_err: f64,
+    /// Why it did not run, or why it may not be chosen; empty otherwise.
+    pub note: String,
+    #[serde(skip)]
+    pub effective: Option<DasTiling>,
+}
+
+impl TuneRow {
+    fn usable(&self) -> bool {
+        self.note.is_empty() && self.median_kernel_s.is_finite()
+    }
+}
+
+/// Compact label of an effective tiling.
+pub fn label(t: &DasTiling) -> String {
+    format!(
+        "k{} r{} w{} s{} {}",
+        t.pixels_per_invocation,
+        t.row_vec4,
+        t.window_span,
+        t.element_split,
+        if t.f16_rows { "f16" } else { "f32" }
+    )
+}
+
+/// Every tiling `das.wgsl` can be specialised on for `frames` frames: the
+/// two defaults first, then pixels per invocation {1, 2, 4, 8} × rows of
+/// 1 to 8 vec4 (no longer than the frames need; f16 rows at least 2) ×
+/// element loops split {1, 2, 4, 8} ways (one pixel per invocation only),
+/// in f32 and f16. The window span is left to the geometry.
+pub fn candidates(frames: usize) -> Vec<Candidate> {
+    let r_max = DasTiling::row_vec4_for(frames);
+    let mut out = vec![
+        Candidate {
+            tiling: None,
+            f16_rows: false,
+        },
+        Candidate {
+            tiling: None,
+            f16_rows: true,
+        },
+    ];
+    for f16_rows in [false, true] {
+        for k in [1, 2, 4, 8] {
+            for r in [1, 2, 4, 8] {
+                let allowed = if f16_rows {
+                    r >= 2 && r <= r_max.max(2)
+                } else {
+                    r <= r_max
+                };
+                if !allowed {
+                    continue;
+                }
+                for s in [1, 2, 4, 8] {
+                    if s > 1 && k != 1 {
+                        continue;
+                    }
+                    out.push(Candidate {
+                        tiling: Some(DasTiling {
+                            pixels_per_invocation: k,
+                            row_vec4: r,
+                            window_span: 0,
+                            f16_rows,
+                            element_split: s,
+                        }),
+                        f16_rows,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Set `bf`'s DAS up as `c` asks.
+fn apply(bf: &Beamformer, c: &Candidate) -> Result<(), BenchError> {
+    match c.tiling {
+        None => {
+            bf.das.set_tiling(None)?;
+            bf.das.set_f16_rows(c.f16_rows);
+        }
+        Some(t) => {
+            bf.das.set_tiling(Some(t))?;
+            bf.das.set_f16_rows(false);
+        }
+    }
+    Ok(())
+}
+
+/// Beamform `base`'s channel data again with `bf`'s current DAS settings.
+fn retile(ctx: &GpuContext, bf: &Beamformer, base: &Prepared) -> Result<Prepared, BenchError> {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let geometry = bf.das.prepare(
+        ctx,
+        &mut enc,
+        &base.plan,
+        &base.pixels,
+        base.channels.samples,
+        base.channels.frames,
+        base.channels.iq,
+    )?;
+    let target = bf.das.target(ctx, &geometry, &base.channels)?;
+    ctx.queue.submit([enc.finish()]);
+    ctx.wait()?;
+    ctx.take_error("bench --tune: prepare")?;
+    Ok(Prepared {
+        channels: base.channels.clone(),
+        plan: base.plan.clone(),
+        pixels: base.pixels.clone(),
+        geometry,
+        target,
+    })
+}
+
+/// Apply `c` and beamform `base` with it.
+pub fn prepare_with(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    base: &Prepared,
+    c: &Candidate,
+) -> Result<Prepared, BenchError> {
+    apply(bf, c)?;
+    retile(ctx, bf, base)
+}
+
+/// Time every candidate on `base`'s data: `rounds` rounds of `repeat`
+/// runs each, every candidate once a round. `points` makes throughput.
+/// Rows come back fastest first (those that could not run last); `bf` is
+/// left on the adapter's defaults.
+pub fn tune(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    base: &Prepared,
+    points: f64,
+    rounds: usize,
+    repeat: usize,
+) -> Result<Vec<TuneRow>, BenchError> {
+    let frames = base.channels.frames;
+    let reference = {
+        let p = prepare_with(
+            ctx,
+            bf,
+            base,
+            &Candidate {
+                tiling: None,
+                f16_rows: false,
+            },
+        )?;
+        measure::time_kernel(ctx, bf, &p, 2, 1)?;
+        measure::read_image(ctx, &p)?
+    };
+    let peak = reference
+        .iter()
+        .map(|c| (c[0] as f64).hypot(c[1] as f64))
+        .fold(0.0, f64::max);
+    let cands = candidates(frames);
+    let mut rows: Vec<TuneRow> = Vec::with_capacity(cands.len());
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cands.len()];
+    let mut live: Vec<bool> = vec![true; cands.len()];
+    let mut bar = Progress::new(rounds * cands.len());
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..cands.len()).collect()
+        } else {
+            (0..cands.len()).rev().collect()
+        };
+        for i in order {
+            if !live[i] {
+                bar.inc();
+                continue;
+            }
+            let c = &cands[i];
+            bar.step(&match c.tiling {
+                Some(t) => label(&t),
+                None => "default".into(),
+            });
+            let run = || -> Result<(Prepared, measure::KernelTimes), BenchError> {
+                let p = prepare_with(ctx, bf, base, c)?;
+                // The first round builds the pipeline: warm it up more.
+                let k =
+                    measure::time_kernel_only(ctx, bf, &p, if round == 0 { 2 } else { 1 }, repeat)?;
+                Ok((p, k))
+            };
+            match run() {
+                Ok((p, k)) => {
+                    times[i].extend(k.kernel_s);
+                    if round == 0 {
+                        let t = p.geometry.tiling;
+                        let err = measure::read_image(ctx, &p).map(|img| {
+                            img.iter()
+                                .zip(&reference)
+                                .map(|(a, b)| ((a[0] - b[0]) as f64).hypot((a[1] - b[1]) as f64))
+                                .fold(0.0, f64::max)
+                                / peak
+                        })?;
+                        let tol = if t.f16_rows {
+                            F16_TOLERANCE
+                        } else {
+                            F32_TOLERANCE
+                        };
+                        // Forced tilings that the geometry made equal to
+                        // one already listed are timed once.
+                        let same = rows
+                            .iter()
+                            .find(|r| r.effective == Some(t) && r.note.is_empty())
+                            .filter(|_| c.tiling.is_some());
+                        let duplicate = same.is_some();
+                        let note = if let Some(r) = same {
+                            format!("timed as {}", r.tiling)
+                        } else if err.is_nan() || err > tol {
+                            format!("wrong: error {err:.1e} above {tol:.0e}")
+                        } else {
+                            String::new()
+                        };
+                        if duplicate {
+                            live[i] = false;
+                        }
+                        rows.push(TuneRow {
+                            tiling: format!(
+                                "{}{}",
+                                label(&t),
+                                if c.tiling.is_none() { " (default)" } else { "" }
+                            ),
+                            pixels_per_invocation: t.pixels_per_invocation,
+                            row_vec4: t.row_vec4,
+                            window_span: t.window_span,
+                            element_split: t.element_split,
+                            rows: if t.f16_rows { "f16" } else { "f32" }.into(),
+                            default: c.tiling.is_none(),
+                            median_kernel_s: f64::NAN,
+                            runs: 0,
+                            points_per_s: f64::NAN,
+                            speedup: f64::NAN,
+                            max_rel_err: err,
+                            note,
+                            effective: Some(t),
+                        });
+                    }
+                }
+                Err(e) => {
+                    live[i] = false;
+                    // A failed build or dispatch leaves its error behind.
+                    let _ = ctx.take_error("bench --tune");
+                    if round == 0 {
+                        rows.push(TuneRow {
+                            tiling: c.tiling.map(|t| label(&t)).unwrap_or("default".into()),
+                            pixels_per_invocation: c.tiling.map_or(0, |t| t.pixels_per_invocation),
+                            row_vec4: c.tiling.map_or(0, |t| t.row_vec4),
+                            window_span: 0,
+                            element_split: c.tiling.map_or(0, |t| t.element_split),
+                            rows: if c.f16_rows { "f16" } else { "f32" }.into(),
+                            default: c.tiling.is_none(),
+                            median_kernel_s: f64::NAN,
+                            runs: 0,
+                            points_per_s: f64::NAN,
+                            speedup: f64::NAN,
+                            max_rel_err: f64::NAN,
+                            note: format!("could not run: {e}"),
+                            effective: None,
+                        });
+                    }
+                }
+            }
+            bar.inc();
+        }
+    }
+    bar.finish();
+    // Round 0 pushed the rows in candidate order; match times to them.
+    let order: Vec<usize> = (0..cands.len()).collect();
+    for (row, i) in rows.iter_mut().zip(order) {
+        if row.note.starts_with("timed as") {
+            continue;
+        }
+        row.runs = times[i].len();
+        if row.runs > 0 {
+            row.median_kernel_s = median(&times[i]);
+            row.points_per_s = points / row.median_kernel_s;
+        }
+    }
+    for f16 in [false, true] {
+        let base_s = rows
+            .iter()
+            .find(|r| r.default && (r.rows == "f16") == f16)
+            .map(|r| r.median_kernel_s)
+            .unwrap_or(f64::NAN);
+        for r in rows.iter_mut().filter(|r| (r.rows == "f16") == f16) {
+            r.speedup = base_s / r.median_kernel_s;
+        }
+    }
+    rows.sort_by(|a, b| {
+        b.median_kernel_s
+            .is_finite()
+            .cmp(&a.median_kernel_s.is_finite())
+            .then(a.median_kernel_s.total_cmp(&b.median_kernel_s))
+    });
+    bf.das.set_tiling(None)?;
+    bf.das.set_f16_rows(false);
+    Ok(rows)
+}
+
+/// The fastest usable row with rows in f16 (`f16`) or f32.
+pub fn best(rows: &[TuneRow], f16: bool) -> Option<&TuneRow> {
+    rows.iter()
+        .filter(|r| r.usable() && (r.rows == "f16") == f16)
+        .min_by(|a, b| a.median_kernel_s.total_cmp(&b.median_kernel_s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_valid_and_distinct() {
+        for frames in [1, 2, 4, 8, 32] {
+            let c = candidates(frames);
+            for x in &c {
+                if let Some(t) = x.tiling {
+                    t.validate().unwrap();
+                    assert!(
+                        t.frames_per_block() <= 2 * DasTiling::row_vec4_for(frames).max(2) as usize
+                    );
+                }
+            }
+            for (i, a) in c.iter().enumerate() {
+                assert!(!c[i + 1..].contains(a), "{a:?} twice");
+            }
+        }
+        // 32 frames: f32 rows 1-8 vec4 (k = 1: 4 splits; k = 2, 4, 8: 1),
+        // f16 rows 2-8: (4 + 3) × 4 + (3 + 3) × 3, the two defaults.
+        assert_eq!(candidates(32).len(), 2 + 4 * 4 + 3 * 4 + 3 * 4 + 3 * 3);
+    }
+}
