@@ -181,6 +181,68 @@ fn other_bad_values_are_errors() {
     assert!(parse(&text).unwrap_err().contains("sound_speed"));
 }
 
+/// Every number a scene sets is checked, and its error points at its own
+/// line (not at the section's first key) and names the field and the range.
+#[test]
+fn numbers_out_of_range_are_errors_on_their_own_line() {
+    for (from, to, field) in [
+        (
+            "element_width = 0.46",
+            "element_width = 0.6",
+            "probe.element_width",
+        ),
+        (
+            "element_height = 13.0",
+            "element_height = 0",
+            "probe.element_height",
+        ),
+        ("bandwidth = 79 ", "bandwidth = 250 ", "probe.bandwidth"),
+        ("depth = 95", "depth = 5000", "probe.depth"),
+        ("waves = 7 ", "waves = 0 ", "probe.waves"),
+        (
+            "wave_spread = 30 ",
+            "wave_spread = 120 ",
+            "probe.wave_spread",
+        ),
+        (
+            "scatterer_density = 4 ",
+            "scatterer_density = -4 ",
+            "probe.scatterer_density",
+        ),
+        ("bevel = 30", "bevel = 0", "needle.bevel"),
+        (
+            "avoid_margin = 5",
+            "avoid_margin = -5",
+            "approach.avoid_margin",
+        ),
+        ("duration = 4.0 ", "duration = -1.0 ", "trajectory.duration"),
+        ("tremor = 0.25 ", "tremor = nan ", "trajectory.tremor"),
+        (
+            "tremor_angle = 0.3 ",
+            "tremor_angle = 45.0 ",
+            "trajectory.tremor_angle",
+        ),
+    ] {
+        let text = base().replacen(from, to, 1);
+        assert_ne!(text, base(), "{from} not in the scene");
+        let e = parse(&text).unwrap_err();
+        let at = format!("test.toml:{}:", line_of(&text, to.trim()));
+        assert!(
+            e.contains(&at) && e.contains(field) && e.contains("expected"),
+            "{to}: {e}"
+        );
+    }
+    // The edges of the ranges are scenes.
+    for (from, to) in [
+        ("scatterer_density = 4 ", "scatterer_density = 0 "),
+        ("tremor = 0.25 ", "tremor = 0 "),
+        ("wave_spread = 30 ", "wave_spread = 0 "),
+        ("element_width = 0.46", "element_width = 0.508"),
+    ] {
+        parse(&base().replacen(from, to, 1)).unwrap_or_else(|e| panic!("{to}: {e}"));
+    }
+}
+
 /// The linear-probe option renders end to end: its rectangle goes through
 /// the same scan conversion as the convex sector and fills the display,
 /// with the femoral head's cortex under the centre line. Sparse and small,

@@ -124,8 +124,9 @@ pub fn pwi_disk(path: &Path, quick: bool) -> Result<Workload, BenchError> {
             path.display()
         )));
     }
-    let mut data = crate::io::must::read_must(path)
-        .map_err(|e| BenchError::Input(format!("{}: {e}", path.display())))?;
+    // Its errors name the file already.
+    let mut data =
+        crate::io::must::read_must(path).map_err(|e| BenchError::Input(e.to_string()))?;
     let (n, frames) = if quick { (63, 4) } else { (251, data.frames) };
     data.truncate_frames(frames);
     Ok(Workload {
@@ -280,8 +281,15 @@ fn synthetic_recorded(
 ) -> Result<Workload, BenchError> {
     if shape.nx == 0 || shape.nz == 0 || shape.channels < 2 || shape.waves == 0 || shape.frames == 0
     {
+        let SynthShape {
+            nx,
+            nz,
+            channels,
+            waves,
+            frames,
+        } = shape;
         return Err(BenchError::Input(format!(
-            "synthetic workload {shape:?}: every size must be positive (and 2 channels or more)"
+            "synthetic workload of {nx}x{nz} pixels, {channels} channels, {waves} waves, {frames} frames: expected at least 1 pixel each way, 2 channels, 1 wave and 1 frame (--size, --channels, --waves, --frames/--batch)"
         )));
     }
     let pitch = 0.3e-3;

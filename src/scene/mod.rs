@@ -66,41 +66,41 @@ pub struct ProbeSection {
     /// Radius of curvature (convex only).
     #[serde(default)]
     pub radius: Option<Spanned<f64>>,
-    pub element_width: f64,
+    pub element_width: Spanned<f64>,
     #[serde(default = "default_height")]
-    pub element_height: f64,
+    pub element_height: Spanned<f64>,
     pub center_frequency: Spanned<f64>,
     /// Pulse-echo fractional bandwidth, percent.
-    pub bandwidth: f64,
+    pub bandwidth: Spanned<f64>,
     /// Imaging depth below the probe face.
     pub depth: Spanned<f64>,
     /// Transmitted waves per frame (diverging for convex, plane for linear).
     #[serde(default = "default_waves")]
-    pub waves: usize,
+    pub waves: Spanned<usize>,
     /// Angle between the outermost waves (degrees).
     #[serde(default = "default_spread")]
-    pub wave_spread: f64,
+    pub wave_spread: Spanned<f64>,
     #[serde(default = "default_c")]
     pub sound_speed: Spanned<f64>,
     /// Speckle scatterers per cubic millimetre.
     #[serde(default = "default_density")]
-    pub scatterer_density: f64,
+    pub scatterer_density: Spanned<f64>,
 }
 
-fn default_height() -> f64 {
-    13.0
+fn default_height() -> Spanned<f64> {
+    Spanned::new(0..0, 13.0)
 }
-fn default_waves() -> usize {
-    3
+fn default_waves() -> Spanned<usize> {
+    Spanned::new(0..0, 3)
 }
-fn default_spread() -> f64 {
-    20.0
+fn default_spread() -> Spanned<f64> {
+    Spanned::new(0..0, 20.0)
 }
 fn default_c() -> Spanned<f64> {
     Spanned::new(0..0, 1540.0)
 }
-fn default_density() -> f64 {
-    6.0
+fn default_density() -> Spanned<f64> {
+    Spanned::new(0..0, 6.0)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,11 +117,11 @@ pub struct NeedleSection {
     pub gauge: Spanned<u32>,
     pub length: Spanned<f64>,
     #[serde(default = "default_bevel")]
-    pub bevel: f64,
+    pub bevel: Spanned<f64>,
 }
 
-fn default_bevel() -> f64 {
-    30.0
+fn default_bevel() -> Spanned<f64> {
+    Spanned::new(0..0, 30.0)
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,11 +139,11 @@ pub struct ApproachSection {
     #[serde(default)]
     pub avoid: Vec<String>,
     #[serde(default = "default_margin")]
-    pub avoid_margin: f64,
+    pub avoid_margin: Spanned<f64>,
 }
 
-fn default_margin() -> f64 {
-    5.0
+fn default_margin() -> Spanned<f64> {
+    Spanned::new(0..0, 5.0)
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,12 +151,12 @@ fn default_margin() -> f64 {
 pub struct TrajectorySection {
     /// Seconds from skin to target.
     #[serde(default = "default_duration")]
-    pub duration: f64,
+    pub duration: Spanned<f64>,
     /// Tremor amplitude (mm) and angle (degrees), both tools.
     #[serde(default = "default_tremor")]
-    pub tremor: f64,
+    pub tremor: Spanned<f64>,
     #[serde(default = "default_tremor_angle")]
-    pub tremor_angle: f64,
+    pub tremor_angle: Spanned<f64>,
 }
 
 impl Default for TrajectorySection {
@@ -169,14 +169,14 @@ impl Default for TrajectorySection {
     }
 }
 
-fn default_duration() -> f64 {
-    4.0
+fn default_duration() -> Spanned<f64> {
+    Spanned::new(0..0, 4.0)
 }
-fn default_tremor() -> f64 {
-    0.25
+fn default_tremor() -> Spanned<f64> {
+    Spanned::new(0..0, 0.25)
 }
-fn default_tremor_angle() -> f64 {
-    0.3
+fn default_tremor_angle() -> Spanned<f64> {
+    Spanned::new(0..0, 0.3)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -281,10 +281,25 @@ impl Scene {
                 ))
             }
         };
+        // A number of `what` within [lo, hi] (`expected` says so).
+        let within = |v: &Spanned<f64>, what: &str, lo: f64, hi: f64, expected: &str| {
+            let x = *v.get_ref();
+            if x.is_finite() && (lo..=hi).contains(&x) {
+                Ok(x)
+            } else {
+                Err(bad(v.span(), format!("{what} is {x}: expected {expected}")))
+            }
+        };
         let c = positive(&p.sound_speed, "probe.sound_speed (m/s)")?;
         let fc = positive(&p.center_frequency, "probe.center_frequency (MHz)")? * 1e6;
         let pitch = positive(&p.pitch, "probe.pitch (mm)")? * 1e-3;
-        let depth = positive(&p.depth, "probe.depth (mm)")? * 1e-3;
+        let depth = within(
+            &p.depth,
+            "probe.depth (mm)",
+            f64::MIN_POSITIVE,
+            300.0,
+            "a depth above 0 and up to 300 mm",
+        )? * 1e-3;
         let n = *p.elements.get_ref();
         if !(2..=4096).contains(&n) {
             return Err(bad(
@@ -292,23 +307,44 @@ impl Scene {
                 format!("probe.elements is {n}: expected 2 to 4096 elements"),
             ));
         }
-        if !(p.bandwidth > 0.0 && p.bandwidth < 200.0) {
+        let bandwidth = *p.bandwidth.get_ref();
+        if !(bandwidth > 0.0 && bandwidth < 200.0) {
             return Err(bad(
-                p.kind.span(),
-                format!(
-                    "probe.bandwidth {} %: expected 0 < bandwidth < 200",
-                    p.bandwidth
-                ),
+                p.bandwidth.span(),
+                format!("probe.bandwidth {bandwidth} %: expected 0 < bandwidth < 200"),
             ));
         }
-        if p.waves == 0 || p.waves > 64 {
+        let n_waves = *p.waves.get_ref();
+        if n_waves == 0 || n_waves > 64 {
             return Err(bad(
-                p.kind.span(),
-                format!("probe.waves is {}: expected 1 to 64", p.waves),
+                p.waves.span(),
+                format!("probe.waves is {n_waves}: expected 1 to 64"),
             ));
         }
-        let width = p.element_width * 1e-3;
-        let height = p.element_height * 1e-3;
+        let width = within(
+            &p.element_width,
+            "probe.element_width (mm)",
+            f64::MIN_POSITIVE,
+            pitch * 1e3,
+            &format!("a positive width up to the pitch, {} mm", pitch * 1e3),
+        )? * 1e-3;
+        let height = positive(&p.element_height, "probe.element_height (mm)")? * 1e-3;
+        let spread = within(
+            &p.wave_spread,
+            "probe.wave_spread (degrees)",
+            0.0,
+            90.0,
+            "0 to 90 degrees between the outermost waves",
+        )?;
+        // Beyond this the display's few thousand scatterers per image
+        // become millions (the presets set their own).
+        let density = within(
+            &p.scatterer_density,
+            "probe.scatterer_density (per mm³)",
+            0.0,
+            50.0,
+            "0 to 50 scatterers per cubic millimetre",
+        )?;
         let probe = match p.kind.get_ref().as_str() {
             "convex" => {
                 let r = p.radius.as_ref().ok_or_else(|| {
@@ -325,7 +361,7 @@ impl Scene {
                 ))
             }
         };
-        let waves = scene_waves(&probe, p.waves, p.wave_spread.to_radians(), c);
+        let waves = scene_waves(&probe, n_waves, spread.to_radians(), c);
         let acquisition = Acquisition {
             probe,
             waves,
@@ -333,7 +369,7 @@ impl Scene {
             initial_time: 0.0,
             modulation_frequency: 0.0,
             center_frequency: fc,
-            bandwidth: p.bandwidth / 100.0,
+            bandwidth: bandwidth / 100.0,
             sound_speed: c,
             prf: 0.0,
         };
@@ -342,7 +378,13 @@ impl Scene {
         let needle = Needle::new(
             gauge,
             positive(&file.needle.length, "needle.length (mm)")? * 1e-3,
-            file.needle.bevel,
+            within(
+                &file.needle.bevel,
+                "needle.bevel (degrees)",
+                5.0,
+                90.0,
+                "a bevel angle of 5 to 90 degrees",
+            )?,
         )
         .map_err(|m| bad(file.needle.gauge.span(), format!("needle.{m}")))?;
 
@@ -388,7 +430,14 @@ impl Scene {
                 format!("needle.length {:.0} mm is shorter than the path from entry to target ({:.1} mm) plus 5 mm outside the skin", needle.length * 1e3, path * 1e3),
             ));
         }
-        let margin = ap.avoid_margin * 1e-3;
+        let margin_mm = within(
+            &ap.avoid_margin,
+            "approach.avoid_margin (mm)",
+            0.0,
+            50.0,
+            "0 to 50 mm",
+        )?;
+        let margin = margin_mm * 1e-3;
         for name in &ap.avoid {
             let tube = hip.tubes.iter().find(|t| t.name == name).ok_or_else(|| {
                 bad(
@@ -407,19 +456,19 @@ impl Scene {
                 .map(|i| tube.distance(entry.lerp(target, i as f64 / 100.0)) - tube.radius)
                 .fold(f64::INFINITY, f64::min);
             if closest < margin {
-                return Err(bad(file.approach.span(), format!("the needle path passes {:.1} mm from the {name}, closer than avoid_margin = {} mm", closest * 1e3, ap.avoid_margin)));
+                return Err(bad(file.approach.span(), format!("the needle path passes {:.1} mm from the {name}, closer than avoid_margin = {margin_mm} mm", closest * 1e3)));
             }
         }
         let t = &file.trajectory;
-        if !(t.duration > 0.0 && t.duration.is_finite()) {
-            return Err(bad(
-                file.approach.span(),
-                format!(
-                    "trajectory.duration {}: expected a positive number of seconds",
-                    t.duration
-                ),
-            ));
-        }
+        let duration = positive(&t.duration, "trajectory.duration (s)")?;
+        let tremor = within(&t.tremor, "trajectory.tremor (mm)", 0.0, 10.0, "0 to 10 mm")?;
+        let tremor_angle = within(
+            &t.tremor_angle,
+            "trajectory.tremor_angle (degrees)",
+            0.0,
+            10.0,
+            "0 to 10 degrees",
+        )?;
         Ok(Scene {
             name: s.name.clone(),
             seed: s.seed,
@@ -427,7 +476,7 @@ impl Scene {
             hip,
             acquisition,
             depth,
-            scatterer_density: p.scatterer_density * 1e9,
+            scatterer_density: density * 1e9,
             needle,
             probe_to_reference,
             image_to_probe: Pose::IDENTITY,
@@ -437,8 +486,8 @@ impl Scene {
             },
             entry,
             target,
-            duration: t.duration,
-            tremor: (t.tremor * 1e-3, t.tremor_angle.to_radians()),
+            duration,
+            tremor: (tremor * 1e-3, tremor_angle.to_radians()),
         })
     }
 
