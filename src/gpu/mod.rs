@@ -35,7 +35,7 @@ pub enum GpuError {
     Readback { label: String, message: String },
     #[error("cannot create a window surface: {0}. Run headless instead (sonoguide view --headless out.png).")]
     Surface(String),
-    #[error("{what} needs a {bytes}-byte buffer; this adapter allows at most {limit} bytes per storage binding. Beamform fewer frames at a time (--frames) or fewer pixels.")]
+    #[error("{what} needs a {bytes}-byte buffer; this adapter allows at most {limit} bytes per storage binding. Make the job smaller: fewer pixels, frames (--frames) or waves, or fewer samples (a shallower depth).")]
     TooLarge {
         what: String,
         bytes: u64,
