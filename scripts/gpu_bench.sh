@@ -11,11 +11,10 @@
 #                      and the sweeps of pixels, channels, waves and frames
 #   tune_*.txt/.json/.csv
 #                      every DAS tiling (pixels per invocation x frames per
-#                      block x element loop split, f32 and f16 rows) timed in
-#                      one process on PWI_disk and on a 64 x 64 image
-#                      (bench --tune), to pick the GPU default
-#   ab_*.txt           A/B pairs run alternately, twice: demodulation in
-#                      chunks vs whole traces (per-stage times)
+#                      block x element loop split, f32 and f16 rows) and
+#                      demodulation chunk length timed in one process on
+#                      PWI_disk and on a 64 x 64 image (bench --tune), to
+#                      pick the GPU defaults
 #   hfr_*.json/.txt    streaming: 256 x 256 pixels, 128 channels, one plane
 #                      wave (the issue's >= 10 000 frames/s target), and
 #                      PWI_disk looped; f32 and int16 samples
@@ -83,12 +82,6 @@ if [ -f "$data" ]; then
     # fixed ~170 us (the case for splitting it).
     step tune_small "$bin" bench --workload synthetic --size 64x64 --frames 8 --no-cpu --no-stages --tune --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
         --json "$out/tune_small.json" --csv "$out/tune_small.csv"
-    # A/B, alternating, twice each: demodulation in chunks (the GPU
-    # default) against whole traces (f16 against f32 rows: tune_*).
-    for i in 1 2; do
-        step "ab_demod_whole_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --repeat "$repeat" ${quick[@]+"${quick[@]}"} --demod-chunk 0
-        step "ab_demod_chunks_$i" "$bin" bench --workload pwi-disk --data "$data" --no-cpu --repeat "$repeat" ${quick[@]+"${quick[@]}"}
-    done
     step hfr_pwi_disk "$bin" hfr --data "$data" --size 251x251 --batch 32 --seconds "$seconds" --json "$out/hfr_pwi_disk.json"
 else
     echo "PWI_disk.mat not found at $data: reference workload skipped (pass its path as the second argument)"
@@ -153,15 +146,12 @@ step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --h
         echo "--- $(basename "$f" .txt)"
         grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|image, tissue" "$f"
     done
-    for f in "$out"/ab_*.txt; do
-        [ -f "$f" ] || continue
-        echo "--- $(basename "$f" .txt): $(grep -h -E "das kernel \(median\)|^  demodulate" "$f" | tr -s ' ' | tr '\n' ';')"
-    done
     for f in "$out"/tune_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt): the ten fastest tilings"
         grep -E "^tuned:" "$f"
         grep -A 11 -E "^tuning " "$f" | tail -n +2
+        grep -A 12 -E "^demodulation chunks" "$f"
     done
 } >"$out/summary.txt"
 cat "$out/summary.txt"

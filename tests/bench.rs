@@ -309,6 +309,46 @@ fn every_tiling_beamforms_the_default_image() {
     }
 }
 
+/// Every demodulation chunk length `--tune` times demodulates the RF as
+/// whole traces do (to 1e-5 of the peak), the default among them.
+#[test]
+fn every_demodulation_chunk_matches_whole_traces() {
+    use sonoguide::bench::tune;
+    use sonoguide::bench::workload::{synthetic, SynthShape};
+    if !have_gpu() {
+        return;
+    }
+    let ctx = GpuContext::new(None).unwrap();
+    let bf = sonoguide::pipeline::Beamformer::new(&ctx);
+    let w = synthetic(SynthShape {
+        nx: 8,
+        nz: 8,
+        channels: 16,
+        waves: 1,
+        frames: 2,
+    })
+    .unwrap();
+    let rows = tune::tune_demod(&ctx, &bf, &w, 1, 1).unwrap();
+    assert!(rows.len() >= 3, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.default).count(), 1, "{rows:?}");
+    // Whole traces, and chunks that need warming up.
+    assert!(rows.iter().any(|r| r.chunks_per_trace == 1));
+    assert!(rows.iter().any(|r| r.chunks_per_trace > 2));
+    for r in &rows {
+        assert!(
+            r.note.is_empty() && r.runs == 1 && r.median_s > 0.0,
+            "{r:?}"
+        );
+        assert!(r.max_rel_err <= tune::DEMOD_TOLERANCE, "{r:?}");
+    }
+    assert_eq!(
+        tune::best_demod(&rows).unwrap().median_s,
+        rows.iter()
+            .map(|r| r.median_s)
+            .fold(f64::INFINITY, f64::min)
+    );
+}
+
 /// `bench --tune` lists the tilings in its JSON and CSV and measures with
 /// the one it reports as fastest.
 #[test]
@@ -356,4 +396,7 @@ fn bench_tune_measures_with_the_fastest_tiling() {
         csv.lines().filter(|l| l.starts_with("tune,")).count(),
         tuning.len()
     );
+    // The synthetic workload is RF: its demodulation was tuned too.
+    assert!(!v["demod_tuning"].as_array().unwrap().is_empty(), "{v}");
+    assert!(text.contains("demodulation chunks"), "{text}");
 }

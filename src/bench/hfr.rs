@@ -274,8 +274,9 @@ fn wait_oldest(ctx: &GpuContext, slots: &[Slot]) -> Result<(), BenchError> {
 }
 
 /// `sonoguide hfr`.
-/// `hfr --tune`: every DAS tiling timed on one batch of the stream; `bf`
-/// left on the fastest correct one with f16 rows (`f16`) or f32 rows.
+/// `hfr --tune`: every DAS tiling timed on one batch of the stream, and
+/// demodulation's chunk lengths; `bf` left on the fastest correct ones
+/// (the tiling with f16 rows (`f16`) or f32 rows).
 fn tune_das(
     ctx: &GpuContext,
     bf: &Beamformer,
@@ -302,6 +303,14 @@ fn tune_das(
             eprintln!("hfr: --tune: no tiling ran correctly; streaming with the default");
             bf.das.set_f16_rows(f16);
         }
+    }
+    let demod = super::tune::tune_demod(ctx, bf, &one, 2, 10)?;
+    if let Some(b) = super::tune::best_demod(&demod) {
+        eprintln!(
+            "hfr: tuned demodulation on one batch: chunks of {} samples, {} invocations ({:.2}× the default)",
+            b.chunk, b.invocations, b.speedup
+        );
+        bf.demodulate.set_chunk(Some(b.chunk));
     }
     Ok(())
 }

@@ -141,6 +141,39 @@ pub fn time_kernel_only(
     time_runs(ctx, bf, p, warmup, repeat, false)
 }
 
+/// One pass recorded by `record`, `warmup` times untimed, then `repeat`
+/// times each in a submission of its own, timed as `label` (GPU
+/// timestamps where the adapter has them).
+pub fn time_pass(
+    ctx: &GpuContext,
+    label: &str,
+    warmup: usize,
+    repeat: usize,
+    record: impl Fn(&mut wgpu::CommandEncoder),
+) -> Result<Vec<f64>, BenchError> {
+    for _ in 0..warmup {
+        let mut enc = encoder(ctx, "sonoguide.bench.warmup");
+        record(&mut enc);
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait()?;
+    }
+    let mut timer = GpuTimer::new(ctx, Fallback::Stall);
+    let mut out = Vec::with_capacity(repeat);
+    for r in 0..repeat {
+        let mut enc = encoder(ctx, "sonoguide.bench.pass");
+        timer.begin_frame(r as u64);
+        timer.scope(ctx, &mut enc, label, |enc| record(enc));
+        timer.finish(ctx, &mut enc);
+        ctx.queue.submit([enc.finish()]);
+        timer.submitted();
+        for f in timer.wait(ctx)? {
+            out.extend(f.get(label));
+        }
+    }
+    ctx.take_error(label)?;
+    Ok(out)
+}
+
 fn time_runs(
     ctx: &GpuContext,
     bf: &Beamformer,

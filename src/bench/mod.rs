@@ -122,7 +122,8 @@ pub struct BenchArgs {
     /// invocation, rows, element split; f32 and f16 rows) in rounds within
     /// this run, check each image against the default tiling's, list them,
     /// and measure with the fastest correct one (among f16 rows with
-    /// --f16-rows, else f32). Not with the tiling flags above.
+    /// --f16-rows, else f32); likewise demodulation's chunk length. Not
+    /// with the tiling flags above or --demod-chunk.
     #[arg(long)]
     pub tune: bool,
     /// Demodulation: extended samples per chunk of a trace, one invocation
@@ -376,10 +377,11 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         && (args.pixels_per_invocation.is_some()
             || args.row_vec4.is_some()
             || args.window_span.is_some()
-            || args.element_split.is_some())
+            || args.element_split.is_some()
+            || args.demod_chunk.is_some())
     {
         return Err(BenchError::Input(
-            "--tune searches the DAS tiling itself: drop --pixels-per-invocation, --row-vec4, --window-span and --element-split (--f16-rows chooses among f16 rows)".into(),
+            "--tune searches the DAS tiling and the demodulation chunks itself: drop --pixels-per-invocation, --row-vec4, --window-span, --element-split and --demod-chunk (--f16-rows chooses among f16 rows)".into(),
         ));
     }
     let repeat = args.repeat.unwrap_or(if args.quick { 3 } else { 20 });
@@ -430,6 +432,21 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
                     },
                 )?;
             }
+        }
+        rows
+    } else {
+        Vec::new()
+    };
+    // Demodulation's chunks (for the per-stage times that follow).
+    let demod_tuning = if args.tune {
+        let rounds = if args.quick { 1 } else { 3 };
+        let rows = tune::tune_demod(&ctx, &bf, &w, rounds, (repeat / rounds).max(1))?;
+        if let Some(b) = tune::best_demod(&rows) {
+            eprintln!(
+                "tuned: demodulation in chunks of {} samples, {} invocations ({:.2}× the default)",
+                b.chunk, b.invocations, b.speedup
+            );
+            bf.demodulate.set_chunk(Some(b.chunk));
         }
         rows
     } else {
@@ -565,6 +582,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         stage_time_source: stage_source,
         sweeps,
         tuning,
+        demod_tuning,
         host: host_description(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };

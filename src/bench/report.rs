@@ -95,6 +95,8 @@ pub struct BenchReport {
     pub sweeps: Vec<Measurement>,
     /// `--tune`: every tiling timed, fastest first (empty without it).
     pub tuning: Vec<super::tune::TuneRow>,
+    /// `--tune`: demodulation's chunk lengths timed, fastest first.
+    pub demod_tuning: Vec<super::tune::DemodRow>,
     pub host: String,
     pub command: String,
 }
@@ -242,6 +244,41 @@ impl BenchReport {
                     },
                     t.runs,
                     t.note
+                );
+            }
+        }
+        if !self.demod_tuning.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "demodulation chunks (extended samples per invocation; error against whole traces):"
+            );
+            let _ = writeln!(
+                s,
+                "  {:>8} {:>8} {:>11} {:>11} {:>8} {:>9} {:>5}",
+                "chunk", "/trace", "invocations", "time", "speedup", "error", "runs"
+            );
+            for d in &self.demod_tuning {
+                let _ = writeln!(
+                    s,
+                    "  {:>8} {:>8} {:>11} {:>11} {:>8} {:>9} {:>5}  {}{}",
+                    d.chunk,
+                    d.chunks_per_trace,
+                    d.invocations,
+                    ms(d.median_s),
+                    if d.speedup.is_finite() {
+                        format!("{:.2}×", d.speedup)
+                    } else {
+                        "-".into()
+                    },
+                    if d.max_rel_err.is_finite() {
+                        format!("{:.1e}", d.max_rel_err)
+                    } else {
+                        "-".into()
+                    },
+                    d.runs,
+                    if d.default { "(default) " } else { "" },
+                    d.note
                 );
             }
         }

@@ -16,10 +16,12 @@ use serde::Serialize;
 
 use super::measure::{self, median, Prepared};
 use super::progress::Progress;
+use super::workload::Workload;
 use super::BenchError;
 use crate::gpu::GpuContext;
 use crate::pipeline::das::DasTiling;
-use crate::pipeline::Beamformer;
+use crate::pipeline::demodulate::DemodPlan;
+use crate::pipeline::{Beamformer, GpuChannels};
 
 /// max |image − the default f32 image| / its peak that a tiling may reach
 /// and still be chosen: f32 rows sum the same terms in another order
@@ -364,6 +366,174 @@ pub fn best(rows: &[TuneRow], f16: bool) -> Option<&TuneRow> {
     rows.iter()
         .filter(|r| r.usable() && (r.rows == "f16") == f16)
         .min_by(|a, b| a.median_kernel_s.total_cmp(&b.median_kernel_s))
+}
+
+/// One demodulation chunk length timed on the workload's RF.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemodRow {
+    /// Extended samples per chunk; the whole (extended) trace for one chunk.
+    pub chunk: usize,
+    pub chunks_per_trace: usize,
+    /// Traces × chunks: the invocations of each of the two passes.
+    pub invocations: usize,
+    /// The adapter's own choice (`Demodulate::chunk_for`).
+    pub default: bool,
+    pub median_s: f64,
+    pub runs: usize,
+    /// The default's median / this one's.
+    pub speedup: f64,
+    /// max |IQ − whole traces' IQ| / its peak.
+    pub max_rel_err: f64,
+    pub note: String,
+}
+
+/// Chunks warm up from the filter's state at zero: the error they leave
+/// is below 1e-9 of a sample after `warmup` samples (`warmup_of`), far
+/// under f32's rounding; this allows for that rounding.
+pub const DEMOD_TOLERANCE: f64 = 1e-5;
+
+/// Time demodulation of `w`'s RF cut into chunks of several lengths: whole
+/// traces, the adapter's default, chunks giving from 2 048 to 131 072
+/// invocations, and chunks of 64 to 512 samples (none shorter than the
+/// filter's warm-up), in `rounds` rounds of `repeat` runs; each checked
+/// against whole traces. Empty for IQ data (nothing to demodulate). Rows
+/// come back fastest first; `bf` is left on the adapter's chunks.
+pub fn tune_demod(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    w: &Workload,
+    rounds: usize,
+    repeat: usize,
+) -> Result<Vec<DemodRow>, BenchError> {
+    let (Some(settings), false) = (&w.demod, w.data.is_iq()) else {
+        return Ok(Vec::new());
+    };
+    let plan = DemodPlan::new(&w.data.acquisition, settings)?;
+    let rf = GpuChannels::upload(ctx, &w.data)?;
+    let (traces, samples) = (rf.traces(), rf.samples);
+    let len = plan.extended_len(samples);
+    let floor = plan.warmup.max(32);
+    let default = bf.demodulate.chunk_for(&plan, traces, samples);
+    let mut chunks = vec![default, len];
+    for target in [2_048usize, 8_192, 32_768, 131_072] {
+        chunks.push(len.div_ceil(target.div_ceil(traces)).max(floor).min(len));
+    }
+    chunks.extend(
+        [64, 128, 256, 512]
+            .into_iter()
+            .filter(|c| *c >= floor && *c < len),
+    );
+    let mut seen = Vec::new();
+    chunks.retain(|c| {
+        let new = !seen.contains(c);
+        seen.push(*c);
+        new
+    });
+    let run_with =
+        |chunk: usize| -> Result<(crate::pipeline::demodulate::DemodTarget, usize), BenchError> {
+            bf.demodulate.set_chunk(Some(chunk));
+            let target = bf.demodulate.bind(ctx, &rf, &plan)?;
+            Ok((target, chunk))
+        };
+    let reference: Vec<[f32; 2]> = {
+        let (t, _) = run_with(len)?;
+        measure::time_pass(ctx, "demodulate", 1, 1, |enc| bf.demodulate.record(enc, &t))?;
+        ctx.read_buffer(&t.iq.buffer, traces * samples)?
+    };
+    let peak = reference
+        .iter()
+        .map(|c| (c[0] as f64).hypot(c[1] as f64))
+        .fold(0.0, f64::max);
+    let mut rows: Vec<DemodRow> = chunks
+        .iter()
+        .map(|&c| DemodRow {
+            chunk: c,
+            chunks_per_trace: len.div_ceil(c),
+            invocations: traces * len.div_ceil(c),
+            default: c == default,
+            median_s: f64::NAN,
+            runs: 0,
+            speedup: f64::NAN,
+            max_rel_err: f64::NAN,
+            note: String::new(),
+        })
+        .collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+    for round in 0..rounds {
+        for i in 0..rows.len() {
+            let i = if round % 2 == 0 {
+                i
+            } else {
+                rows.len() - 1 - i
+            };
+            if !rows[i].note.is_empty() {
+                continue;
+            }
+            let run = || -> Result<(Vec<f64>, f64), BenchError> {
+                let (t, _) = run_with(rows[i].chunk)?;
+                let s = measure::time_pass(
+                    ctx,
+                    "demodulate",
+                    if round == 0 { 2 } else { 1 },
+                    repeat,
+                    |enc| bf.demodulate.record(enc, &t),
+                )?;
+                let err = if round == 0 {
+                    let iq: Vec<[f32; 2]> = ctx.read_buffer(&t.iq.buffer, traces * samples)?;
+                    iq.iter()
+                        .zip(&reference)
+                        .map(|(a, b)| ((a[0] - b[0]) as f64).hypot((a[1] - b[1]) as f64))
+                        .fold(0.0, f64::max)
+                        / peak
+                } else {
+                    rows[i].max_rel_err
+                };
+                Ok((s, err))
+            };
+            match run() {
+                Ok((s, err)) => {
+                    times[i].extend(s);
+                    rows[i].max_rel_err = err;
+                    if err.is_nan() || err > DEMOD_TOLERANCE {
+                        rows[i].note =
+                            format!("wrong: error {err:.1e} above {DEMOD_TOLERANCE:.0e}");
+                    }
+                }
+                Err(e) => {
+                    let _ = ctx.take_error("bench --tune: demodulate");
+                    rows[i].note = format!("could not run: {e}");
+                }
+            }
+        }
+    }
+    bf.demodulate.set_chunk(None);
+    for (r, t) in rows.iter_mut().zip(&times) {
+        r.runs = t.len();
+        if !t.is_empty() {
+            r.median_s = median(t);
+        }
+    }
+    let base = rows
+        .iter()
+        .find(|r| r.default)
+        .map_or(f64::NAN, |r| r.median_s);
+    for r in rows.iter_mut() {
+        r.speedup = base / r.median_s;
+    }
+    rows.sort_by(|a, b| {
+        b.median_s
+            .is_finite()
+            .cmp(&a.median_s.is_finite())
+            .then(a.median_s.total_cmp(&b.median_s))
+    });
+    Ok(rows)
+}
+
+/// The fastest correct chunk length.
+pub fn best_demod(rows: &[DemodRow]) -> Option<&DemodRow> {
+    rows.iter()
+        .filter(|r| r.note.is_empty() && r.median_s.is_finite())
+        .min_by(|a, b| a.median_s.total_cmp(&b.median_s))
 }
 
 #[cfg(test)]
