@@ -129,18 +129,6 @@ pub fn time_kernel(
     time_runs(ctx, bf, p, warmup, repeat, true)
 }
 
-/// [`time_kernel`] without the host-clock runs (`wall_s` and
-/// `process_cpu_s` stay empty): half the submissions, for tuning.
-pub fn time_kernel_only(
-    ctx: &GpuContext,
-    bf: &Beamformer,
-    p: &Prepared,
-    warmup: usize,
-    repeat: usize,
-) -> Result<KernelTimes, BenchError> {
-    time_runs(ctx, bf, p, warmup, repeat, false)
-}
-
 /// One pass recorded by `record`, `warmup` times untimed, then `repeat`
 /// times each in a submission of its own, timed as `label` (GPU
 /// timestamps where the adapter has them).
@@ -174,7 +162,9 @@ pub fn time_pass(
     Ok(out)
 }
 
-fn time_runs(
+/// [`time_kernel`]; without `wall` no host-clock runs (`wall_s` and
+/// `process_cpu_s` stay empty): half the submissions, for tuning.
+pub fn time_runs(
     ctx: &GpuContext,
     bf: &Beamformer,
     p: &Prepared,

@@ -108,6 +108,24 @@ pub fn sci(v: f64) -> String {
     format!("{v:.3e}")
 }
 
+/// `1.23×`, or `-` where it could not be measured.
+fn speedup(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}×")
+    } else {
+        "-".into()
+    }
+}
+
+/// `1.5e-4`, or `-` where it could not be measured.
+fn error(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1e}")
+    } else {
+        "-".into()
+    }
+}
+
 fn ms(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
@@ -232,16 +250,8 @@ impl BenchReport {
                     t.tiling,
                     ms(t.median_kernel_s),
                     sci(t.points_per_s),
-                    if t.speedup.is_finite() {
-                        format!("{:.2}×", t.speedup)
-                    } else {
-                        "-".into()
-                    },
-                    if t.max_rel_err.is_finite() {
-                        format!("{:.1e}", t.max_rel_err)
-                    } else {
-                        "-".into()
-                    },
+                    speedup(t.speedup),
+                    error(t.max_rel_err),
                     t.runs,
                     t.note
                 );
@@ -266,16 +276,8 @@ impl BenchReport {
                     d.chunks_per_trace,
                     d.invocations,
                     ms(d.median_s),
-                    if d.speedup.is_finite() {
-                        format!("{:.2}×", d.speedup)
-                    } else {
-                        "-".into()
-                    },
-                    if d.max_rel_err.is_finite() {
-                        format!("{:.1e}", d.max_rel_err)
-                    } else {
-                        "-".into()
-                    },
+                    speedup(d.speedup),
+                    error(d.max_rel_err),
                     d.runs,
                     if d.default { "(default) " } else { "" },
                     d.note

@@ -241,7 +241,7 @@ pub fn tune(
                 let p = prepare_with(ctx, bf, base, c)?;
                 // The first round builds the pipeline: warm it up more.
                 let k =
-                    measure::time_kernel_only(ctx, bf, &p, if round == 0 { 2 } else { 1 }, repeat)?;
+                    measure::time_runs(ctx, bf, &p, if round == 0 { 2 } else { 1 }, repeat, false)?;
                 Ok((p, k))
             };
             match run() {
@@ -350,15 +350,15 @@ pub fn tune(
             r.speedup = base_s / r.median_kernel_s;
         }
     }
-    rows.sort_by(|a, b| {
-        b.median_kernel_s
-            .is_finite()
-            .cmp(&a.median_kernel_s.is_finite())
-            .then(a.median_kernel_s.total_cmp(&b.median_kernel_s))
-    });
+    rows.sort_by(|a, b| fastest_first(a.median_kernel_s, b.median_kernel_s));
     bf.das.set_tiling(None)?;
     bf.das.set_f16_rows(false);
     Ok(rows)
+}
+
+/// Shorter times first; those that could not be timed (NaN) last.
+fn fastest_first(a: f64, b: f64) -> std::cmp::Ordering {
+    b.is_finite().cmp(&a.is_finite()).then(a.total_cmp(&b))
 }
 
 /// The fastest usable row with rows in f16 (`f16`) or f32.
@@ -520,12 +520,7 @@ pub fn tune_demod(
     for r in rows.iter_mut() {
         r.speedup = base / r.median_s;
     }
-    rows.sort_by(|a, b| {
-        b.median_s
-            .is_finite()
-            .cmp(&a.median_s.is_finite())
-            .then(a.median_s.total_cmp(&b.median_s))
-    });
+    rows.sort_by(|a, b| fastest_first(a.median_s, b.median_s));
     Ok(rows)
 }
 
