@@ -245,8 +245,8 @@ impl Demodulate {
     /// while the longest loop shrinks (MUST's 5th-order Butterworth at its
     /// usual cut-offs, slowest pole ~0.75, warms up in 94 samples: a
     /// display's 384 traces are cut into chunks of 94, PWI_disk's 4 096
-    /// traces of 400 into 5). Not yet measured on a GPU: `sonoguide bench --demod-chunk 0`
-    /// times whole traces against it (scripts/gpu_bench.sh runs both). On
+    /// traces of 400 into 5). Not yet measured on a GPU: `sonoguide bench
+    /// --tune` times whole traces and other lengths against it. On
     /// lavapipe chunks of 128 made PWI_disk's demodulation 2.4× slower.
     pub fn chunk_for(&self, plan: &DemodPlan, traces: usize, samples: usize) -> usize {
         let len = plan.extended_len(samples);
