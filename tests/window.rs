@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Kill(Child);
 
@@ -58,46 +58,54 @@ fn grab_root(display: &str, w: u32, h: u32) -> Vec<[u8; 3]> {
     }
 }
 
-/// A virtual X server on a display number of our own (other test runs,
-/// and the other tests here, may hold theirs); killed when dropped.
+/// A virtual X server on a display number of our own; killed when dropped.
 struct Xvfb {
     display: String,
     _server: Kill,
 }
 
 impl Xvfb {
-    fn start(offset: u32, (w, h): (u32, u32)) -> Option<Xvfb> {
+    /// Xvfb picks a free display itself (`-displayfd`) and names it once it
+    /// accepts connections. Choosing one here and waiting for its socket
+    /// was fooled by sockets that killed servers leave behind: the new
+    /// server refused the taken number, the socket was there all the same,
+    /// and the view found no X server.
+    fn start((w, h): (u32, u32)) -> Option<Xvfb> {
         if !have("Xvfb") {
             eprintln!("SKIPPED: Xvfb is not installed (apt-get install xvfb)");
             return None;
         }
-        let n = 100 + (std::process::id() % 300) * 3 + offset;
-        let display = format!(":{n}");
-        let server = Kill(
+        let mut server = Kill(
             Command::new("Xvfb")
                 .args([
-                    display.as_str(),
+                    "-displayfd",
+                    "1",
                     "-screen",
                     "0",
                     &format!("{w}x{h}x24"),
                     "-nolisten",
                     "tcp",
                 ])
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start Xvfb"),
         );
-        let socket = format!("/tmp/.X11-unix/X{n}");
-        let t = Instant::now();
-        while !std::path::Path::new(&socket).exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "Xvfb did not start on {display}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let out = server.0.stdout.take().expect("Xvfb's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("Xvfb did not name its display within 20 s");
+        let n: u32 = line.trim().parse().unwrap_or_else(|_| {
+            panic!("Xvfb -displayfd wrote {line:?}, expected a display number")
+        });
         Some(Xvfb {
-            display,
+            display: format!(":{n}"),
             _server: server,
         })
     }
@@ -174,7 +182,7 @@ fn close(p: [u8; 3], q: [u8; 3]) -> bool {
 #[test]
 fn window_shows_the_composite_under_xvfb() {
     let (sw, sh) = (800u32, 480u32);
-    let Some(x) = Xvfb::start(0, (sw, sh)) else {
+    let Some(x) = Xvfb::start((sw, sh)) else {
         return;
     };
     let frames = 300;
@@ -257,7 +265,7 @@ fn window_shows_the_composite_under_xvfb() {
 #[test]
 fn window_recovers_from_surface_loss_resize_and_minimise_and_reports_device_loss() {
     let (sw, sh) = (800u32, 480u32);
-    let Some(x) = Xvfb::start(1, (sw, sh)) else {
+    let Some(x) = Xvfb::start((sw, sh)) else {
         return;
     };
     let args = [

@@ -284,6 +284,8 @@ fn tune_das(
     batch: usize,
     f16: bool,
 ) -> Result<(), BenchError> {
+    // On the batch's f32 samples, whatever the stream's encoding: int16
+    // changes what demodulation reads, not how it is best cut up.
     let one = w.looped(batch);
     let p = super::measure::prepare(ctx, bf, &one)?;
     let rows = super::tune::tune(ctx, bf, &p, one.points(), 2, 10)?;
