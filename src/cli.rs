@@ -94,8 +94,10 @@ pub struct ViewArgs {
     /// Scene file (TOML).
     #[arg(default_value = crate::render::SCENES[0])]
     pub scene: PathBuf,
-    /// Quality preset: `fast` (interactive on software Vulkan) or `quality`.
-    #[arg(long, default_value = "fast")]
+    /// Quality preset: `auto` (`quality` on a discrete GPU, `fast`
+    /// elsewhere), `fast` (interactive on software Vulkan) or `quality`
+    /// (128 channels × 3 waves, dense speckle).
+    #[arg(long, default_value = "auto")]
     pub preset: String,
     /// Keep the tissue's simulated RF, and simulate only the needle, while
     /// the probe stays within this many mm of where the tissue was
@@ -363,7 +365,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
             png.display(),
             size.0,
             size.1,
-            preset.name,
+            d.preset.name,
         );
         for image in images {
             let mut times = vec![format!(

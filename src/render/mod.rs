@@ -134,13 +134,23 @@ pub const QUALITY: Preset = Preset {
     renew_frames: RENEW_FRAMES,
 };
 
+/// The default: [`QUALITY`] on a discrete GPU, [`FAST`] elsewhere (a
+/// software adapter, or an integrated GPU with a tenth of a discrete
+/// one's arithmetic or less), chosen by [`Preset::on_adapter`] once the
+/// adapter is known. Its other fields are FAST's until then.
+pub const AUTO: Preset = Preset {
+    name: "auto",
+    ..FAST
+};
+
 impl Preset {
     pub fn parse(s: &str) -> Result<Preset, String> {
         match s {
+            "auto" => Ok(AUTO),
             "fast" => Ok(FAST),
             "quality" => Ok(QUALITY),
             other => Err(format!(
-                "--preset {other}: expected `fast` (interactive on software Vulkan) or `quality`"
+                "--preset {other}: expected `auto` (quality on a discrete GPU, fast elsewhere), `fast` (interactive on software Vulkan) or `quality`"
             )),
         }
     }
@@ -150,15 +160,30 @@ impl Preset {
     /// for a software adapter's single, slow queue; a GPU runs the chain
     /// every frame, whatever the preset's scene detail.
     pub fn on_adapter(self, device_type: wgpu::DeviceType) -> Preset {
+        let preset = if self.name == AUTO.name {
+            let chosen = if device_type == wgpu::DeviceType::DiscreteGpu {
+                QUALITY
+            } else {
+                FAST
+            };
+            // What the command line set on the auto preset stays set.
+            Preset {
+                tissue_tolerance: self.tissue_tolerance,
+                renew_frames: self.renew_frames,
+                ..chosen
+            }
+        } else {
+            self
+        };
         if device_type == wgpu::DeviceType::Cpu {
-            return self;
+            return preset;
         }
         Preset {
             pose_threshold: 0.0,
             refresh: Duration::ZERO,
             min_interval: Duration::ZERO,
             sim_batch: None,
-            ..self
+            ..preset
         }
     }
 
@@ -1772,6 +1797,29 @@ mod tests {
         assert_eq!(gpu.refresh, Duration::ZERO);
         assert_eq!(gpu.sim_batch, None);
         assert_eq!(QUALITY.on_adapter(wgpu::DeviceType::IntegratedGpu), QUALITY);
+    }
+
+    /// `auto` (the default) is `quality` on a discrete GPU and `fast`
+    /// elsewhere, with what the command line set on it kept.
+    #[test]
+    fn the_auto_preset_follows_the_adapter() {
+        assert_eq!(AUTO.on_adapter(wgpu::DeviceType::Cpu), FAST);
+        assert_eq!(AUTO.on_adapter(wgpu::DeviceType::DiscreteGpu), QUALITY);
+        assert_eq!(
+            AUTO.on_adapter(wgpu::DeviceType::IntegratedGpu),
+            FAST.on_adapter(wgpu::DeviceType::IntegratedGpu)
+        );
+        let set = Preset {
+            tissue_tolerance: -1.0,
+            renew_frames: 3,
+            ..AUTO
+        };
+        let q = set.on_adapter(wgpu::DeviceType::DiscreteGpu);
+        assert_eq!(
+            (q.name, q.tissue_tolerance, q.renew_frames),
+            ("quality", -1.0, 3)
+        );
+        assert_eq!(Preset::parse("auto"), Ok(AUTO));
     }
 
     /// The kept tissue is renewed for few images of the scripted insertion
