@@ -430,7 +430,7 @@ fn without_a_display_view_says_so_and_renders_headless() {
 #[test]
 fn view_rejects_bad_arguments_with_the_fix() {
     for (args, want) in [
-        (vec!["view", "--preset", "best"], "expected `fast`"),
+        (vec!["view", "--preset", "best"], "expected `auto`"),
         (vec!["view", "--size", "big"], "WIDTHxHEIGHT"),
         (
             vec!["view", "--tissue-tolerance", "-0.5", "--headless", "x.png"],
