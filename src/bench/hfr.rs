@@ -387,6 +387,14 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         (None, None) => 256,
     };
     let limit = args.seconds.map(Duration::from_secs_f64);
+    if let Some(n) = args.frames.filter(|n| n % args.batch != 0) {
+        // Batches are dispatched whole.
+        eprintln!(
+            "hfr: --frames {n} is not a whole number of batches of {}: streaming {}",
+            args.batch,
+            n.next_multiple_of(args.batch)
+        );
+    }
 
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());

@@ -69,6 +69,32 @@ pub struct TuneRow {
 }
 
 impl TuneRow {
+    /// A row before its times are in, for tiling `t`.
+    fn new(
+        t: DasTiling,
+        default: bool,
+        max_rel_err: f64,
+        note: String,
+        effective: Option<DasTiling>,
+    ) -> TuneRow {
+        TuneRow {
+            tiling: format!("{}{}", label(&t), if default { " (default)" } else { "" }),
+            pixels_per_invocation: t.pixels_per_invocation,
+            row_vec4: t.row_vec4,
+            window_span: t.window_span,
+            element_split: t.element_split,
+            rows: if t.f16_rows { "f16" } else { "f32" }.into(),
+            default,
+            median_kernel_s: f64::NAN,
+            runs: 0,
+            points_per_s: f64::NAN,
+            speedup: f64::NAN,
+            max_rel_err,
+            note,
+            effective,
+        }
+    }
+
     fn usable(&self) -> bool {
         self.note.is_empty() && self.median_kernel_s.is_finite()
     }
@@ -278,26 +304,7 @@ pub fn tune(
                         if duplicate {
                             live[i] = false;
                         }
-                        rows.push(TuneRow {
-                            tiling: format!(
-                                "{}{}",
-                                label(&t),
-                                if c.tiling.is_none() { " (default)" } else { "" }
-                            ),
-                            pixels_per_invocation: t.pixels_per_invocation,
-                            row_vec4: t.row_vec4,
-                            window_span: t.window_span,
-                            element_split: t.element_split,
-                            rows: if t.f16_rows { "f16" } else { "f32" }.into(),
-                            default: c.tiling.is_none(),
-                            median_kernel_s: f64::NAN,
-                            runs: 0,
-                            points_per_s: f64::NAN,
-                            speedup: f64::NAN,
-                            max_rel_err: err,
-                            note,
-                            effective: Some(t),
-                        });
+                        rows.push(TuneRow::new(t, c.tiling.is_none(), err, note, Some(t)));
                     }
                 }
                 Err(e) => {
@@ -305,22 +312,19 @@ pub fn tune(
                     // A failed build or dispatch leaves its error behind.
                     let _ = ctx.take_error("bench --tune");
                     if round == 0 {
-                        rows.push(TuneRow {
-                            tiling: c.tiling.map(|t| label(&t)).unwrap_or("default".into()),
-                            pixels_per_invocation: c.tiling.map_or(0, |t| t.pixels_per_invocation),
-                            row_vec4: c.tiling.map_or(0, |t| t.row_vec4),
-                            window_span: 0,
-                            element_split: c.tiling.map_or(0, |t| t.element_split),
-                            rows: if c.f16_rows { "f16" } else { "f32" }.into(),
-                            default: c.tiling.is_none(),
-                            median_kernel_s: f64::NAN,
-                            runs: 0,
-                            points_per_s: f64::NAN,
-                            speedup: f64::NAN,
-                            max_rel_err: f64::NAN,
-                            note: format!("could not run: {e}"),
-                            effective: None,
+                        // The tiling asked for (the default's before the geometry shaped it).
+                        let asked = c.tiling.unwrap_or(DasTiling {
+                            f16_rows: c.f16_rows,
+                            ..bf.das.default_tiling(frames)
                         });
+                        let note = format!("could not run: {e}");
+                        rows.push(TuneRow::new(
+                            asked,
+                            c.tiling.is_none(),
+                            f64::NAN,
+                            note,
+                            None,
+                        ));
                     }
                 }
             }
