@@ -490,6 +490,17 @@ fn cli_errors_name_what_is_wrong() {
         e.contains("--probe-transform") && e.contains("device name"),
         "{e}"
     );
+    // Limits that would make nothing, or never stop, are refused.
+    let e = run(&["run", "--frames", "0"]);
+    assert!(
+        e.contains("--frames 0") && e.contains("1 frame or more"),
+        "{e}"
+    );
+    let e = run(&["run", "--duration", "nan"]);
+    assert!(
+        e.contains("--duration NaN") && e.contains("positive"),
+        "{e}"
+    );
 }
 
 /// `python3` with pyigtl, or a skip (a failure under CI, which installs it).

@@ -228,6 +228,16 @@ fn server(a: &FrameArgs, port: u16, timeout: f64, fallback: Pose) -> Result<Endp
 /// `sonoguide run` (and `serve-images` with `serve_port`).
 pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
+    if a.frames == Some(0) {
+        return Err(fail(
+            "--frames 0: expected 1 frame or more (leave it out to run until --duration, the end of the poses or Ctrl-C)",
+        ));
+    }
+    if let Some(d) = a.duration.filter(|d| !(d.is_finite() && *d > 0.0)) {
+        return Err(fail(format!(
+            "--duration {d}: expected a positive number of seconds"
+        )));
+    }
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         return Err(fail(format!(
             "--timeout {}: expected a positive number of seconds",
@@ -365,6 +375,11 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
             a.file.display(),
             rec.frames.len()
         )));
+    }
+    if a.frames == Some(0) {
+        return Err(fail(
+            "--frames 0: expected 1 frame or more (leave it out to replay them all)",
+        ));
     }
     rec.frames.drain(..a.skip);
     rec.frames.truncate(a.frames.unwrap_or(usize::MAX));
