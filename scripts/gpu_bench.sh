@@ -149,7 +149,7 @@ step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --h
     for f in "$out"/tune_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt): the ten fastest tilings"
-        grep -E "^tuned:" "$f"
+        grep -E "tuned (das|demodulation):" "$f"
         grep -A 11 -E "^tuning " "$f" | tail -n +2
         grep -A 12 -E "^demodulation chunks" "$f"
     done

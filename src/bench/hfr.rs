@@ -274,49 +274,6 @@ fn wait_oldest(ctx: &GpuContext, slots: &[Slot]) -> Result<(), BenchError> {
 }
 
 /// `sonoguide hfr`.
-/// `hfr --tune`: every DAS tiling timed on one batch of the stream, and
-/// demodulation's chunk lengths; `bf` left on the fastest correct ones
-/// (the tiling with f16 rows (`f16`) or f32 rows).
-fn tune_das(
-    ctx: &GpuContext,
-    bf: &Beamformer,
-    w: &Workload,
-    batch: usize,
-    f16: bool,
-) -> Result<(), BenchError> {
-    // On the batch's f32 samples, whatever the stream's encoding: int16
-    // changes what demodulation reads, not how it is best cut up.
-    let one = w.looped(batch);
-    let p = super::measure::prepare(ctx, bf, &one)?;
-    let rows = super::tune::tune(ctx, bf, &p, one.points(), 2, 10)?;
-    match super::tune::best(&rows, f16) {
-        Some(b) => {
-            eprintln!(
-                "hfr: tuned das on one batch: {} ({:.2}× the default, {} tilings timed)",
-                b.tiling,
-                b.speedup,
-                rows.iter()
-                    .filter(|r| r.median_kernel_s.is_finite())
-                    .count()
-            );
-            bf.das.set_tiling(b.effective)?;
-        }
-        None => {
-            eprintln!("hfr: --tune: no tiling ran correctly; streaming with the default");
-            bf.das.set_f16_rows(f16);
-        }
-    }
-    let demod = super::tune::tune_demod(ctx, bf, &one, 2, 10)?;
-    if let Some(b) = super::tune::best_demod(&demod) {
-        eprintln!(
-            "hfr: tuned demodulation on one batch: chunks of {} samples, {} invocations ({:.2}× the default)",
-            b.chunk, b.invocations, b.speedup
-        );
-        bf.demodulate.set_chunk(Some(b.chunk));
-    }
-    Ok(())
-}
-
 pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchError> {
     check_output(&args.json, "--json")?;
     let (nx, nz) = parse_size(&args.size, "--size")?;
@@ -401,7 +358,11 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     let bf = Beamformer::new(&ctx);
     let batch = args.batch;
     if args.tune {
-        tune_das(&ctx, &bf, &w, batch, !args.f32_rows)?;
+        // On one batch of f32 samples, whatever the stream's encoding:
+        // int16 changes what demodulation reads, not how it is best cut up.
+        let one = w.looped(batch);
+        let p = super::measure::prepare(&ctx, &bf, &one)?;
+        super::tune::tune_and_apply(&ctx, &bf, &p, &one, 2, 10, !args.f32_rows, "hfr")?;
     } else {
         bf.das.set_f16_rows(!args.f32_rows);
     }

@@ -67,6 +67,35 @@ pub fn prepare(ctx: &GpuContext, bf: &Beamformer, w: &Workload) -> Result<Prepar
     };
     let pixels = w.grid.positions_f32();
     let plan = DasPlan::new(acq, &w.das, f_mod, pixels.len(), channels.frames)?;
+    prepare_das(ctx, bf, enc, channels, plan, pixels)
+}
+
+impl Prepared {
+    /// The same channel data and pixels, prepared again with `bf`'s DAS
+    /// settings as they are now (another tiling, say).
+    pub fn again(&self, ctx: &GpuContext, bf: &Beamformer) -> Result<Prepared, BenchError> {
+        let enc = encoder(ctx, "sonoguide.bench.prepare");
+        prepare_das(
+            ctx,
+            bf,
+            enc,
+            self.channels.clone(),
+            self.plan.clone(),
+            self.pixels.clone(),
+        )
+    }
+}
+
+/// Record the DAS geometry for `channels` after what `enc` holds, make
+/// its target, and run it all.
+fn prepare_das(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    mut enc: wgpu::CommandEncoder,
+    channels: GpuChannels,
+    plan: DasPlan,
+    pixels: Vec<[f32; 2]>,
+) -> Result<Prepared, BenchError> {
     let geometry = bf.das.prepare(
         ctx,
         &mut enc,

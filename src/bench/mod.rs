@@ -393,64 +393,23 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
     stage_overrides(args, &bf, w.data.frames)?;
 
     let mut p: Prepared = measure::prepare(&ctx, &bf, &w)?;
-    let tuning = if args.tune {
+    let (tuning, demod_tuning) = if args.tune {
         let rounds = if args.quick { 1 } else { 3 };
-        let rows = tune::tune(&ctx, &bf, &p, w.points(), rounds, (repeat / rounds).max(1))?;
-        let best = tune::best(&rows, args.f16_rows).and_then(|b| b.effective.map(|t| (b, t)));
-        match best {
-            Some((b, t)) => {
-                eprintln!(
-                    "tuned: {} of {} tilings, fastest correct {}: {} ({:.2}× the default)",
-                    rows.iter()
-                        .filter(|r| r.median_kernel_s.is_finite())
-                        .count(),
-                    rows.len(),
-                    if args.f16_rows {
-                        "with f16 rows"
-                    } else {
-                        "with f32 rows"
-                    },
-                    b.tiling,
-                    b.speedup
-                );
-                let c = tune::Candidate {
-                    tiling: Some(t),
-                    f16_rows: t.f16_rows,
-                };
-                p = tune::prepare_with(&ctx, &bf, &p, &c)?;
-            }
-            None => {
-                eprintln!("tuned: no tiling ran correctly; measuring the default");
-                stage_overrides(args, &bf, w.data.frames)?;
-                p = tune::prepare_with(
-                    &ctx,
-                    &bf,
-                    &p,
-                    &tune::Candidate {
-                        tiling: None,
-                        f16_rows: args.f16_rows,
-                    },
-                )?;
-            }
-        }
+        let rows = tune::tune_and_apply(
+            &ctx,
+            &bf,
+            &p,
+            &w,
+            rounds,
+            (repeat / rounds).max(1),
+            args.f16_rows,
+            "bench",
+        )?;
+        // The kernel, stages and CPU twin that follow use what was chosen.
+        p = p.again(&ctx, &bf)?;
         rows
     } else {
-        Vec::new()
-    };
-    // Demodulation's chunks (for the per-stage times that follow).
-    let demod_tuning = if args.tune {
-        let rounds = if args.quick { 1 } else { 3 };
-        let rows = tune::tune_demod(&ctx, &bf, &w, rounds, (repeat / rounds).max(1))?;
-        if let Some(b) = tune::best_demod(&rows) {
-            eprintln!(
-                "tuned: demodulation in chunks of {} samples, {} invocations ({:.2}× the default)",
-                b.chunk, b.invocations, b.speedup
-            );
-            bf.demodulate.set_chunk(Some(b.chunk));
-        }
-        rows
-    } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let k = measure::time_kernel(&ctx, &bf, &p, 2, repeat)?;
     let m = measurement("reference", &w, &k, &p);

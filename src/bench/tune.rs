@@ -31,12 +31,12 @@ use crate::pipeline::{Beamformer, GpuChannels};
 pub const F32_TOLERANCE: f64 = 1e-4;
 pub const F16_TOLERANCE: f64 = 2e-3;
 
-/// One candidate: a forced tiling, or the adapter's default (`None`), with
-/// rows in f32 or f16.
+/// One candidate: the adapter's default tiling with rows in f32 or f16,
+/// or a forced tiling (which says its rows' precision itself).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
-    pub tiling: Option<DasTiling>,
-    pub f16_rows: bool,
+pub enum Candidate {
+    Default { f16_rows: bool },
+    Forced(DasTiling),
 }
 
 /// What one candidate measured.
@@ -120,14 +120,8 @@ pub fn label(t: &DasTiling) -> String {
 pub fn candidates(frames: usize) -> Vec<Candidate> {
     let r_max = DasTiling::row_vec4_for(frames);
     let mut out = vec![
-        Candidate {
-            tiling: None,
-            f16_rows: false,
-        },
-        Candidate {
-            tiling: None,
-            f16_rows: true,
-        },
+        Candidate::Default { f16_rows: false },
+        Candidate::Default { f16_rows: true },
     ];
     for f16_rows in [false, true] {
         for k in [1, 2, 4, 8] {
@@ -144,16 +138,13 @@ pub fn candidates(frames: usize) -> Vec<Candidate> {
                     if s > 1 && k != 1 {
                         continue;
                     }
-                    out.push(Candidate {
-                        tiling: Some(DasTiling {
-                            pixels_per_invocation: k,
-                            row_vec4: r,
-                            window_span: 0,
-                            f16_rows,
-                            element_split: s,
-                        }),
+                    out.push(Candidate::Forced(DasTiling {
+                        pixels_per_invocation: k,
+                        row_vec4: r,
+                        window_span: 0,
                         f16_rows,
-                    });
+                        element_split: s,
+                    }));
                 }
             }
         }
@@ -163,12 +154,12 @@ pub fn candidates(frames: usize) -> Vec<Candidate> {
 
 /// Set `bf`'s DAS up as `c` asks.
 fn apply(bf: &Beamformer, c: &Candidate) -> Result<(), BenchError> {
-    match c.tiling {
-        None => {
+    match *c {
+        Candidate::Default { f16_rows } => {
             bf.das.set_tiling(None)?;
-            bf.das.set_f16_rows(c.f16_rows);
+            bf.das.set_f16_rows(f16_rows);
         }
-        Some(t) => {
+        Candidate::Forced(t) => {
             bf.das.set_tiling(Some(t))?;
             bf.das.set_f16_rows(false);
         }
@@ -176,40 +167,15 @@ fn apply(bf: &Beamformer, c: &Candidate) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Beamform `base`'s channel data again with `bf`'s current DAS settings.
-fn retile(ctx: &GpuContext, bf: &Beamformer, base: &Prepared) -> Result<Prepared, BenchError> {
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let geometry = bf.das.prepare(
-        ctx,
-        &mut enc,
-        &base.plan,
-        &base.pixels,
-        base.channels.samples,
-        base.channels.frames,
-        base.channels.iq,
-    )?;
-    let target = bf.das.target(ctx, &geometry, &base.channels)?;
-    ctx.queue.submit([enc.finish()]);
-    ctx.wait()?;
-    ctx.take_error("bench --tune: prepare")?;
-    Ok(Prepared {
-        channels: base.channels.clone(),
-        plan: base.plan.clone(),
-        pixels: base.pixels.clone(),
-        geometry,
-        target,
-    })
-}
-
 /// Apply `c` and beamform `base` with it.
-pub fn prepare_with(
+fn prepare_with(
     ctx: &GpuContext,
     bf: &Beamformer,
     base: &Prepared,
     c: &Candidate,
 ) -> Result<Prepared, BenchError> {
     apply(bf, c)?;
-    retile(ctx, bf, base)
+    base.again(ctx, bf)
 }
 
 /// Time every candidate on `base`'s data: `rounds` rounds of `repeat`
@@ -226,15 +192,7 @@ pub fn tune(
 ) -> Result<Vec<TuneRow>, BenchError> {
     let frames = base.channels.frames;
     let reference = {
-        let p = prepare_with(
-            ctx,
-            bf,
-            base,
-            &Candidate {
-                tiling: None,
-                f16_rows: false,
-            },
-        )?;
+        let p = prepare_with(ctx, bf, base, &Candidate::Default { f16_rows: false })?;
         measure::time_kernel(ctx, bf, &p, 2, 1)?;
         measure::read_image(ctx, &p)?
     };
@@ -259,9 +217,10 @@ pub fn tune(
                 continue;
             }
             let c = &cands[i];
-            bar.step(&match c.tiling {
-                Some(t) => label(&t),
-                None => "default".into(),
+            let default = matches!(c, Candidate::Default { .. });
+            bar.step(&match c {
+                Candidate::Forced(t) => label(t),
+                Candidate::Default { .. } => "default".into(),
             });
             let run = || -> Result<(Prepared, measure::KernelTimes), BenchError> {
                 let p = prepare_with(ctx, bf, base, c)?;
@@ -292,7 +251,7 @@ pub fn tune(
                         let same = rows
                             .iter()
                             .find(|r| r.effective == Some(t) && r.note.is_empty())
-                            .filter(|_| c.tiling.is_some());
+                            .filter(|_| !default);
                         let duplicate = same.is_some();
                         let note = if let Some(r) = same {
                             format!("timed as {}", r.tiling)
@@ -304,7 +263,7 @@ pub fn tune(
                         if duplicate {
                             live[i] = false;
                         }
-                        rows.push(TuneRow::new(t, c.tiling.is_none(), err, note, Some(t)));
+                        rows.push(TuneRow::new(t, default, err, note, Some(t)));
                     }
                 }
                 Err(e) => {
@@ -313,18 +272,15 @@ pub fn tune(
                     let _ = ctx.take_error("bench --tune");
                     if round == 0 {
                         // The tiling asked for (the default's before the geometry shaped it).
-                        let asked = c.tiling.unwrap_or(DasTiling {
-                            f16_rows: c.f16_rows,
-                            ..bf.das.default_tiling(frames)
-                        });
+                        let asked = match *c {
+                            Candidate::Forced(t) => t,
+                            Candidate::Default { f16_rows } => DasTiling {
+                                f16_rows,
+                                ..bf.das.default_tiling(frames)
+                            },
+                        };
                         let note = format!("could not run: {e}");
-                        rows.push(TuneRow::new(
-                            asked,
-                            c.tiling.is_none(),
-                            f64::NAN,
-                            note,
-                            None,
-                        ));
+                        rows.push(TuneRow::new(asked, default, f64::NAN, note, None));
                     }
                 }
             }
@@ -363,6 +319,52 @@ pub fn tune(
 /// Shorter times first; those that could not be timed (NaN) last.
 fn fastest_first(a: f64, b: f64) -> std::cmp::Ordering {
     b.is_finite().cmp(&a.is_finite()).then(a.total_cmp(&b))
+}
+
+/// `--tune` (bench and hfr): time every tiling on `p` and every
+/// demodulation chunk length on `w`'s RF in `rounds` rounds of `repeat`
+/// runs, and leave `bf` on the fastest correct ones: the tiling among
+/// f16 rows (`f16`) or f32 rows, else the default at that precision.
+/// `who` starts the lines that say what was chosen.
+#[allow(clippy::too_many_arguments)]
+pub fn tune_and_apply(
+    ctx: &GpuContext,
+    bf: &Beamformer,
+    p: &Prepared,
+    w: &Workload,
+    rounds: usize,
+    repeat: usize,
+    f16: bool,
+    who: &str,
+) -> Result<(Vec<TuneRow>, Vec<DemodRow>), BenchError> {
+    let rows = tune(ctx, bf, p, w.points(), rounds, repeat)?;
+    let chosen = match best(&rows, f16).and_then(|b| b.effective.map(|t| (b, t))) {
+        Some((b, t)) => {
+            eprintln!(
+                "{who}: tuned das: {} of {} tilings timed, fastest correct with {} rows: {} ({:.2}× the default)",
+                rows.iter().filter(|r| r.median_kernel_s.is_finite()).count(),
+                rows.len(),
+                if f16 { "f16" } else { "f32" },
+                b.tiling,
+                b.speedup
+            );
+            Candidate::Forced(t)
+        }
+        None => {
+            eprintln!("{who}: tuned das: no tiling ran correctly; the default it is");
+            Candidate::Default { f16_rows: f16 }
+        }
+    };
+    apply(bf, &chosen)?;
+    let demod = tune_demod(ctx, bf, w, rounds, repeat)?;
+    if let Some(b) = best_demod(&demod) {
+        eprintln!(
+            "{who}: tuned demodulation: chunks of {} samples, {} invocations ({:.2}× the default)",
+            b.chunk, b.invocations, b.speedup
+        );
+        bf.demodulate.set_chunk(Some(b.chunk));
+    }
+    Ok((rows, demod))
 }
 
 /// The fastest usable row with rows in f16 (`f16`) or f32.
@@ -544,7 +546,7 @@ mod tests {
         for frames in [1, 2, 4, 8, 32] {
             let c = candidates(frames);
             for x in &c {
-                if let Some(t) = x.tiling {
+                if let Candidate::Forced(t) = x {
                     t.validate().unwrap();
                     assert!(
                         t.frames_per_block() <= 2 * DasTiling::row_vec4_for(frames).max(2) as usize

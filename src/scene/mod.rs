@@ -270,17 +270,6 @@ impl Scene {
             return Err(bad(s.units.span(), format!("units = \"{}\": expected \"mm\" (lengths in mm, angles in degrees, times in s, frequencies in MHz)", s.units.get_ref())));
         }
         let p = &file.probe;
-        let positive = |v: &Spanned<f64>, what: &str| -> Result<f64, SceneError> {
-            let x = *v.get_ref();
-            if x.is_finite() && x > 0.0 {
-                Ok(x)
-            } else {
-                Err(bad(
-                    v.span(),
-                    format!("{what} is {x}: expected a positive number"),
-                ))
-            }
-        };
         // A number of `what` within [lo, hi] (`expected` says so).
         let within = |v: &Spanned<f64>, what: &str, lo: f64, hi: f64, expected: &str| {
             let x = *v.get_ref();
@@ -289,6 +278,9 @@ impl Scene {
             } else {
                 Err(bad(v.span(), format!("{what} is {x}: expected {expected}")))
             }
+        };
+        let positive = |v: &Spanned<f64>, what: &str| {
+            within(v, what, f64::MIN_POSITIVE, f64::MAX, "a positive number")
         };
         let c = positive(&p.sound_speed, "probe.sound_speed (m/s)")?;
         let fc = positive(&p.center_frequency, "probe.center_frequency (MHz)")? * 1e6;

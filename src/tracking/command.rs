@@ -362,6 +362,11 @@ fn parse_matrix(s: &str) -> Result<Pose, CliError> {
 /// `sonoguide replay`.
 pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
+    if a.frames == Some(0) {
+        return Err(fail(
+            "--frames 0: expected 1 frame or more (leave it out to replay them all)",
+        ));
+    }
     let reference_to_scene = a
         .reference_to_scene
         .as_deref()
@@ -375,11 +380,6 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
             a.file.display(),
             rec.frames.len()
         )));
-    }
-    if a.frames == Some(0) {
-        return Err(fail(
-            "--frames 0: expected 1 frame or more (leave it out to replay them all)",
-        ));
     }
     rec.frames.drain(..a.skip);
     rec.frames.truncate(a.frames.unwrap_or(usize::MAX));
