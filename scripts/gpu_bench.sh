@@ -23,7 +23,7 @@
 #                      display_*_moving: the tissue simulated for every image;
 #                      display_*_renewing: renewed behind the images, always;
 #                      display_*_wall: per stage on the host clock
-#   sim_acc_*.txt      the simulator's sums by trace vs elements fastest
+#   sim_receive_*.txt  the simulator's receive, direct vs tiled
 #   summary.txt        the headline numbers
 #
 # Uses target/release/sonoguide when it is there (or $SONOGUIDE_BIN), else
@@ -104,16 +104,18 @@ done
 if [ -f "$data" ]; then
     step hfr_pwi_disk_int16 "$bin" hfr --data "$data" --size 251x251 --batch 32 --seconds "$seconds" --int16 --json "$out/hfr_pwi_disk_int16.json"
 fi
-# The simulator's fixed-point sums laid out trace by trace (the default)
-# against elements fastest (fewer cache lines per warp of atomics), on the
-# point-target phantom (262 557 scatterers x 128 channels x 3 waves),
-# alternating, twice each (sim_acc_*.txt: "simulated ... in X ms").
+# The simulator's receive: an atomic per sample into the traces (direct,
+# the CPU adapters' default) against tiles of neighbouring scatterers summed
+# in workgroup memory first (tiled, the GPUs' default), on the point-target
+# phantom (262 557 scatterers x 128 channels x 3 waves), alternating, twice
+# each (sim_receive_*.txt: "simulated ... in X ms"); the two UFFs are the
+# same bytes.
 # (Quick mode: skipped; the phantom takes ~2 min per run on lavapipe.)
 if [ "${GPU_BENCH_QUICK:-0}" != 1 ]; then
     for i in 1 2; do
-        for layout in traces elements; do
-            step "sim_acc_${layout}_$i" "$bin" simulate "$root/scenes/phantom-point-targets.toml" --tx-window 4 --repeat 3 \
-                --accumulators "$layout" --out "$out/sim_acc_$layout.uff"
+        for receive in direct tiled; do
+            step "sim_receive_${receive}_$i" "$bin" simulate "$root/scenes/phantom-point-targets.toml" --tx-window 4 --repeat 3 \
+                --receive "$receive" --out "$out/sim_receive_$receive.uff"
         done
     done
 fi

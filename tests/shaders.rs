@@ -60,7 +60,7 @@ macro_rules! host {
 /// carry a "keep in sync" comment on both sides.
 #[test]
 fn host_constants_match_wgsl() {
-    let pairs: [(&str, &str, usize); 7] = [
+    let pairs: [(&str, &str, usize); 9] = [
         ("das", "MAX_ELEMENTS", das::MAX_ELEMENTS),
         ("das", "MAX_WAVES", das::MAX_WAVES),
         (
@@ -72,6 +72,8 @@ fn host_constants_match_wgsl() {
         ("simulate", "MAX_FREQ", simulate::MAX_FREQ),
         ("simulate", "MAX_SEGMENTS", sonoguide::sim::MAX_SEGMENTS),
         ("simulate", "WG", simulate::TRANSMIT_WORKGROUP as usize),
+        ("simulate", "TILE", simulate::RECEIVE_TILE as usize),
+        ("simulate", "WINDOW", simulate::RECEIVE_WINDOW as usize),
     ];
     let mut failures = Vec::new();
     for (stage, name, host) in pairs {

@@ -32,6 +32,52 @@ pub const PHASES: [&str; 4] = [
     "simulate.resolve",
 ];
 const WORKGROUP: u32 = 64;
+/// Scatterers per `receive_tiled` workgroup (`TILE` in simulate.wgsl;
+/// one workgroup) and the samples of a trace it sums in workgroup memory
+/// (`WINDOW`).
+pub const RECEIVE_TILE: u32 = WORKGROUP;
+pub const RECEIVE_WINDOW: u32 = 512;
+
+/// How receive adds the echoes into the traces (the same bits either
+/// way): `receive` or `receive_tiled` in simulate.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Receive {
+    /// One invocation per (scatterer, element), an atomic per sample.
+    Direct,
+    /// A workgroup per (tile of neighbouring scatterers, element), summed
+    /// in workgroup memory first.
+    Tiled,
+}
+
+impl Receive {
+    /// `Direct` on a CPU adapter, where `Tiled` measured 9 % slower
+    /// (lavapipe: its barriers keep live values in memory, and its lanes
+    /// run in step over loops of different lengths); `Tiled` on a GPU,
+    /// whose atomics into memory shared by every workgroup are what the
+    /// tiles save (not measured on a GPU yet; `sonoguide simulate
+    /// --receive` compares them).
+    pub fn for_adapter(device_type: wgpu::DeviceType) -> Receive {
+        if device_type == wgpu::DeviceType::Cpu {
+            Receive::Direct
+        } else {
+            Receive::Tiled
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Receive::Direct => "direct",
+            Receive::Tiled => "tiled",
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            Receive::Direct => "receive",
+            Receive::Tiled => "receive_tiled",
+        }
+    }
+}
 
 /// Most frequencies of the per-scatterer transmit spectrum (`MAX_FREQ` in
 /// simulate.wgsl: a window of about 500 periods).
@@ -573,7 +619,8 @@ impl SimPlan {
             / self.params.fs_taps as f64)
             .ceil() as usize
             + 2;
-        (RECEIVE_ITERATIONS / (samples * (self.params.n_segments as usize + 1) + 8))
+        let flush = (RECEIVE_WINDOW / RECEIVE_TILE) as usize;
+        (RECEIVE_ITERATIONS / (samples * (self.params.n_segments as usize + 1) + 8 + flush))
             .clamp(1, self.n_waves().max(1))
     }
 
@@ -609,10 +656,40 @@ impl GpuScatterers {
     ) -> Result<GpuScatterers, PipelineError> {
         crate::sim::validate_scatterers(scatterers).map_err(settings_error)?;
         Ok(GpuScatterers {
-            buffer: ctx.storage_from("sonoguide.simulate.scatterers", &to_rows(scatterers))?,
+            buffer: ctx.storage_from("sonoguide.simulate.scatterers", &gpu_rows(scatterers))?,
             count: scatterers.len(),
         })
     }
+}
+
+/// Scatterers as the shader reads them, in the order receive wants them:
+/// along a Z-order curve over (x, z), so that the scatterers of one
+/// receive tile (`RECEIVE_TILE` neighbours in the list) lie close
+/// together and their echoes on an element fall within one window of its
+/// trace. The RF does not depend on the order (integer sums).
+pub fn gpu_rows(scatterers: &[Scatterer]) -> Vec<[f32; 4]> {
+    let mut rows = to_rows(scatterers);
+    let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
+    for r in &rows {
+        for (a, v) in [r[0], r[2]].into_iter().enumerate() {
+            lo[a] = lo[a].min(v);
+            hi[a] = hi[a].max(v);
+        }
+    }
+    // 16 bits per axis over the extent, interleaved.
+    let cell = |a: usize, v: f32| {
+        let span = (hi[a] - lo[a]).max(f32::MIN_POSITIVE);
+        ((v - lo[a]) / span * 65535.0) as u32
+    };
+    let spread = |v: u32| {
+        let mut v = v & 0xffff;
+        v = (v | (v << 8)) & 0x00ff_00ff;
+        v = (v | (v << 4)) & 0x0f0f_0f0f;
+        v = (v | (v << 2)) & 0x3333_3333;
+        (v | (v << 1)) & 0x5555_5555
+    };
+    rows.sort_by_cached_key(|r| spread(cell(0, r[0])) | (spread(cell(1, r[2])) << 1));
+    rows
 }
 
 /// Scatterers as the shader reads them.
@@ -773,6 +850,8 @@ pub const TRANSMIT_WORKGROUP: u32 = 32;
 pub struct SimJob {
     buffers: SimBuffers,
     pipelines: Specialised,
+    /// The receive kernel `pipelines` holds.
+    receive: Receive,
     /// Bind the scatterers (the buffers' own, or an uploaded set, which
     /// the groups keep alive) and the parameter blocks: one group, or one
     /// per batch when each batch keeps its heads and taps
@@ -856,11 +935,11 @@ pub struct Simulate {
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
-    /// The entry points by (`N_SEGMENTS`, `FREQ_BLOCK`,
-    /// `ACC_ELEMENTS_FASTEST`), made on first use.
-    specialised: Specialisations<(u32, u32, bool), Specialised>,
-    /// [`Simulate::set_elements_fastest`].
-    elements_fastest: std::sync::atomic::AtomicBool,
+    /// The entry points by (`N_SEGMENTS`, `FREQ_BLOCK`, receive kernel),
+    /// made on first use.
+    specialised: Specialisations<(u32, u32, Receive), Specialised>,
+    /// [`Simulate::set_receive`]; [`Receive::for_adapter`] until then.
+    receive: std::sync::Mutex<Receive>,
     /// Bytes of taps a simulation in several batches may keep for all of
     /// them (`u64::MAX`: a buffer's worth, up to [`OWN_TAPS_MAX_BYTES`]);
     /// [`Simulate::set_taps_budget`].
@@ -868,7 +947,8 @@ pub struct Simulate {
 }
 
 impl Simulate {
-    pub fn new(device: &wgpu::Device) -> Simulate {
+    pub fn new(ctx: &GpuContext) -> Simulate {
+        let device = &ctx.device;
         let module = shaders::module(device, STAGE);
         use Binding::*;
         let (bgl, pl) = layout(
@@ -891,7 +971,7 @@ impl Simulate {
             pipeline_layout: pl,
             module,
             specialised: Specialisations::new(STAGE),
-            elements_fastest: std::sync::atomic::AtomicBool::new(false),
+            receive: std::sync::Mutex::new(Receive::for_adapter(ctx.info.device_type)),
             taps_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
@@ -900,16 +980,17 @@ impl Simulate {
     /// lavapipe compiles at creation (~0.3 s for the pair, which held a
     /// display's first image frame for 0.4 s).
     pub fn prepare(&self, device: &wgpu::Device, plan: &SimPlan) -> Result<(), PipelineError> {
-        self.specialised(device, plan).map(|_| ())
+        self.specialised(device, plan, self.receive()).map(|_| ())
     }
 
     /// The entry points for `plan`'s segment count and frequency block (a
     /// plan's settings give one set; the display uses one per approach)
-    /// and the accumulator layout set now.
+    /// and the receive kernel set now.
     fn specialised(
         &self,
         device: &wgpu::Device,
         plan: &SimPlan,
+        receive: Receive,
     ) -> Result<Specialised, PipelineError> {
         let segments = plan.params.n_segments;
         let block = plan.params.n_freq.div_ceil(TRANSMIT_WORKGROUP);
@@ -921,14 +1002,10 @@ impl Simulate {
                 plan.params.n_freq
             )));
         }
-        let by_element = self
-            .elements_fastest
-            .load(std::sync::atomic::Ordering::Relaxed);
-        self.specialised.get((segments, block, by_element), || {
+        self.specialised.get((segments, block, receive), || {
             let constants = [
                 ("N_SEGMENTS", segments as f64),
                 ("FREQ_BLOCK", block as f64),
-                ("ACC_ELEMENTS_FASTEST", by_element as u32 as f64),
             ];
             let make = |entry: &str, zero_workgroup_memory: bool| {
                 specialised_pipeline(
@@ -947,21 +1024,22 @@ impl Simulate {
                 // default) would cost more than the rest of transmit on
                 // lavapipe.
                 transmit: make("transmit", false),
-                receive: make("receive", true),
+                // receive_tiled's window starts zeroed.
+                receive: make(receive.entry(), true),
                 peak: make("peak", true),
                 resolve: make("resolve", true),
             }
         })
     }
 
-    /// Lay the fixed-point sums out with the elements fastest
-    /// (`ACC_ELEMENTS_FASTEST` in simulate.wgsl: a warp's atomics in fewer
-    /// cache lines) instead of trace after trace, for the jobs begun from
-    /// now on. The bits are the same (tested); the speed is for a GPU to
-    /// tell (`sonoguide simulate --accumulators elements`).
-    pub fn set_elements_fastest(&self, on: bool) {
-        self.elements_fastest
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+    /// The receive kernel of the jobs begun from now on (the bits are the
+    /// same either way; tested).
+    pub fn set_receive(&self, receive: Receive) {
+        *self.receive.lock().unwrap_or_else(|e| e.into_inner()) = receive;
+    }
+
+    pub fn receive(&self) -> Receive {
+        *self.receive.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Cap the taps a simulation in several batches keeps for all of them
@@ -1038,7 +1116,7 @@ impl Simulate {
         base: Base,
     ) -> Result<SimJob, PipelineError> {
         crate::sim::validate_scatterers(scatterers).map_err(settings_error)?;
-        let rows = to_rows(scatterers);
+        let rows = gpu_rows(scatterers);
         grow(
             ctx,
             &mut buffers.scatterers,
@@ -1203,8 +1281,10 @@ impl Simulate {
             })
         };
         let groups = (0..regions).map(group).collect();
+        let receive = self.receive();
         Ok(SimJob {
-            pipelines: self.specialised(&ctx.device, plan)?,
+            pipelines: self.specialised(&ctx.device, plan, receive)?,
+            receive,
             buffers,
             groups,
             stride: stride as u32,
@@ -1265,10 +1345,14 @@ impl Simulate {
             let (gx, gy) = dispatch_size(len(b) * plan.params.n_waves, 1);
             pass.dispatch_workgroups(gx, gy, 1);
         };
+        let invocations = |b: usize| match job.receive {
+            Receive::Direct => len(b) * plan.params.n_elements,
+            Receive::Tiled => len(b).div_ceil(RECEIVE_TILE) * RECEIVE_TILE * plan.params.n_elements,
+        };
         let receive = |pass: &mut wgpu::ComputePass, b: usize| {
             for g in 1..job.per_batch {
                 pass.set_bind_group(0, group(b), &offset(full(b) + g));
-                let (gx, gy) = dispatch_size(len(b) * plan.params.n_elements, WORKGROUP);
+                let (gx, gy) = dispatch_size(invocations(b), WORKGROUP);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
         };

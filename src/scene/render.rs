@@ -519,7 +519,7 @@ impl Renderer {
         Ok(Renderer {
             view,
             beamformer,
-            simulator: Simulate::new(&ctx.device),
+            simulator: Simulate::new(ctx),
             plan,
             demod,
             das,

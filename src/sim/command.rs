@@ -12,7 +12,7 @@ use super::{Baffle, Elevation, Noise, Pulse, Scatterer, SimSettings};
 use crate::cli::CliError;
 use crate::gpu::GpuContext;
 use crate::io;
-use crate::pipeline::simulate::{to_rows, SimPlan, Simulate};
+use crate::pipeline::simulate::{to_rows, Receive, SimPlan, Simulate};
 
 #[derive(Args, Debug, Clone)]
 pub struct SimulateArgs {
@@ -81,10 +81,11 @@ pub struct SimulateArgs {
     /// and is not counted when N > 1).
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
-    /// Layout of the GPU's fixed-point sums: `traces` (one after another) or `elements` (the
-    /// elements fastest, for a GPU's atomics); the same RF either way [default: traces].
-    #[arg(long, value_parser = ["traces", "elements"], default_value = "traces")]
-    pub accumulators: String,
+    /// How the GPU adds the echoes into the traces: `direct` (an atomic per sample) or `tiled`
+    /// (neighbouring scatterers summed in workgroup memory first); the same RF either way.
+    /// `auto`: direct on a CPU adapter, tiled on a GPU.
+    #[arg(long, value_parser = ["auto", "direct", "tiled"], default_value = "auto")]
+    pub receive: String,
 }
 
 fn fail(msg: impl Into<String>) -> CliError {
@@ -324,8 +325,13 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
     } else {
         let ctx = GpuContext::new(backend)?;
         eprintln!("adapter: {}", ctx.describe());
-        let sim = Simulate::new(&ctx.device);
-        sim.set_elements_fastest(a.accumulators == "elements");
+        let sim = Simulate::new(&ctx);
+        match a.receive.as_str() {
+            "direct" => sim.set_receive(Receive::Direct),
+            "tiled" => sim.set_receive(Receive::Tiled),
+            _ => {}
+        }
+        eprintln!("receive: {}", sim.receive().name());
         for _ in 0..runs {
             let t = Instant::now();
             data = Some(sim.run(&ctx, &plan, &scatterers)?);
