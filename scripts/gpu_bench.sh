@@ -22,6 +22,7 @@
 #                      quality preset (the >= 200 frames/s target) and fast;
 #                      display_*_moving: the tissue simulated for every image;
 #                      display_*_renewing: renewed behind the images, always;
+#                      display_*_direct: both with the direct receive;
 #                      display_*_wall: per stage on the host clock
 #   sim_receive_*.txt  the simulator's receive, direct vs tiled
 #   summary.txt        the headline numbers
@@ -139,11 +140,16 @@ step "display_${presets%% *}_wall" "$bin" view --preset "${presets%% *}" --headl
 # (tolerance 0: the tremor renews it continuously, over --renew-frames).
 step "display_${presets%% *}_renewing" "$bin" view --preset "${presets%% *}" --headless "$out/display_renewing.png" --size 1280x720 \
     --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance 0
+# The same two with the direct receive (the default on a GPU is tiled).
+step "display_${presets%% *}_moving_direct" "$bin" view --preset "${presets%% *}" --headless "$out/display_moving_direct.png" --size 1280x720 \
+    --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance -1 --receive direct
+step "display_${presets%% *}_renewing_direct" "$bin" view --preset "${presets%% *}" --headless "$out/display_renewing_direct.png" --size 1280x720 \
+    --frames "$display_frames" --progress $((display_frames / 10)) --tissue-tolerance 0 --receive direct
 
 {
     echo "sonoguide GPU benchmark, $(head -n 1 "$out/machine.txt")"
     grep -h -E "^chosen:" "$out/machine.txt"
-    for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/sim_acc_*.txt "$out"/display_*.txt; do
+    for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/sim_receive_*.txt "$out"/display_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt)"
         grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|image, tissue" "$f"

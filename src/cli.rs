@@ -111,6 +111,12 @@ pub struct ViewArgs {
     /// its tissue and waits for it [default: 8].
     #[arg(long)]
     pub renew_frames: Option<usize>,
+    /// The simulator's receive: `direct` (an atomic per sample into the
+    /// traces), `tiled` (neighbouring scatterers summed in workgroup
+    /// memory first) or `auto` (direct on a CPU adapter, tiled on a GPU);
+    /// the same image either way.
+    #[arg(long, value_parser = ["auto", "direct", "tiled"], default_value = "auto")]
+    pub receive: String,
     /// Render once, without a window, to this PNG.
     #[arg(long)]
     pub headless: Option<PathBuf>,
@@ -317,6 +323,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
     if let Some(n) = args.renew_frames {
         preset.renew_frames = n;
     }
+    preset.receive = crate::pipeline::simulate::Receive::parse(&args.receive);
     let size = args
         .size
         .split_once('x')
@@ -361,11 +368,12 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
                 .map_err(fail)?;
         let scatterers = d.info().map(|i| i.scatterers).unwrap_or(0);
         println!(
-            "wrote {} ({}x{}, {} preset, {scatterers} scatterers)",
+            "wrote {} ({}x{}, {} preset, {} receive, {scatterers} scatterers)",
             png.display(),
             size.0,
             size.1,
             d.preset.name,
+            d.receive().name(),
         );
         for image in images {
             let mut times = vec![format!(

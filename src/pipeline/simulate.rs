@@ -64,6 +64,13 @@ impl Receive {
         }
     }
 
+    /// `direct` or `tiled`; anything else (`auto`): the adapter's.
+    pub fn parse(s: &str) -> Option<Receive> {
+        [Receive::Direct, Receive::Tiled]
+            .into_iter()
+            .find(|r| r.name() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Receive::Direct => "direct",

@@ -34,6 +34,7 @@ use glam::{DMat4, DVec3, Mat4};
 
 use crate::gpu::timing::{Fallback, GpuTimer};
 use crate::gpu::GpuContext;
+use crate::pipeline::simulate::Receive;
 use crate::scene::pose::Pose;
 use crate::scene::render::{elevation_beam_width, FrameInfo, Tissue, View, RENEW_STAGE};
 use crate::scene::{Approach, FramePoses, Scene};
@@ -80,6 +81,9 @@ pub struct Preset {
     /// adds its needle to the tissue kept before; 0: the image that finds
     /// the probe moved simulates the tissue itself and waits for it.
     pub renew_frames: usize,
+    /// The simulator's receive kernel (`None`: the adapter's,
+    /// [`Receive::for_adapter`]).
+    pub receive: Option<Receive>,
 }
 
 /// About a wavelength of the scenes' probe (0.44 mm at 3.5 MHz), the
@@ -118,6 +122,7 @@ pub const FAST: Preset = Preset {
     sim_batch: Some(300),
     tissue_tolerance: TISSUE_TOLERANCE,
     renew_frames: RENEW_FRAMES,
+    receive: None,
 };
 
 /// What a real GPU runs every frame (the issue's 128 channels × 3 waves).
@@ -132,6 +137,7 @@ pub const QUALITY: Preset = Preset {
     sim_batch: None,
     tissue_tolerance: TISSUE_TOLERANCE,
     renew_frames: RENEW_FRAMES,
+    receive: None,
 };
 
 /// The default: [`QUALITY`] on a discrete GPU, [`FAST`] elsewhere (a
@@ -170,6 +176,7 @@ impl Preset {
             Preset {
                 tissue_tolerance: self.tissue_tolerance,
                 renew_frames: self.renew_frames,
+                receive: self.receive,
                 ..chosen
             }
         } else {
@@ -556,6 +563,9 @@ impl Display {
         let preset = preset.on_adapter(ctx.info.device_type);
         let scene = load_scene(scene_path, &preset)?;
         let chain = ImageChain::new(ctx, &scene, preset.image_height, 80.0)?;
+        if let Some(receive) = preset.receive {
+            chain.renderer.simulator().set_receive(receive);
+        }
         // Before the first frame, not in the frame that ends the first image.
         chain.renderer.warm_up(ctx)?;
         let fallback = Fallback::Skip;
@@ -628,6 +638,11 @@ impl Display {
     }
 
     /// The info of the image on screen, if any.
+    /// The simulator's receive kernel.
+    pub fn receive(&self) -> Receive {
+        self.chain.renderer.simulator().receive()
+    }
+
     pub fn info(&self) -> Option<&FrameInfo> {
         self.latest.as_ref().map(|l| &l.info)
     }
@@ -1812,12 +1827,13 @@ mod tests {
         let set = Preset {
             tissue_tolerance: -1.0,
             renew_frames: 3,
+            receive: Some(Receive::Direct),
             ..AUTO
         };
         let q = set.on_adapter(wgpu::DeviceType::DiscreteGpu);
         assert_eq!(
-            (q.name, q.tissue_tolerance, q.renew_frames),
-            ("quality", -1.0, 3)
+            (q.name, q.tissue_tolerance, q.renew_frames, q.receive),
+            ("quality", -1.0, 3, Some(Receive::Direct))
         );
         assert_eq!(Preset::parse("auto"), Ok(AUTO));
     }

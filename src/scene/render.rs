@@ -501,6 +501,11 @@ impl Renderer {
             .expect("scene acquisition validated on load")
     }
 
+    /// The simulator (its receive kernel can be chosen).
+    pub fn simulator(&self) -> &Simulate {
+        &self.simulator
+    }
+
     pub fn try_new(
         ctx: &GpuContext,
         scene: &Scene,

@@ -326,10 +326,8 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("adapter: {}", ctx.describe());
         let sim = Simulate::new(&ctx);
-        match a.receive.as_str() {
-            "direct" => sim.set_receive(Receive::Direct),
-            "tiled" => sim.set_receive(Receive::Tiled),
-            _ => {}
+        if let Some(receive) = Receive::parse(&a.receive) {
+            sim.set_receive(receive);
         }
         eprintln!("receive: {}", sim.receive().name());
         for _ in 0..runs {
