@@ -42,7 +42,8 @@ pub const RECEIVE_WINDOW: u32 = 512;
 /// way): `receive` or `receive_tiled` in simulate.wgsl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Receive {
-    /// One invocation per (scatterer, element), an atomic per sample.
+    /// One invocation per (pair of neighbouring scatterers, element), an
+    /// atomic per sample.
     Direct,
     /// A workgroup per (tile of neighbouring scatterers, element), summed
     /// in workgroup memory first.
@@ -1353,7 +1354,7 @@ impl Simulate {
             pass.dispatch_workgroups(gx, gy, 1);
         };
         let invocations = |b: usize| match job.receive {
-            Receive::Direct => len(b) * plan.params.n_elements,
+            Receive::Direct => len(b).div_ceil(2) * plan.params.n_elements,
             Receive::Tiled => len(b).div_ceil(RECEIVE_TILE) * RECEIVE_TILE * plan.params.n_elements,
         };
         let receive = |pass: &mut wgpu::ComputePass, b: usize| {
