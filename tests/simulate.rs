@@ -969,6 +969,30 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
     assert_eq!(b.samples, data.samples);
     assert!(rel_err(rf(&b), rf(&data)) < 1e-5);
 
+    // --receive: the tiled and the direct receive write the same file.
+    if gpu {
+        let mut files = Vec::new();
+        for receive in ["direct", "tiled"] {
+            let path = dir.path().join(format!("{receive}.uff"));
+            let o = sonoguide(&[
+                "simulate",
+                scene.to_str().unwrap(),
+                "--out",
+                path.to_str().unwrap(),
+                "--receive",
+                receive,
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let said = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(said.contains(&format!("receive: {receive}")), "{said}");
+            files.push(std::fs::read(&path).unwrap());
+        }
+        assert!(
+            files[0] == files[1],
+            "--receive tiled wrote another file than --receive direct"
+        );
+    }
+
     // Bad input: a NaN scatterer, a bad scene, a missing directory.
     let nan = dir.path().join("nan.f32");
     let bytes: Vec<u8> = [0.0f32, 0.0, 0.01, 1.0, f32::NAN, 0.0, 0.01, 1.0]
