@@ -152,7 +152,7 @@ step "display_${presets%% *}_renewing_direct" "$bin" view --preset "${presets%% 
     for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/sim_receive_*.txt "$out"/display_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt)"
-        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|image, tissue" "$f"
+        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|^phases|image, tissue" "$f"
     done
     for f in "$out"/tune_*.txt; do
         [ -f "$f" ] || continue

@@ -969,8 +969,9 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
     assert_eq!(b.samples, data.samples);
     assert!(rel_err(rf(&b), rf(&data)) < 1e-5);
 
-    // --receive: the tiled and the direct receive write the same file.
-    if gpu {
+    // --receive: the tiled and the direct receive write the same file;
+    // each run is timed per phase where the adapter has timestamps.
+    if let Some(ctx) = common::gpu() {
         let mut files = Vec::new();
         for receive in ["direct", "tiled"] {
             let path = dir.path().join(format!("{receive}.uff"));
@@ -985,6 +986,11 @@ fn cli_simulate_scene_writes_uff_that_reads_back_and_refuses_bad_input() {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             let said = String::from_utf8_lossy(&o.stderr).into_owned();
             assert!(said.contains(&format!("receive: {receive}")), "{said}");
+            assert_eq!(
+                said.contains("phases (GPU timestamps): simulate.transmit"),
+                ctx.has_timestamps(),
+                "{said}"
+            );
             files.push(std::fs::read(&path).unwrap());
         }
         assert!(

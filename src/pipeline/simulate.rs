@@ -1078,8 +1078,19 @@ impl Simulate {
         plan: &SimPlan,
         scatterers: &GpuScatterers,
     ) -> Result<GpuChannels, PipelineError> {
+        self.encode_timed(ctx, enc, &mut GpuTimer::off(), plan, scatterers)
+    }
+
+    /// [`Simulate::encode`], each phase in a scope of `timer` ([`PHASES`]).
+    pub fn encode_timed(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        timer: &mut GpuTimer,
+        plan: &SimPlan,
+        scatterers: &GpuScatterers,
+    ) -> Result<GpuChannels, PipelineError> {
         let mut job = self.begin(ctx, plan, scatterers, None)?;
-        let timer = &mut GpuTimer::off();
         self.step(ctx, enc, timer, plan, &mut job, usize::MAX);
         Ok(self.finish(ctx, enc, timer, plan, job).0)
     }
@@ -1467,17 +1478,42 @@ impl Simulate {
         plan: &SimPlan,
         scatterers: &[Scatterer],
     ) -> Result<ChannelData, PipelineError> {
+        Ok(self
+            .run_timed(ctx, plan, scatterers, &mut GpuTimer::off())?
+            .0)
+    }
+
+    /// [`Simulate::run`], with the time of each phase ([`PHASES`]) where
+    /// `timer` has a source.
+    pub fn run_timed(
+        &self,
+        ctx: &GpuContext,
+        plan: &SimPlan,
+        scatterers: &[Scatterer],
+        timer: &mut GpuTimer,
+    ) -> Result<(ChannelData, Vec<(String, f64)>), PipelineError> {
         let gpu = GpuScatterers::upload(ctx, scatterers)?;
         let mut enc = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("sonoguide.simulate"),
             });
-        let channels = self.encode(ctx, &mut enc, plan, &gpu)?;
+        timer.begin_frame(0);
+        let channels = self.encode_timed(ctx, &mut enc, timer, plan, &gpu)?;
+        timer.finish(ctx, &mut enc);
         ctx.queue.submit([enc.finish()]);
+        timer.submitted();
         ctx.take_error(STAGE)?;
         let rf: Vec<f32> = ctx.read_buffer(&channels.buffer, plan.frames * plan.frame_len())?;
         ctx.take_error("simulate readback")?;
-        Ok(plan.channel_data(rf))
+        let phases = match timer.source() {
+            Some(_) => timer
+                .wait(ctx)?
+                .into_iter()
+                .flat_map(|f| f.scopes)
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok((plan.channel_data(rf), phases))
     }
 }

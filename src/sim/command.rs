@@ -10,6 +10,7 @@ use glam::DVec3;
 use super::phantom::PhantomScene;
 use super::{Baffle, Elevation, Noise, Pulse, Scatterer, SimSettings};
 use crate::cli::CliError;
+use crate::gpu::timing::{Fallback, GpuTimer};
 use crate::gpu::GpuContext;
 use crate::io;
 use crate::pipeline::simulate::{to_rows, Receive, SimPlan, Simulate};
@@ -307,6 +308,7 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
     let plan = SimPlan::new(&acq, samples, &settings).map_err(|e| fail(e.to_string()))?;
     let echoes = scatterers.len() * plan.n_elements() * plan.n_waves();
     let mut times = Vec::new();
+    let mut phase_times: Vec<Vec<(String, f64)>> = Vec::new();
     let mut data = None;
     let runs = a.repeat.max(1) + (a.repeat > 1) as usize;
     if a.cpu {
@@ -330,11 +332,19 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
             sim.set_receive(receive);
         }
         eprintln!("receive: {}", sim.receive().name());
+        // Per phase where the adapter has timestamp queries (without
+        // them, timing a phase would mean waiting after each).
+        let mut timer = GpuTimer::new(&ctx, Fallback::Skip);
         for _ in 0..runs {
             let t = Instant::now();
-            data = Some(sim.run(&ctx, &plan, &scatterers)?);
+            let (d, phases) = sim.run_timed(&ctx, &plan, &scatterers, &mut timer)?;
+            data = Some(d);
             times.push(t.elapsed().as_secs_f64());
+            phase_times.push(phases);
         }
+    }
+    if phase_times.len() > 1 {
+        phase_times.remove(0);
     }
     if times.len() > 1 {
         times.remove(0);
@@ -351,6 +361,24 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
         if times.len() > 1 { format!(" (median of {})", times.len()) } else { String::new() },
         echoes as f64 / median
     );
+    // The median of each phase over the runs (summed over its scopes in a run).
+    let mut phases = Vec::new();
+    for phase in crate::pipeline::simulate::PHASES {
+        let mut t: Vec<f64> = phase_times
+            .iter()
+            .filter_map(|run| {
+                let mine = run.iter().filter(|(l, _)| l == phase).map(|(_, s)| s);
+                mine.clone().next().map(|_| mine.sum())
+            })
+            .collect();
+        if !t.is_empty() {
+            t.sort_by(f64::total_cmp);
+            phases.push(format!("{phase} {:.1} ms", t[t.len() / 2] * 1e3));
+        }
+    }
+    if !phases.is_empty() {
+        eprintln!("phases (GPU timestamps): {}", phases.join(", "));
+    }
     let data = data.expect("at least one run");
     io::uff::write_uff(&a.out, &data)?;
     eprintln!("wrote {}", a.out.display());
