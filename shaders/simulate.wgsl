@@ -393,8 +393,12 @@ var<workgroup> arrivals: array<vec4<f32>, MAX_ARRIVALS>;
 // transmit window. Needs WG = 32 (one bit per invocation).
 const ROWS: u32 = MAX_ARRIVALS / WG;
 var<workgroup> nonzero_rows: array<atomic<u32>, ROWS>;
-// K(f_n) Q(f_n).
-var<workgroup> kq: array<vec2<f32>, MAX_FREQ>;
+// K(f_n) Q(f_n), sized by the plan's frequencies (FREQ_BLOCK · WG ≥
+// n_freq), not by MAX_FREQ: a GPU fits as many workgroups on a
+// multiprocessor as their workgroup memory allows, and at MAX_FREQ this
+// array alone took 8 KB where the hip scenes' ~40 frequencies need
+// 512 bytes (13 KB a workgroup in all before, ~5 KB now).
+var<workgroup> kq: array<vec2<f32>, FREQ_BLOCK * WG>;
 
 fn zero_heads(li: u32, w: u32, head: u32, rx_head: u32) {
     if (li == 0u) {
