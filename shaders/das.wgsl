@@ -925,8 +925,11 @@ fn elements_of(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: v
 // the main loop: lavapipe predicates both sides of a branch, so a rarely
 // taken slow path full of loads costs on every element (measured: 40 % of
 // the kernel), while a loop that no SIMD lane enters costs one test.
-// Partial sums of the split element loop (ELEMENT_SPLIT > 1).
-var<workgroup> split_acc: array<Row, 64>;
+// Partial sums of the split element loop (ELEMENT_SPLIT > 1). One row
+// otherwise: 8 KB of workgroup memory that an unsplit kernel never
+// touches would still count against how many workgroups a GPU keeps
+// resident, wherever its compiler does not drop it.
+var<workgroup> split_acc: array<Row, select(1u, 64u, ELEMENT_SPLIT > 1u)>;
 
 @compute @workgroup_size(64)
 fn das(
