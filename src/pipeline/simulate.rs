@@ -671,10 +671,10 @@ impl GpuScatterers {
 }
 
 /// Scatterers as the shader reads them, in the order receive wants them:
-/// along a Z-order curve over (x, z), so that the scatterers of one
-/// receive tile (`RECEIVE_TILE` neighbours in the list) lie close
-/// together and their echoes on an element fall within one window of its
-/// trace. The RF does not depend on the order (integer sums).
+/// along a Z-order curve over (x, z), so that neighbours in the list (a
+/// direct receive's pair, a tiled receive's `RECEIVE_TILE`) lie close
+/// together and their echoes on an element cover nearly the same samples
+/// of its trace. The RF does not depend on the order (integer sums).
 pub fn gpu_rows(scatterers: &[Scatterer]) -> Vec<[f32; 4]> {
     let mut rows = to_rows(scatterers);
     let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
