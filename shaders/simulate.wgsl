@@ -718,11 +718,11 @@ fn transmit(
 // Two kernels sum the same echoes in two orders (the same bits: integer
 // sums). `receive`: one invocation per (pair of scatterers of the batch,
 // element), each sample of the pair added into the trace with an atomic.
-// `receive_tiled`: one
-// workgroup per (tile of TILE scatterers of the batch, element); the
-// tile's echoes are summed in workgroup memory first, over a window of
-// its trace, and the window then added into the trace, one sum per sample
-// (see there). `Simulate` picks one per adapter.
+// `receive_tiled`: one workgroup per (tile of TILE scatterers of the
+// batch, element); the tile's echoes are summed in workgroup memory
+// first, over a window of its trace, and the window then added into the
+// trace, one sum per sample (see there). `Simulate` picks one per
+// adapter.
 
 fn shift_of_bound() -> i32 {
     // Bound in [2^e, 2^(e+1)): scale by 2^(42 - e) so |x| < 2^43.
@@ -753,6 +753,24 @@ fn to_fixed(v: f32, shift: i32) -> Fixed {
     // a >= 2^32 is a multiple of 2^9: both words are exact.
     let h = floor(a * 2.3283064365386963e-10);
     return Fixed(u32(a - h * 4294967296.0), u32(h), x < 0.0);
+}
+
+// A 64-bit two's complement sum of fixed-point values.
+fn plus(s: vec2<u32>, f: Fixed) -> vec2<u32> {
+    if (f.negative) {
+        return vec2<u32>(s.x - f.lo, s.y - f.hi - select(0u, 1u, s.x < f.lo));
+    }
+    let lo = s.x + f.lo;
+    return vec2<u32>(lo, s.y + f.hi + select(0u, 1u, lo < s.x));
+}
+
+// A sum as a magnitude and a sign.
+fn as_fixed(s: vec2<u32>) -> Fixed {
+    if ((s.y & 0x80000000u) == 0u) {
+        return Fixed(s.x, s.y, false);
+    }
+    let lo = ~s.x + 1u;
+    return Fixed(lo, ~s.y + select(0u, 1u, lo == 0u), true);
 }
 
 // Add f into the sample at `slot`: its magnitude into the positive or the
@@ -878,24 +896,6 @@ fn walk_step(walk: ptr<function, Walk>, echo: Echo, taps0: u32, head: vec4<f32>)
         (*walk).ph[m] = cmul((*walk).ph[m], rot);
     }
     return v;
-}
-
-// A 64-bit two's complement sum of fixed-point values.
-fn plus(s: vec2<u32>, f: Fixed) -> vec2<u32> {
-    if (f.negative) {
-        return vec2<u32>(s.x - f.lo, s.y - f.hi - select(0u, 1u, s.x < f.lo));
-    }
-    let lo = s.x + f.lo;
-    return vec2<u32>(lo, s.y + f.hi + select(0u, 1u, lo < s.x));
-}
-
-// A sum as a magnitude and a sign.
-fn as_fixed(s: vec2<u32>) -> Fixed {
-    if ((s.y & 0x80000000u) == 0u) {
-        return Fixed(s.x, s.y, false);
-    }
-    let lo = ~s.x + 1u;
-    return Fixed(lo, ~s.y + select(0u, 1u, lo == 0u), true);
 }
 
 // One invocation per (pair of scatterers of the batch, element), looping
@@ -1025,14 +1025,7 @@ fn take_from_window(s: u32) -> Fixed {
     for (var i = 0u; i < 4u; i++) {
         atomicStore(&window_sums[4u * s + i], 0u);
     }
-    let lo = p_lo - n_lo;
-    let hi = p_hi - n_hi - select(0u, 1u, p_lo < n_lo);
-    if ((hi & 0x80000000u) == 0u) {
-        return Fixed(lo, hi, false);
-    }
-    // Negative: the magnitude is the two's complement.
-    let m_lo = ~lo + 1u;
-    return Fixed(m_lo, ~hi + select(0u, 1u, m_lo == 0u), true);
+    return as_fixed(plus(vec2<u32>(p_lo, p_hi), Fixed(n_lo, n_hi, true)));
 }
 
 @compute @workgroup_size(64)
@@ -1115,12 +1108,10 @@ fn fixed_value(i: u32, shift: i32) -> f32 {
     // positive - negative, as 64-bit words with a borrow.
     // i is [wave][element][sample], as the frames and the sums.
     let a = 4u * i;
-    let p_lo = atomicLoad(&acc[a]);
-    let p_hi = atomicLoad(&acc[a + 1u]);
-    let n_lo = atomicLoad(&acc[a + 2u]);
-    let n_hi = atomicLoad(&acc[a + 3u]);
-    let lo = p_lo - n_lo;
-    let hi = bitcast<i32>(p_hi - n_hi - select(0u, 1u, p_lo < n_lo));
+    let p = vec2<u32>(atomicLoad(&acc[a]), atomicLoad(&acc[a + 1u]));
+    let s = plus(p, Fixed(atomicLoad(&acc[a + 2u]), atomicLoad(&acc[a + 3u]), true));
+    let lo = s.x;
+    let hi = bitcast<i32>(s.y);
     if ((hi == 0 && lo < 0x80000000u) || (hi == -1 && lo >= 0x80000000u)) {
         return ldexp(f32(bitcast<i32>(lo)), -shift);
     }

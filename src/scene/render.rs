@@ -19,7 +19,7 @@ use crate::pipeline::das::{DasGeometry, DasPlan, DasTarget};
 use crate::pipeline::demodulate::{DemodPlan, DemodTarget};
 use crate::pipeline::detect::DetectTarget;
 use crate::pipeline::scan_convert::ScanTarget;
-use crate::pipeline::simulate::{Base, SimBuffers, SimJob, SimPlan, Simulate};
+use crate::pipeline::simulate::{in_gpu_order, Base, SimBuffers, SimJob, SimPlan, Simulate};
 use crate::pipeline::{
     Apodization, Beamformer, DasSettings, DemodSettings, DetectSettings, DisplayGrid, GpuChannels,
     PipelineError, Transmit,
@@ -207,7 +207,8 @@ pub fn tissue_at(scene: &Scene, view: &View, probe: &Pose) -> Vec<Scatterer> {
     scat.retain(|s| {
         view.contains(s.position.x, s.position.z) || near(view, s.position.x, s.position.z)
     });
-    scat
+    // Ordered here, on the display's worker thread, not at upload.
+    in_gpu_order(scat)
 }
 
 /// The needle's scatterers (image frame) for the tools at `poses`.
@@ -223,7 +224,7 @@ pub fn needle_at(scene: &Scene, poses: &FramePoses) -> Vec<Scatterer> {
         BeamOrigin::Point(o) => BeamOrigin::Point(ref_to_image.apply(o)),
         BeamOrigin::Parallel(d) => BeamOrigin::Parallel(ref_to_image.rotate(d)),
     };
-    needle_scatterers(
+    in_gpu_order(needle_scatterers(
         &scene.needle,
         tip,
         dir,
@@ -231,7 +232,7 @@ pub fn needle_at(scene: &Scene, poses: &FramePoses) -> Vec<Scatterer> {
         beams_img,
         NEEDLE_SLAB,
         scene.seed,
-    )
+    ))
 }
 
 /// Where the landmarks of the tools at `poses` fall, for a frame of

@@ -308,7 +308,7 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
     let plan = SimPlan::new(&acq, samples, &settings).map_err(|e| fail(e.to_string()))?;
     let echoes = scatterers.len() * plan.n_elements() * plan.n_waves();
     let mut times = Vec::new();
-    let mut phase_times: Vec<Vec<(String, f64)>> = Vec::new();
+    let mut phase_times = Vec::new();
     let mut data = None;
     let runs = a.repeat.max(1) + (a.repeat > 1) as usize;
     if a.cpu {
@@ -340,7 +340,7 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
             let (d, phases) = sim.run_timed(&ctx, &plan, &scatterers, &mut timer)?;
             data = Some(d);
             times.push(t.elapsed().as_secs_f64());
-            phase_times.push(phases);
+            phase_times.extend(phases);
         }
     }
     if phase_times.len() > 1 {
@@ -361,16 +361,10 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
         if times.len() > 1 { format!(" (median of {})", times.len()) } else { String::new() },
         echoes as f64 / median
     );
-    // The median of each phase over the runs (summed over its scopes in a run).
+    // The median of each phase over the runs, as of the whole above.
     let mut phases = Vec::new();
     for phase in crate::pipeline::simulate::PHASES {
-        let mut t: Vec<f64> = phase_times
-            .iter()
-            .filter_map(|run| {
-                let mine = run.iter().filter(|(l, _)| l == phase).map(|(_, s)| s);
-                mine.clone().next().map(|_| mine.sum())
-            })
-            .collect();
+        let mut t: Vec<f64> = phase_times.iter().filter_map(|f| f.get(phase)).collect();
         if !t.is_empty() {
             t.sort_by(f64::total_cmp);
             phases.push(format!("{phase} {:.1} ms", t[t.len() / 2] * 1e3));
