@@ -394,6 +394,28 @@ fn golden_composites_of_both_approaches() {
     }
 }
 
+/// A headless render draws the image it made, with that image's timings:
+/// its second frame (the one that shows them) composites only, even where
+/// the preset runs the chain every frame, as a GPU runs `quality`.
+/// (Before, that frame made a second image, which kept the tissue, and
+/// `view --headless` printed its times as those of the tissue simulated.)
+#[test]
+fn a_headless_render_makes_one_image() {
+    let Some(ctx) = common::gpu() else { return };
+    let unpaced = FAST.on_adapter(wgpu::DeviceType::DiscreteGpu);
+    let mut d = Display::new(
+        &ctx,
+        &scene_path("hip-anterolateral.toml"),
+        unpaced,
+        HEADLESS_FORMAT,
+        Box::new(Scripted),
+    )
+    .unwrap();
+    d.controls.paused = true;
+    render::render_frame(&ctx, &mut d, SIZE).unwrap();
+    assert_eq!((d.images, d.tissue_images), (1, 1));
+}
+
 #[test]
 fn a_tracker_plugs_in_as_a_pose_source() {
     // The tracking module's scripted source stands in for a live tracker:

@@ -481,6 +481,9 @@ pub struct Display {
     chain_pending: bool,
     chain_at: Option<(Instant, FramePoses)>,
     force_chain: bool,
+    /// No new image unless forced: [`render_frame`]'s second frame, which
+    /// draws the image of its first with that image's timings.
+    hold_chain: bool,
     frames: u64,
     chain_frames: usize,
     /// B-mode images recorded so far, those that simulated their tissue
@@ -608,6 +611,7 @@ impl Display {
             chain_pending: false,
             chain_at: None,
             force_chain: true,
+            hold_chain: false,
             frames: 0,
             chain_frames: 0,
             images: 0,
@@ -750,7 +754,7 @@ impl Display {
         if self.force_chain || self.latest.is_none() {
             return true;
         }
-        if self.controls.frozen {
+        if self.controls.frozen || self.hold_chain {
             return false;
         }
         let Some((_, last)) = &self.chain_at else {
@@ -1630,7 +1634,8 @@ impl Offscreen {
 
 /// Render `display` once into an offscreen target of `size` with a fresh
 /// image from the chain, and return its pixels. Runs two frames: the first
-/// records the chain, the second composites with the timings of the first.
+/// records the chain, the second only composites, with the timings of the
+/// first (so `stage_times` are the image's, whatever the preset's pacing).
 pub fn render_frame(
     ctx: &GpuContext,
     display: &mut Display,
@@ -1638,10 +1643,12 @@ pub fn render_frame(
 ) -> Result<Vec<u32>, String> {
     let target = Offscreen::new(ctx, size, display.format());
     display.wait_prepared = true;
-    for _ in 0..2 {
-        one_frame(ctx, display, &target, size)?;
-    }
+    one_frame(ctx, display, &target, size)?;
+    display.hold_chain = true;
+    let shown = one_frame(ctx, display, &target, size);
+    display.hold_chain = false;
     display.wait_prepared = false;
+    shown?;
     target.read(ctx)
 }
 
