@@ -996,8 +996,15 @@ fn das(
     // `tap`, kept small: every copy is compiled for every variant, and
     // lavapipe compiles at pipeline creation) into a separate array, so
     // that the first pass keeps its accumulators in registers.
-    var extra: array<Row, 8>;
-    if (missed) {
+    // One pixel's taps are all in its window (no span): no second pass,
+    // and a compile-time false here. naga's SPIR-V zeroes every function
+    // variable at entry wherever it is declared, so without the constant
+    // test `extra` (8 rows of 8 vec4, 1 KB of private memory) would be
+    // zeroed by every invocation of the one-pixel kernel, a runtime
+    // `missed` being able to read it; with it, nothing reads `extra` and
+    // the driver can drop it.
+    if (PIXELS_PER_INVOCATION > 1u && missed) {
+        var extra: array<Row, 8>;
         let q = array<vec3<f32>, 8>(q0, q1, q2, q3, q4, q5, q6, q7);
         for (var w = 0u; w < params.n_waves; w++) {
             let wd = wave_delay_of(w);
