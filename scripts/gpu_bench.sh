@@ -77,7 +77,9 @@ if [ -f "$data" ]; then
     # loop split, f32 and f16 rows) timed in one process, in rounds, each
     # image checked against the default's; then the kernel measured with
     # the fastest correct f32 one (tune_pwi.txt has the table).
-    step tune_pwi "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --tune --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
+    # --roofline: the card's cached and streamed load rates and FMA rate
+    # in the same process, and the chosen tiling's share of each.
+    step tune_pwi "$bin" bench --workload pwi-disk --data "$data" --no-cpu --no-stages --tune --roofline --repeat "$repeat" ${quick[@]+"${quick[@]}"} \
         --json "$out/tune_pwi.json" --csv "$out/tune_pwi.csv"
     # The same on a small image, where a GPU's serial element loop set a
     # fixed ~170 us (the case for splitting it).
@@ -152,7 +154,7 @@ step "display_${presets%% *}_renewing_direct" "$bin" view --preset "${presets%% 
     for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/sim_receive_*.txt "$out"/display_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt)"
-        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|^phases|image, tissue" "$f"
+        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|^phases|image, tissue|B/s$|fused multiply|of the cached load rate|rates allow" "$f"
     done
     for f in "$out"/tune_*.txt; do
         [ -f "$f" ] || continue

@@ -77,10 +77,15 @@ fn bench_quick_writes_json_csv_and_plot() {
         c.to_str().unwrap(),
         "--plot",
         p.to_str().unwrap(),
+        "--roofline",
     ]);
     assert!(
         text.contains("das kernel"),
         "no table on the terminal:\n{text}"
+    );
+    assert!(
+        text.contains("roofline (this adapter") && text.contains("f32 fused multiply-adds"),
+        "no roofline on the terminal:\n{text}"
     );
     let v = json(&j);
     for field in ["adapter", "backend"] {
@@ -113,6 +118,26 @@ fn bench_quick_writes_json_csv_and_plot() {
         (mach - 1.0).abs() < 1e-9,
         "mach_factor is not acoustic time / kernel time"
     );
+    // The roofline: the adapter's rates (each kernel's sums were checked
+    // against the host's, or the run would have failed), and the DAS
+    // kernel placed against them by its needs per point.
+    let roof = &v["roofline"];
+    let (cached, fma) = (
+        positive(&roof["adapter"], "cached_bytes_per_s"),
+        positive(&roof["adapter"], "fma_per_s"),
+    );
+    positive(&roof["adapter"], "stream_bytes_per_s");
+    let das = &roof["das"];
+    let (bytes, fmas) = (
+        positive(&das["needs"], "row_bytes_per_point"),
+        positive(&das["needs"], "fma_per_point"),
+    );
+    let pts = positive(&v, "points_per_s");
+    assert_eq!(positive(das, "points_per_s"), pts);
+    assert!((positive(das, "cached_share") * cached / (pts * bytes) - 1.0).abs() < 1e-9);
+    assert!((positive(das, "fma_share") * fma / (pts * fmas) - 1.0).abs() < 1e-9);
+    let ceiling = (cached / bytes).min(fma / fmas);
+    assert!((positive(das, "ceiling_points_per_s") / ceiling - 1.0).abs() < 1e-9);
     // f32 rows unless asked (the twin's precision).
     assert_eq!(v["rows"].as_str(), Some("f32"), "{v}");
     // The GPU and the CPU twin agree on the image they timed.

@@ -4,6 +4,7 @@
 
 use std::mem::{offset_of, size_of};
 
+use sonoguide::bench::roofline;
 use sonoguide::gpu::shaders::{self, STAGES};
 use sonoguide::pipeline::{das, demodulate, detect, scan_convert, simulate};
 use sonoguide::render::compositor;
@@ -60,7 +61,7 @@ macro_rules! host {
 /// carry a "keep in sync" comment on both sides.
 #[test]
 fn host_constants_match_wgsl() {
-    let pairs: [(&str, &str, usize); 9] = [
+    let pairs: [(&str, &str, usize); 10] = [
         ("das", "MAX_ELEMENTS", das::MAX_ELEMENTS),
         ("das", "MAX_WAVES", das::MAX_WAVES),
         (
@@ -74,6 +75,7 @@ fn host_constants_match_wgsl() {
         ("simulate", "WG", simulate::TRANSMIT_WORKGROUP as usize),
         ("simulate", "TILE", simulate::RECEIVE_TILE as usize),
         ("simulate", "WINDOW", simulate::RECEIVE_WINDOW as usize),
+        ("roofline", "UNROLL", roofline::FMA_UNROLL as usize),
     ];
     let mut failures = Vec::new();
     for (stage, name, host) in pairs {
@@ -113,6 +115,16 @@ fn host_structs_match_wgsl_layouts() {
             }
         ),
         host!("Element", "das", das::GpuElement { position, normal }),
+        host!(
+            "RooflineParams",
+            "roofline",
+            roofline::RooflineParams {
+                iterations,
+                mask,
+                stride,
+                one
+            }
+        ),
         host!(
             "Wave",
             "das",

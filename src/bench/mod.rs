@@ -29,6 +29,7 @@ mod hfr;
 pub mod measure;
 mod progress;
 pub mod report;
+pub mod roofline;
 pub mod tune;
 pub mod workload;
 
@@ -126,6 +127,12 @@ pub struct BenchArgs {
     /// with the tiling flags above or --demod-chunk.
     #[arg(long)]
     pub tune: bool,
+    /// Also measure the adapter itself in this run (cached and streamed
+    /// vec4 loads, f32 FMAs) and place the DAS kernel against it: the
+    /// bytes and FMAs it needs per point, its share of each rate, and the
+    /// throughput those rates allow.
+    #[arg(long)]
+    pub roofline: bool,
     /// Demodulation: extended samples per chunk of a trace, one invocation
     /// each (0: whole traces; default: whole on CPU adapters, chunks for
     /// about 32 768 invocations on GPUs).
@@ -422,6 +429,17 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         m.mach_factor
     );
 
+    let roofline = if args.roofline {
+        eprintln!("roofline: the adapter's cached and streamed loads and FMAs ...");
+        let window = roofline::das_window_vec4(&p.geometry.tiling, w.das.interp);
+        let sizes = roofline::Sizes::for_adapter(&ctx, window, args.quick);
+        let r = roofline::measure(&ctx, sizes, 2, repeat)?;
+        let das = r.place(&p.geometry.tiling, w.das.interp, m.points_per_s);
+        Some(report::RooflineReport { adapter: r, das })
+    } else {
+        None
+    };
+
     let (cpu_s, err) = if args.no_cpu {
         (None, None)
     } else {
@@ -542,6 +560,7 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
         sweeps,
         tuning,
         demod_tuning,
+        roofline,
         host: host_description(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };

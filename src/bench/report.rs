@@ -97,8 +97,17 @@ pub struct BenchReport {
     pub tuning: Vec<super::tune::TuneRow>,
     /// `--tune`: demodulation's chunk lengths timed, fastest first.
     pub demod_tuning: Vec<super::tune::DemodRow>,
+    /// `--roofline`: the adapter's rates and the DAS kernel against them.
+    pub roofline: Option<RooflineReport>,
     pub host: String,
     pub command: String,
+}
+
+/// `bench --roofline` ([`super::roofline`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RooflineReport {
+    pub adapter: super::roofline::Roofline,
+    pub das: super::roofline::DasOnRoofline,
 }
 
 pub fn sci(v: f64) -> String {
@@ -231,6 +240,56 @@ impl BenchReport {
                 );
             }
             let _ = writeln!(s, "  {:<16} {:>12}", "total", ms(total));
+        }
+        if let Some(r) = &self.roofline {
+            let (a, d) = (&r.adapter, &r.das);
+            let _ = writeln!(s);
+            let _ = writeln!(s, "roofline (this adapter, this run, {}):", a.time_source);
+            let _ = writeln!(
+                s,
+                "  {:<44} {:>11} B/s",
+                format!(
+                    "vec4 loads, {} KiB read over and over",
+                    a.cached_working_set_bytes >> 10
+                ),
+                sci(a.cached_bytes_per_s)
+            );
+            let _ = writeln!(
+                s,
+                "  {:<44} {:>11} B/s",
+                format!("vec4 loads, {} MiB read once", a.stream_bytes >> 20),
+                sci(a.stream_bytes_per_s)
+            );
+            let _ = writeln!(
+                s,
+                "  {:<44} {:>11} /s",
+                "f32 fused multiply-adds",
+                sci(a.fma_per_s)
+            );
+            let _ = writeln!(
+                s,
+                "  das ({}, {} interpolation) needs {} B of rows and {} FMA per point;",
+                d.tiling, self.interpolation, d.needs.row_bytes_per_point, d.needs.fma_per_point
+            );
+            let _ = writeln!(
+                s,
+                "  at {} points/s that is {:.0} % of the cached load rate and {:.0} % of the FMA rate;",
+                sci(d.points_per_s),
+                100.0 * d.cached_share,
+                100.0 * d.fma_share
+            );
+            let _ = writeln!(
+                s,
+                "  those rates allow {} points/s (bound by {}), before delays, weights and addressing",
+                sci(d.ceiling_points_per_s),
+                d.bound_by
+            );
+            if d.cached_share > 1.0 || d.fma_share > 1.0 {
+                let _ = writeln!(
+                    s,
+                    "  (over 100 %: das gets more from this adapter than the plain loops do; the rates are a guide, not a bound)"
+                );
+            }
         }
         if !self.tuning.is_empty() {
             let _ = writeln!(s);

@@ -5,7 +5,9 @@
 //! structs that several stages use are written once.
 
 /// Every stage, by name: `shaders/NAME.wgsl`, `src/pipeline/NAME.rs`,
-/// `src/reference/NAME.rs`, label `sonoguide.NAME`.
+/// `src/reference/NAME.rs`, label `sonoguide.NAME`; and `roofline`, the
+/// benchmark's measure of the adapter itself (`src/bench/roofline.rs`,
+/// whose checks are its twin).
 pub const STAGES: &[(&str, &str)] = &[
     ("demodulate", include_str!("../../shaders/demodulate.wgsl")),
     ("das", include_str!("../../shaders/das.wgsl")),
@@ -16,6 +18,7 @@ pub const STAGES: &[(&str, &str)] = &[
     ),
     ("simulate", include_str!("../../shaders/simulate.wgsl")),
     ("composite", include_str!("../../shaders/composite.wgsl")),
+    ("roofline", include_str!("../../shaders/roofline.wgsl")),
 ];
 
 const SHARED: &[(&str, &str)] = &[(
