@@ -245,27 +245,24 @@ impl BenchReport {
             let (a, d) = (&r.adapter, &r.das);
             let _ = writeln!(s);
             let _ = writeln!(s, "roofline (this adapter, this run, {}):", a.time_source);
-            let _ = writeln!(
-                s,
-                "  {:<44} {:>11} B/s",
-                format!(
-                    "vec4 loads, {} KiB read over and over",
-                    a.cached_working_set_bytes >> 10
+            for (what, rate, unit) in [
+                (
+                    format!(
+                        "vec4 loads, {} KiB read over and over",
+                        a.cached_working_set_bytes >> 10
+                    ),
+                    a.cached_bytes_per_s,
+                    "B/s",
                 ),
-                sci(a.cached_bytes_per_s)
-            );
-            let _ = writeln!(
-                s,
-                "  {:<44} {:>11} B/s",
-                format!("vec4 loads, {} MiB read once", a.stream_bytes >> 20),
-                sci(a.stream_bytes_per_s)
-            );
-            let _ = writeln!(
-                s,
-                "  {:<44} {:>11} /s",
-                "f32 fused multiply-adds",
-                sci(a.fma_per_s)
-            );
+                (
+                    format!("vec4 loads, {} MiB read once", a.stream_bytes >> 20),
+                    a.stream_bytes_per_s,
+                    "B/s",
+                ),
+                ("f32 fused multiply-adds".into(), a.fma_per_s, "/s"),
+            ] {
+                let _ = writeln!(s, "  {what:<44} {:>11} {unit}", sci(rate));
+            }
             let _ = writeln!(
                 s,
                 "  das ({}, {} interpolation) needs {} B of rows and {} FMA per point;",
