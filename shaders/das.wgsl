@@ -925,6 +925,69 @@ fn elements_of(x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: v
 // the main loop: lavapipe predicates both sides of a branch, so a rarely
 // taken slow path full of loads costs on every element (measured: 40 % of
 // the kernel), while a loop that no SIMD lane enters costs one test.
+// The second pass: the taps the first left out, pixel by pixel, each
+// loading its own rows. Written as loops over the slots (one copy of
+// `tap`, kept small: every copy is compiled for every variant, and
+// lavapipe compiles at pipeline creation) into a separate array, so that
+// the first pass keeps its accumulators in registers. A function of its
+// own because naga's SPIR-V zeroes a function's variables at its entry,
+// wherever they are declared: here `extra`, `x` and `rows_of` (1.3 KB of
+// private memory) are zeroed only by the invocations that need them, not
+// by every invocation of `das`.
+fn second_pass(acc: ptr<function, Acc8>, p0: u32, q0: vec3<f32>, q1: vec3<f32>, q2: vec3<f32>, q3: vec3<f32>, q4: vec3<f32>, q5: vec3<f32>, q6: vec3<f32>, q7: vec3<f32>, stride: u32, block: u32) {
+    let np = n_padded();
+    let last = np - 1u;
+    var extra: array<Row, 8>;
+    let q = array<vec3<f32>, 8>(q0, q1, q2, q3, q4, q5, q6, q7);
+    for (var w = 0u; w < params.n_waves; w++) {
+        let wd = wave_delay_of(w);
+        let tw = w * np;
+        var x: array<vec4<f32>, 8>;
+        for (var k = 0u; k < 8u; k++) {
+            x[k] = tx[tw + min(p0 + k, last)];
+        }
+        let range = elements_of(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]);
+        for (var e = range.x; e <= range.y; e++) {
+            // The first pass's window: rows from the lowest first tap.
+            var rows_of: array<i32, 8>;
+            var first = -1;
+            for (var k = 0u; k < PIXELS_PER_INVOCATION; k++) {
+                let r = tap(q[k], x[k].xy, wd, e).row;
+                rows_of[k] = r;
+                if (r >= 0 && (first < 0 || r < first)) {
+                    first = r;
+                }
+            }
+            let base = (w * params.n_elements + e) * params.n_samples * stride + block;
+            for (var k = 0u; k < PIXELS_PER_INVOCATION; k++) {
+                if (rows_of[k] - first > i32(WINDOW_SPAN) && first >= 0) {
+                    let t = tap(q[k], x[k].xy, wd, e);
+                    let i = base + u32(t.row) * stride;
+                    var v = mad_row(ZERO_ROW, t.c.x, load_row(i));
+                    if (n_taps() > 1u) {
+                        v = mad_row(v, t.c.y, load_row(i + stride));
+                    }
+                    if (n_taps() > 2u) {
+                        v = mad_row(v, t.c.z, load_row(i + 2u * stride));
+                        v = mad_row(v, t.c.w, load_row(i + 3u * stride));
+                    }
+                    extra[k] = rotate_add(extra[k], v, t.rot);
+                }
+            }
+        }
+    }
+    var a = *acc;
+    a.a0 = add_rows(a.a0, extra[0]);
+    a.a1 = add_rows(a.a1, extra[1]);
+    a.a2 = add_rows(a.a2, extra[2]);
+    a.a3 = add_rows(a.a3, extra[3]);
+    a.a4 = add_rows(a.a4, extra[4]);
+    a.a5 = add_rows(a.a5, extra[5]);
+    a.a6 = add_rows(a.a6, extra[6]);
+    a.a7 = add_rows(a.a7, extra[7]);
+    *acc = a;
+}
+
 // Partial sums of the split element loop (ELEMENT_SPLIT > 1). One row
 // otherwise: 8 KB of workgroup memory that an unsplit kernel never
 // touches would still count against how many workgroups a GPU keeps
@@ -991,66 +1054,10 @@ fn das(
             missed = missed || any_pending(rest);
         }
     }
-    // The second pass: the taps the first left out, pixel by pixel, each
-    // loading its own rows. Written as loops over the slots (one copy of
-    // `tap`, kept small: every copy is compiled for every variant, and
-    // lavapipe compiles at pipeline creation) into a separate array, so
-    // that the first pass keeps its accumulators in registers.
-    // One pixel's taps are all in its window (no span): no second pass,
-    // and a compile-time false here. naga's SPIR-V zeroes every function
-    // variable at entry wherever it is declared, so without the constant
-    // test `extra` (8 rows of 8 vec4, 1 KB of private memory) would be
-    // zeroed by every invocation of the one-pixel kernel, a runtime
-    // `missed` being able to read it; with it, nothing reads `extra` and
-    // the driver can drop it.
+    // The taps the first pass left out ([`second_pass`]). One pixel's taps
+    // are all in its window (no span): a compile-time false for it.
     if (PIXELS_PER_INVOCATION > 1u && missed) {
-        var extra: array<Row, 8>;
-        let q = array<vec3<f32>, 8>(q0, q1, q2, q3, q4, q5, q6, q7);
-        for (var w = 0u; w < params.n_waves; w++) {
-            let wd = wave_delay_of(w);
-            let tw = w * np;
-            var x: array<vec4<f32>, 8>;
-            for (var k = 0u; k < 8u; k++) {
-                x[k] = tx[tw + min(p0 + k, last)];
-            }
-            let range = elements_of(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]);
-            for (var e = range.x; e <= range.y; e++) {
-                // The first pass's window: rows from the lowest first tap.
-                var rows_of: array<i32, 8>;
-                var first = -1;
-                for (var k = 0u; k < PIXELS_PER_INVOCATION; k++) {
-                    let r = tap(q[k], x[k].xy, wd, e).row;
-                    rows_of[k] = r;
-                    if (r >= 0 && (first < 0 || r < first)) {
-                        first = r;
-                    }
-                }
-                let base = (w * params.n_elements + e) * params.n_samples * stride + block;
-                for (var k = 0u; k < PIXELS_PER_INVOCATION; k++) {
-                    if (rows_of[k] - first > i32(WINDOW_SPAN) && first >= 0) {
-                        let t = tap(q[k], x[k].xy, wd, e);
-                        let i = base + u32(t.row) * stride;
-                        var v = mad_row(ZERO_ROW, t.c.x, load_row(i));
-                        if (n_taps() > 1u) {
-                            v = mad_row(v, t.c.y, load_row(i + stride));
-                        }
-                        if (n_taps() > 2u) {
-                            v = mad_row(v, t.c.z, load_row(i + 2u * stride));
-                            v = mad_row(v, t.c.w, load_row(i + 3u * stride));
-                        }
-                        extra[k] = rotate_add(extra[k], v, t.rot);
-                    }
-                }
-            }
-        }
-        acc.a0 = add_rows(acc.a0, extra[0]);
-        acc.a1 = add_rows(acc.a1, extra[1]);
-        acc.a2 = add_rows(acc.a2, extra[2]);
-        acc.a3 = add_rows(acc.a3, extra[3]);
-        acc.a4 = add_rows(acc.a4, extra[4]);
-        acc.a5 = add_rows(acc.a5, extra[5]);
-        acc.a6 = add_rows(acc.a6, extra[6]);
-        acc.a7 = add_rows(acc.a7, extra[7]);
+        second_pass(&acc, p0, q0, q1, q2, q3, q4, q5, q6, q7, stride, block);
     }
     if (ELEMENT_SPLIT > 1u) {
         // One pixel per invocation: its parts summed in part order.
