@@ -44,8 +44,8 @@ pub struct Sizes {
     /// The cached loads' working set, in windows (a power of two).
     pub cached_windows: u32,
     pub cached_iterations: u32,
-    /// The streamed buffer is `invocations × stream_iterations` windows.
-    pub stream_iterations: u32,
+    /// The streamed buffer, in windows (a power of two), each read once.
+    pub stream_windows: u32,
     /// At most 2^17 (the chains stay exact in f32).
     pub fma_iterations: u32,
 }
@@ -57,6 +57,13 @@ impl Sizes {
     /// an H100); a CPU adapter a hundredth of the work; `quick`, enough to
     /// check. Windows of `window_vec4` vec4 ([`das_window_vec4`]).
     pub fn for_adapter(ctx: &GpuContext, window_vec4: u32, quick: bool) -> Sizes {
+        let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
+        Sizes::new(cpu, ctx.max_binding(), window_vec4, quick)
+    }
+
+    /// [`Sizes::for_adapter`] for a CPU adapter or not, whose storage
+    /// bindings hold `max_binding` bytes.
+    pub fn new(cpu: bool, max_binding: u64, window_vec4: u32, quick: bool) -> Sizes {
         let window_vec4 = window_vec4.clamp(1, 128);
         // 4 096 vec4 = 64 KiB, in a power of two of whole windows.
         let cached_windows = 1u32 << (4096 / window_vec4).max(1).ilog2();
@@ -66,30 +73,35 @@ impl Sizes {
                 window_vec4,
                 cached_windows,
                 cached_iterations: 16,
-                stream_iterations: 4,
+                stream_windows: 1 << 12,
                 fma_iterations: 4,
             };
         }
-        let (invocations, cached_iterations, fma_iterations) =
-            if ctx.info.device_type == wgpu::DeviceType::Cpu {
-                (1 << 14, (256 / window_vec4).max(4), 64)
-            } else {
-                (1 << 20, (1024 / window_vec4).max(4), 512)
-            };
+        let (invocations, cached_iterations, fma_iterations) = if cpu {
+            (1 << 14, (256 / window_vec4).max(4), 64)
+        } else {
+            (1 << 20, (1024 / window_vec4).max(4), 512)
+        };
         // The streamed buffer within a binding: 128 MiB or the limit.
-        let max_vec4 = (ctx.max_binding().min(128 << 20) / 16) as u32;
+        let max_vec4 = (max_binding.min(128 << 20) / 16) as u32;
         Sizes {
             invocations,
             window_vec4,
             cached_windows,
             cached_iterations,
-            stream_iterations: (max_vec4 / (invocations * window_vec4)).clamp(1, 64),
+            stream_windows: 1 << (max_vec4 / window_vec4).max(1).ilog2(),
             fma_iterations,
         }
     }
 
     fn stream_vec4(&self) -> u32 {
-        self.invocations * self.stream_iterations * self.window_vec4
+        self.stream_windows * self.window_vec4
+    }
+
+    /// The streamed loads' invocations and iterations: each window once.
+    fn stream_grid(&self) -> (u32, u32) {
+        let n = self.invocations.min(self.stream_windows);
+        (n, self.stream_windows / n)
     }
 
     fn cached_vec4(&self) -> u32 {
@@ -235,9 +247,14 @@ pub fn measure(
     warmup: usize,
     repeat: usize,
 ) -> Result<Roofline, BenchError> {
-    if sizes.fma_iterations > 1 << 17 || !sizes.cached_windows.is_power_of_two() {
+    let powers = [
+        sizes.invocations,
+        sizes.cached_windows,
+        sizes.stream_windows,
+    ];
+    if sizes.fma_iterations > 1 << 17 || !powers.iter().all(|n| n.is_power_of_two()) {
         return Err(BenchError::Input(format!(
-            "roofline sizes {sizes:?}: at most 2^17 FMA iterations and a power-of-two number of windows in the working set"
+            "roofline sizes {sizes:?}: at most 2^17 FMA iterations, and powers of two of invocations and windows"
         )));
     }
     let r = sizes.window_vec4;
@@ -253,14 +270,13 @@ pub fn measure(
     let data = ctx.storage_from("sonoguide.roofline.data", &data)?;
     let sums = ctx.storage("sonoguide.roofline.sums", sizes.invocations as u64 * 4)?;
     let n = sizes.invocations;
-    let workgroups = n.div_ceil(WORKGROUP);
     let source = GpuTimer::new(ctx, Fallback::Stall)
         .source()
         .unwrap_or(TimeSource::Wall);
 
-    // One kernel with its parameters: the median time, after checking
-    // the last run's sums against `expect`.
-    let run = |entry: &str, params: RooflineParams, expect: &dyn Fn(u32) -> u32| {
+    // One kernel with its parameters on `n` invocations: the median time,
+    // after checking the last run's sums against `expect`.
+    let run = |entry: &str, params: RooflineParams, n: u32, expect: &dyn Fn(u32) -> u32| {
         let pipeline = specialised_pipeline(
             device,
             STAGE,
@@ -280,7 +296,7 @@ pub fn measure(
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(workgroups, 1, 1);
+            pass.dispatch_workgroups(n.div_ceil(WORKGROUP), 1, 1);
         })?;
         let got: Vec<u32> = ctx.read_buffer(&sums, n as usize)?;
         if let Some((i, g)) = got
@@ -302,27 +318,28 @@ pub fn measure(
         stride: WORKGROUP,
         one: 1.0,
     };
-    let cached_s = run("loads", cached, &|i| loads_sum(i, &cached, r))?;
+    let cached_s = run("loads", cached, n, &|i| loads_sum(i, &cached, r))?;
+    let (stream_n, stream_iterations) = sizes.stream_grid();
     let stream = RooflineParams {
-        iterations: sizes.stream_iterations,
-        mask: u32::MAX,
-        stride: n,
+        iterations: stream_iterations,
+        mask: sizes.stream_windows - 1,
+        stride: stream_n,
         one: 1.0,
     };
-    let stream_s = run("loads", stream, &|i| loads_sum(i, &stream, r))?;
+    let stream_s = run("loads", stream, stream_n, &|i| loads_sum(i, &stream, r))?;
     let fma = RooflineParams {
         iterations: sizes.fma_iterations,
         mask: 0,
         stride: 0,
         one: 1.0,
     };
-    let fma_s = run("fmas", fma, &|_| fmas_sum(&fma))?;
+    let fma_s = run("fmas", fma, n, &|_| fmas_sum(&fma))?;
 
-    let loads = |iterations: u32| n as f64 * iterations as f64 * r as f64 * 16.0;
+    let window_bytes = r as f64 * 16.0;
     Ok(Roofline {
-        cached_bytes_per_s: loads(sizes.cached_iterations) / cached_s,
+        cached_bytes_per_s: n as f64 * sizes.cached_iterations as f64 * window_bytes / cached_s,
         cached_working_set_bytes: sizes.cached_vec4() as u64 * 16,
-        stream_bytes_per_s: loads(sizes.stream_iterations) / stream_s,
+        stream_bytes_per_s: sizes.stream_windows as f64 * window_bytes / stream_s,
         stream_bytes: sizes.stream_vec4() as u64 * 16,
         fma_per_s: n as f64 * sizes.fma_iterations as f64 * FMA_PER_ITERATION / fma_s,
         time_source: source.name().into(),
@@ -351,6 +368,32 @@ mod tests {
             (eight.row_bytes_per_point, eight.fma_per_point),
             (2.0, 12.0)
         );
+    }
+
+    /// Whatever the window and the binding limit: buffers within the
+    /// binding, a 64 KiB working set at most, powers of two where the
+    /// shader masks, and the streamed buffer read exactly once.
+    #[test]
+    fn sizes_fit_the_adapter() {
+        for cpu in [true, false] {
+            for quick in [true, false] {
+                for limit in [16u64 << 20, 128 << 20, 2 << 30] {
+                    for window in 1..=128 {
+                        let z = Sizes::new(cpu, limit, window, quick);
+                        let what = format!("{z:?} (limit {limit})");
+                        assert!(z.stream_vec4() as u64 * 16 <= limit, "{what}");
+                        assert!(z.cached_vec4() <= 4096 && z.cached_windows >= 1, "{what}");
+                        assert!(z.invocations.div_ceil(WORKGROUP) <= 65_535, "{what}");
+                        for p in [z.invocations, z.cached_windows, z.stream_windows] {
+                            assert!(p.is_power_of_two(), "{what}");
+                        }
+                        let (n, it) = z.stream_grid();
+                        assert_eq!(n * it, z.stream_windows, "{what}");
+                        assert!(z.fma_iterations <= 1 << 17, "{what}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
