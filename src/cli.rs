@@ -394,12 +394,6 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
                 times.join(", ")
             );
         }
-        if !args.wall_clock && ctx.info.device_type == wgpu::DeviceType::Cpu {
-            // BENCHMARKS.md, "Per-stage times of one full loop".
-            println!(
-                "  (a software adapter's timestamps can move a stage's time into the next; --wall-clock times each stage alone)"
-            );
-        }
         Ok(())
     };
     let summary = |s: &crate::render::window::RunSummary| {

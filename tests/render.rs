@@ -416,6 +416,53 @@ fn a_headless_render_makes_one_image() {
     assert_eq!((d.images, d.tissue_images), (1, 1));
 }
 
+/// On a software adapter, the per-stage timestamps of the display's frame
+/// loop (the window's status line) agree with the host clock. lavapipe
+/// takes a timestamp when the next command that flushes it runs, so
+/// without the timer's trailing markers (`gpu::timing`) `das` read
+/// 0.04–0.2 ms here while the host clock reads ~40 ms. Skipped on GPUs,
+/// where a host-clock stage time is mostly submission overhead.
+#[test]
+fn frame_loop_stage_times_agree_with_the_host_clock() {
+    let Some(ctx) = common::gpu() else { return };
+    if ctx.info.device_type != wgpu::DeviceType::Cpu || !ctx.has_timestamps() {
+        eprintln!("SKIPPED: this checks a software adapter's timestamps");
+        return;
+    }
+    let path = scene_path("hip-anterolateral.toml");
+    let mut d = Display::new(&ctx, &path, FAST, HEADLESS_FORMAT, Box::new(Scripted)).unwrap();
+    d.controls.paused = true;
+    let target = Offscreen::new(&ctx, SIZE, HEADLESS_FORMAT);
+    // The window's loop: the simulation spread over frames, then a frame
+    // with the rest of the chain and the composite.
+    let mut frames = 0;
+    let das = loop {
+        let cmd = d.frame(&ctx, &target.view, SIZE).unwrap();
+        ctx.queue.submit([cmd]);
+        d.finish(&ctx).unwrap();
+        if let Some((_, t)) = d.stage_times.iter().find(|(l, _)| l == "das") {
+            break *t;
+        }
+        frames += 1;
+        assert!(frames < 500, "no image after {frames} frames");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("wall.png");
+    let (_, times) = render::render_headless(&ctx, &path, FAST, SIZE, &png, true).unwrap();
+    let wall = times[0]
+        .stage_times
+        .iter()
+        .find(|(l, _)| l == "das")
+        .expect("das timed on the host clock")
+        .1;
+    assert!(
+        das > 0.3 * wall && das < 3.0 * wall,
+        "das: {:.2} ms from timestamps in the frame loop, {:.2} ms on the host clock",
+        das * 1e3,
+        wall * 1e3
+    );
+}
+
 #[test]
 fn a_tracker_plugs_in_as_a_pose_source() {
     // The tracking module's scripted source stands in for a live tracker:

@@ -327,9 +327,10 @@ pub fn time_stages(
     for r in 0..repeat + 1 {
         let mut host: Vec<(String, f64)> = Vec::new();
         // Software adapters get the host clock around each stage submitted
-        // alone: lavapipe's timestamps inside one submission are not to be
-        // trusted (measured 18:55 today: das 37 µs and detect 117 ms in the
-        // same frame whose das kernel times 250 ms alone).
+        // alone, as BENCHMARKS.md's lavapipe tables were measured. (Their
+        // timestamps inside one submission read das 37 µs and detect 117 ms
+        // until the timer followed each marker with a second one: lavapipe
+        // takes a timestamp when the next flushing command runs.)
         let mut timer = if ctx.info.device_type == wgpu::DeviceType::Cpu {
             GpuTimer::wall_clock()
         } else {

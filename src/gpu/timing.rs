@@ -16,6 +16,14 @@
 //! without waiting, so a streaming loop reads frame N's timings while
 //! frame N + 2 is being recorded. [`GpuTimer::wait`] does wait (benchmarks).
 //!
+//! On a CPU adapter each marker is followed by a second one, into a
+//! scratch query: lavapipe (Mesa 22.3) takes a timestamp only when the
+//! next command that flushes its pipeline runs, so a marker read the time
+//! of whatever came after it. In the display's frame loop the `das`
+//! scope then read 0.04–0.2 ms and the ~40 ms of its work fell between
+//! two scopes; with the trailing marker each timestamp is taken right
+//! after its own marker (das 41 ms, as the host clock has it).
+//!
 //! Without `TIMESTAMP_QUERY` the timer degrades quietly to wall time:
 //! with [`Fallback::Stall`] each scope submits what was recorded before it,
 //! waits, and times the scope's own submission (benchmarks, where a stall
@@ -104,6 +112,9 @@ struct InFlight {
 
 struct Queries {
     set: wgpu::QuerySet,
+    /// Follow each marker with one into the scratch query (`2 *
+    /// MAX_SCOPES`): CPU adapters (see the module docs).
+    trailing: bool,
     resolve: wgpu::Buffer,
     /// Nanoseconds per timestamp tick.
     period: f64,
@@ -128,8 +139,10 @@ impl GpuTimer {
             set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("sonoguide.timer"),
                 ty: wgpu::QueryType::Timestamp,
-                count: 2 * MAX_SCOPES,
+                // The markers' and the scratch one.
+                count: 2 * MAX_SCOPES + 1,
             }),
+            trailing: ctx.info.device_type == wgpu::DeviceType::Cpu,
             resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("sonoguide.timer.resolve"),
                 size: 16 * MAX_SCOPES as u64,
@@ -161,9 +174,8 @@ impl GpuTimer {
     }
 
     /// Host-clock timing ([`Fallback::Stall`]) even on an adapter with
-    /// timestamps: for benchmarks on drivers whose per-scope timestamps are
-    /// in doubt (on lavapipe the display's `das` scope reads ≈ 0.05 ms where
-    /// the host clock around the same pass reads ~200 ms).
+    /// timestamps: each stage submitted and waited for alone, as the
+    /// `--wall-clock` tables of a software adapter are measured.
     pub fn wall_clock() -> GpuTimer {
         GpuTimer {
             queries: None,
@@ -195,15 +207,18 @@ impl GpuTimer {
     }
 
     fn marker(enc: &mut wgpu::CommandEncoder, q: &Queries, index: u32) {
-        let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("sonoguide.timer.mark"),
-            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                query_set: &q.set,
-                beginning_of_pass_write_index: None,
-                end_of_pass_write_index: Some(index),
-            }),
-        });
-        drop(pass);
+        let indices = [Some(index), q.trailing.then_some(2 * MAX_SCOPES)];
+        for i in indices.into_iter().flatten() {
+            let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sonoguide.timer.mark"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &q.set,
+                    beginning_of_pass_write_index: None,
+                    end_of_pass_write_index: Some(i),
+                }),
+            });
+            drop(pass);
+        }
     }
 
     /// Record `f` as the stage `label`. Scopes past the 32nd of a frame,
