@@ -6,11 +6,11 @@
 // element: taps plus span, as stored), neighbouring invocations reading
 // neighbouring windows, moving on by `stride` windows per iteration and
 // wrapping inside a working set of `mask + 1` windows. A small working
-// set, read over
-// and over, gives the rate the caches serve (das's rows are mostly cache
-// hits: neighbouring pixels read overlapping rows); a buffer read once,
-// with no wrap, the rate of memory. `fmas` issues f32 fused multiply-adds
-// in independent chains, so that issue, not latency, bounds it.
+// set, read over and over, gives the rate the caches serve (das's rows are
+// mostly cache hits: neighbouring pixels read overlapping rows); a large
+// one, each window read once, the rate of memory. `fmas` issues f32 fused
+// multiply-adds in independent chains, so that issue, not latency, bounds
+// it.
 //
 // Each invocation folds what it read or computed into one word, which the
 // host compares with its own sum: the compiler cannot drop the work, and a
@@ -22,7 +22,7 @@ const UNROLL: u32 = 4u;
 
 struct RooflineParams {
     iterations: u32,
-    // Working set in windows, minus one (a power of two); 0xffffffff: none.
+    // Working set in windows, minus one (a power of two).
     mask: u32,
     // Windows between an invocation's reads in successive iterations.
     stride: u32,
