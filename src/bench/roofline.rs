@@ -126,10 +126,12 @@ pub struct Roofline {
 /// What the DAS kernel does per point (pixel × channel × frame).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct DasNeeds {
-    /// Bytes of rows loaded: each pixel reads `taps` rows (one pixel per
+    /// Bytes of rows requested: each pixel reads `taps` rows (one pixel per
     /// invocation), or its share of a window of `taps + span` rows shared
     /// by `k` pixels; a row holds a complex sample per frame, 8 bytes in
-    /// f32, 4 in f16.
+    /// f32, 4 in f16. A GPU serves lanes that read the same row together,
+    /// so its caches may move less than this (`loads` reads windows that
+    /// do not overlap: the worst case).
     pub row_bytes_per_point: f64,
     /// Fused multiply-adds: a real weight on each row of the window (2 per
     /// frame and row) and the complex rotate-and-add (4 per frame).
