@@ -97,6 +97,8 @@ for b in 1 8 16 32; do
 done
 # The same stream with the DAS tiling tuned on one batch first.
 step "hfr_256_b16_tuned" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --tune --json "$out/hfr_256_b16_tuned.json"
+# Where a batch's GPU time goes (copy, demodulate, das, detect).
+step "hfr_256_b16_stages" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --stages --json "$out/hfr_256_b16_stages.json"
 # hfr beamforms from f16 rows by default: the same stream from f32 rows.
 step "hfr_256_b16_f32rows" "$bin" hfr --size 256x256 --channels 128 --waves 1 --batch 16 --seconds "$seconds" --f32-rows --json "$out/hfr_256_b16_f32rows.json"
 # The RF streamed as int16 (half the upload), at the batch sizes the upload
@@ -154,7 +156,7 @@ step "display_${presets%% *}_renewing_direct" "$bin" view --preset "${presets%% 
     for f in "$out/pwi_disk.txt" "$out"/hfr_*.txt "$out"/sim_receive_*.txt "$out"/display_*.txt; do
         [ -f "$f" ] || continue
         echo "--- $(basename "$f" .txt)"
-        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|latency|dropped|frames in|^  demodulate|^simulated|^phases|image, tissue|B/s$|fused multiply|of the cached load rate|rates allow" "$f"
+        grep -E "das kernel \(median\)|CPU twin \(|GPU kernel vs|^hfr:|GPU per batch|latency|dropped|frames in|^  demodulate|^simulated|^phases|image, tissue|B/s$|fused multiply|of the cached load rate|rates allow" "$f"
     done
     for f in "$out"/tune_*.txt; do
         [ -f "$f" ] || continue

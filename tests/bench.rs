@@ -235,6 +235,28 @@ fn hfr_streams_and_reports() {
         v["upload_bytes_per_frame"].as_u64().unwrap()
     );
     assert_eq!(v["tuned"].as_bool(), Some(false), "{v}");
+    assert_eq!(v["stages"].as_array().map(|a| a.len()), Some(0), "{v}");
+    // --stages: each stage's median GPU time per batch, where the adapter
+    // has timestamps (lavapipe has).
+    let s = stream(&["--stages"]);
+    let stages: Vec<(&str, f64)> = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["stage"].as_str().unwrap(),
+                t["median_s"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    if GpuContext::new(None).unwrap().has_timestamps() {
+        let names: Vec<&str> = stages.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["copy", "demodulate", "das", "detect"], "{s}");
+        assert!(stages.iter().all(|(_, t)| *t > 0.0 && t.is_finite()), "{s}");
+    } else {
+        assert!(stages.is_empty(), "{s}");
+    }
     // --tune streams with a tiling it timed, at the rows' precision.
     let t = stream(&["--tune", "--f32-rows"]);
     assert_eq!(t["tuned"].as_bool(), Some(true), "{t}");

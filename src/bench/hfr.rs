@@ -30,6 +30,7 @@ use super::measure::median;
 use super::workload::{self, SynthShape, Workload};
 use super::{check_output, parse_size, BenchError};
 use crate::acquisition::{PixelGrid, Samples};
+use crate::gpu::timing::{Fallback, GpuTimer};
 use crate::gpu::GpuContext;
 use crate::pipeline::das::DasPlan;
 use crate::pipeline::demodulate::DemodPlan;
@@ -83,6 +84,12 @@ pub struct HfrArgs {
     /// precision.
     #[arg(long)]
     pub tune: bool,
+    /// Also time each batch's stages (the copy from staging, demodulate,
+    /// das, detect) with GPU timestamps where the adapter has them, and
+    /// report their medians: where a batch's GPU time goes. Adds a few
+    /// empty passes per batch, so the headline rate is best taken without.
+    #[arg(long)]
+    pub stages: bool,
     /// Write the results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -127,6 +134,9 @@ pub struct HfrReport {
     /// and the bytes that makes per frame.
     pub samples: String,
     pub upload_bytes_per_frame: usize,
+    /// `--stages`: each stage's median GPU time per batch (empty without
+    /// it, or on an adapter without timestamps).
+    pub stages: Vec<super::report::Stage>,
 }
 
 fn percentile(v: &[f64], q: f64) -> f64 {
@@ -441,6 +451,22 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         .collect::<Result<_, _>>()?;
 
     let upload_times = std::cell::RefCell::new(Vec::new());
+    // `--stages`: timestamps around each stage of a batch, read back
+    // without waiting (a stall would change what is measured).
+    let timer = std::cell::RefCell::new(if args.stages {
+        GpuTimer::new(&ctx, Fallback::Skip)
+    } else {
+        GpuTimer::off()
+    });
+    let mut stage_times: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut collect = |done: Vec<crate::gpu::timing::FrameTimings>| {
+        for (label, t) in done.into_iter().flat_map(|f| f.scopes) {
+            match stage_times.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, v)) => v.push(t),
+                None => stage_times.push((label, vec![t])),
+            }
+        }
+    };
     // One untimed batch compiles every pipeline (lavapipe compiles at the first dispatch).
     let record = |ctx: &GpuContext,
                   slot: &mut Slot,
@@ -479,15 +505,26 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
             slot.chain = Some(SlotChain { demod, das, detect });
         }
         let chain = slot.chain.as_ref().expect("bound above");
-        enc.copy_buffer_to_buffer(&slot.staging, 0, &slot.rf.buffer, 0, bytes_per_batch);
+        let mut timer = timer.borrow_mut();
+        timer.begin_frame(start as u64);
+        timer.scope(ctx, &mut enc, "copy", |enc| {
+            enc.copy_buffer_to_buffer(&slot.staging, 0, &slot.rf.buffer, 0, bytes_per_batch)
+        });
         if let Some(t) = &chain.demod {
-            bf.demodulate.record(&mut enc, t);
+            timer.scope(ctx, &mut enc, "demodulate", |enc| {
+                bf.demodulate.record(enc, t)
+            });
         }
-        bf.das.record(ctx, &mut enc, &geom, &chain.das)?;
-        bf.detect.record(&mut enc, &chain.detect);
+        timer.scope(ctx, &mut enc, "das", |enc| {
+            bf.das.record(ctx, enc, &geom, &chain.das)
+        })?;
+        timer.scope(ctx, &mut enc, "detect", |enc| {
+            bf.detect.record(enc, &chain.detect)
+        });
         if let Some(rb) = &slot.readback {
             enc.copy_buffer_to_buffer(&chain.detect.out.grey, 0, rb, 0, (n_img * 4) as u64);
         }
+        timer.finish(ctx, &mut enc);
         Ok(enc.finish())
     };
     // Map a slot's staging buffer again once its batch is done with it.
@@ -501,10 +538,13 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     };
     let warm = record(&ctx, &mut slots[0], 0)?;
     ctx.queue.submit([warm]);
+    timer.borrow_mut().submitted();
     remap(&slots[0]);
     ctx.wait()?;
     ctx.take_error("hfr: warm-up")?;
     upload_times.borrow_mut().clear();
+    // The warm-up's timings (pipelines compiling) are not the stream's.
+    let _ = timer.borrow_mut().wait(&ctx)?;
 
     let mut latencies = Vec::new();
     let mut frames_done = 0usize;
@@ -521,6 +561,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         ctx.device
             .poll(wgpu::PollType::Poll)
             .map_err(|e| BenchError::gpu(e.to_string()))?;
+        collect(timer.borrow_mut().poll(&ctx)?);
         for s in slots.iter_mut().filter(|s| s.busy) {
             let ready = s.done.load(Ordering::SeqCst)
                 && (s.readback.is_none() || s.mapped.load(Ordering::SeqCst));
@@ -585,6 +626,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         slot.mapped.store(false, Ordering::SeqCst);
         let cmd = record(&ctx, slot, next_frame)?;
         slot.submission = Some(ctx.queue.submit([cmd]));
+        timer.borrow_mut().submitted();
         let done = slot.done.clone();
         ctx.queue
             .on_submitted_work_done(move || done.store(true, Ordering::SeqCst));
@@ -599,6 +641,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     }
     let seconds = start.elapsed().as_secs_f64();
     ctx.take_error("hfr")?;
+    collect(timer.borrow_mut().wait(&ctx)?);
     let acoustic = w.acoustic_time_s() / w.data.frames as f64 * frames_done as f64;
     let report = HfrReport {
         adapter: ctx.info.name.clone(),
@@ -640,6 +683,13 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         }
         .into(),
         upload_bytes_per_frame: frame_bytes(&stream, 0).len(),
+        stages: stage_times
+            .iter()
+            .map(|(stage, v)| super::report::Stage {
+                stage: stage.clone(),
+                median_s: median(v),
+            })
+            .collect(),
     };
     println!(
         "hfr: {} frames in {:.2} s = {:.0} frames/s sustained ({} frames per batch, {} buffers, das {}{}), Mach {:.3}\n     latency upload → {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n     frames dropped: {} ({})\n     host upload: p50 {:.3} ms per batch of {:.1} MB of {} samples ({:.1} GB/s, {} threads)",
@@ -664,6 +714,22 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         report.upload_bytes_per_s / 1e9,
         copy_threads
     );
+    if args.stages {
+        let n = stage_times.first().map(|(_, v)| v.len()).unwrap_or(0);
+        let line: Vec<String> = report
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.3} ms", s.stage, s.median_s * 1e3))
+            .collect();
+        if line.is_empty() {
+            println!("     GPU per batch: not timed (the adapter has no timestamp queries)");
+        } else {
+            println!(
+                "     GPU per batch (timestamps, median of {n}): {}",
+                line.join(", ")
+            );
+        }
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| BenchError::Output(format!("{}: {e}", path.display())))?;
