@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use super::measure::median;
+use super::measure::{label_medians, median};
 use super::workload::{self, SynthShape, Workload};
 use super::{check_output, parse_size, BenchError};
 use crate::acquisition::{PixelGrid, Samples};
@@ -458,15 +458,8 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     } else {
         GpuTimer::off()
     });
-    let mut stage_times: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut collect = |done: Vec<crate::gpu::timing::FrameTimings>| {
-        for (label, t) in done.into_iter().flat_map(|f| f.scopes) {
-            match stage_times.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, v)) => v.push(t),
-                None => stage_times.push((label, vec![t])),
-            }
-        }
-    };
+    // Each timed batch's scopes.
+    let mut batch_stages: Vec<Vec<(String, f64)>> = Vec::new();
     // One untimed batch compiles every pipeline (lavapipe compiles at the first dispatch).
     let record = |ctx: &GpuContext,
                   slot: &mut Slot,
@@ -561,7 +554,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         ctx.device
             .poll(wgpu::PollType::Poll)
             .map_err(|e| BenchError::gpu(e.to_string()))?;
-        collect(timer.borrow_mut().poll(&ctx)?);
+        batch_stages.extend(timer.borrow_mut().poll(&ctx)?.into_iter().map(|f| f.scopes));
         for s in slots.iter_mut().filter(|s| s.busy) {
             let ready = s.done.load(Ordering::SeqCst)
                 && (s.readback.is_none() || s.mapped.load(Ordering::SeqCst));
@@ -641,7 +634,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
     }
     let seconds = start.elapsed().as_secs_f64();
     ctx.take_error("hfr")?;
-    collect(timer.borrow_mut().wait(&ctx)?);
+    batch_stages.extend(timer.borrow_mut().wait(&ctx)?.into_iter().map(|f| f.scopes));
     let acoustic = w.acoustic_time_s() / w.data.frames as f64 * frames_done as f64;
     let report = HfrReport {
         adapter: ctx.info.name.clone(),
@@ -683,12 +676,9 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         }
         .into(),
         upload_bytes_per_frame: frame_bytes(&stream, 0).len(),
-        stages: stage_times
-            .iter()
-            .map(|(stage, v)| super::report::Stage {
-                stage: stage.clone(),
-                median_s: median(v),
-            })
+        stages: label_medians(&batch_stages)
+            .into_iter()
+            .map(|(stage, median_s)| super::report::Stage { stage, median_s })
             .collect(),
     };
     println!(
@@ -715,7 +705,7 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         copy_threads
     );
     if args.stages {
-        let n = stage_times.first().map(|(_, v)| v.len()).unwrap_or(0);
+        let n = batch_stages.len();
         let line: Vec<String> = report
             .stages
             .iter()

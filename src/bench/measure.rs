@@ -461,21 +461,29 @@ pub fn time_stages(
             runs.push(run);
         }
     }
-    let order: Vec<String> = runs
-        .first()
-        .map(|r| r.iter().map(|(l, _)| l.clone()).collect())
-        .unwrap_or_default();
-    let stages = order
-        .iter()
+    Ok((label_medians(&runs), source))
+}
+
+/// The median of each label's time over `runs` (each a list of labelled
+/// times: a run's stages, a batch's scopes), the labels in the order they
+/// first appear.
+pub fn label_medians(runs: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
+    let mut order: Vec<&str> = Vec::new();
+    for (l, _) in runs.iter().flatten() {
+        if !order.contains(&l.as_str()) {
+            order.push(l);
+        }
+    }
+    order
+        .into_iter()
         .map(|l| {
             let v: Vec<f64> = runs
                 .iter()
                 .filter_map(|r| r.iter().find(|(x, _)| x == l).map(|(_, t)| *t))
                 .collect();
-            (l.clone(), median(&v))
+            (l.to_string(), median(&v))
         })
-        .collect();
-    Ok((stages, source))
+        .collect()
 }
 
 /// The GPU image of `p` read back, `[frame][pixel]` complex.
