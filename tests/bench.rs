@@ -160,6 +160,22 @@ fn bench_quick_writes_json_csv_and_plot() {
     ] {
         assert!(stages.contains(&s), "stage {s} missing from {stages:?}");
     }
+    // The chain's das, timed inside one submission (timestamps where the
+    // adapter has them, software ones included), is the kernel timed
+    // alone: lavapipe's late timestamps once put das at 37 µs of 127 ms.
+    let stage_das = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "das")
+        .map(|s| positive(s, "median_s"))
+        .unwrap();
+    let kernel = positive(&v, "median_kernel_s");
+    assert!(
+        stage_das > kernel / 3.0 && stage_das < kernel * 3.0,
+        "das in the chain {stage_das:e} s, alone {kernel:e} s ({})",
+        v["stage_time_source"]
+    );
     let sweeps = v["sweeps"].as_array().unwrap();
     for series in ["pixels", "channels", "waves", "frames"] {
         assert!(

@@ -326,16 +326,13 @@ pub fn time_stages(
     let mut source = TimeSource::Wall;
     for r in 0..repeat + 1 {
         let mut host: Vec<(String, f64)> = Vec::new();
-        // Software adapters get the host clock around each stage submitted
-        // alone, as BENCHMARKS.md's lavapipe tables were measured. (Their
-        // timestamps inside one submission read das 37 µs and detect 117 ms
-        // until the timer followed each marker with a second one: lavapipe
-        // takes a timestamp when the next flushing command runs.)
-        let mut timer = if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            GpuTimer::wall_clock()
-        } else {
-            GpuTimer::new(ctx, Fallback::Stall)
-        };
+        // Timestamps wherever the adapter has them, software ones included
+        // since the timer follows each marker with a second on CPU adapters
+        // (lavapipe takes a timestamp when the next flushing command runs;
+        // before that, das read 37 µs and detect 117 ms here, and the
+        // lavapipe tables in BENCHMARKS.md up to 2026-11-30 were measured
+        // on the host clock around each stage submitted alone).
+        let mut timer = GpuTimer::new(ctx, Fallback::Stall);
         timer.begin_frame(r as u64);
         // Upload: the host writes into a mapped staging buffer, the GPU copies.
         let t = Instant::now();
