@@ -305,3 +305,96 @@ fn linear_probe_option_renders() {
         "cortex at row {row} not brighter than the tissue above"
     );
 }
+
+/// The approach's points are checked like its numbers: a NaN or an infinity
+/// (which pass every comparison after and make the needle vanish) and a
+/// list of the wrong length (toml drops a fixed-size array's extra entries
+/// unseen) are errors on their own line naming the field and the length.
+#[test]
+fn non_finite_or_wrong_length_points_are_errors() {
+    for field in ["target", "entry"] {
+        for value in [
+            "[nan, 0, 0]",
+            "[10, inf, -20]",
+            "[10, 0, -inf]",
+            "[10, 0]",
+            "[10, 0, -20, 4]",
+            "[]",
+        ] {
+            let to = format!("{field} = {value}");
+            let text = base().replace("avoid_margin = 5", &format!("avoid_margin = 5\n{to}"));
+            // Not `unwrap_err`: its message would be the whole scene.
+            let Err(e) = parse(&text) else {
+                panic!("{to}: accepted")
+            };
+            let at = format!("test.toml:{}:", line_of(&text, &to));
+            assert!(
+                e.contains(&at)
+                    && e.contains(&format!("approach.{field} is "))
+                    && e.contains("expected [x, y, z], 3 finite numbers"),
+                "{to}: {e}"
+            );
+        }
+    }
+}
+
+/// A phantom scene given where a hip scene goes, and the other way round,
+/// says which kind the file is and which kind is wanted (not serde's
+/// "unknown field `acquisition`"), from the library and the command line.
+#[test]
+fn a_scene_of_the_other_kind_says_so() {
+    let phantom = scenes_dir().join("phantom-picmus.toml");
+    let e = Scene::load(&phantom).unwrap_err().to_string();
+    assert!(
+        e.contains("phantom-picmus.toml is a phantom scene (it has [transmit])")
+            && e.contains("take a hip scene such as scenes/hip-anterior-longitudinal.toml"),
+        "{e}"
+    );
+    let hip = scenes_dir().join("hip-anterior-longitudinal.toml");
+    let e = sonoguide::sim::phantom::PhantomScene::load(&hip)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hip-anterior-longitudinal.toml is a hip scene (it has [anatomy])")
+            && e.contains("simulate and metrics take a phantom scene"),
+        "{e}"
+    );
+    // A hip scene with a stray phantom section is a hip scene with an
+    // unknown field, reported as one at its line.
+    let text = base() + "\n[acquisition]\ndepth = 50\n";
+    let e = parse(&text).unwrap_err();
+    assert!(
+        e.contains(&format!("test.toml:{}:", line_of(&text, "[acquisition]")))
+            && e.contains("unknown field `acquisition`"),
+        "{e}"
+    );
+    // The commands fail before they start a GPU: no adapter needed.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&[
+        "render".as_ref(),
+        phantom.as_os_str(),
+        "--frames".as_ref(),
+        "1".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("is a phantom scene"), "{err}");
+    let (ok, err) = run(&[
+        "simulate".as_ref(),
+        hip.as_os_str(),
+        "--out".as_ref(),
+        dir.path().join("x.uff").as_os_str(),
+    ]);
+    assert!(!ok && err.contains("is a hip scene"), "{err}");
+}

@@ -25,6 +25,10 @@ use pose::{Pose, PoseSample, Tremor};
 
 pub type SceneError = crate::io::toml_file::TomlFileError;
 
+/// The sections only a hip scene has (both kinds have `[scene]` and
+/// `[probe]`): how a phantom scene's reader tells a hip scene given to it.
+pub const SECTIONS: [&str; 4] = ["anatomy", "needle", "approach", "trajectory"];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SceneFile {
@@ -130,11 +134,13 @@ pub struct ApproachSection {
     /// "anterior-longitudinal" or "anterolateral".
     pub kind: Spanned<String>,
     /// Needle entry on the skin, patient frame (mm); default from the approach.
+    /// A list, not `[f64; 3]`: toml drops a fixed-size array's extra entries
+    /// unseen, so the length is checked in [`Scene::parse`].
     #[serde(default)]
-    pub entry: Option<Spanned<[f64; 3]>>,
+    pub entry: Option<Spanned<Vec<f64>>>,
     /// Needle target, patient frame (mm); default from the approach.
     #[serde(default)]
-    pub target: Option<Spanned<[f64; 3]>>,
+    pub target: Option<Spanned<Vec<f64>>>,
     /// Structures the path must keep away from, and by how much (mm).
     #[serde(default)]
     pub avoid: Vec<String>,
@@ -261,7 +267,20 @@ impl Scene {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scene, SceneError> {
-        let file: SceneFile = crate::io::toml_file::parse(text, path)?;
+        let file: SceneFile = crate::io::toml_file::parse(text, path).map_err(|e| {
+            // A phantom scene fails on its first section as an unknown
+            // field, which does not say that the file is of the wrong kind.
+            match crate::io::toml_file::other_kind(text, &SECTIONS, &crate::sim::phantom::SECTIONS)
+            {
+                Some(section) => SceneError::WrongKind {
+                    file: path.to_path_buf(),
+                    found: "phantom",
+                    section,
+                    wanted: "view, render, run, serve-images and replay take a hip scene such as scenes/hip-anterior-longitudinal.toml",
+                },
+                None => e,
+            }
+        })?;
         let bad = |span: Range<usize>, message: String| {
             crate::io::toml_file::invalid(path, text, span, message)
         };
@@ -281,6 +300,18 @@ impl Scene {
         };
         let positive = |v: &Spanned<f64>, what: &str| {
             within(v, what, f64::MIN_POSITIVE, f64::MAX, "a positive number")
+        };
+        // A point of the patient frame, mm to m. Every coordinate finite: a
+        // NaN passes every comparison below and the needle vanishes.
+        let position = |v: &Spanned<Vec<f64>>, what: &str| match v.get_ref().as_slice() {
+            &[x, y, z] if [x, y, z].iter().all(|c| c.is_finite()) => Ok(DVec3::new(x, y, z) * 1e-3),
+            p => Err(bad(
+                v.span(),
+                format!(
+                    "{what} is {}: expected [x, y, z], 3 finite numbers (mm)",
+                    crate::io::toml_file::list(p)
+                ),
+            )),
         };
         let c = positive(&p.sound_speed, "probe.sound_speed (m/s)")?;
         let fc = positive(&p.center_frequency, "probe.center_frequency (MHz)")? * 1e6;
@@ -389,9 +420,14 @@ impl Scene {
         let hip = Hip::new(file.anatomy.effusion);
         let (probe_to_reference, default_entry, default_target) =
             place(&hip, approach, &acquisition.probe);
-        let mm = |v: &Spanned<[f64; 3]>| DVec3::from_array(*v.get_ref()) * 1e-3;
-        let entry = ap.entry.as_ref().map(mm).unwrap_or(default_entry);
-        let target = ap.target.as_ref().map(mm).unwrap_or(default_target);
+        let entry = match &ap.entry {
+            Some(v) => position(v, "approach.entry")?,
+            None => default_entry,
+        };
+        let target = match &ap.target {
+            Some(v) => position(v, "approach.target")?,
+            None => default_target,
+        };
         let target_span = ap
             .target
             .as_ref()

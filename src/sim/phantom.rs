@@ -43,6 +43,20 @@ use crate::acquisition::{Acquisition, PixelGrid, Probe, ProbeKind, Wave, Wavefro
 
 pub type PhantomError = crate::io::toml_file::TomlFileError;
 
+/// The sections only a phantom scene has (both kinds have `[scene]` and
+/// `[probe]`): how a hip scene's reader tells a phantom scene given to it.
+pub const SECTIONS: [&str; 9] = [
+    "pulse",
+    "transmit",
+    "acquisition",
+    "medium",
+    "noise",
+    "image",
+    "speckle",
+    "inclusion",
+    "point",
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -154,22 +168,25 @@ struct NoiseSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImageSection {
-    x: Option<Spanned<[f64; 2]>>,
-    z: Option<Spanned<[f64; 2]>>,
-    radius: Option<Spanned<[f64; 2]>>,
-    angle: Option<Spanned<[f64; 2]>>,
+    // Lists, not `[f64; 2]`: toml drops a fixed-size array's extra entries
+    // unseen, so `parse` checks the lengths (and names the field).
+    x: Option<Spanned<Vec<f64>>>,
+    z: Option<Spanned<Vec<f64>>>,
+    radius: Option<Spanned<Vec<f64>>>,
+    angle: Option<Spanned<Vec<f64>>>,
     /// [columns, rows].
-    pixels: Spanned<[i64; 2]>,
+    pixels: Spanned<Vec<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpeckleSection {
-    x: Option<Spanned<[f64; 2]>>,
-    z: Option<Spanned<[f64; 2]>>,
-    radius: Option<Spanned<[f64; 2]>>,
-    angle: Option<Spanned<[f64; 2]>>,
-    y: Option<Spanned<[f64; 2]>>,
+    // Lists, as in `ImageSection`.
+    x: Option<Spanned<Vec<f64>>>,
+    z: Option<Spanned<Vec<f64>>>,
+    radius: Option<Spanned<Vec<f64>>>,
+    angle: Option<Spanned<Vec<f64>>>,
+    y: Option<Spanned<Vec<f64>>>,
     density: Option<Spanned<f64>>,
     count: Option<Spanned<i64>>,
     amplitude: Option<Spanned<f64>>,
@@ -178,7 +195,8 @@ struct SpeckleSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InclusionSection {
-    center: Spanned<[f64; 2]>,
+    /// [x, z]; a list, as in `ImageSection`.
+    center: Spanned<Vec<f64>>,
     radius: Spanned<f64>,
     gain: Spanned<f64>,
 }
@@ -427,7 +445,20 @@ impl PhantomScene {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<PhantomScene, PhantomError> {
-        let file: File = crate::io::toml_file::parse(text, path)?;
+        let file: File = crate::io::toml_file::parse(text, path).map_err(|e| {
+            // A hip scene fails on its first section as an unknown field,
+            // which does not say that the file is of the wrong kind.
+            match crate::io::toml_file::other_kind(text, &SECTIONS, &crate::scene::SECTIONS) {
+                Some(section) => PhantomError::WrongKind {
+                    file: path.to_path_buf(),
+                    found: "hip",
+                    section,
+                    wanted: "simulate and metrics take a phantom scene such as scenes/phantom-picmus.toml",
+                },
+                None => e,
+            }
+        })?;
+        let list = crate::io::toml_file::list::<f64>;
         let bad = |span: Range<usize>, message: String| {
             crate::io::toml_file::invalid(path, text, span, message)
         };
@@ -453,23 +484,24 @@ impl PhantomScene {
                 ))
             }
         };
-        let range = |v: &Spanned<[f64; 2]>, what: &str| -> Result<(f64, f64), PhantomError> {
-            let [a, b] = *v.get_ref();
-            if a.is_finite() && b.is_finite() && a < b {
-                Ok((a * 1e-3, b * 1e-3))
-            } else {
-                Err(bad(
+        let range = |v: &Spanned<Vec<f64>>, what: &str| -> Result<(f64, f64), PhantomError> {
+            match *v.get_ref().as_slice() {
+                [a, b] if a.is_finite() && b.is_finite() && a < b => Ok((a * 1e-3, b * 1e-3)),
+                ref p => Err(bad(
                     v.span(),
-                    format!("{what} is [{a}, {b}]: expected [low, high] with low < high (mm)"),
-                ))
+                    format!(
+                        "{what} is {}: expected 2 numbers [low, high] with low < high (mm)",
+                        list(p)
+                    ),
+                )),
             }
         };
-        let degrees = |v: &Spanned<[f64; 2]>, what: &str| -> Result<(f64, f64), PhantomError> {
-            let [a, b] = *v.get_ref();
-            if a.is_finite() && b.is_finite() && a < b && a > -180.0 && b < 180.0 {
-                Ok((a.to_radians(), b.to_radians()))
-            } else {
-                Err(bad(v.span(), format!("{what} is [{a}, {b}]: expected [low, high] degrees from +z, low < high, within ±180")))
+        let degrees = |v: &Spanned<Vec<f64>>, what: &str| -> Result<(f64, f64), PhantomError> {
+            match *v.get_ref().as_slice() {
+                [a, b] if a.is_finite() && b.is_finite() && a < b && a > -180.0 && b < 180.0 => {
+                    Ok((a.to_radians(), b.to_radians()))
+                }
+                ref p => Err(bad(v.span(), format!("{what} is {}: expected 2 numbers [low, high], degrees from +z, low < high, within ±180", list(p)))),
             }
         };
         let s = &file.scene;
@@ -960,13 +992,18 @@ impl PhantomScene {
         }
         for inc in &file.inclusion {
             let i = inc.get_ref();
-            let [x, z] = *i.center.get_ref();
-            if !x.is_finite() || !z.is_finite() {
-                return Err(bad(
-                    i.center.span(),
-                    "inclusion.center: expected finite [x, z] (mm)".into(),
-                ));
-            }
+            let (x, z) = match *i.center.get_ref().as_slice() {
+                [x, z] if x.is_finite() && z.is_finite() => (x, z),
+                ref p => {
+                    return Err(bad(
+                        i.center.span(),
+                        format!(
+                            "inclusion.center is {}: expected [x, z], 2 finite numbers (mm)",
+                            list(p)
+                        ),
+                    ))
+                }
+            };
             let gain = *i.gain.get_ref();
             if !(gain.is_finite() && gain >= 0.0) {
                 return Err(bad(
@@ -992,14 +1029,17 @@ impl PhantomScene {
                     _ => {
                         return Err(bad(
                             p.positions.span(),
-                            format!("point.positions: {v:?} is not [x, z] or [x, y, z] (mm)"),
+                            format!(
+                                "point.positions: {} is not [x, z] or [x, y, z] (mm)",
+                                list(v)
+                            ),
                         ))
                     }
                 };
                 if !q.is_finite() {
                     return Err(bad(
                         p.positions.span(),
-                        format!("point.positions: {v:?} is not finite"),
+                        format!("point.positions: {} is not finite", list(v)),
                     ));
                 }
                 positions.push(q * 1e-3);
@@ -1034,10 +1074,12 @@ impl PhantomScene {
             None => None,
             Some(im) => {
                 let i = im.get_ref();
-                let [cols, rows] = *i.pixels.get_ref();
-                if !(1..=8192).contains(&cols) || !(1..=8192).contains(&rows) {
-                    return Err(bad(i.pixels.span(), format!("image.pixels is [{cols}, {rows}]: expected [columns, rows], each 1 to 8192")));
-                }
+                let (cols, rows) = match *i.pixels.get_ref().as_slice() {
+                    [cols, rows] if (1..=8192).contains(&cols) && (1..=8192).contains(&rows) => {
+                        (cols, rows)
+                    }
+                    ref p => return Err(bad(i.pixels.span(), format!("image.pixels is {}: expected 2 numbers [columns, rows], each 1 to 8192", crate::io::toml_file::list(p)))),
+                };
                 Some(match (&i.x, &i.z, &i.radius, &i.angle) {
                     (Some(x), Some(z), None, None) => PixelGrid::Cartesian { x: range(x, "image.x")?, z: range(z, "image.z")?, nx: cols as usize, nz: rows as usize },
                     (None, None, Some(r), Some(a)) => {
@@ -1083,4 +1125,100 @@ pub fn samples_for_depth(acq: &Acquisition, depth: f64) -> usize {
     (((t_end - acq.initial_time) * acq.sampling_frequency)
         .ceil()
         .max(2.0)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PICMUS: &str = include_str!("../../scenes/phantom-picmus.toml");
+
+    fn parse_err(text: &str) -> String {
+        match PhantomScene::parse(text, Path::new("test.toml")) {
+            Ok(_) => panic!("accepted a bad scene"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Every fixed-length list names its field and its length when it has
+    /// another (toml drops a fixed-size array's extra entries unseen), at its
+    /// own line; the non-finite ones too.
+    #[test]
+    fn lists_of_the_wrong_length_or_not_finite_are_errors() {
+        PhantomScene::parse(PICMUS, Path::new("test.toml")).unwrap();
+        for (from, to, expected) in [
+            (
+                "x = [-18, 18]\nz = [5, 48]\ny",
+                "x = [-10, 10, 3]\nz = [5, 48]\ny",
+                "speckle.x is [-10, 10, 3]: expected 2 numbers",
+            ),
+            (
+                "z = [5, 48]\ny = [-1, 1]",
+                "z = [5, 48]\ny = [-1]",
+                "speckle.y is [-1]: expected 2 numbers",
+            ),
+            (
+                "z = [5, 48]\ny = [-1, 1]",
+                "z = [5, 48]\ny = [-1, nan]",
+                "speckle.y is [-1, NaN]: expected 2 numbers",
+            ),
+            (
+                "center = [-9, 17]",
+                "center = [-9, 17, 3, 4]",
+                "inclusion.center is [-9, 17, 3, 4]: expected [x, z], 2 finite numbers",
+            ),
+            (
+                "center = [-9, 17]",
+                "center = [-9, inf]",
+                "inclusion.center is [-9, inf]: expected [x, z], 2 finite numbers",
+            ),
+            (
+                "x = [-18, 18]\nz = [5, 48]\npixels",
+                "x = [-18, 18, 20]\nz = [5, 48]\npixels",
+                "image.x is [-18, 18, 20]: expected 2 numbers",
+            ),
+            (
+                "pixels = [361, 431]",
+                "pixels = [361, 431, 3]",
+                "image.pixels is [361, 431, 3]: expected 2 numbers",
+            ),
+            (
+                "positions = [[0, 9], ",
+                "positions = [[0, 9, 1, 2], ",
+                "point.positions: [0, 9, 1, 2] is not [x, z] or [x, y, z]",
+            ),
+            (
+                "pixels = [361, 431]",
+                "pixels = [361]",
+                "image.pixels is [361]: expected 2 numbers",
+            ),
+        ] {
+            let text = PICMUS.replacen(from, to, 1);
+            assert_ne!(text, PICMUS, "{from} not in the scene");
+            let e = parse_err(&text);
+            let changed = to.lines().find(|l| !from.contains(*l)).unwrap();
+            let line = text.lines().position(|l| l.starts_with(changed)).unwrap() + 1;
+            assert!(
+                e.contains(&format!("test.toml:{line}:")) && e.contains(expected),
+                "{to}: {e}"
+            );
+        }
+        // Sector regions and polar images (the convex scene) too.
+        let convex = include_str!("../../scenes/phantom-convex-cyst.toml");
+        let e = parse_err(&convex.replacen("angle = [", "angle = [0, ", 1));
+        assert!(
+            e.contains("speckle.angle is [0, ") && e.contains("expected 2 numbers"),
+            "{e}"
+        );
+        let e = parse_err(&convex.replacen("radius = [", "radius = [1, ", 1));
+        assert!(
+            e.contains("speckle.radius is [1, ") && e.contains("expected 2 numbers"),
+            "{e}"
+        );
+        let e = parse_err(&convex.replacen("angle = [-37, 37]", "angle = [-37, 37, 1]", 1));
+        assert!(
+            e.contains("image.angle is [-37, 37, 1]: expected 2 numbers"),
+            "{e}"
+        );
+    }
 }
