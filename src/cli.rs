@@ -360,9 +360,27 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         .map(|f| crate::render::window::Fault::parse(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
+    // The headless frame is read back whole: its size against the adapter's
+    // largest buffer, before any work.
+    let fits = |ctx: &GpuContext| -> Result<(), CliError> {
+        let bytes = size.0 as u64 * size.1 as u64 * 4;
+        // (It passes through a storage binding, the tighter limit.)
+        let limits = ctx.device.limits();
+        let max = limits
+            .max_buffer_size
+            .min(limits.max_storage_buffer_binding_size);
+        if bytes > max {
+            return Err(fail(format!(
+                "--size {}: a {}x{} frame is {bytes} bytes to read back, over this adapter's largest buffer ({max} bytes); give a smaller --size",
+                args.size, size.0, size.1
+            )));
+        }
+        Ok(())
+    };
     let headless = |png: &Path| -> Result<(), CliError> {
         let ctx = GpuContext::new(backend)?;
         eprintln!("{}", ctx.describe());
+        fits(&ctx)?;
         let (d, images) =
             crate::render::render_headless(&ctx, &args.scene, preset, size, png, args.wall_clock)
                 .map_err(fail)?;
@@ -410,6 +428,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         );
     };
     if let Some(png) = &args.headless {
+        check_outputs(&[("scene", &args.scene)], &[("--headless", png)])?;
         if args.frames == 0 {
             return headless(png);
         }
@@ -418,6 +437,7 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         }
         let ctx = GpuContext::new(backend)?;
         eprintln!("{}", ctx.describe());
+        fits(&ctx)?;
         let s = crate::render::run_headless(
             &ctx,
             &args.scene,
@@ -618,12 +638,18 @@ pub fn read_pixels(path: &Path) -> Result<PixelGrid, CliError> {
         )))
         }
     };
-    let v = arr.to_f64().map_err(|e| {
-        fail(format!(
-            "--pixels {}: {e}; expected float32 or float64",
-            path.display()
-        ))
-    })?;
+    // Integers (or complex numbers) are no positions in metres: refused by
+    // type, not converted.
+    if !matches!(arr.dtype, io::npy::NpyDtype::F32 | io::npy::NpyDtype::F64) {
+        return Err(fail(format!(
+            "--pixels {}: dtype {:?}: expected float32 or float64 positions in metres",
+            path.display(),
+            arr.dtype
+        )));
+    }
+    let v = arr
+        .to_f64()
+        .map_err(|e| fail(format!("--pixels {}: {e}", path.display())))?;
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(fail(format!(
             "--pixels {}: value {i} is {}, expected finite positions in metres",
@@ -645,7 +671,7 @@ fn parse_settings(
             Ok(f) if f.is_finite() && f > 0.0 => FNumber::Fixed(f),
             _ => {
                 return Err(fail(format!(
-                    "--fnumber `{s}`: expected a positive number, `auto` or `full`"
+                    "--fnumber `{s}`: expected a positive number, `auto`, or `full` (also 0) for the whole aperture"
                 )))
             }
         },
@@ -770,6 +796,16 @@ fn select(args: &BeamformArgs, data: &mut ChannelData) -> Result<(), CliError> {
                     args.waves
                 ))
             })?;
+        if let Some(w) = keep
+            .iter()
+            .enumerate()
+            .find(|(i, w)| keep[..*i].contains(w))
+        {
+            return Err(fail(format!(
+                "--waves `{}`: wave {} is named twice; each wave may be compounded once",
+                args.waves, w.1
+            )));
+        }
         data.select_waves(&keep)?;
     }
     Ok(())
@@ -788,30 +824,31 @@ pub fn polar_of(grid: &PixelGrid, data: &ChannelData) -> Option<PixelGrid> {
     }
 }
 
+/// Every output of a command checked before any work: writable where it
+/// is named, and neither an input nor another output.
+pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<(), CliError> {
+    for (flag, p) in outputs {
+        io::output::check_output(p).map_err(|e| fail(format!("{flag}: {e}")))?;
+    }
+    io::output::check_distinct(inputs, outputs).map_err(fail)
+}
+
 fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> {
+    if args.repeat == 0 {
+        return Err(fail("--repeat 0: expected at least one run"));
+    }
     let (das, detect, demod) = parse_settings(args)?;
     // Check every output path before any work, so that nothing is half done.
-    for p in [
-        &args.save_npy,
-        &args.save_envelope,
-        &args.save_bmode,
-        &args.png,
+    let outputs: Vec<(&str, &Path)> = [
+        ("--save-npy", &args.save_npy),
+        ("--save-envelope", &args.save_envelope),
+        ("--save-bmode", &args.save_bmode),
+        ("--png", &args.png),
     ]
     .into_iter()
-    .flatten()
-    {
-        let dir = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(fail(format!(
-                "{}: the directory {} does not exist",
-                p.display(),
-                dir.display()
-            )));
-        }
-    }
+    .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+    .collect();
+    check_outputs(&[("input", &args.input)], &outputs)?;
     let mut data = load(&args.input)?;
     select(args, &mut data)?;
     let grid = pixel_grid(args, &data)?;
@@ -904,6 +941,14 @@ fn render(
             "--height {height}: expected 16 to 4096 pixels"
         )));
     }
+    // The settings the renderer checks, checked before the output folder
+    // is made, so that a refused run leaves nothing behind.
+    crate::pipeline::DetectSettings {
+        dynamic_range_db: dynamic_range,
+        ..Default::default()
+    }
+    .params(1)
+    .map_err(|e| fail(e.to_string()))?;
     let scene = crate::scene::Scene::load(scene)?;
     std::fs::create_dir_all(out).map_err(|e| {
         fail(format!(
@@ -929,10 +974,7 @@ fn render(
 }
 
 fn adapters(backend: Option<&str>) -> Result<(), CliError> {
-    let backends = match backend {
-        Some(b) => crate::gpu::parse_backends(b)?,
-        None => wgpu::Backends::all(),
-    };
+    let backends = crate::gpu::backends_to_search(backend)?;
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
     let instance = wgpu::Instance::new(desc);
@@ -951,6 +993,7 @@ fn adapters(backend: Option<&str>) -> Result<(), CliError> {
 /// The built-in demo: a linear array, three plane waves, point targets and
 /// speckle with a cyst, beamformed on the GPU.
 fn demo(png: &Path, backend: Option<&str>) -> Result<(), CliError> {
+    check_outputs(&[], &[("--png", png)])?;
     use crate::acquisition::{Acquisition, Probe, Wave, Wavefront};
     let probe = Probe::linear(128, 0.3e-3, 0.27e-3, 5e-3);
     let c = 1540.0;

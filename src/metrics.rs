@@ -88,6 +88,13 @@ impl EnvelopeImage {
         if let Some(i) = envelope.iter().position(|v| !v.is_finite() || *v < 0.0) {
             return Err(MetricsError::BadEnvelope(i));
         }
+        // Every level is relative to the peak: with none, each would be
+        // -inf dB, and widths and contrasts numbers of nothing.
+        if envelope.iter().all(|v| *v == 0.0) {
+            return Err(MetricsError::Invalid(
+                "the envelope is zero everywhere: nothing to measure (was the right frame or file given?)".into(),
+            ));
+        }
         if let Some(i) = positions
             .iter()
             .position(|p| !p[0].is_finite() || !p[1].is_finite())
@@ -530,10 +537,15 @@ pub fn run(a: &MetricsArgs, backend: Option<&str>) -> Result<(), CliError> {
             .map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
         let per = grid.len();
         let frames = v.len() / per.max(1);
-        if v.len() != frames * per || frames == 0 {
+        let shape_ok = match arr.shape.as_slice() {
+            [r, c] | [_, r, c] => (*r, *c) == (grid.rows(), grid.cols()),
+            _ => false,
+        };
+        if !shape_ok || v.len() != frames * per || frames == 0 {
             return Err(fail(format!(
-                "{}: {} values is not a whole number of {} × {} images",
+                "{}: shape {:?} ({} values): expected [rows, cols] or [frames, rows, cols] with {} × {} images",
                 a.input.display(),
+                arr.shape,
                 v.len(),
                 grid.rows(),
                 grid.cols()

@@ -397,6 +397,106 @@ fn bad_options_and_missing_files_are_refused() {
     assert!(stderr(&o).contains("/nonexistent-dir"), "{}", stderr(&o));
 }
 
+/// Outputs that would overwrite the input or each other, or that name a
+/// directory, are refused before any work, with nothing written; a link is
+/// written through and a device written into, not replaced.
+#[test]
+fn outputs_never_replace_what_they_should_not() {
+    let d = tmp();
+    let input = d.path().join("ok.mat");
+    write_mat(&input, &must_vars(|_| {})).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    // The input as an output (under another spelling of its path).
+    let same = d.path().join(".").join("ok.mat");
+    expect_failure(
+        d.path(),
+        &input,
+        &["--save-envelope", path_str(&same)],
+        &["--save-envelope", "is the input"],
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    // Two outputs into one file.
+    let twice = d.path().join("twice.npy");
+    expect_failure(
+        d.path(),
+        &input,
+        &[
+            "--save-envelope",
+            path_str(&twice),
+            "--save-bmode",
+            path_str(&twice),
+        ],
+        &["--save-bmode and --save-envelope are the same file"],
+    );
+    // An output that is a directory: refused before the others are written.
+    let dir_out = d.path().join("a_dir");
+    std::fs::create_dir(&dir_out).unwrap();
+    let env = d.path().join("env.npy");
+    expect_failure(
+        d.path(),
+        &input,
+        &[
+            "--save-envelope",
+            path_str(&env),
+            "--save-bmode",
+            path_str(&dir_out),
+        ],
+        &["--save-bmode", "is a directory"],
+    );
+    assert!(!env.exists(), "an output written before the refusal");
+    // Bad selections.
+    expect_failure(d.path(), &input, &["--waves", "0,0"], &["named twice"]);
+    expect_failure(d.path(), &input, &["--repeat", "0"], &["--repeat 0"]);
+    let ints = d.path().join("ints.npy");
+    npy::write_npy(
+        &ints,
+        &npy::NpyArray {
+            shape: vec![1, 2, 2],
+            dtype: npy::NpyDtype::I32,
+            fortran_order: false,
+            data: [0i32, 10, 0, 20]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        },
+    )
+    .unwrap();
+    expect_failure(
+        d.path(),
+        &input,
+        &["--pixels", path_str(&ints)],
+        &["ints.npy", "expected float32 or float64"],
+    );
+    if common::gpu().is_none() {
+        return;
+    }
+    // Through a link to the file it names; into a device without replacing it.
+    #[cfg(unix)]
+    {
+        let target = d.path().join("target.png");
+        std::fs::write(&target, "old").unwrap();
+        let link = d.path().join("link.png");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let o = sonoguide(&[
+            "beamform",
+            path_str(&input),
+            "--grid",
+            "-0.005:0.005:8,0.005:0.02:8",
+            "--png",
+            path_str(&link),
+            "--save-bmode",
+            "/dev/null",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::read(&target).unwrap().starts_with(b"\x89PNG"));
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    }
+}
+
 #[test]
 fn no_adapter_names_the_package_to_install() {
     // Vulkan only, with the loader pointed at a driver that does not exist.

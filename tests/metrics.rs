@@ -271,6 +271,34 @@ fn cli_metrics_on_an_envelope_file() {
         (lat - gaussian_fwhm(0.3e-3)).abs() / gaussian_fwhm(0.3e-3) < 0.02,
         "{lat}"
     );
+    // An envelope of zeros, and one of another shape, are refused.
+    let odd = [
+        ("zero.npy", vec![1, 101, 101], "zero everywhere"),
+        ("four_d.npy", vec![1, 1, 101, 101], "expected [rows, cols]"),
+        ("wrong.npy", vec![101, 101, 1], "expected [rows, cols]"),
+    ];
+    for (name, shape, want) in odd {
+        let p = dir.path().join(name);
+        let values = if name == "zero.npy" {
+            vec![0.0f32; env.len()]
+        } else {
+            env.clone()
+        };
+        sonoguide::io::npy::write_npy_f32(&p, &shape, &values).unwrap();
+        let o = sonoguide(&[
+            "metrics",
+            p.to_str().unwrap(),
+            "--grid",
+            "-0.005:0.005:101,0.01:0.02:101",
+            "--point",
+            "0,0.015",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code() == Some(2) && err.contains(want),
+            "{name}: {err}"
+        );
+    }
     // Bad input: no targets, a point outside, a malformed cyst, no grid.
     let o = sonoguide(&[
         "metrics",

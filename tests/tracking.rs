@@ -485,6 +485,72 @@ fn cli_errors_name_what_is_wrong() {
     let port = taken.local_addr().unwrap().port().to_string();
     let e = run(&["serve-images", "--port", &port]);
     assert!(e.contains("cannot listen") && e.contains(&port), "{e}");
+    // The hint names the flag that set the port or the address, in the
+    // command at hand (`run` has no --port).
+    assert!(e.contains("choose another with --port"), "{e}");
+    let e = run(&["run", "--serve-port", &port]);
+    assert!(e.contains("choose another with --serve-port"), "{e}");
+    let e = run(&["run", "--bind", "notanip", "--serve-port", &port]);
+    assert!(
+        e.contains("notanip") && e.contains("with --bind") && !e.contains("--port"),
+        "{e}"
+    );
+    // A recording that is not there is a wrong path, not a wrong kind of
+    // source.
+    let missing = dir.path().join("nonexist.mha");
+    let e = run(&["run", "--tracking", missing.to_str().unwrap()]);
+    assert!(
+        e.contains("nonexist.mha")
+            && e.contains("no such recording")
+            && !e.contains("expected igtl://"),
+        "{e}"
+    );
+    // --check cannot compare frames of another size than the recording's:
+    // refused, naming both sizes, before the GPU starts.
+    let small = dir.path().join("small.mha");
+    let mut rec = Recording::new(&small, 3, 2, Some([0.5, 0.25]));
+    rec.frames.push(sonoguide::io::metafile::RecordedFrame {
+        timestamp: 1.0,
+        transforms: ["ProbeToReference", "NeedleToReference"]
+            .map(|n| sonoguide::io::metafile::FrameTransform::new(n, &Pose::IDENTITY, true))
+            .to_vec(),
+        fields: vec![],
+        image: Some(vec![0; 6]),
+    });
+    rec.write(&small).unwrap();
+    let e = run(&[
+        "replay",
+        small.to_str().unwrap(),
+        "--check",
+        "--height",
+        "100",
+    ]);
+    assert!(
+        e.contains("--check") && e.contains("are 3×2 px") && e.contains("--height 100"),
+        "{e}"
+    );
+    // Recording over the recording being replayed would lose it.
+    let before = std::fs::read(&small).unwrap();
+    let again = dir.path().join(".").join("small.mha");
+    let e = run(&[
+        "replay",
+        small.to_str().unwrap(),
+        "--record",
+        again.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("--record") && e.contains("is the recording replayed"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&small).unwrap(), before);
+    let e = run(&[
+        "run",
+        "--tracking",
+        small.to_str().unwrap(),
+        "--record",
+        small.to_str().unwrap(),
+    ]);
+    assert!(e.contains("is the --tracking recording"), "{e}");
     let e = run(&["run", "--probe-transform", "Probe To Reference"]);
     assert!(
         e.contains("--probe-transform") && e.contains("device name"),
@@ -501,6 +567,168 @@ fn cli_errors_name_what_is_wrong() {
         e.contains("--duration NaN") && e.contains("positive"),
         "{e}"
     );
+}
+
+#[test]
+fn the_client_limit_holds_under_a_burst_of_connections() {
+    let config = EndpointConfig::default();
+    let limit = config.max_clients;
+    let ep = Endpoint::start(Mode::Server("127.0.0.1:0".into()), config, Pose::IDENTITY).unwrap();
+    let addr = ep.local_addr.unwrap();
+    // 30 connections at once: all wait in the listen backlog, and the
+    // accept loop takes them in one burst, faster than threads start.
+    let n = 30;
+    let mut streams: Vec<TcpStream> = (0..n).map(|_| connect(addr)).collect();
+    assert!(
+        wait_for(5.0, || {
+            let s = ep.stats();
+            s.peers as u64 + s.rejected == n as u64
+        }),
+        "{:?}",
+        ep.stats()
+    );
+    assert_eq!(ep.stats().peers, limit, "{:?}", ep.stats());
+    // The served ones get the next IMAGE; the others were closed.
+    ep.publish(Message {
+        kind: "IMAGE".into(),
+        device: "Image_Reference".into(),
+        timestamp: 1.0,
+        metadata: vec![],
+        content: Content::Image(Image {
+            size: [2, 1, 1],
+            ijk_to_world: Pose::IDENTITY.to_matrix_mm(),
+            pixels: vec![1, 2],
+        }),
+    });
+    let mut served = 0;
+    for s in &mut streams {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut h = [0u8; HEADER_SIZE];
+        match s.read_exact(&mut h) {
+            Ok(()) => served += 1,
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a connection neither served nor closed: {e}"
+            ),
+        }
+    }
+    assert_eq!(served, limit, "{:?}", ep.stats());
+    assert_eq!(ep.stats().rejected, (n - limit) as u64);
+}
+
+/// Wait for `child` at most `secs`, then kill it (a test that hangs is
+/// a failure, not a stuck CI).
+fn wait_child(child: &mut std::process::Child, secs: f64) -> std::process::ExitStatus {
+    if !wait_for(secs, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+        panic!("sonoguide did not end within {secs} s");
+    }
+    child.wait().unwrap()
+}
+
+fn frames_written(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_the_run_and_keep_the_recording() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scene = light_scene(dir.path());
+    // `run` is stopped by Ctrl-C, `serve-images` (a server's usual end) by
+    // SIGTERM; each after two frames.
+    for (cmd, signal) in [("run", "-INT"), ("serve-images", "-TERM")] {
+        let out = dir.path().join(format!("{cmd}-frames"));
+        let rec_path = dir.path().join(format!("{cmd}.mha"));
+        let log_path = dir.path().join(format!("{cmd}.log"));
+        let mut c = bin();
+        c.arg(cmd);
+        if cmd == "serve-images" {
+            c.args(["--port", &free_port().to_string()]);
+        }
+        let mut sg = c
+            .args([
+                "--scene".as_ref(),
+                scene.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+                "--record".as_ref(),
+                rec_path.as_os_str(),
+            ])
+            .args(["--fps", "0", "--height", "16"])
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        assert!(
+            wait_for(120.0, || frames_written(&out) >= 2
+                || sg.try_wait().unwrap().is_some()),
+            "no frames\n{}",
+            log()
+        );
+        let status = Command::new("kill")
+            .args([signal, &sg.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = wait_child(&mut sg, 60.0);
+        let log = log();
+        assert_eq!(status.code(), Some(0), "{cmd} after kill {signal}:\n{log}");
+        assert!(log.contains("stopped by a signal"), "{log}");
+        // Every frame made is in the recording.
+        let rec = Recording::read(&rec_path).unwrap_or_else(|e| panic!("{e}\n{log}"));
+        assert!(rec.frames.len() >= 2, "{log}");
+        assert_eq!(rec.frames.len(), frames_written(&out), "{log}");
+    }
+}
+
+#[test]
+fn a_write_error_keeps_the_recording_of_the_frames_before_it() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scene = light_scene(dir.path());
+    let out = dir.path().join("o3");
+    // Frame 1's PNG cannot be written: a folder has its name.
+    std::fs::create_dir_all(out.join("frame_0001.png")).unwrap();
+    let rec_path = out.join("rec.mha");
+    let o = bin()
+        .args([
+            "run".as_ref(),
+            "--scene".as_ref(),
+            scene.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--record".as_ref(),
+            rec_path.as_os_str(),
+        ])
+        .args(["--frames", "3", "--fps", "0", "--height", "16"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    // The file is named once, and the recording of frame 0 is kept.
+    assert_eq!(e.matches("frame_0001.png").count(), 1, "{e}");
+    assert!(
+        e.contains("1 frame(s) recorded before it were written to") && e.contains("rec.mha"),
+        "{e}"
+    );
+    assert_eq!(Recording::read(&rec_path).unwrap().frames.len(), 1, "{e}");
 }
 
 /// `python3` with pyigtl, or a skip (a failure under CI, which installs it).

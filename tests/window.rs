@@ -510,14 +510,37 @@ fn headless_frame_loop_runs_and_reports() {
             "progress line for frame {n}:\n{stdout}"
         );
     }
-    assert!(
-        stdout
+    // "N frames in S s: F frames/s, I B-mode images (...": the frames run
+    // and the images drawn.
+    let summary = |stdout: &str| -> (u64, u64) {
+        let l = stdout
             .lines()
-            .any(|l| l.starts_with("30 frames in ") && l.contains("B-mode images")),
-        "{stdout}"
-    );
+            .find(|l| l.contains(" frames in ") && l.contains(" B-mode images"))
+            .unwrap_or_else(|| panic!("no summary line:\n{stdout}"));
+        let frames = l.split(' ').next().unwrap().parse().unwrap();
+        let images = l.split(", ").nth(1).unwrap().split(' ').next().unwrap();
+        (frames, images.parse().unwrap())
+    };
+    let (frames, images) = summary(&stdout);
+    assert!(frames >= 30 && images >= 1, "{stdout}");
     let img = image_size(&png);
     assert_eq!(img, (320, 180), "the last frame, at the asked size");
+    // Too few frames for the first image: the loop runs on until it is
+    // drawn, and says so, rather than writing a PNG with no B-mode.
+    let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .args(["view", "--headless", png.to_str().unwrap()])
+        .args(["--size", "320x180", "--frames", "2"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no B-mode image yet after 2 frames"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (frames, images) = summary(&stdout);
+    assert!(frames > 2 && images == 1, "{stdout}");
     let refused = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
         .args([
             "view",

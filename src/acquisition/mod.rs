@@ -532,6 +532,24 @@ impl ChannelData {
                 format!("holds {have} samples, shape needs {n}"),
             ));
         }
+        // One NaN would spread through every pixel it reaches (the
+        // demodulation filter carries it along the whole trace) and the
+        // B-mode would come out blank, with nothing said.
+        let bad = match &self.data {
+            Samples::Rf(v) => v.iter().position(|x| !x.is_finite()),
+            Samples::Iq(v) => v
+                .iter()
+                .position(|c| !(c[0].is_finite() && c[1].is_finite())),
+        };
+        if let Some(i) = bad {
+            let (s, t) = (i % self.samples, i / self.samples);
+            let (c, t) = (t % self.channels, t / self.channels);
+            let (w, f) = (t % self.waves, t / self.waves);
+            return Err(invalid(
+                "data",
+                format!("sample {s} of channel {c}, wave {w}, frame {f} is not a finite number (NaN or infinite): expected finite channel data"),
+            ));
+        }
         Ok(())
     }
 

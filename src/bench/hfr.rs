@@ -293,6 +293,29 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
             args.batch, args.buffers
         )));
     }
+    if args.frames == Some(0) {
+        return Err(BenchError::Input(
+            "--frames 0: expected at least one frame (or leave it out: 256, or --seconds)".into(),
+        ));
+    }
+    // The beamformer's limits, checked before the synthetic data are made
+    // (100 000 channels once grew to 24 GB before anything said no).
+    let (max_ch, max_waves) = (
+        crate::pipeline::das::MAX_ELEMENTS,
+        crate::pipeline::das::MAX_WAVES,
+    );
+    if args.data.is_none() && !(1..=max_ch).contains(&args.channels) {
+        return Err(BenchError::Input(format!(
+            "--channels {}: expected 1 to {max_ch} receive channels",
+            args.channels
+        )));
+    }
+    if args.data.is_none() && !(1..=max_waves).contains(&args.waves) {
+        return Err(BenchError::Input(format!(
+            "--waves {}: expected 1 to {max_waves} plane waves",
+            args.waves
+        )));
+    }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err(BenchError::Input(format!(
             "--rate {}: expected a frame rate in Hz (0: as fast as possible)",
@@ -312,6 +335,16 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         nx,
         nz,
     };
+    let ctx = GpuContext::new(backend)?;
+    eprintln!("adapter: {}", ctx.describe());
+    let max_pixels = crate::pipeline::das::max_pixels(&ctx);
+    if nx * nz > max_pixels {
+        return Err(BenchError::Input(format!(
+            "--size {}: {} pixels, more than one dispatch holds on this adapter ({max_pixels}); give a smaller --size",
+            args.size,
+            nx * nz
+        )));
+    }
     let w = match &args.data {
         Some(path) => {
             let data = crate::cli::load(path).map_err(|e| BenchError::Input(e.0))?;
@@ -363,8 +396,6 @@ pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchErro
         );
     }
 
-    let ctx = GpuContext::new(backend)?;
-    eprintln!("adapter: {}", ctx.describe());
     let bf = Beamformer::new(&ctx);
     let batch = args.batch;
     if args.tune {

@@ -33,7 +33,7 @@ pub mod roofline;
 pub mod tune;
 pub mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use thiserror::Error;
@@ -167,20 +167,11 @@ pub fn parse_size(s: &str, what: &str) -> Result<(usize, usize), BenchError> {
 }
 
 fn check_output(p: &Option<PathBuf>, flag: &str) -> Result<(), BenchError> {
-    if let Some(p) = p {
-        let dir = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(BenchError::Output(format!(
-                "{flag} {}: the directory {} does not exist",
-                p.display(),
-                dir.display()
-            )));
-        }
+    match p {
+        Some(p) => crate::io::output::check_output(p)
+            .map_err(|e| BenchError::Output(format!("{flag}: {e}"))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The machine, for the report: CPU model and logical CPUs.
@@ -375,6 +366,17 @@ pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, Ben
     check_output(&args.json, "--json")?;
     check_output(&args.csv, "--csv")?;
     check_output(&args.plot, "--plot")?;
+    let outputs: Vec<(&str, &std::path::Path)> = [
+        ("--json", &args.json),
+        ("--csv", &args.csv),
+        ("--plot", &args.plot),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+    .collect();
+    let inputs: Vec<(&str, &std::path::Path)> =
+        args.data.iter().map(|p| ("--data", p.as_path())).collect();
+    crate::io::output::check_distinct(&inputs, &outputs).map_err(BenchError::Output)?;
     if args.repeat == Some(0) {
         return Err(BenchError::Input(
             "--repeat 0: expected at least one timed repetition".into(),

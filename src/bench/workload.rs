@@ -365,6 +365,30 @@ mod tests {
     use crate::pipeline::{das::DasPlan, demodulate::DemodPlan};
     use crate::reference::{das::das, demodulate::demodulate};
 
+    #[test]
+    fn non_finite_channel_data_are_refused_with_where() {
+        let mut w = synthetic(SynthShape {
+            nx: 4,
+            nz: 4,
+            channels: 8,
+            waves: 2,
+            frames: 2,
+        })
+        .unwrap();
+        w.data.validate().unwrap();
+        let (s, c, wave, f) = (5, 3, 1, 1);
+        let i = ((f * 2 + wave) * 8 + c) * w.data.samples + s;
+        let Samples::Rf(rf) = &mut w.data.data else {
+            panic!("synthetic data are RF")
+        };
+        rf[i] = f32::NAN;
+        let e = w.data.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("data") && e.contains("sample 5 of channel 3, wave 1, frame 1"),
+            "{e}"
+        );
+    }
+
     /// Envelope of `w` beamformed by the CPU twins (demodulate, DAS).
     fn image(w: &Workload) -> Vec<f64> {
         let d = &w.data;

@@ -24,6 +24,8 @@ pub enum GpuError {
     NoAdapter { backends: String },
     #[error("unknown backend `{0}`: expected vulkan, gl, metal, dx12 or a comma list of these")]
     UnknownBackend(String),
+    #[error("WGPU_BACKEND={0}: expected vulkan, gl, metal, dx12 or a comma list of these (unset it to search them all)")]
+    UnknownBackendEnv(String),
     #[error("the adapter `{adapter}` refused a device: {source}")]
     Device {
         adapter: String,
@@ -41,6 +43,20 @@ pub enum GpuError {
         bytes: u64,
         limit: u64,
     },
+}
+
+/// The backends to search: `--backend` when given, else `WGPU_BACKEND`,
+/// else all of them.
+pub fn backends_to_search(backend: Option<&str>) -> Result<wgpu::Backends, GpuError> {
+    match backend {
+        Some(s) => parse_backends(s),
+        None => match std::env::var("WGPU_BACKEND") {
+            Ok(s) if !s.trim().is_empty() => {
+                parse_backends(&s).map_err(|_| GpuError::UnknownBackendEnv(s))
+            }
+            _ => Ok(wgpu::Backends::all()),
+        },
+    }
 }
 
 /// Parse a backend list the way `WGPU_BACKEND` is read, but reject typos
@@ -107,13 +123,7 @@ impl GpuContext {
         mut desc: wgpu::InstanceDescriptor,
         window: Option<wgpu::SurfaceTarget<'static>>,
     ) -> Result<(GpuContext, Option<wgpu::Surface<'static>>), GpuError> {
-        let backends = match backend {
-            Some(s) => parse_backends(s)?,
-            None => match std::env::var("WGPU_BACKEND") {
-                Ok(s) if !s.trim().is_empty() => parse_backends(&s)?,
-                _ => wgpu::Backends::all(),
-            },
-        };
+        let backends = backends_to_search(backend)?;
         desc.backends = backends;
         // Validation costs and Debian's layers are too old for naga's SPIR-V.
         if std::env::var("WGPU_DEBUG")

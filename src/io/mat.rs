@@ -1278,7 +1278,7 @@ pub fn write_mat(path: &Path, vars: &[(&str, MatValue)]) -> Result<(), MatError>
         path: path.to_path_buf(),
         source,
     };
-    let tmp = TempFile::beside(path).map_err(io)?;
+    let tmp = super::output::TempFile::beside(path).map_err(io)?;
     std::fs::write(tmp.path(), &bytes).map_err(io)?;
     tmp.commit().map_err(io)
 }
@@ -1490,80 +1490,6 @@ fn class_and_dims(value: &MatValue, path: &str) -> Result<(u32, Vec<usize>), Mat
         ));
     }
     Ok((class, dims))
-}
-
-/// A temporary file beside `target`, renamed over it by [`TempFile::commit`]
-/// and removed if dropped before: the way every writer in `io` makes a file
-/// appear complete or not at all. (Shared with the UFF writer; it belongs in
-/// `io` itself once that module grows one.)
-pub(crate) struct TempFile {
-    path: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl TempFile {
-    /// Claim a fresh name in `target`'s directory (the rename must not cross
-    /// file systems). The file is created empty, so the name is ours alone.
-    pub(crate) fn beside(target: &Path) -> std::io::Result<TempFile> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let Some(name) = target.file_name() else {
-            let msg = "the path names a directory, not a file";
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
-        };
-        let dir = target
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut last = None;
-        // A name may be taken by a leftover of a killed process that had our
-        // pid: then try the next number, a bounded number of times.
-        for _ in 0..64 {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!(
-                ".{}.{}.{n}.tmp",
-                name.to_string_lossy(),
-                std::process::id()
-            ));
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-            {
-                Ok(_) => {
-                    return Ok(TempFile {
-                        path: tmp,
-                        target: target.to_path_buf(),
-                        committed: false,
-                    })
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Flush the finished file to disk and rename it over the target.
-    pub(crate) fn commit(mut self) -> std::io::Result<()> {
-        std::fs::File::open(&self.path)?.sync_all()?;
-        std::fs::rename(&self.path, &self.target)?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 #[cfg(test)]

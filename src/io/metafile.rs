@@ -274,16 +274,12 @@ impl Recording {
                 bytes.extend_from_slice(f.image.as_deref().unwrap_or(&blank));
             }
         }
-        let tmp = path.with_extension(format!("{ext}.tmp"));
-        std::fs::write(&tmp, &bytes)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|source| {
-                let _ = std::fs::remove_file(&tmp);
-                MetafileError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })
+        super::output::write_atomic(path, |w| w.write_all(&bytes)).map_err(|source| {
+            MetafileError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 }
 
@@ -559,6 +555,24 @@ fn parse(
             }
         }
     }
+    // Frames the per-frame fields do not name are padded below, so the
+    // declared count is an allocation: bound it before making it. Without
+    // images such a frame would hold nothing at all; with images, the
+    // pixel data (at most 8 GiB, checked in read_pixels) bound the count.
+    let per_frame = (width * height).max(1);
+    if count > frames.len() && (width == 0 || count.saturating_mul(per_frame) > 8 << 30) {
+        return Err(field(
+            *size_line,
+            if width == 0 {
+                format!(
+                    "{size_key} `{sizes}` declares {count} frames without images, but the per-frame fields name {}: a pose-only file names every frame",
+                    frames.len()
+                )
+            } else {
+                format!("{size_key} `{sizes}`: over 8 GiB of pixel data")
+            },
+        ));
+    }
     if frames.len() < count {
         frames.resize(
             count,
@@ -816,5 +830,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected 8"));
+        // A declared frame count no file could hold is refused, not
+        // allocated (it once aborted the process).
+        for (dims, want) in [
+            ("0 0 99999999999", "pose-only file names every frame"),
+            ("100000 100000 99999", "over 8 GiB"),
+        ] {
+            std::fs::write(
+                &p,
+                format!("ObjectType = Image\nDimSize = {dims}\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n"),
+            )
+            .unwrap();
+            let e = Recording::read(&p).unwrap_err().to_string();
+            assert!(e.contains("DimSize") && e.contains(want), "{e}");
+        }
     }
 }

@@ -19,10 +19,9 @@
 //! target, so a crash or full disk never leaves a half-written `.npy` that a
 //! later step would mistake for a result.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 /// numpy aligns the data start to this so files can be memory-mapped.
@@ -768,60 +767,25 @@ fn check_shape(shape: &[usize], len: usize, what: &str) -> Result<(), NpyError> 
     }
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+#[cfg(test)]
+static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Writes header + body to a temporary sibling of `path`, then renames it
-/// into place. `body` streams the data so large arrays are not copied whole.
+/// Writes header + body complete or not at all ([`super::output`]). `body`
+/// streams the data so large arrays are not copied whole.
 fn write_atomic(
     path: &Path,
     header: &[u8],
-    body: impl FnOnce(&mut BufWriter<&mut File>) -> std::io::Result<()>,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), NpyError> {
-    let io_err = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| NpyError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
-    let name = path.file_name().ok_or_else(|| NpyError::Io {
+    super::output::write_atomic(path, |w| {
+        w.write_all(header)?;
+        body(w)
+    })
+    .map_err(|source| NpyError::Io {
         op: "write",
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        {
-            let mut w = BufWriter::with_capacity(1 << 20, &mut file);
-            w.write_all(header).map_err(io_err("write", &tmp))?;
-            body(&mut w).map_err(io_err("write", &tmp))?;
-            w.flush().map_err(io_err("write", &tmp))?;
-        }
-        // Without the sync a crash right after the rename could leave an
-        // empty file under the final name on some filesystems.
-        file.sync_all().map_err(io_err("sync", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(io_err("rename into place", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        source,
+    })
 }
 
 pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
@@ -871,6 +835,7 @@ pub fn write_npy(path: &Path, array: &NpyArray) -> Result<(), NpyError> {
 mod tests {
     use super::*;
     use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::Ordering;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(

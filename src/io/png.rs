@@ -1,7 +1,5 @@
-//! PNG output, written atomically (temp file + rename) so that a failure
-//! never leaves a half-written image.
+//! PNG output, written complete or not at all ([`super::output`]).
 
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -23,30 +21,15 @@ fn write(
         file: path.to_path_buf(),
         message: m,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default()
-    ));
-    let result = (|| -> Result<(), String> {
-        let file = std::fs::File::create(&tmp).map_err(|e| format!("cannot create: {e}"))?;
-        let mut enc = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
+    super::output::write_atomic(path, |out| {
+        let mut enc = png::Encoder::new(out, width as u32, height as u32);
         enc.set_color(color);
         enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().map_err(|e| e.to_string())?;
-        w.write_image_data(data).map_err(|e| e.to_string())?;
-        w.finish().map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename into place: {e}"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+        let mut w = enc.write_header().map_err(std::io::Error::other)?;
+        w.write_image_data(data).map_err(std::io::Error::other)?;
+        w.finish().map_err(std::io::Error::other)
+    })
+    .map_err(|e| err(e.to_string()))
 }
 
 /// 8-bit grey image, row-major.

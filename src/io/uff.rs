@@ -38,7 +38,7 @@ use glam::DVec3;
 use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, File, Group, Location, LocationType};
 
-use super::mat::TempFile;
+use super::output::TempFile;
 use crate::acquisition::{
     Acquisition, AcquisitionError, ChannelData, Element, Probe, ProbeKind, Samples, Wave, Wavefront,
 };

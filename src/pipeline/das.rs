@@ -32,6 +32,14 @@ const RANGE_CHUNK: u32 = 16;
 pub const MAX_ELEMENTS: usize = 1024;
 pub const MAX_WAVES: usize = 256;
 
+/// The most pixels one beamforming dispatch takes on this adapter: one
+/// dimension of workgroups, after padding (`pad_runs` adds at most a
+/// quarter) and a last invocation's pixel slots (at most 8).
+pub fn max_pixels(ctx: &GpuContext) -> usize {
+    let max_groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
+    (max_groups * WORKGROUP as usize).saturating_sub(8) * 4 / 5
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Interp {
     Nearest = 0,
@@ -872,13 +880,11 @@ impl Das {
             tiling.row_vec4 = tiling.row_vec4.max(2);
         }
         tiling.validate()?;
-        let max_groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
-        // Padding adds at most a quarter (pad_runs).
-        let worst = pixels.len() + pixels.len() / 4 + tiling.pixels_per_invocation as usize;
-        if worst.div_ceil(WORKGROUP as usize) > max_groups {
+        if pixels.len() > max_pixels(ctx) {
             return Err(PipelineError::Settings(format!(
-                "{} pixels is more than one dispatch can hold; split the grid",
-                pixels.len()
+                "{} pixels is more than one dispatch can hold on this adapter (at most {}); split the grid",
+                pixels.len(),
+                max_pixels(ctx)
             )));
         }
         let mut params = plan.params;

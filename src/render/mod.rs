@@ -1684,7 +1684,24 @@ pub fn run_headless(
     let mut in_flight = std::collections::VecDeque::new();
     let (mut last, mut longest) = (Instant::now(), 0.0f64);
     let started = Instant::now();
-    for n in 1..=frames {
+    // The PNG is what the run is for: a last frame with no B-mode yet (the
+    // first image takes tens of frames on a software adapter) is a picture
+    // of nothing, so the loop runs on until the first image is drawn, for
+    // up to FIRST_IMAGE_WAIT in all.
+    const FIRST_IMAGE_WAIT: Duration = Duration::from_secs(600);
+    let mut n = 0;
+    while n < frames || display.images == 0 {
+        n += 1;
+        if n == frames + 1 {
+            eprintln!("no B-mode image yet after {frames} frames: running on until the first one is drawn");
+        }
+        if n > frames && started.elapsed() > FIRST_IMAGE_WAIT {
+            return Err(format!(
+                "no B-mode image after {n} frames ({:.0} s): the chain never delivered one; {} not written",
+                started.elapsed().as_secs_f64(),
+                png.display()
+            ));
+        }
         let cmd = display.frame(ctx, &target.view, size)?;
         in_flight.push_back(ctx.queue.submit([cmd]));
         display.submitted(ctx);
@@ -1711,7 +1728,7 @@ pub fn run_headless(
     crate::io::png::write_rgba(png, size.0 as usize, size.1 as usize, &pixels)
         .map_err(|e| e.to_string())?;
     Ok(window::RunSummary {
-        frames,
+        frames: n,
         seconds,
         images: display.images,
         tissue_images: display.tissue_images,

@@ -572,7 +572,17 @@ pub fn run(opts: WindowOptions) -> Result<RunSummary, WindowError> {
             "no DISPLAY or WAYLAND_DISPLAY is set".into(),
         ));
     }
-    let event_loop = EventLoop::new().map_err(|e| WindowError::NoDisplay(e.to_string()))?;
+    let event_loop = EventLoop::new().map_err(|e| {
+        // winit's text names its own source file ("os error at
+        // .../linux/mod.rs:788: Failed to open ..."): keep what it says.
+        let text = e.to_string();
+        let what = match text.strip_prefix("os error at ") {
+            Some(rest) => rest.rsplit_once(": ").map_or(rest, |(_, m)| m).to_string(),
+            None => text,
+        };
+        let display = std::env::var("DISPLAY").unwrap_or_default();
+        WindowError::NoDisplay(format!("cannot connect to the display `{display}`: {what}"))
+    })?;
     event_loop.set_control_flow(ControlFlow::Poll);
     let mut app = App {
         opts,

@@ -982,11 +982,6 @@ pub fn render(
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{}: {e}", path.display())
-        })
+    crate::io::output::write_atomic(path, |w| w.write_all(bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -261,18 +261,21 @@ fn apply_options(a: &SimulateArgs, s: &mut SimSettings) -> Result<(), CliError> 
 }
 
 pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
-    let out_dir = a
-        .out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !out_dir.is_dir() {
-        return Err(fail(format!(
-            "--out {}: the directory {} does not exist",
-            a.out.display(),
-            out_dir.display()
-        )));
-    }
+    let inputs: Vec<(&str, &Path)> = [
+        ("scene", &a.scene),
+        ("--acquisition", &a.acquisition),
+        ("--scatterers", &a.scatterers),
+    ]
+    .into_iter()
+    .filter_map(|(what, p)| p.as_deref().map(|p| (what, p)))
+    .collect();
+    let mut outputs = vec![("--out", a.out.as_path())];
+    outputs.extend(
+        a.save_scatterers
+            .as_deref()
+            .map(|p| ("--save-scatterers", p)),
+    );
+    crate::cli::check_outputs(&inputs, &outputs)?;
     let (acq, samples, mut settings, scatterers) = match (&a.scene, &a.acquisition, &a.scatterers) {
         (Some(scene), _, _) => {
             let s = PhantomScene::load(scene)?;

@@ -70,6 +70,9 @@ pub struct FrameArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Ctrl-C (SIGINT) or SIGTERM stops the run after the frame being made: the recording is written, and the exit status is 0. A second Ctrl-C or SIGTERM ends the process at once, with status 130 and no recording."
+)]
 pub struct RunArgs {
     /// Pose source: igtl://HOST:PORT (client of a PLUS Server), igtl-server://HOST:PORT
     /// (listen for OpenIGTLink clients), `scripted` (the scene's insertion), or a recording FILE.mha/.nrrd.
@@ -212,12 +215,20 @@ fn headless(a: &FrameArgs, backend: Option<&str>) -> Result<(Headless, Scene), C
     Ok((h, scene))
 }
 
-fn server(a: &FrameArgs, port: u16, timeout: f64, fallback: Pose) -> Result<Endpoint, CliError> {
+/// The image server on `--bind`:`port`; `port_flag` set the port.
+fn server(
+    a: &FrameArgs,
+    port: u16,
+    port_flag: &'static str,
+    timeout: f64,
+    fallback: Pose,
+) -> Result<Endpoint, CliError> {
     let e = Endpoint::start(
         Mode::Server(format!("{}:{port}", a.bind)),
         endpoint_config(a, timeout),
         fallback,
-    )?;
+    )
+    .map_err(|e| e.bind_flags(port_flag, "--bind"))?;
     eprintln!(
         "serving OpenIGTLink images on {}",
         e.local_addr.map(|x| x.to_string()).unwrap_or_default()
@@ -228,6 +239,11 @@ fn server(a: &FrameArgs, port: u16, timeout: f64, fallback: Pose) -> Result<Endp
 /// `sonoguide run` (and `serve-images` with `serve_port`).
 pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
+    // A recording replayed as the pose source must not be recorded over.
+    if let Some(r) = &a.frame.record {
+        let source = std::path::Path::new(&a.tracking);
+        crate::cli::check_outputs(&[("--tracking recording", source)], &[("--record", r)])?;
+    }
     if a.frames == Some(0) {
         return Err(fail(
             "--frames 0: expected 1 frame or more (leave it out to run until --duration, the end of the poses or Ctrl-C)",
@@ -257,16 +273,26 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
         "scripted" => other = Some(Box::new(ScriptedSource::new(scene.clone()))),
         url if url.contains("://") => {
             let mode = Mode::parse(url).ok_or_else(|| TrackingError::BadUrl(url.into()))?;
-            live_endpoint = Some(Endpoint::start(
-                mode,
-                endpoint_config(&a.frame, a.timeout),
-                fallback,
-            )?);
+            live_endpoint = Some(
+                Endpoint::start(mode, endpoint_config(&a.frame, a.timeout), fallback).map_err(
+                    |e| e.bind_flags("--tracking igtl-server://HOST:PORT", "--tracking"),
+                )?,
+            );
         }
         file => {
             let path = std::path::Path::new(file);
             if !path.exists() {
-                return Err(TrackingError::BadUrl(file.into()).into());
+                // A name that looks like a recording is a wrong path, not
+                // a wrong kind of source.
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                return Err(
+                    if ext.eq_ignore_ascii_case("mha") || ext.eq_ignore_ascii_case("nrrd") {
+                        TrackingError::NoRecording(path.into())
+                    } else {
+                        TrackingError::BadUrl(file.into())
+                    }
+                    .into(),
+                );
             }
             let rec = Recording::read(path)?;
             other = Some(Box::new(RecordedSource::new(
@@ -278,10 +304,12 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
             )?));
         }
     }
-    let port = serve_port.or(a.frame.serve_port);
-    let image_server = port
-        .map(|p| server(&a.frame, p, a.timeout, fallback))
-        .transpose()?;
+    // serve-images' own --port comes first.
+    let image_server = match (serve_port, a.frame.serve_port) {
+        (Some(p), _) => Some(server(&a.frame, p, "--port", a.timeout, fallback)?),
+        (None, Some(p)) => Some(server(&a.frame, p, "--serve-port", a.timeout, fallback)?),
+        (None, None) => None,
+    };
     let (h, scene) = headless(&a.frame, backend)?;
     let mut endpoints: Vec<&Endpoint> = Vec::new();
     endpoints.extend(
@@ -291,7 +319,11 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
     );
     endpoints.extend(image_server.as_ref());
     let mut sink = Sink::new(outputs(&a.frame), endpoints, &h);
-    let stop = a.stdin_control.then(|| {
+    // Registered only now: a Ctrl-C while the GPU starts has nothing to
+    // save and still ends the process at once.
+    let signalled = stop_on_signals()?;
+    let mut stop = vec![signalled.clone()];
+    stop.extend(a.stdin_control.then(|| {
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let f = flag.clone();
         std::thread::spawn(move || {
@@ -307,7 +339,7 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
             f.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         flag
-    });
+    }));
     let limits = Limits {
         frames: a.frames,
         duration: a.duration,
@@ -320,7 +352,15 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
         (None, Some(o)) => o.as_mut(),
         (None, None) => unreachable!("a source was chosen above"),
     };
-    let n = run::live(&h, source, &mut sink, limits)?;
+    // An error after some frames (a full disk, a GPU lost) keeps the
+    // recording of those frames.
+    let n = match run::live(&h, source, &mut sink, limits) {
+        Ok(n) => n,
+        Err(e) => return Err(sink.salvage(e).into()),
+    };
+    if signalled.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("stopped by a signal (Ctrl-C or SIGTERM) after {n} frames");
+    }
     // Let the last frames leave the queues before the sockets close.
     std::thread::sleep(Duration::from_millis(200));
     if let Some(p) = sink.finish()? {
@@ -332,6 +372,24 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
     }
     eprintln!("made {n} frames of {}", scene.name);
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM set the returned flag, which ends the frame
+/// loop before its next frame as --stdin-control's `q` does, so that the
+/// recording is written; the default action would lose it. A second one
+/// (the flag already set) exits at once with 130 (128 + SIGINT), for a
+/// stop that hangs.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, CliError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // The shutdown first, so that it sees the flag as the previous
+        // signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
+            .map_err(|e| fail(format!("cannot handle Ctrl-C and SIGTERM: {e}")))?;
+    }
+    Ok(flag)
 }
 
 /// `sonoguide serve-images`.
@@ -362,6 +420,10 @@ fn parse_matrix(s: &str) -> Result<Pose, CliError> {
 /// `sonoguide replay`.
 pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
+    // Recording over the file being replayed would lose it.
+    if let Some(r) = &a.frame.record {
+        crate::cli::check_outputs(&[("recording replayed", &a.file)], &[("--record", r)])?;
+    }
     if a.frames == Some(0) {
         return Err(fail(
             "--frames 0: expected 1 frame or more (leave it out to replay them all)",
@@ -394,21 +456,42 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
             a.file.display()
         )));
     }
+    if a.check {
+        // Frames of another size cannot be compared: refuse before the
+        // GPU starts rather than compare none.
+        let display =
+            crate::scene::render::View::new(&Scene::load(&a.frame.scene)?, a.frame.height).display;
+        if (display.width, display.height) != (rec.width, rec.height) {
+            return Err(fail(format!(
+                "--check: the images in {} are {}×{} px, but {} at --height {} makes {}×{}: --check needs the recording's size (replay with the scene and --height it was recorded with)",
+                a.file.display(),
+                rec.width,
+                rec.height,
+                a.frame.scene.display(),
+                a.frame.height,
+                display.width,
+                display.height
+            )));
+        }
+    }
     let (h, scene) = headless(&a.frame, backend)?;
     let image_server = a
         .frame
         .serve_port
-        .map(|p| server(&a.frame, p, 0.5, scene.probe_to_reference))
+        .map(|p| server(&a.frame, p, "--serve-port", 0.5, scene.probe_to_reference))
         .transpose()?;
     let mut sink = Sink::new(outputs(&a.frame), image_server.iter().collect(), &h);
-    let cmp = run::replay(
+    let cmp = match run::replay(
         &h,
         &rec,
         &names,
         reference_to_scene.as_ref(),
         &mut sink,
         a.frame.fps,
-    )?;
+    ) {
+        Ok(c) => c,
+        Err(e) => return Err(sink.salvage(e).into()),
+    };
     std::thread::sleep(Duration::from_millis(200));
     sink.finish()?;
     eprintln!(

@@ -187,12 +187,14 @@ impl Endpoint {
                     TcpListener::bind(addr.as_str()).map_err(|source| TrackingError::Bind {
                         addr: addr.clone(),
                         source,
+                        flags: None,
                     })?;
                 listener
                     .set_nonblocking(true)
                     .map_err(|source| TrackingError::Bind {
                         addr: addr.clone(),
                         source,
+                        flags: None,
                     })?;
                 local_addr = listener.local_addr().ok();
                 info!(
@@ -348,20 +350,37 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, addr)) => {
-                let open = shared.peers.lock().map(|p| p.len()).unwrap_or(0);
-                if open >= shared.config.max_clients {
-                    warn!("OpenIGTLink client {addr} refused: already {open} clients (the limit)");
-                    shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
-                    continue;
-                }
+                // The peer is registered here, under the same lock as the
+                // count, not by its thread: a burst of connections is
+                // accepted faster than threads start, and would all pass
+                // a count that the threads had not raised yet.
+                let peer = {
+                    let mut peers = shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+                    let open = peers.len();
+                    if open >= shared.config.max_clients {
+                        drop(peers);
+                        warn!(
+                            "OpenIGTLink client {addr} refused: already {open} clients (the limit)"
+                        );
+                        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    }
+                    let peer = Peer::new(addr);
+                    peers.push(peer.clone());
+                    peer
+                };
                 info!("OpenIGTLink client {addr} connected");
-                let s = shared.clone();
-                if let Ok(h) = std::thread::Builder::new()
+                let (s, p) = (shared.clone(), peer.clone());
+                match std::thread::Builder::new()
                     .name("igtl-conn".into())
-                    .spawn(move || connection(s, stream, addr))
+                    .spawn(move || serve_peer(s, stream, p))
                 {
-                    handlers.push(h);
+                    Ok(h) => handlers.push(h),
+                    Err(e) => {
+                        warn!("OpenIGTLink client {addr} dropped: cannot start its thread: {e}");
+                        unregister(&shared, &peer);
+                    }
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -470,23 +489,44 @@ fn read_full(
     Ok(())
 }
 
-/// Serve one connection until it ends; the writer runs in its own thread.
-fn connection(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    let peer = Arc::new(Peer {
-        addr,
-        queue: Mutex::new(VecDeque::new()),
-        ready: Condvar::new(),
-        version: AtomicU16::new(0),
-        closed: AtomicBool::new(false),
-    });
+impl Peer {
+    fn new(addr: SocketAddr) -> Arc<Peer> {
+        Arc::new(Peer {
+            addr,
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            version: AtomicU16::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+fn unregister(shared: &Shared, peer: &Arc<Peer>) {
+    shared
+        .peers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| !Arc::ptr_eq(p, peer));
+}
+
+/// Serve one connection of the client until it ends.
+fn connection(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    let peer = Peer::new(addr);
     shared
         .peers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(peer.clone());
+    serve_peer(shared, stream, peer);
+}
+
+/// Serve a registered peer's connection until it ends, then unregister
+/// it; the writer runs in its own thread.
+fn serve_peer(shared: Arc<Shared>, mut stream: TcpStream, peer: Arc<Peer>) {
+    let addr = peer.addr;
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
     let writer = stream.try_clone().ok().and_then(|w| {
         let (s, p) = (shared.clone(), peer.clone());
         std::thread::Builder::new()
@@ -585,11 +625,7 @@ fn connection(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
     if let Some(w) = writer {
         let _ = w.join();
     }
-    shared
-        .peers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| !Arc::ptr_eq(p, &peer));
+    unregister(&shared, &peer);
     info!("OpenIGTLink peer {addr} disconnected");
 }
 

@@ -39,15 +39,23 @@ use crate::scene::{FramePoses, Scene};
 pub enum TrackingError {
     #[error("--tracking `{0}`: expected igtl://HOST:PORT (connect to a PLUS Server or other OpenIGTLink server), igtl-server://HOST:PORT (listen for OpenIGTLink clients), scripted, or a recording FILE.mha / FILE.nrrd")]
     BadUrl(String),
-    #[error("{addr}: cannot listen for OpenIGTLink clients: {source}; is another server on that port? choose another with --port")]
+    #[error("--tracking `{}`: no such recording; check the path (or use igtl://HOST:PORT, igtl-server://HOST:PORT or scripted)", .0.display())]
+    NoRecording(PathBuf),
+    #[error("{addr}: cannot listen for OpenIGTLink clients: {source}; {}", bind_hint(.source, .flags))]
     Bind {
         addr: String,
         source: std::io::Error,
+        /// The flags that set the port and the address, for the hint
+        /// (see [`TrackingError::bind_flags`]); `None`: no flag is named.
+        flags: Option<(&'static str, &'static str)>,
     },
     #[error("{0}")]
     Recording(#[from] crate::io::metafile::MetafileError),
     #[error("{path}: {what}")]
     Output { path: PathBuf, what: String },
+    /// A frame's PNG (the error names its file already).
+    #[error("{0}")]
+    Png(#[from] crate::io::png::PngError),
     #[error("rendering frame {frame}: {what}")]
     Render { frame: usize, what: String },
     #[error("{0}")]
@@ -56,6 +64,45 @@ pub enum TrackingError {
     Scene(#[from] crate::scene::SceneError),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// What to do about a server that cannot listen: a port in use (or
+/// privileged) wants another port, anything else (an unknown host, an
+/// address not of this machine) another address. `flags`: the flags that
+/// set the port and the address, which differ between commands.
+fn bind_hint(e: &std::io::Error, flags: &Option<(&'static str, &'static str)>) -> String {
+    let with = |flag: Option<&str>| flag.map(|f| format!(" with {f}")).unwrap_or_default();
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "is another server on that port? choose another{}",
+            with(flags.map(|f| f.0))
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: choose another{}",
+            with(flags.map(|f| f.0))
+        ),
+        _ => format!(
+            "expected an address of this machine{} (127.0.0.1: this machine only, 0.0.0.0: every network)",
+            with(flags.map(|f| f.1))
+        ),
+    }
+}
+
+impl TrackingError {
+    /// Name the flags that set a server's port and address in a
+    /// [`TrackingError::Bind`] hint: each command has its own.
+    pub fn bind_flags(self, port: &'static str, addr: &'static str) -> TrackingError {
+        match self {
+            TrackingError::Bind {
+                addr: a, source, ..
+            } => TrackingError::Bind {
+                addr: a,
+                source,
+                flags: Some((port, addr)),
+            },
+            e => e,
+        }
+    }
 }
 
 /// PLUS names of the tools, configurable for trackers that call them
@@ -557,5 +604,25 @@ mod tests {
         ])
         .unwrap_err()
         .contains("not a rotation"));
+    }
+
+    #[test]
+    fn a_server_that_cannot_listen_is_told_which_flag_to_change() {
+        let bind = |kind| TrackingError::Bind {
+            addr: "x:1".into(),
+            source: std::io::Error::from(kind),
+            flags: None,
+        };
+        let in_use = bind(std::io::ErrorKind::AddrInUse);
+        assert!(in_use.to_string().ends_with("choose another"), "{in_use}");
+        let e = in_use.bind_flags("--serve-port", "--bind").to_string();
+        assert!(e.ends_with("choose another with --serve-port"), "{e}");
+        let e = bind(std::io::ErrorKind::AddrNotAvailable)
+            .bind_flags("--serve-port", "--bind")
+            .to_string();
+        assert!(e.contains("address of this machine with --bind"), "{e}");
+        // Other errors pass through.
+        let e = TrackingError::Invalid("x".into()).bind_flags("--port", "--bind");
+        assert_eq!(e.to_string(), "x");
     }
 }

@@ -371,10 +371,8 @@ impl<'a> Sink<'a> {
         }
         if let Some(dir) = &self.outputs.out_dir {
             let png = dir.join(format!("frame_{:04}.png", f.index));
-            crate::io::png::write_rgba(&png, w, h, &f.rgba).map_err(|e| TrackingError::Output {
-                path: png.clone(),
-                what: e.to_string(),
-            })?;
+            // The PNG error names the file already.
+            crate::io::png::write_rgba(&png, w, h, &f.rgba)?;
             let json = FrameJson {
                 info: &f.info,
                 probe_state: f.tracked.probe.state,
@@ -425,6 +423,29 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
+    /// Frames in the recording so far (0 without one).
+    pub fn recorded(&self) -> usize {
+        self.recording.as_ref().map_or(0, |r| r.frames.len())
+    }
+
+    /// After `err` ended a run: write the frames recorded so far all the
+    /// same (a live session cannot be made again) and say so in the error.
+    pub fn salvage(self, err: TrackingError) -> TrackingError {
+        let Some(r) = self.recording.filter(|r| !r.frames.is_empty()) else {
+            return err;
+        };
+        let n = r.frames.len();
+        match r.write(&r.path) {
+            Ok(()) => TrackingError::Invalid(format!(
+                "{err}; the {n} frame(s) recorded before it were written to {}",
+                r.path.display()
+            )),
+            Err(w) => TrackingError::Invalid(format!(
+                "{err}; the {n} frame(s) recorded before it could not be written either: {w}"
+            )),
+        }
+    }
+
     /// Write the recording (if any).
     pub fn finish(self) -> Result<Option<PathBuf>, TrackingError> {
         match self.recording {
@@ -438,16 +459,12 @@ impl<'a> Sink<'a> {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrackingError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            TrackingError::Output {
-                path: path.to_path_buf(),
-                what: e.to_string(),
-            }
-        })
+    crate::io::output::write_atomic(path, |w| w.write_all(bytes)).map_err(|e| {
+        TrackingError::Output {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        }
+    })
 }
 
 /// When the live loop stops.
@@ -457,9 +474,9 @@ pub struct Limits {
     pub duration: Option<f64>,
     /// Frames per second at most.
     pub fps: f64,
-    /// Set by someone else to end the loop cleanly (the recording is still
-    /// written).
-    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Set by someone else (standard input, a signal) to end the loop
+    /// cleanly, before the next frame (the recording is still written).
+    pub stop: Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The live loop: poses from `source` at the current time, rendered,
@@ -489,8 +506,8 @@ pub fn live(
     loop {
         let stopped = limits
             .stop
-            .as_ref()
-            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+            .iter()
+            .any(|s| s.load(std::sync::atomic::Ordering::Relaxed));
         if stopped
             || limits.frames.is_some_and(|n| index >= n)
             || limits
