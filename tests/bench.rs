@@ -303,6 +303,40 @@ fn bad_input_is_refused_with_the_flag_named() {
         !out.status.success() && err.contains("/no/such/dir"),
         "{err}"
     );
+    // Sizes past what the beamformer or the adapter holds are refused
+    // before anything is made (100 000 channels once grew to 24 GB; an
+    // 8192² grid failed after 50 s with advice hfr has no flag for).
+    for (args, want) in [
+        (
+            vec!["hfr", "--channels", "100000"],
+            "--channels 100000: expected 1 to",
+        ),
+        (vec!["hfr", "--waves", "0"], "--waves 0"),
+        (vec!["hfr", "--frames", "0"], "--frames 0"),
+        (vec!["hfr", "--size", "8192x8192"], "give a smaller --size"),
+        (
+            vec!["bench", "--json", "/tmp", "--workload", "pwi-disk"],
+            "is a directory",
+        ),
+    ] {
+        if want.contains("smaller") && !have_gpu() {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(2) && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "{args:?} refused only after work"
+        );
+    }
     // --tune chooses the tiling itself.
     let out = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
         .args(["bench", "--quick", "--tune", "--row-vec4", "2"])

@@ -498,6 +498,17 @@ fn outputs_never_replace_what_they_should_not() {
 }
 
 #[test]
+fn a_wrong_backend_variable_is_named() {
+    let o = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
+        .arg("adapters")
+        .env("WGPU_BACKEND", "vulkna")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("WGPU_BACKEND=vulkna"), "{}", stderr(&o));
+}
+
+#[test]
 fn no_adapter_names_the_package_to_install() {
     // Vulkan only, with the loader pointed at a driver that does not exist.
     let o = Command::new(env!("CARGO_BIN_EXE_sonoguide"))

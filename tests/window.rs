@@ -444,6 +444,16 @@ fn view_rejects_bad_arguments_with_the_fix() {
             vec!["view", "nope.toml", "--headless", "x.png"],
             "no such scene file",
         ),
+        // A frame larger than the adapter reads back (lavapipe's storage
+        // bindings stop at 128 MiB), refused before the chain runs.
+        (
+            vec!["view", "--size", "8192x8192", "--headless", "x.png"],
+            "give a smaller --size",
+        ),
+        (
+            vec!["view", "--headless", "no-such-dir/x.png"],
+            "does not exist",
+        ),
         (
             vec!["view", "--tracking", "tcp://127.0.0.1:18944"],
             "expected igtl://HOST:PORT",
@@ -465,6 +475,10 @@ fn view_rejects_bad_arguments_with_the_fix() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("no GPU adapter") && std::env::var("CI").is_err() {
+            eprintln!("SKIPPED {args:?}: no GPU adapter");
+            continue;
+        }
         assert!(
             !out.status.success() && stderr.contains(want),
             "{args:?}: {stderr}"
