@@ -853,6 +853,12 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
     select(args, &mut data)?;
     let grid = pixel_grid(args, &data)?;
     grid.validate("pixels").map_err(|e| fail(format!("{e}")))?;
+    // The demodulation filter from the file's bandwidth, checked before
+    // the GPU starts (the chain would refuse it only after).
+    if !data.is_iq() {
+        crate::pipeline::demodulate::DemodPlan::new(&data.acquisition, &demod)
+            .map_err(|e| fail(format!("{}: {e}", args.input.display())))?;
+    }
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());
     let polar = polar_of(&grid, &data);
