@@ -694,6 +694,50 @@ fn ctrl_c_and_sigterm_stop_the_run_and_keep_the_recording() {
         assert!(rec.frames.len() >= 2, "{log}");
         assert_eq!(rec.frames.len(), frames_written(&out), "{log}");
     }
+    // `replay`, at one frame a second, stopped after its first frame:
+    // what it made is written.
+    let source = dir.path().join("run.mha");
+    let n_source = Recording::read(&source).unwrap().frames.len();
+    let out = dir.path().join("replay-frames");
+    let rec_path = dir.path().join("replay.mha");
+    let log_path = dir.path().join("replay.log");
+    let mut sg = bin()
+        .args([
+            "replay".as_ref(),
+            source.as_os_str(),
+            "--scene".as_ref(),
+            scene.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--record".as_ref(),
+            rec_path.as_os_str(),
+        ])
+        .args(["--fps", "1", "--height", "16"])
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        wait_for(120.0, || frames_written(&out) >= 1
+            || sg.try_wait().unwrap().is_some()),
+        "no frames\n{}",
+        log()
+    );
+    Command::new("kill")
+        .args(["-INT", &sg.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_child(&mut sg, 60.0);
+    let log = log();
+    assert_eq!(status.code(), Some(0), "replay after kill -INT:\n{log}");
+    assert!(
+        log.contains("stopped by a signal") && log.contains(&format!("of {n_source} frames")),
+        "{log}"
+    );
+    let rec = Recording::read(&rec_path).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(rec.frames.len() < n_source, "{log}");
+    assert_eq!(rec.frames.len(), frames_written(&out), "{log}");
 }
 
 #[test]

@@ -481,6 +481,9 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
         .map(|p| server(&a.frame, p, "--serve-port", 0.5, scene.probe_to_reference))
         .transpose()?;
     let mut sink = Sink::new(outputs(&a.frame), image_server.iter().collect(), &h);
+    // As in `run`: Ctrl-C or SIGTERM ends the replay after the frame being
+    // made, and what was made is written.
+    let signalled = stop_on_signals()?;
     let cmp = match run::replay(
         &h,
         &rec,
@@ -488,10 +491,18 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
         reference_to_scene.as_ref(),
         &mut sink,
         a.frame.fps,
+        &signalled,
     ) {
         Ok(c) => c,
         Err(e) => return Err(sink.salvage(e).into()),
     };
+    if signalled.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!(
+            "stopped by a signal (Ctrl-C or SIGTERM) after {} of {} frames",
+            cmp.frames,
+            rec.frames.len()
+        );
+    }
     std::thread::sleep(Duration::from_millis(200));
     sink.finish()?;
     eprintln!(

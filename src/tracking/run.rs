@@ -608,6 +608,8 @@ pub fn recorded_poses(
 /// How a replayed frame compares with the recorded one.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Comparison {
+    /// Frames replayed (fewer than recorded when stopped by a signal).
+    pub frames: usize,
     pub compared: usize,
     pub identical: usize,
     pub max_abs_diff: u8,
@@ -623,6 +625,7 @@ pub fn replay(
     reference_to_scene: Option<&Pose>,
     sink: &mut Sink,
     fps: f64,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Comparison, TrackingError> {
     let mut cmp = Comparison::default();
     let size = headless.size();
@@ -636,6 +639,9 @@ pub fn replay(
         Duration::ZERO
     };
     for k in 0..rec.frames.len() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
         let begun = Instant::now();
         let tracked = recorded_poses(rec, k, names, reference_to_scene, fallback);
         let index = rec.frames[k]
@@ -653,6 +659,7 @@ pub fn replay(
                 tracked.needle.pose.to_matrix_mm(),
             ],
         )?;
+        cmp.frames += 1;
         if let (Some(img), true) = (&rec.frames[k].image, (rec.width, rec.height) == size) {
             cmp.compared += 1;
             let d = img
