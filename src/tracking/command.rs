@@ -109,6 +109,9 @@ pub struct ServeArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Ctrl-C (SIGINT) or SIGTERM stops the replay after the frame being made: what was made is written, and the exit status is 0. A second Ctrl-C or SIGTERM ends the process at once, with status 130."
+)]
 pub struct ReplayArgs {
     /// A PLUS sequence file (.mha / .nrrd): ours, or a PLUS recording with --probe-transform etc.
     pub file: PathBuf,
