@@ -37,8 +37,16 @@ use std::time::Instant;
 
 use super::{GpuContext, GpuError};
 
-/// Timestamps per frame: two per scope.
+/// Scopes per segment of the query set (two timestamps each). A frame
+/// with more scopes reuses the set: each full segment is resolved into
+/// its own part of the resolve buffer first (pass timestamp writes reset
+/// their queries, so the indices may be written again after the resolve).
+/// A simulation of many batches records hundreds of scopes; past the 32nd
+/// they were once left untimed, and its phases summed a quarter of the run.
 const MAX_SCOPES: u32 = 32;
+/// Segments per frame: scopes past MAX_SCOPES × MAX_SEGMENTS are recorded
+/// untimed, and counted ([`FrameTimings::untimed`]).
+const MAX_SEGMENTS: u32 = 64;
 
 /// What a timer does on an adapter without timestamp queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +83,9 @@ pub struct FrameTimings {
     pub source: TimeSource,
     /// (label, seconds).
     pub scopes: Vec<(String, f64)>,
+    /// Scopes recorded untimed, past the timer's capacity: when not zero,
+    /// the scopes above cover only part of the frame.
+    pub untimed: usize,
 }
 
 impl FrameTimings {
@@ -106,6 +117,7 @@ struct Readback {
 struct InFlight {
     frame: u64,
     labels: Vec<String>,
+    untimed: usize,
     readback: Readback,
     mapping: bool,
 }
@@ -126,6 +138,7 @@ pub struct GpuTimer {
     fallback: Fallback,
     frame: u64,
     labels: Vec<String>,
+    untimed: usize,
     wall: Vec<(String, f64)>,
     free: Vec<Readback>,
     in_flight: VecDeque<InFlight>,
@@ -145,7 +158,7 @@ impl GpuTimer {
             trailing: ctx.info.device_type == wgpu::DeviceType::Cpu,
             resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("sonoguide.timer.resolve"),
-                size: 16 * MAX_SCOPES as u64,
+                size: 16 * (MAX_SCOPES * MAX_SEGMENTS) as u64,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             }),
@@ -166,6 +179,7 @@ impl GpuTimer {
             fallback: Fallback::Skip,
             frame: 0,
             labels: Vec::new(),
+            untimed: 0,
             wall: Vec::new(),
             free: Vec::new(),
             in_flight: VecDeque::new(),
@@ -182,6 +196,7 @@ impl GpuTimer {
             fallback: Fallback::Stall,
             frame: 0,
             labels: Vec::new(),
+            untimed: 0,
             wall: Vec::new(),
             free: Vec::new(),
             in_flight: VecDeque::new(),
@@ -203,6 +218,7 @@ impl GpuTimer {
     pub fn begin_frame(&mut self, frame: u64) {
         self.frame = frame;
         self.labels.clear();
+        self.untimed = 0;
         self.wall.clear();
     }
 
@@ -221,9 +237,9 @@ impl GpuTimer {
         }
     }
 
-    /// Record `f` as the stage `label`. Scopes past the 32nd of a frame,
-    /// and scopes without timestamps under [`Fallback::Skip`], are recorded
-    /// untimed.
+    /// Record `f` as the stage `label`. Scopes past the timer's capacity
+    /// (2 048 a frame; counted in [`FrameTimings::untimed`]), and scopes
+    /// without timestamps under [`Fallback::Skip`], are recorded untimed.
     pub fn scope<R>(
         &mut self,
         ctx: &GpuContext,
@@ -232,9 +248,17 @@ impl GpuTimer {
         f: impl FnOnce(&mut wgpu::CommandEncoder) -> R,
     ) -> R {
         if let Some(q) = &self.queries {
-            let i = self.labels.len() as u32;
-            if i >= MAX_SCOPES {
+            let n = self.labels.len() as u32;
+            if n >= MAX_SCOPES * MAX_SEGMENTS {
+                self.untimed += 1;
                 return f(enc);
+            }
+            let (segment, i) = (n / MAX_SCOPES, n % MAX_SCOPES);
+            if i == 0 && segment > 0 {
+                // The previous segment is full: keep its timestamps before
+                // its queries are written again.
+                let offset = 16 * ((segment - 1) * MAX_SCOPES) as u64;
+                enc.resolve_query_set(&q.set, 0..2 * MAX_SCOPES, &q.resolve, offset);
             }
             Self::marker(enc, q, 2 * i);
             let r = f(enc);
@@ -275,28 +299,34 @@ impl GpuTimer {
                     frame: self.frame,
                     source: TimeSource::Wall,
                     scopes: std::mem::take(&mut self.wall),
+                    untimed: 0,
                 });
             }
             return;
         };
-        let n = 2 * self.labels.len() as u32;
-        if n == 0 {
+        let scopes = self.labels.len() as u32;
+        if scopes == 0 {
             return;
         }
         let readback = self.free.pop().unwrap_or_else(|| Readback {
             buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("sonoguide.timer.readback"),
-                size: 16 * MAX_SCOPES as u64,
+                size: 16 * (MAX_SCOPES * MAX_SEGMENTS) as u64,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
             state: Arc::new(AtomicU8::new(MAP_PENDING)),
         });
-        enc.resolve_query_set(&q.set, 0..n, &q.resolve, 0);
-        enc.copy_buffer_to_buffer(&q.resolve, 0, &readback.buffer, 0, 8 * n as u64);
+        // The last segment (the earlier ones were resolved as they filled).
+        let segment = (scopes - 1) / MAX_SCOPES;
+        let last = scopes - segment * MAX_SCOPES;
+        let offset = 16 * (segment * MAX_SCOPES) as u64;
+        enc.resolve_query_set(&q.set, 0..2 * last, &q.resolve, offset);
+        enc.copy_buffer_to_buffer(&q.resolve, 0, &readback.buffer, 0, 16 * scopes as u64);
         self.in_flight.push_back(InFlight {
             frame: self.frame,
             labels: std::mem::take(&mut self.labels),
+            untimed: std::mem::take(&mut self.untimed),
             readback,
             mapping: false,
         });
@@ -390,6 +420,7 @@ impl GpuTimer {
                 frame: f.frame,
                 source: TimeSource::Gpu,
                 scopes,
+                untimed: f.untimed,
             });
             self.free.push(f.readback);
         }

@@ -374,7 +374,16 @@ pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
         }
     }
     if !phases.is_empty() {
-        eprintln!("phases (GPU timestamps): {}", phases.join(", "));
+        let untimed = phase_times.iter().map(|f| f.untimed).max().unwrap_or(0);
+        eprintln!(
+            "phases (GPU timestamps): {}{}",
+            phases.join(", "),
+            if untimed > 0 {
+                format!(" ({untimed} batch passes past the timer's capacity untimed: the phases cover part of the run)")
+            } else {
+                String::new()
+            }
+        );
     }
     let data = data.expect("at least one run");
     io::uff::write_uff(&a.out, &data)?;
