@@ -905,14 +905,17 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
     let shape = [out.frames, out.rows, out.cols];
     if let (Some(p), Some(iq)) = (&args.save_npy, &out.iq) {
         io::npy::write_npy_c64(p, &shape, iq)?;
+        eprintln!("wrote {} (IQ, complex64 {shape:?})", p.display());
     }
     if let (Some(p), Some(env)) = (&args.save_envelope, &out.envelope) {
         io::npy::write_npy_f32(p, &shape, env)?;
+        eprintln!("wrote {} (envelope, float32 {shape:?})", p.display());
     }
     let grey = out.grey.as_deref().unwrap_or(&[]);
     if let Some(p) = &args.save_bmode {
         let bytes: Vec<u8> = grey.iter().map(|g| *g as u8).collect();
         io::npy::write_npy_u8(p, &shape, &bytes)?;
+        eprintln!("wrote {} (B-mode, uint8 {shape:?})", p.display());
     }
     if let Some(p) = &args.png {
         match &out.display {

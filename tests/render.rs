@@ -416,6 +416,62 @@ fn a_headless_render_makes_one_image() {
     assert_eq!((d.images, d.tissue_images), (1, 1));
 }
 
+/// A frame of many scopes (a simulation of many batches) is timed whole:
+/// past the 32nd scope, the query set's segments are resolved as they fill
+/// and reused. Before, scopes past the 32nd went untimed and `simulate`'s
+/// phases summed a quarter of its run.
+#[test]
+fn a_frame_of_many_scopes_is_timed_whole() {
+    let Some(ctx) = common::gpu() else { return };
+    if !ctx.has_timestamps() {
+        eprintln!("SKIPPED: no timestamp queries");
+        return;
+    }
+    let mut timer = GpuTimer::new(&ctx, sonoguide::gpu::timing::Fallback::Skip);
+    let buffer = ctx.storage("test.clear", 16 << 20).unwrap();
+    let n = 100;
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    timer.begin_frame(7);
+    for k in 0..n {
+        // Every tenth scope clears 16 MiB; the others are empty.
+        let label = if k % 10 == 9 { "busy" } else { "idle" };
+        timer.scope(&ctx, &mut enc, label, |enc| {
+            if label == "busy" {
+                enc.clear_buffer(&buffer, 0, None);
+            }
+        });
+    }
+    timer.finish(&ctx, &mut enc);
+    let t = std::time::Instant::now();
+    ctx.queue.submit([enc.finish()]);
+    timer.submitted();
+    let frames = timer.wait(&ctx).unwrap();
+    let host = t.elapsed().as_secs_f64();
+    let f = &frames[0];
+    assert_eq!((f.frame, f.scopes.len(), f.untimed), (7, n, 0));
+    let busy: Vec<f64> = f
+        .scopes
+        .iter()
+        .filter(|(l, _)| l == "busy")
+        .map(|(_, t)| *t)
+        .collect();
+    assert_eq!(busy.len(), 10);
+    // Every busy scope, in every segment, is timed like the others (the
+    // first clear also touches the memory: left out), and all the scopes
+    // together fit in the submission's host time.
+    let mut sorted = busy[1..].to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        busy[1..]
+            .iter()
+            .all(|t| *t > median / 4.0 && *t < median * 4.0),
+        "{busy:?}"
+    );
+    let sum: f64 = f.scopes.iter().map(|(_, t)| t).sum();
+    assert!(sum <= host * 1.05 + 1e-3, "scopes {sum} s, host {host} s");
+}
+
 /// On a software adapter, the per-stage timestamps of the display's frame
 /// loop (the window's status line) agree with the host clock. lavapipe
 /// takes a timestamp when the next command that flushes it runs, so
@@ -484,6 +540,15 @@ fn every_control_acts_and_the_frame_still_renders() {
     let Some(ctx) = common::gpu() else { return };
     let mut d = display(&ctx, "hip-anterior-longitudinal.toml");
     let depth = d.scene.depth;
+    // Deeper than the scene's file records: nothing to do, and said so.
+    assert!(d.notice().is_none());
+    d.apply(&ctx, Action::Depth(1.0)).unwrap();
+    assert_eq!(d.scene.depth, depth);
+    assert!(
+        d.notice().is_some_and(|n| n.contains("deepest")),
+        "{:?}",
+        d.notice()
+    );
     for a in [
         Action::Gain(3.0),
         Action::Range(-5.0),
@@ -525,6 +590,40 @@ fn every_control_acts_and_the_frame_still_renders() {
     assert!(d.info().is_none(), "a new approach starts without an image");
     d.apply(&ctx, Action::Quit).unwrap();
     assert!(d.quit);
+}
+
+/// The switch-approach key finds the other approach beside the current
+/// scene, wherever that is, and the built-in one otherwise: from a copy of
+/// the scenes in another folder it once looked for `../scenes/` and failed.
+#[test]
+fn the_other_approach_is_found_beside_the_scene_or_built_in() {
+    use sonoguide::render::other_approach;
+    use sonoguide::scene::Approach;
+    let dir = tempfile::tempdir().unwrap();
+    let lateral = dir.path().join("hip-anterolateral.toml");
+    std::fs::copy(scene_path("hip-anterolateral.toml"), &lateral).unwrap();
+    let longitudinal = dir.path().join("hip-anterior-longitudinal.toml");
+    // No copy of the other approach beside it: the built-in one.
+    let other = other_approach(&lateral, Approach::Anterolateral);
+    assert_eq!(other, Path::new("scenes/hip-anterior-longitudinal.toml"));
+    let scene = Scene::load(&other).unwrap();
+    assert_eq!(scene.approach, Approach::AnteriorLongitudinal);
+    // A copy beside it is taken, whatever the folder is called.
+    std::fs::copy(scene_path("hip-anterior-longitudinal.toml"), &longitudinal).unwrap();
+    assert_eq!(
+        other_approach(&lateral, Approach::Anterolateral),
+        longitudinal
+    );
+    assert_eq!(
+        other_approach(&longitudinal, Approach::AnteriorLongitudinal),
+        lateral
+    );
+    // A scene of any name switches by its approach.
+    let mine = dir.path().join("my-patient.toml");
+    assert_eq!(
+        other_approach(&mine, Approach::AnteriorLongitudinal),
+        lateral
+    );
 }
 
 /// The display keeps the tissue's RF while the probe is held and simulates

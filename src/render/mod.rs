@@ -48,6 +48,32 @@ use overlay::{Overlay, Rgba};
 /// the built-in hip scenes.
 pub const SCENES: [&str; 2] = [crate::scene::BUILTIN[0].0, crate::scene::BUILTIN[1].0];
 
+/// How long a notice stays on the status bar's hint line (a screenshot's
+/// path once stayed there for the rest of the session).
+const NOTICE_SECONDS: f64 = 5.0;
+
+/// The scene the switch-approach key loads: the other approach's stock
+/// file beside the current scene, wherever that is (a folder of edited
+/// copies), else the built-in one. (It once looked two folders up for a
+/// `scenes/` folder, and failed for a scene anywhere else.)
+pub fn other_approach(current: &Path, approach: crate::scene::Approach) -> PathBuf {
+    let stock = match approach {
+        crate::scene::Approach::AnteriorLongitudinal => SCENES[1],
+        crate::scene::Approach::Anterolateral => SCENES[0],
+    };
+    let name = Path::new(stock).file_name().unwrap_or_default();
+    let sibling = current
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(name);
+    if sibling.is_file() {
+        sibling
+    } else {
+        PathBuf::from(stock)
+    }
+}
+
 /// A quality preset: how much of the scene the image chain simulates and
 /// how often it runs. All the presets are here, in one place.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -445,8 +471,10 @@ pub struct Display {
     /// Set when a key asks the window to quit or take a screenshot.
     pub quit: bool,
     pub screenshot: bool,
-    /// A line the status bar shows (surface recreated, device lost...).
-    pub notice: Option<String>,
+    /// A line the status bar shows for NOTICE_SECONDS (screenshot saved,
+    /// surface recreated...), then the help hint again; set by
+    /// [`Display::set_notice`].
+    notice: Option<(String, Instant)>,
     chain: ImageChain,
     compositor: Compositor,
     timer: GpuTimer,
@@ -686,24 +714,38 @@ impl Display {
                     self.scene.depth = depth;
                     self.chain.rebuild(&self.scene)?;
                     self.restart_chain();
+                } else {
+                    // Say why nothing changed: the scene's recorded depth
+                    // (its file's) is the deepest the chain simulates.
+                    self.set_notice(if cm > 0.0 {
+                        format!(
+                            "depth {:.1} cm is this scene's deepest (its file's depth)",
+                            depth * 100.0
+                        )
+                    } else {
+                        format!("depth {:.1} cm is the shallowest", depth * 100.0)
+                    });
                 }
             }
             Action::SwitchApproach => {
-                let i = SCENES
-                    .iter()
-                    .position(|s| self.scene_path.ends_with(s))
-                    .map(|i| (i + 1) % SCENES.len())
-                    .unwrap_or(0);
-                let path = self
-                    .scene_path
-                    .ancestors()
-                    .nth(2)
-                    .unwrap_or(Path::new("."))
-                    .join(SCENES[i]);
+                let path = other_approach(&self.scene_path, self.scene.approach);
                 self.switch_scene(ctx, &path)?;
             }
         }
         Ok(())
+    }
+
+    /// Show `text` on the status bar's hint line for a few seconds.
+    pub fn set_notice(&mut self, text: impl Into<String>) {
+        self.notice = Some((text.into(), Instant::now()));
+    }
+
+    /// The notice on the hint line now, if one is still showing.
+    pub fn notice(&self) -> Option<&str> {
+        match &self.notice {
+            Some((text, at)) if at.elapsed().as_secs_f64() < NOTICE_SECONDS => Some(text),
+            _ => None,
+        }
     }
 
     /// Load another scene (approach) and start over on it. The new chain
@@ -1470,7 +1512,7 @@ impl Display {
             &status.join(" | "),
             [0.75, 0.85, 0.75, 1.0],
         );
-        let hint = self.notice.clone().unwrap_or_else(|| "H: help".into());
+        let hint = self.notice().unwrap_or("H: help").to_string();
         o.text(4.0, h - 8.0 * ts - 3.0, ts, &hint, [0.75, 0.75, 0.75, 1.0]);
         let red = [1.0, 0.25, 0.2, 1.0];
         let mut y = layout.view_3d[1] + 4.0;

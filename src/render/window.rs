@@ -346,7 +346,7 @@ impl App {
         let texture = match current {
             wgpu::CurrentSurfaceTexture::Success(t) => t,
             wgpu::CurrentSurfaceTexture::Suboptimal(t) => {
-                s.display.notice = Some("surface suboptimal: reconfigured".into());
+                s.display.set_notice("surface suboptimal: reconfigured");
                 let r = t;
                 s.surface.configure(&s.ctx.device, &s.config);
                 r
@@ -363,7 +363,7 @@ impl App {
                         surface.configure(&s.ctx.device, &s.config);
                         s.surface = surface;
                         eprintln!("sonoguide: the window surface was lost; recreated");
-                        s.display.notice = Some("surface lost: recreated".into());
+                        s.display.set_notice("surface lost: recreated");
                     }
                     Err(e) => {
                         return self.fail(
@@ -407,11 +407,11 @@ impl App {
             Err(e) => {
                 // Per-frame failures are reported, not fatal.
                 log::error!("frame: {e}");
-                s.display.notice = Some(format!("frame failed: {e}"));
+                s.display.set_notice(format!("frame failed: {e}"));
             }
         }
         if let Err(e) = s.ctx.take_error("display") {
-            s.display.notice = Some(e.to_string());
+            s.display.set_notice(e.to_string());
         }
         if std::mem::take(&mut s.display.screenshot) {
             let path = PathBuf::from(format!("sonoguide-screenshot-{:05}.png", self.frames));
@@ -423,7 +423,7 @@ impl App {
                 crate::io::png::write_rgba(&path, size.0 as usize, size.1 as usize, &px)
                     .map_err(|e| e.to_string())
             });
-            s.display.notice = Some(match r {
+            s.display.set_notice(match r {
                 Ok(()) => format!("screenshot saved to {}", path.display()),
                 Err(e) => format!("screenshot failed: {e}"),
             });
@@ -487,7 +487,7 @@ impl ApplicationHandler for App {
                 let Some(s) = self.state.as_mut() else { return };
                 if let Some(a) = key_action(&event.logical_key) {
                     if let Err(e) = s.display.apply(&s.ctx, a) {
-                        s.display.notice = Some(e);
+                        s.display.set_notice(e);
                     }
                 }
             }
