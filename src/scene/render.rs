@@ -957,7 +957,16 @@ pub fn render(
     let (w, h) = (r.view.display.width, r.view.display.height);
     let mut infos = Vec::new();
     for f in 0..frames {
+        let t = std::time::Instant::now();
         let frame = r.frame(ctx, scene, f, frames)?;
+        // A frame of a whole hip scene takes minutes on a software
+        // adapter: say each one as it lands.
+        eprintln!(
+            "frame {}/{frames}: {} scatterers, {:.1} s",
+            f + 1,
+            frame.info.scatterers,
+            t.elapsed().as_secs_f64()
+        );
         crate::io::png::write_rgba(
             &out_dir.join(format!("frame_{f:04}.png")),
             w,
