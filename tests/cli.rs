@@ -497,6 +497,31 @@ fn outputs_never_replace_what_they_should_not() {
     }
 }
 
+/// A UFF another process holds an exclusive lock on (HDF5's own, leaked
+/// into a child spawned while it was written: how the tests once failed
+/// with "unable to lock file") is still read; sonoguide takes no HDF5 locks.
+#[test]
+fn a_locked_uff_is_read() {
+    let d = tmp();
+    let input = d.path().join("locked.uff");
+    let acq = common::small_convex(8);
+    let data = point_echoes(
+        &acq,
+        &[Scatterer {
+            position: DVec3::new(0.0, 0.0, 0.015),
+            amplitude: 1.0,
+        }],
+        200,
+        1,
+    );
+    sonoguide::io::uff::write_uff(&input, &data).unwrap();
+    let held = std::fs::File::open(&input).unwrap();
+    held.lock().unwrap();
+    let o = sonoguide(&["info", path_str(&input)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    held.unlock().unwrap();
+}
+
 #[test]
 fn a_wrong_backend_variable_is_named() {
     let o = Command::new(env!("CARGO_BIN_EXE_sonoguide"))
