@@ -1283,7 +1283,10 @@ impl Display {
         // Structures to avoid: their cut through the image plane, with the
         // margin dashed around it.
         let margin = 0.005;
+        // Names placed (x, y, width), written after every outline so that
+        // no vessel's circle crosses another's name.
         let mut labels: Vec<(f32, f32, f32)> = Vec::new();
+        let mut names: Vec<(f32, f32, &str, Rgba)> = Vec::new();
         for t in &scene.hip.tubes {
             let a = ref_to_image.rotate(t.direction);
             let p = ref_to_image.apply(t.point);
@@ -1323,13 +1326,19 @@ impl Display {
             let (w, h) = (8.0 * ts * name.len() as f32, 8.0 * ts + 4.0);
             let [cx, cy] = to(c.x, c.z);
             let (x, mut y) = (cx - 0.5 * w, cy - 0.5 * h);
+            // (Each name's backing box reaches 2 px beyond its text on
+            // either side: boxes 4 px apart or less cover each other.)
+            let pad = 4.0;
             while labels.iter().any(|&(lx, ly, lw): &(f32, f32, f32)| {
-                x < lx + lw && lx < x + w && y < ly + h && ly < y + h
+                x < lx + lw + pad && lx < x + w + pad && y < ly + h && ly < y + h
             }) {
                 y += h;
             }
             labels.push((x, y, w));
-            o.label(x, y + 2.0, ts, name, color);
+            names.push((x, y + 2.0, name, color));
+        }
+        for (x, y, name, color) in names {
+            o.label(x, y, ts, name, color);
         }
         // Target.
         let target = ref_to_image.apply(scene.target);
