@@ -428,7 +428,10 @@ fn view(args: &ViewArgs, backend: Option<&str>) -> Result<(), CliError> {
         );
     };
     if let Some(png) = &args.headless {
-        check_outputs(&[("scene", &args.scene)], &[("--headless", png)])?;
+        check_outputs(
+            &[("scene", Some(&args.scene))],
+            &[("--headless", Some(png))],
+        )?;
         if args.frames == 0 {
             return headless(png);
         }
@@ -824,13 +827,12 @@ pub fn polar_of(grid: &PixelGrid, data: &ChannelData) -> Option<PixelGrid> {
     }
 }
 
-/// Every output of a command checked before any work: writable where it
-/// is named, and neither an input nor another output.
-pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<(), CliError> {
-    for (flag, p) in outputs {
-        io::output::check_output(p).map_err(|e| fail(format!("{flag}: {e}")))?;
-    }
-    io::output::check_distinct(inputs, outputs).map_err(fail)
+/// [`io::output::check_outputs`], as a command's error.
+pub fn check_outputs(
+    inputs: &[(&str, Option<&Path>)],
+    outputs: &[(&str, Option<&Path>)],
+) -> Result<(), CliError> {
+    io::output::check_outputs(inputs, outputs).map_err(fail)
 }
 
 fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> {
@@ -839,16 +841,15 @@ fn beamform(args: &BeamformArgs, backend: Option<&str>) -> Result<(), CliError> 
     }
     let (das, detect, demod) = parse_settings(args)?;
     // Check every output path before any work, so that nothing is half done.
-    let outputs: Vec<(&str, &Path)> = [
-        ("--save-npy", &args.save_npy),
-        ("--save-envelope", &args.save_envelope),
-        ("--save-bmode", &args.save_bmode),
-        ("--png", &args.png),
-    ]
-    .into_iter()
-    .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
-    .collect();
-    check_outputs(&[("input", &args.input)], &outputs)?;
+    check_outputs(
+        &[("input", Some(&args.input))],
+        &[
+            ("--save-npy", args.save_npy.as_deref()),
+            ("--save-envelope", args.save_envelope.as_deref()),
+            ("--save-bmode", args.save_bmode.as_deref()),
+            ("--png", args.png.as_deref()),
+        ],
+    )?;
     let mut data = load(&args.input)?;
     select(args, &mut data)?;
     let grid = pixel_grid(args, &data)?;
@@ -1002,7 +1003,7 @@ fn adapters(backend: Option<&str>) -> Result<(), CliError> {
 /// The built-in demo: a linear array, three plane waves, point targets and
 /// speckle with a cyst, beamformed on the GPU.
 fn demo(png: &Path, backend: Option<&str>) -> Result<(), CliError> {
-    check_outputs(&[], &[("--png", png)])?;
+    check_outputs(&[], &[("--png", Some(png))])?;
     use crate::acquisition::{Acquisition, Probe, Wave, Wavefront};
     let probe = Probe::linear(128, 0.3e-3, 0.27e-3, 5e-3);
     let c = 1540.0;

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use super::measure::{label_medians, median};
 use super::workload::{self, SynthShape, Workload};
-use super::{check_output, parse_size, BenchError};
+use super::{parse_size, BenchError};
 use crate::acquisition::{PixelGrid, Samples};
 use crate::gpu::timing::{Fallback, GpuTimer};
 use crate::gpu::GpuContext;
@@ -285,7 +285,11 @@ fn wait_oldest(ctx: &GpuContext, slots: &[Slot]) -> Result<(), BenchError> {
 
 /// `sonoguide hfr`.
 pub fn hfr(args: &HfrArgs, backend: Option<&str>) -> Result<HfrReport, BenchError> {
-    check_output(&args.json, "--json")?;
+    crate::io::output::check_outputs(
+        &[("--data", args.data.as_deref())],
+        &[("--json", args.json.as_deref())],
+    )
+    .map_err(BenchError::Output)?;
     let (nx, nz) = parse_size(&args.size, "--size")?;
     if args.batch == 0 || args.buffers == 0 || args.buffers > 16 {
         return Err(BenchError::Input(format!(

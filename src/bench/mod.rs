@@ -166,14 +166,6 @@ pub fn parse_size(s: &str, what: &str) -> Result<(usize, usize), BenchError> {
     Ok((nx, nz))
 }
 
-fn check_output(p: &Option<PathBuf>, flag: &str) -> Result<(), BenchError> {
-    match p {
-        Some(p) => crate::io::output::check_output(p)
-            .map_err(|e| BenchError::Output(format!("{flag}: {e}"))),
-        None => Ok(()),
-    }
-}
-
 /// The machine, for the report: CPU model and logical CPUs.
 pub fn host_description() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -363,20 +355,15 @@ fn measurement(series: &str, w: &Workload, k: &measure::KernelTimes, p: &Prepare
 
 /// `sonoguide bench`.
 pub fn bench(args: &BenchArgs, backend: Option<&str>) -> Result<BenchReport, BenchError> {
-    check_output(&args.json, "--json")?;
-    check_output(&args.csv, "--csv")?;
-    check_output(&args.plot, "--plot")?;
-    let outputs: Vec<(&str, &std::path::Path)> = [
-        ("--json", &args.json),
-        ("--csv", &args.csv),
-        ("--plot", &args.plot),
-    ]
-    .into_iter()
-    .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
-    .collect();
-    let inputs: Vec<(&str, &std::path::Path)> =
-        args.data.iter().map(|p| ("--data", p.as_path())).collect();
-    crate::io::output::check_distinct(&inputs, &outputs).map_err(BenchError::Output)?;
+    crate::io::output::check_outputs(
+        &[("--data", args.data.as_deref())],
+        &[
+            ("--json", args.json.as_deref()),
+            ("--csv", args.csv.as_deref()),
+            ("--plot", args.plot.as_deref()),
+        ],
+    )
+    .map_err(BenchError::Output)?;
     if args.repeat == Some(0) {
         return Err(BenchError::Input(
             "--repeat 0: expected at least one timed repetition".into(),

@@ -11,9 +11,9 @@
 //!   replace `/dev/null` itself with a PNG): the finished file is copied
 //!   into it.
 //!
-//! [`check_output`] and [`check_distinct`] are for commands to call before
-//! any work, so that a bad output path fails at once rather than after
-//! the GPU has run (and before other outputs have been written).
+//! [`check_outputs`] is for commands to call before any work, so that a
+//! bad output path fails at once rather than after the GPU has run (and
+//! before other outputs have been written).
 
 use std::fs;
 use std::io::Write;
@@ -159,9 +159,29 @@ pub fn write_atomic(
     tmp.commit()
 }
 
-/// Whether `path` can be written, checked before any work: its directory
-/// exists and it is not itself a directory. The message says what to do.
-pub fn check_output(path: &Path) -> Result<(), String> {
+/// A command's outputs checked before any work: each writable where it is
+/// named (its directory exists, it is not a directory), and none of them
+/// an input or another output. (name, path) pairs, as the user named them;
+/// options not given are `None`. The message says what to do.
+pub fn check_outputs(
+    inputs: &[(&str, Option<&Path>)],
+    outputs: &[(&str, Option<&Path>)],
+) -> Result<(), String> {
+    fn given<'a>(list: &[(&'a str, Option<&'a Path>)]) -> Vec<(&'a str, &'a Path)> {
+        list.iter()
+            .filter_map(|(n, p)| p.map(|p| (*n, p)))
+            .collect()
+    }
+    let (inputs, outputs) = (given(inputs), given(outputs));
+    for (flag, p) in &outputs {
+        check_output(p).map_err(|e| format!("{flag}: {e}"))?;
+    }
+    check_distinct(&inputs, &outputs)
+}
+
+/// Whether `path` can be written: its directory exists and it is not
+/// itself a directory.
+fn check_output(path: &Path) -> Result<(), String> {
     if path.as_os_str().is_empty() {
         return Err("empty path: give a file name".into());
     }
@@ -203,9 +223,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
     abs(a) == abs(b)
 }
 
-/// Outputs that would overwrite an input, or each other, refused before
-/// any work: `inputs` and `outputs` as (what the user called it, path).
-pub fn check_distinct(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<(), String> {
+/// Outputs that would overwrite an input, or each other: `inputs` and
+/// `outputs` as (what the user called it, path).
+fn check_distinct(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<(), String> {
     for (i, (oname, o)) in outputs.iter().enumerate() {
         if is_special(&resolve(o)) {
             // /dev/null may well be named twice.

@@ -261,21 +261,17 @@ fn apply_options(a: &SimulateArgs, s: &mut SimSettings) -> Result<(), CliError> 
 }
 
 pub fn run(a: &SimulateArgs, backend: Option<&str>) -> Result<(), CliError> {
-    let inputs: Vec<(&str, &Path)> = [
-        ("scene", &a.scene),
-        ("--acquisition", &a.acquisition),
-        ("--scatterers", &a.scatterers),
-    ]
-    .into_iter()
-    .filter_map(|(what, p)| p.as_deref().map(|p| (what, p)))
-    .collect();
-    let mut outputs = vec![("--out", a.out.as_path())];
-    outputs.extend(
-        a.save_scatterers
-            .as_deref()
-            .map(|p| ("--save-scatterers", p)),
-    );
-    crate::cli::check_outputs(&inputs, &outputs)?;
+    crate::cli::check_outputs(
+        &[
+            ("scene", a.scene.as_deref()),
+            ("--acquisition", a.acquisition.as_deref()),
+            ("--scatterers", a.scatterers.as_deref()),
+        ],
+        &[
+            ("--out", Some(&a.out)),
+            ("--save-scatterers", a.save_scatterers.as_deref()),
+        ],
+    )?;
     let (acq, samples, mut settings, scatterers) = match (&a.scene, &a.acquisition, &a.scatterers) {
         (Some(scene), _, _) => {
             let s = PhantomScene::load(scene)?;

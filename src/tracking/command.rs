@@ -203,19 +203,19 @@ fn endpoint_config(a: &FrameArgs, timeout: f64) -> EndpointConfig {
     }
 }
 
-fn headless(a: &FrameArgs, backend: Option<&str>) -> Result<(Headless, Scene), CliError> {
-    let scene = Scene::load(&a.scene)?;
+/// The GPU and the renderer of `scene` (loaded by the caller, which
+/// checks its arguments against it before the GPU starts).
+fn headless(a: &FrameArgs, scene: &Scene, backend: Option<&str>) -> Result<Headless, CliError> {
     let ctx = GpuContext::new(backend)?;
     eprintln!("adapter: {}", ctx.describe());
-    let h = Headless::new(
+    Ok(Headless::new(
         ctx,
         scene.clone(),
         a.height,
         a.dynamic_range,
         Some(a.density),
         Some(a.waves),
-    );
-    Ok((h, scene))
+    ))
 }
 
 /// The image server on `--bind`:`port`; `port_flag` set the port.
@@ -243,10 +243,13 @@ fn server(
 pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
     // A recording replayed as the pose source must not be recorded over.
-    if let Some(r) = &a.frame.record {
-        let source = std::path::Path::new(&a.tracking);
-        crate::cli::check_outputs(&[("--tracking recording", source)], &[("--record", r)])?;
-    }
+    crate::cli::check_outputs(
+        &[(
+            "--tracking recording",
+            Some(std::path::Path::new(&a.tracking)),
+        )],
+        &[("--record", a.frame.record.as_deref())],
+    )?;
     if a.frames == Some(0) {
         return Err(fail(
             "--frames 0: expected 1 frame or more (leave it out to run until --duration, the end of the poses or Ctrl-C)",
@@ -313,7 +316,7 @@ pub fn run(a: &RunArgs, serve_port: Option<u16>, backend: Option<&str>) -> Resul
         (None, Some(p)) => Some(server(&a.frame, p, "--serve-port", a.timeout, fallback)?),
         (None, None) => None,
     };
-    let (h, scene) = headless(&a.frame, backend)?;
+    let h = headless(&a.frame, &scene, backend)?;
     let mut endpoints: Vec<&Endpoint> = Vec::new();
     endpoints.extend(
         live_endpoint
@@ -424,9 +427,10 @@ fn parse_matrix(s: &str) -> Result<Pose, CliError> {
 pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
     check(&a.frame)?;
     // Recording over the file being replayed would lose it.
-    if let Some(r) = &a.frame.record {
-        crate::cli::check_outputs(&[("recording replayed", &a.file)], &[("--record", r)])?;
-    }
+    crate::cli::check_outputs(
+        &[("recording replayed", Some(&a.file))],
+        &[("--record", a.frame.record.as_deref())],
+    )?;
     if a.frames == Some(0) {
         return Err(fail(
             "--frames 0: expected 1 frame or more (leave it out to replay them all)",
@@ -459,11 +463,11 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
             a.file.display()
         )));
     }
+    let scene = Scene::load(&a.frame.scene)?;
     if a.check {
         // Frames of another size cannot be compared: refuse before the
         // GPU starts rather than compare none.
-        let display =
-            crate::scene::render::View::new(&Scene::load(&a.frame.scene)?, a.frame.height).display;
+        let display = crate::scene::render::View::new(&scene, a.frame.height).display;
         if (display.width, display.height) != (rec.width, rec.height) {
             return Err(fail(format!(
                 "--check: the images in {} are {}×{} px, but {} at --height {} makes {}×{}: --check needs the recording's size (replay with the scene and --height it was recorded with)",
@@ -477,7 +481,7 @@ pub fn replay(a: &ReplayArgs, backend: Option<&str>) -> Result<(), CliError> {
             )));
         }
     }
-    let (h, scene) = headless(&a.frame, backend)?;
+    let h = headless(&a.frame, &scene, backend)?;
     let image_server = a
         .frame
         .serve_port

@@ -423,11 +423,6 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    /// Frames in the recording so far (0 without one).
-    pub fn recorded(&self) -> usize {
-        self.recording.as_ref().map_or(0, |r| r.frames.len())
-    }
-
     /// After `err` ended a run: write the frames recorded so far all the
     /// same (a live session cannot be made again) and say so in the error.
     pub fn salvage(self, err: TrackingError) -> TrackingError {
